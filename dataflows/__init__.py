@@ -1,0 +1,1 @@
+"""The Bytewax dataflows; run them with `python -m bytewax.run dataflows.<name>:flow`."""

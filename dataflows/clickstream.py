@@ -1,0 +1,50 @@
+"""`clickstream` -> pages_per_min and errors_per_min_alert.
+
+    python -m bytewax.run dataflows.clickstream:flow
+
+| table | watermark | filter | window | key | having |
+|---|---|---|---|---|---|
+| pages_per_min | 60 s | request contains "html" | sliding 60 s / 5 s | userid | |
+| errors_per_min_alert | 60 s | status > 400 | sliding 60 s / 20 s | status | errors > 5 |
+"""
+
+from bytewax.dataflow import Dataflow
+
+from config import Settings, exit_on_config_error
+from dataflows.common import read_events, setup_logging, write_tables
+from events.schema import Click
+from operators.batches import filter_events
+from operators.windows import Sliding, count_window
+from sinks.tables import ERRORS_PER_MIN_ALERT, PAGES_PER_MIN
+
+setup_logging()
+with exit_on_config_error():
+    settings = Settings.from_env()
+    flow = Dataflow("clickstream")
+    raw, clicks, dead = read_events(flow, settings, "clickstream", Click)
+
+pages = count_window(
+    "pages_per_min",
+    filter_events("html_pages", clicks, lambda c: "html" in c.request),
+    key=lambda c: c.userid,
+    window=Sliding(60_000, 5_000),
+    delay_ms=60_000,
+)
+errors = count_window(
+    "errors_per_min_alert",
+    filter_events("http_errors", clicks, lambda c: c.status > 400),
+    key=lambda c: c.status,
+    window=Sliding(60_000, 20_000),
+    delay_ms=60_000,
+    having=lambda errors: errors > 5,
+)
+write_tables(
+    flow,
+    settings,
+    raw,
+    dead,
+    [
+        (PAGES_PER_MIN, pages, lambda userid: (userid,)),
+        (ERRORS_PER_MIN_ALERT, errors, lambda status: (status,)),
+    ],
+)

@@ -1,0 +1,111 @@
+"""Steps both table dataflows share: read and parse, and write every table."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import TypeVar
+
+import bytewax.operators as op
+import msgspec
+from bytewax.dataflow import Dataflow, Stream
+
+from config import Settings
+from events.parse import DeadLetter, Parser
+from events.schema import RawRecord
+from operators.batches import TimedBatch
+from operators.windows import LateEvent, WindowCount, WindowOut
+from sinks.parquet import ParquetSink, SinkItem, Table, TableRows
+from sinks.tables import DEAD_LETTERS, LATE_EVENTS
+from sources import source_for
+from sources.datagen import Shape
+
+E = TypeVar("E", bound=msgspec.Struct)
+
+SINK_PARTS = 4
+
+
+def setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def read_events(
+    flow: Dataflow, settings: Settings, shape: Shape, event_type: type[E]
+) -> tuple[Stream[TimedBatch[RawRecord]], Stream[TimedBatch[E]], Stream[list[DeadLetter]]]:
+    """Read records of `shape` and parse them; returns raw batches, events, dead letters."""
+    raw = op.input("read", flow, source_for(settings, shape))
+    parsed = op.map("parse", raw, Parser(event_type, flow.flow_id))
+    events = op.map("events", parsed, lambda p: p[0])
+    dead = op.filter_map("dead", parsed, lambda p: p[1] or None)
+    return raw, events, dead
+
+
+class _Ticker:
+    """Sends every sink partition a tick at most once a second, so a quiet one still flushes."""
+
+    def __init__(self, parts: int) -> None:
+        self.parts = parts
+        self.last = 0.0
+
+    def __call__(self, _batch: object) -> list[tuple[str, SinkItem]]:
+        now = time.monotonic()
+        if now - self.last < 1.0:
+            return []
+        self.last = now
+        return [(str(i), None) for i in range(self.parts)]
+
+
+def _route(table: str) -> str:
+    # One table per sink partition keeps files few and large; stable across processes.
+    return str(sum(table.encode()) % SINK_PARTS)
+
+
+def write_tables(
+    flow: Dataflow,
+    settings: Settings,
+    raw: Stream[TimedBatch[RawRecord]],
+    dead: Stream[list[DeadLetter]],
+    windows: Sequence[tuple[Table, WindowOut, Callable[[Hashable], tuple]]],
+) -> None:
+    """Write each window table, its late events and the dead letters, exactly once."""
+    name = flow.flow_id
+    streams: list[Stream[tuple[str, SinkItem]]] = []
+    for table, out, key_columns in windows:
+
+        def counts_rows(
+            counts: list[WindowCount], table: Table = table, cols: Callable = key_columns
+        ) -> tuple[str, SinkItem]:
+            rows = [(*cols(c.key), c.start_ms, c.end_ms, c.count) for c in counts]
+            return _route(table.name), TableRows(table.name, rows)
+
+        def late_rows(late: list[LateEvent], table: Table = table) -> tuple[str, SinkItem]:
+            rows = [
+                (name, table.name, None if e.key is None else str(e.key), e.event_time_ms,
+                 e.watermark_ms, e.windows_missed, e.windows_total, e.reason,
+                 e.event.topic, e.event.partition, e.event.offset)
+                for e in late
+            ]
+            return _route(LATE_EVENTS.name), TableRows(LATE_EVENTS.name, rows)
+
+        streams.append(op.map(f"{table.name}_rows", out.counts, counts_rows))
+        streams.append(op.map(f"{table.name}_late_rows", out.late, late_rows))
+
+    def dead_rows(dead: list[DeadLetter]) -> tuple[str, SinkItem]:
+        rows = [(name, *d) for d in dead]
+        return _route(DEAD_LETTERS.name), TableRows(DEAD_LETTERS.name, rows)
+
+    streams.append(op.map("dead_letter_rows", dead, dead_rows))
+    streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))
+    sink = ParquetSink(
+        settings.output,
+        name,
+        [t for t, _, _ in windows] + [LATE_EVENTS, DEAD_LETTERS],
+        parts=SINK_PARTS,
+        flush_interval_s=settings.flush_interval_s,
+        flush_rows=settings.flush_rows,
+    )
+    op.output("write", op.merge("rows", *streams), sink)

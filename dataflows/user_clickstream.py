@@ -1,0 +1,49 @@
+"""`USER_CLICKSTREAM` -> click_user_sessions and user_ip_activity.
+
+    python -m bytewax.run dataflows.user_clickstream:flow
+
+| table | watermark | window | key | having |
+|---|---|---|---|---|
+| click_user_sessions | 30 s | session, gap 30 s | USERNAME | |
+| user_ip_activity | 60 s | tumbling 60 s | username, ip, city | count > 1 |
+"""
+
+from bytewax.dataflow import Dataflow
+
+from config import Settings, exit_on_config_error
+from dataflows.common import read_events, setup_logging, write_tables
+from events.schema import UserClick
+from operators.windows import Session, Tumbling, count_window
+from sinks.tables import CLICK_USER_SESSIONS, USER_IP_ACTIVITY
+
+setup_logging()
+with exit_on_config_error():
+    settings = Settings.from_env()
+    flow = Dataflow("user_clickstream")
+    raw, clicks, dead = read_events(flow, settings, "user_clickstream", UserClick)
+
+sessions = count_window(
+    "click_user_sessions",
+    clicks,
+    key=lambda c: c.username,
+    window=Session(30_000),
+    delay_ms=30_000,
+)
+activity = count_window(
+    "user_ip_activity",
+    clicks,
+    key=lambda c: (c.username, c.ip, c.city),
+    window=Tumbling(60_000),
+    delay_ms=60_000,
+    having=lambda count: count > 1,
+)
+write_tables(
+    flow,
+    settings,
+    raw,
+    dead,
+    [
+        (CLICK_USER_SESSIONS, sessions, lambda username: (username,)),
+        (USER_IP_ACTIVITY, activity, lambda key: key),
+    ],
+)

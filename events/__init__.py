@@ -1,0 +1,1 @@
+"""Record shapes of the clickstream topics and how raw records become typed events."""

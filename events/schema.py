@@ -1,0 +1,80 @@
+"""Typed events, with the shapes of Confluent's datagen clickstream quickstart.
+
+Numbers may arrive as JSON strings (datagen sends `status` and `bytes` that way);
+they are accepted and converted, as Spark's casts do. Where a record was read
+from (`topic`, `partition`, `offset`) and its event time `ts` (the Kafka record
+timestamp, epoch ms) are set by the parser, not read from the payload.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import msgspec
+
+
+class RawRecord(NamedTuple):
+    """One Kafka record as read, before parsing. `ts` is None when unknown.
+
+    A source that already knows the record is unreadable (a broken replay line)
+    sets `error`; the parser turns it into a dead letter with that reason.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    ts: int | None
+    key: bytes | None
+    value: bytes | None
+    error: str | None = None
+
+
+class Click(msgspec.Struct, kw_only=True):
+    """A `clickstream` record (key: ip)."""
+
+    ip: str
+    userid: int
+    request: str
+    status: int
+    bytes: int | None = None
+    remote_user: str | None = None
+    time: str | None = None
+    referrer: str | None = None
+    agent: str | None = None
+    # Set by the parser.
+    ts: int = 0
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+
+class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
+    """A `USER_CLICKSTREAM` record: a click joined with its user (key: user_id).
+
+    A join miss leaves `username`, `registered_at` and `city` null.
+    """
+
+    ip: str
+    request: str
+    status: int
+    username: str | None = None
+    registered_at: int | None = None
+    city: str | None = None
+    bytes: int | None = None
+    # Set by the parser (lower case on the wire would never be read: see rename).
+    ts: int = 0
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+
+
+class User(msgspec.Struct, kw_only=True):
+    """A `clickstream_users` record (key: user_id)."""
+
+    user_id: int
+    username: str | None = None
+    registered_at: int | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    city: str | None = None
+    level: str | None = None

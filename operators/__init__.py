@@ -1,0 +1,1 @@
+"""Reusable, I/O-free Bytewax operators: event-time batches, windows and joins."""

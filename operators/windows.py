@@ -1,0 +1,512 @@
+"""Event-time window counts with Spark Structured Streaming's semantics.
+
+`count_window` counts events per key in sliding, tumbling or session windows and
+emits each window exactly once, when the stream's watermark passes its end:
+
+- Sliding and tumbling windows are aligned to the Unix epoch and half open,
+  `[start, start + length)`; an event belongs to `length / slide` windows.
+- A session starts at its first event and ends at its last event + `gap`; an event
+  joins a session when it is at most `gap` away (inclusive), and may bridge two.
+- The watermark of the stream is the least progress over its input partitions
+  (see `TimedBatch`) minus `delay`. An event is judged against the watermark of
+  its own partition at the moment it was read (or the stream's, if that is
+  ahead because idle partitions were skipped): windows that end at or before it
+  are closed for that event, exactly as Spark drops late rows per window. Such an
+  event is reported on the `late` stream with the reason; it never re-opens or
+  re-emits a window.
+- `having` filters final counts only, like SQL `HAVING` after `GROUP BY`.
+- `None` is an ordinary key: events without a key form their own group.
+
+Because lateness is judged against the partition's own progress, the output
+depends on event time only: the same input gives the same windows at any speed,
+batch size or worker count. The one wall-clock influence is the idle timeout of
+the sources, which lets a quiet stream's watermark move on.
+
+State is held per shard, not per key: events are routed to a fixed number of
+shards by a stable hash of their key, and each shard keeps plain dicts of counts
+per pane (one slide of time) and key. Cost grows with events and output rows,
+not with the number of keys, and a restart may use another worker count.
+"""
+
+from __future__ import annotations
+
+import heapq
+import zlib
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import StatefulBatchLogic
+
+from operators.batches import END, NEVER, TimedBatch
+
+E = TypeVar("E")
+K = TypeVar("K", bound=Hashable)
+
+DEFAULT_SHARDS = 32
+
+
+@dataclass(frozen=True)
+class Sliding:
+    """Epoch-aligned windows of `length_ms`, one starting every `slide_ms`."""
+
+    length_ms: int
+    slide_ms: int
+
+    def __post_init__(self) -> None:
+        if self.length_ms <= 0 or self.slide_ms <= 0:
+            raise ValueError("window length and slide must be positive")
+        if self.length_ms % self.slide_ms:
+            # Spark allows it, but then events belong to a varying number of windows;
+            # none of our tables needs it.
+            raise ValueError("window length must be a multiple of the slide")
+
+
+def Tumbling(length_ms: int) -> Sliding:  # noqa: N802 - reads like a class at call sites
+    """Epoch-aligned windows of `length_ms` that do not overlap."""
+    return Sliding(length_ms, length_ms)
+
+
+@dataclass(frozen=True)
+class Session:
+    """Sessions per key that close after `gap_ms` without events."""
+
+    gap_ms: int
+
+    def __post_init__(self) -> None:
+        if self.gap_ms <= 0:
+            raise ValueError("session gap must be positive")
+
+
+Window = Sliding | Session
+
+
+class WindowCount(NamedTuple, Generic[K]):
+    """The final count of one window: `[start_ms, end_ms)` for `key`."""
+
+    key: K
+    start_ms: int
+    end_ms: int
+    count: int
+
+
+class LateEvent(NamedTuple, Generic[E]):
+    """An event that arrived after some or all of its windows had closed."""
+
+    event: E
+    key: Hashable
+    event_time_ms: int
+    watermark_ms: int
+    windows_missed: int
+    windows_total: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class WindowOut(Generic[E]):
+    """Streams out of `count_window`, batched per shard activation for throughput."""
+
+    counts: Stream[list[WindowCount]]
+    late: Stream[list[LateEvent[E]]]
+
+
+class _Item(NamedTuple):
+    key: Hashable
+    time: int
+    mark: int
+    event: Any
+
+
+@dataclass(frozen=True)
+class _ShardMsg:
+    """The slice of one `TimedBatch` that belongs to one shard."""
+
+    part: str
+    parts: int
+    items: list[_Item]
+    progress: int
+    idle: bool
+
+
+def shard_of(key: Hashable, shards: int) -> int:
+    """Stable shard of a key, the same in every process (unlike `hash` of a str)."""
+    if key is None:
+        return 0
+    if isinstance(key, int):
+        return key % shards
+    raw = key.encode() if isinstance(key, str) else repr(key).encode()
+    return zlib.crc32(raw) % shards
+
+
+class _Splitter(Generic[E]):
+    """Routes each batch's events to shards; every shard hears every partition's progress."""
+
+    def __init__(self, key: Callable[[E], Hashable], shards: int) -> None:
+        self.key = key
+        self.shards = shards
+        self.names = [f"{i:03d}" for i in range(shards)]
+        self.cache: dict[Hashable, int] = {}
+
+    def __call__(self, batch: TimedBatch[E]) -> list[tuple[str, _ShardMsg]]:
+        key, cache, shards = self.key, self.cache, self.shards
+        if len(cache) > 1_000_000:
+            cache.clear()
+        buckets: list[list[_Item]] = [[] for _ in range(shards)]
+        for event, time, mark in zip(batch.events, batch.times, batch.marks, strict=True):
+            k = key(event)
+            shard = cache.get(k)
+            if shard is None:
+                shard = cache[k] = shard_of(k, shards)
+            buckets[shard].append(_Item(k, time, mark, event))
+        return [
+            (name, _ShardMsg(batch.part, batch.parts, items, batch.progress, batch.idle))
+            for name, items in zip(self.names, buckets, strict=True)
+        ]
+
+
+class _Clock:
+    """The stream's event-time progress as seen by one shard."""
+
+    __slots__ = ("idle", "low", "parts", "progress")
+
+    def __init__(self) -> None:
+        self.progress: dict[str, int] = {}
+        self.idle: set[str] = set()
+        self.parts = 0
+        # Stream progress never goes back, even when an idle partition wakes up.
+        self.low = NEVER
+
+    def others(self, part: str) -> int:
+        """Least progress of the partitions other than `part` that hold the stream back."""
+        if len(self.progress) + (part not in self.progress) < self.parts:
+            return NEVER  # a partition we have not heard from yet holds everything back
+        low = END
+        for other, progress in self.progress.items():
+            if other != part and other not in self.idle and progress < low:
+                low = progress
+        return low
+
+    def update(self, msg: _ShardMsg) -> None:
+        self.parts = max(self.parts, msg.parts)
+        self.progress[msg.part] = max(self.progress.get(msg.part, NEVER), msg.progress)
+        if msg.idle:
+            self.idle.add(msg.part)
+        else:
+            self.idle.discard(msg.part)
+        if len(self.progress) < self.parts:
+            return
+        active = [p for part, p in self.progress.items() if part not in self.idle]
+        # All partitions idle: the stream moves with the most advanced one.
+        low = min(active) if active else max(self.progress.values())
+        self.low = max(self.low, low)
+
+    def snapshot(self) -> tuple[dict[str, int], frozenset[str], int, int]:
+        return dict(self.progress), frozenset(self.idle), self.parts, self.low
+
+    @classmethod
+    def restore(cls, state: tuple[dict[str, int], frozenset[str], int, int]) -> _Clock:
+        clock = cls()
+        progress, idle, clock.parts, clock.low = state
+        clock.progress, clock.idle = dict(progress), set(idle)
+        return clock
+
+
+class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[LateEvent]], Any]):
+    """Shared event loop of one shard: watermark per event, then the window's rules."""
+
+    def __init__(self, delay_ms: int, having: Callable[[int], bool] | None, clock: _Clock) -> None:
+        self.delay = delay_ms
+        self.having = having
+        self.clock = clock
+        self.due = END  # earliest watermark at which something can be emitted
+        self.out: list[WindowCount] = []
+        self.late: list[LateEvent] = []
+
+    def on_batch(self, values: list[_ShardMsg]) -> tuple[list[Any], bool]:
+        clock, delay = self.clock, self.delay
+        for msg in values:
+            clock.parts = max(clock.parts, msg.parts)
+            if msg.items:
+                others = clock.others(msg.part)
+                low = clock.low
+                add = self._add
+                for key, time, mark, event in msg.items:
+                    stream = min(mark, others)
+                    if stream > low:
+                        low = stream
+                    if low - delay >= self.due:
+                        self._emit(low - delay)
+                    add(key, time, (mark if mark > low else low) - delay, event)
+                clock.low = low
+            clock.update(msg)
+            if clock.low - delay >= self.due:
+                self._emit(clock.low - delay)
+        return self._flush(), StatefulBatchLogic.RETAIN
+
+    def _flush(self) -> list[tuple[list[WindowCount], list[LateEvent]]]:
+        if not self.out and not self.late:
+            return []
+        out, late = self.out, self.late
+        self.out, self.late = [], []
+        return [(out, late)]
+
+    def _add(self, key: Hashable, time: int, threshold: int, event: Any) -> None:
+        raise NotImplementedError
+
+    def _emit(self, watermark: int) -> None:
+        raise NotImplementedError
+
+
+class _SlidingLogic(_ShardLogic):
+    """Counts per pane and key; a window's count is the sum of its panes."""
+
+    def __init__(
+        self,
+        window: Sliding,
+        delay_ms: int,
+        having: Callable[[int], bool] | None,
+        resume: tuple | None,
+    ) -> None:
+        self.length = window.length_ms
+        self.slide = window.slide_ms
+        self.per_event = self.length // self.slide
+        if resume is None:
+            super().__init__(delay_ms, having, _Clock())
+            self.panes: dict[int, dict[Hashable, int]] = {}
+            # Rare negative adjustments: an event late for some (not yet emitted) windows.
+            self.corrections: dict[tuple[int, Hashable], int] = {}
+            self.next_start = NEVER  # windows starting before this have been emitted
+        else:
+            clock, panes, corrections, self.next_start = resume
+            super().__init__(delay_ms, having, _Clock.restore(clock))
+            self.panes = {p: dict(counts) for p, counts in panes.items()}
+            self.corrections = dict(corrections)
+            if self.panes:
+                first = min(self.panes)
+                self.due = max(self.next_start, first - self.length + self.slide) + self.length
+
+    def _add(self, key: Hashable, time: int, threshold: int, event: Any) -> None:
+        slide, length = self.slide, self.length
+        last_start = time - time % slide
+        first_start = last_start - length + slide
+        if first_start + length <= threshold:  # the first window is closed for this event
+            missed = min(self.per_event, (threshold - first_start - length) // slide + 1)
+            reason = (
+                f"all {self.per_event} windows closed"
+                if missed == self.per_event
+                else f"{missed} of {self.per_event} windows closed"
+            )
+            self.late.append(
+                LateEvent(event, key, time, threshold, missed, self.per_event, reason)
+            )
+            if missed == self.per_event:
+                return
+            # Counted only in the windows still open for it; windows closed for it but not
+            # yet emitted (other partitions lag behind) get a correction.
+            for start in range(max(first_start, self.next_start), first_start + missed * slide, slide):
+                self.corrections[(start, key)] = self.corrections.get((start, key), 0) - 1
+        # Panes are one slide long, so the pane of an event starts where its last window does.
+        counts = self.panes.get(last_start)
+        if counts is None:
+            counts = self.panes[last_start] = {}
+            end = max(self.next_start, first_start) + length
+            if end < self.due:
+                self.due = end
+        counts[key] = counts.get(key, 0) + 1
+
+    def _emit(self, watermark: int) -> None:
+        slide, length, panes = self.slide, self.length, self.panes
+        starts = sorted(panes)
+        having, out, corrections = self.having, self.out, self.corrections
+        while starts:
+            first = starts[0]
+            # The earliest window holding the earliest pane, unless already emitted.
+            start = max(self.next_start, first - length + slide)
+            if start + length > watermark:
+                self.due = start + length
+                return
+            end = start + length
+            if slide == length:
+                counts = dict(panes[first]) if first >= start and first < end else {}
+            else:
+                counts = {}
+                for pane in starts:
+                    if pane >= end:
+                        break
+                    for key, n in panes[pane].items():
+                        counts[key] = counts.get(key, 0) + n
+            if corrections:
+                for (cstart, key), n in list(corrections.items()):
+                    if cstart == start:
+                        counts[key] = counts.get(key, 0) + n
+                        del corrections[(cstart, key)]
+            for key, n in counts.items():
+                if n > 0 and (having is None or having(n)):
+                    out.append(WindowCount(key, start, end, n))
+            self.next_start = start + slide
+            # A pane is done once the last window holding it has been emitted.
+            while starts and starts[0] < self.next_start:
+                del panes[starts.pop(0)]
+        if corrections:
+            for cstart, key in [ck for ck in corrections if ck[0] < self.next_start]:
+                del corrections[(cstart, key)]
+        self.due = END
+
+    def snapshot(self) -> tuple:
+        return (
+            self.clock.snapshot(),
+            {p: dict(counts) for p, counts in self.panes.items()},
+            dict(self.corrections),
+            self.next_start,
+        )
+
+
+class _SessionLogic(_ShardLogic):
+    """Open sessions per key as `[start, last, count]`, with a heap of their ends."""
+
+    def __init__(
+        self,
+        window: Session,
+        delay_ms: int,
+        having: Callable[[int], bool] | None,
+        resume: tuple | None,
+    ) -> None:
+        self.gap = window.gap_ms
+        if resume is None:
+            super().__init__(delay_ms, having, _Clock())
+            self.sessions: dict[Hashable, list[list[int]]] = {}
+            self.heap: list[tuple[int, int, Hashable]] = []
+            self.seq = 0
+        else:
+            clock, sessions, self.heap, self.seq = resume
+            super().__init__(delay_ms, having, _Clock.restore(clock))
+            self.sessions = {k: [list(s) for s in v] for k, v in sessions.items()}
+            self.heap = list(self.heap)
+            if self.heap:
+                self.due = self.heap[0][0]
+
+    def _add(self, key: Hashable, time: int, threshold: int, event: Any) -> None:
+        gap = self.gap
+        if time + gap <= threshold:
+            self.late.append(LateEvent(event, key, time, threshold, 1, 1, "session window closed"))
+            return
+        sessions = self.sessions.get(key)
+        if sessions is None:
+            self.sessions[key] = [[time, time, 1]]
+            self._push(time + gap, key)
+            return
+        if len(sessions) == 1:
+            s = sessions[0]
+            if s[0] - gap <= time <= s[1] + gap:  # the common case: extends the only session
+                if time > s[1]:
+                    s[1] = time
+                elif time < s[0]:
+                    s[0] = time
+                s[2] += 1
+                return
+        # Merge with every session it touches (it may bridge two), keep the list sorted.
+        merged = [time, time, 1]
+        keep = []
+        for s in sessions:
+            if s[0] - gap <= time <= s[1] + gap:
+                merged = [min(merged[0], s[0]), max(merged[1], s[1]), merged[2] + s[2]]
+            else:
+                keep.append(s)
+        keep.append(merged)
+        keep.sort()
+        self.sessions[key] = keep
+        self._push(merged[1] + gap, key)
+
+    def _push(self, end: int, key: Hashable) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (end, self.seq, key))
+        if end < self.due:
+            self.due = end
+
+    def _emit(self, watermark: int) -> None:
+        gap, heap, having, out = self.gap, self.heap, self.having, self.out
+        while heap and heap[0][0] <= watermark:
+            _, _, key = heapq.heappop(heap)
+            sessions = self.sessions.get(key)
+            if not sessions:
+                continue
+            still_open = []
+            for start, last, n in sessions:
+                if last + gap <= watermark:
+                    if having is None or having(n):
+                        out.append(WindowCount(key, start, last + gap, n))
+                else:
+                    still_open.append([start, last, n])
+            if still_open:
+                self.sessions[key] = still_open
+                # The session grew since this heap entry was pushed: look again at its end.
+                self._push(min(s[1] for s in still_open) + gap, key)
+            else:
+                del self.sessions[key]
+        self.due = heap[0][0] if heap else END
+
+    def snapshot(self) -> tuple:
+        return (
+            self.clock.snapshot(),
+            {k: [tuple(s) for s in v] for k, v in self.sessions.items()},
+            list(self.heap),
+            self.seq,
+        )
+
+
+@operator
+def count_window(
+    step_id: str,
+    up: Stream[TimedBatch[E]],
+    key: Callable[[E], Hashable],
+    window: Window,
+    delay_ms: int,
+    having: Callable[[int], bool] | None = None,
+    shards: int = DEFAULT_SHARDS,
+) -> WindowOut[E]:
+    """Count events per key and event-time window, like Spark's
+    `withWatermark(delay).groupBy(key, window(...)).count()` in append mode.
+
+    ```python
+    from operators.windows import Sliding, count_window
+
+    # pages per user per minute, a new window every 5 s, 60 s watermark delay
+    pages = count_window("pages_per_min", clicks, lambda c: c.userid,
+                         Sliding(60_000, 5_000), delay_ms=60_000)
+    op.inspect("rows", pages.counts)   # [WindowCount(12, start, end, 7), ...]
+    op.inspect("late", pages.late)     # [LateEvent(click, 12, ts, wm, 12, 12, reason)]
+    ```
+
+    :arg key: Group key of an event; `None` is a key like any other.
+    :arg window: `Sliding(length, slide)`, `Tumbling(length)` or `Session(gap)`.
+    :arg delay_ms: Watermark delay: how far behind the stream's progress an
+        event may arrive and still be counted.
+    :arg having: Keeps only windows whose final count passes this test.
+    :arg shards: Number of state shards; fixed for the life of a recovery store.
+    :returns: `counts` (final window counts) and `late` (events that missed
+        some or all of their windows), both as lists per shard activation.
+    """
+    if delay_ms < 0:
+        raise ValueError("delay must not be negative")
+    keyed = op.flat_map("shard", up, _Splitter(key, shards))
+
+    def build(resume: tuple | None) -> _ShardLogic:
+        if isinstance(window, Session):
+            return _SessionLogic(window, delay_ms, having, resume)
+        return _SlidingLogic(window, delay_ms, having, resume)
+
+    results = op.key_rm("unshard", op.stateful_batch("count", keyed, build))
+    counts = op.filter_map("counts", results, lambda r: r[0] or None)
+    late = op.filter_map("late", results, lambda r: r[1] or None)
+    return WindowOut(counts, late)
+
+
+def emitted_windows(events: Iterable[int], window: Sliding) -> list[int]:
+    """Starts of the windows an event time belongs to (handy in tests and docs)."""
+    out = []
+    for time in events:
+        last = time - time % window.slide_ms
+        out.extend(range(last - window.length_ms + window.slide_ms, last + 1, window.slide_ms))
+    return out

@@ -1,0 +1,1 @@
+"""Where results go: partitioned Parquet tables (local or GCS) and Kafka topics."""

@@ -1,0 +1,25 @@
+"""Where records come from: replay files, the embedded datagen, Kafka.
+
+Every source emits `TimedBatch[RawRecord]`s, so the dataflows do not care which
+one runs. `clickstream_source` picks it from the settings.
+"""
+
+from __future__ import annotations
+
+from bytewax.inputs import Source
+
+from config import ConfigError, Settings
+from events.schema import RawRecord
+from operators.batches import TimedBatch
+from sources.datagen import DatagenSource, Shape
+from sources.replay import ReplaySource
+
+
+def source_for(settings: Settings, shape: Shape) -> Source[TimedBatch[RawRecord]]:
+    """The source the settings ask for, reading records of `shape`."""
+    if settings.source == "replay":
+        return ReplaySource(settings.replay_file(f"{shape}.jsonl"), settings.batch_size)
+    if settings.source == "datagen":
+        return DatagenSource(shape, settings.datagen_rate, settings.datagen_count,
+                             settings.batch_size)
+    raise ConfigError("CLICKSTREAM_SOURCE=kafka is not available yet")

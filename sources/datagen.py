@@ -1,0 +1,94 @@
+"""The embedded default source: datagen-shaped records timestamped now.
+
+Produces `clickstream` records, or `USER_CLICKSTREAM` records (the joined shape,
+join misses included) at `rate` records per second, forever or `count` of them.
+Nothing external is needed, which is what makes `just demo` run anywhere.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+
+from events import datagen
+from events.schema import RawRecord
+from operators.batches import END, TimedBatch
+
+Shape = Literal["clickstream", "user_clickstream"]
+
+
+class _DatagenPartition(StatefulSourcePartition[TimedBatch[RawRecord], int]):
+    def __init__(
+        self, shape: Shape, rate: float, count: int | None, batch_size: int, produced: int
+    ) -> None:
+        self.shape = shape
+        self.topic = "clickstream" if shape == "clickstream" else "USER_CLICKSTREAM"
+        self.rate = rate
+        self.count = count
+        self.batch_size = batch_size
+        self.produced = produced
+        self.gen = datagen.ClickGenerator()
+        self.users = {uid: self.gen.user(uid) for uid in range(1, datagen.MAX_USER_ID + 1)}
+        self.started = time.monotonic()
+        self.started_at = produced
+        self.high = 0
+        self.finished = False
+
+    def next_batch(self) -> list[TimedBatch[RawRecord]]:
+        if self.finished:
+            raise StopIteration
+        due = self.started_at + int((time.monotonic() - self.started) * self.rate)
+        if self.count is not None:
+            due = min(due, self.count)
+        n = min(max(due - self.produced, 0), self.batch_size)
+        records: list[RawRecord] = []
+        times: list[int] = []
+        for _ in range(n):
+            now = time.time_ns() // 1_000_000
+            click = self.gen.click()
+            if self.shape == "clickstream":
+                key = str(click["ip"]).encode()
+                value = datagen.dumps(click)
+            else:
+                userid = int(str(click["userid"]))
+                key = str(userid).encode()
+                value = datagen.dumps(datagen.enriched(click, self.users.get(userid)))
+            records.append(RawRecord(self.topic, 0, self.produced, now, key, value))
+            times.append(now)
+            self.produced += 1
+            self.high = max(self.high, now)
+        at_end = self.count is not None and self.produced >= self.count
+        self.finished = at_end
+        return [TimedBatch("datagen", 1, records, times, list(times), END if at_end else self.high)]
+
+    def next_awake(self) -> datetime | None:
+        if self.count is not None and self.produced >= self.count:
+            return None
+        wait = max(0.0, (self.produced + 1 - self.started_at) / self.rate
+                   - (time.monotonic() - self.started))
+        # Wake at least every second so downstream flushes stay fresh.
+        return datetime.now(timezone.utc) + timedelta(seconds=min(wait, 1.0))
+
+    def snapshot(self) -> int:
+        return self.produced
+
+
+class DatagenSource(FixedPartitionedSource[TimedBatch[RawRecord], int]):
+    def __init__(
+        self, shape: Shape, rate: float, count: int | None = None, batch_size: int = 2_000
+    ) -> None:
+        self.shape = shape
+        self.rate = rate
+        self.count = count
+        self.batch_size = batch_size
+
+    def list_parts(self) -> list[str]:
+        return ["datagen"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _DatagenPartition:
+        return _DatagenPartition(
+            self.shape, self.rate, self.count, self.batch_size, resume_state or 0
+        )

@@ -1,0 +1,79 @@
+"""Property: the operators equal a plain batch reference on random events with random
+arrival jitter, random batch sizes and shard counts, late events included."""
+
+from __future__ import annotations
+
+from bytewax.testing import run_main
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from operators.windows import Session, Sliding, Tumbling
+from tests.operators.windowing import Ev, as_rows, batches_for, run_windows
+from tests.reference import session_reference, sliding_reference
+
+S = 1_000
+
+
+@st.composite
+def arrivals(draw, max_jitter: int):
+    """Events whose arrival order is event time plus a random delay up to max_jitter."""
+    n = draw(st.integers(0, 60))
+    keys = st.sampled_from(["a", "b", None, 7])
+    events = []
+    for _ in range(n):
+        ts = draw(st.integers(0, 400 * S))
+        # mostly small steps, sometimes exactly on a boundary
+        if draw(st.booleans()):
+            ts -= ts % (5 * S)
+        jitter = draw(st.integers(0, max_jitter))
+        events.append((ts + jitter, Ev(draw(keys), ts)))
+    events.sort(key=lambda x: x[0])
+    return [e for _, e in events]
+
+
+batch_sizes = st.lists(st.integers(1, 7), min_size=1, max_size=4)
+having = st.sampled_from([None, 1, 2])  # keep counts > value
+
+
+def _having(h):
+    return None if h is None else (lambda n: n > h)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=arrivals(max_jitter=120 * S),
+    sizes=batch_sizes,
+    window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5)]),
+    delay=st.sampled_from([0, 10 * S, 60 * S]),
+    h=having,
+    shards=st.integers(1, 5),
+)
+def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, shards):
+    length, slide = window[0] * S, window[1] * S
+    w = Tumbling(length) if length == slide else Sliding(length, slide)
+    counts, late = run_windows(run_main, [batches_for(events, sizes)], w, delay, _having(h),
+                               shards=shards)
+    rows, ref_late = sliding_reference([(e.key, e.ts) for e in events], length, slide, delay,
+                                       _having(h))
+    assert as_rows(counts) == rows
+    assert sorted((e.key is None, str(e.key), e.event_time_ms, e.windows_missed) for e in late) \
+        == sorted((k is None, str(k), t, m) for k, t, m in ref_late)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=arrivals(max_jitter=90 * S),
+    sizes=batch_sizes,
+    gap=st.sampled_from([5 * S, 30 * S]),
+    delay=st.sampled_from([0, 30 * S, 60 * S]),
+    h=having,
+    shards=st.integers(1, 5),
+)
+def test_sessions_match_reference(events, sizes, gap, delay, h, shards):
+    counts, late = run_windows(run_main, [batches_for(events, sizes)], Session(gap), delay,
+                               _having(h), shards=shards)
+    rows, ref_late = session_reference([(e.key, e.ts) for e in events], gap, delay, _having(h))
+    assert as_rows(counts) == rows
+    assert sorted((e.key is None, str(e.key), e.event_time_ms) for e in late) == sorted(
+        (k is None, str(k), t) for k, t in ref_late
+    )

@@ -1,0 +1,70 @@
+"""Run `count_window` on plain (key, ts) events, split into batches and partitions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import NamedTuple
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource
+
+from operators.batches import END, TimedBatch
+from operators.windows import LateEvent, Window, WindowCount, count_window
+
+
+class Ev(NamedTuple):
+    key: Hashable
+    ts: int
+
+
+def batches_for(
+    events: Sequence[Ev], batch_sizes: Sequence[int], part: str = "p0", parts: int = 1
+) -> list[TimedBatch[Ev]]:
+    """Cut events (in arrival order) into batches; the last one ends the partition."""
+    out = []
+    i = 0
+    high = -(2**62)
+    sizes = list(batch_sizes) or [len(events) or 1]
+    n = 0
+    while i < len(events):
+        size = max(1, sizes[n % len(sizes)])
+        n += 1
+        chunk = events[i : i + size]
+        i += size
+        marks = []
+        for e in chunk:
+            high = max(high, e.ts)
+            marks.append(high)
+        out.append(TimedBatch(part, parts, list(chunk), [e.ts for e in chunk], marks, high))
+    out.append(TimedBatch(part, parts, [], [], [], END))
+    return out
+
+
+def run_windows(
+    entry_point: Callable[[Dataflow], None],
+    inputs: Sequence[Sequence[TimedBatch[Ev]]],
+    window: Window,
+    delay: int,
+    having: Callable[[int], bool] | None = None,
+    shards: int = 4,
+) -> tuple[list[WindowCount], list[LateEvent]]:
+    """Each element of `inputs` is one source partition's batches."""
+    flow = Dataflow("windows_test")
+    streams = [
+        op.input(f"in{i}", flow, TestingSource(batches)) for i, batches in enumerate(inputs)
+    ]
+    up = streams[0] if len(streams) == 1 else op.merge("merge", *streams)
+    out = count_window("win", up, lambda e: e.key, window, delay, having, shards=shards)
+    counts: list[list[WindowCount]] = []
+    late: list[list[LateEvent]] = []
+    op.output("counts", out.counts, TestingSink(counts))
+    op.output("late", out.late, TestingSink(late))
+    entry_point(flow)
+    return [c for batch in counts for c in batch], [e for batch in late for e in batch]
+
+
+def as_rows(counts: Sequence[WindowCount]) -> set[tuple[Hashable, int, int, int]]:
+    rows = {(c.key, c.start_ms, c.end_ms, c.count) for c in counts}
+    assert len(rows) == len(counts), "a window was emitted twice"
+    return rows

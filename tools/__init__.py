@@ -1,0 +1,1 @@
+"""Command-line helpers: replay-file generator, Kafka producer, table printer, benchmarks."""
