@@ -17,34 +17,40 @@ from operators.batches import filter_events
 from operators.windows import Sliding, count_window
 from sinks.tables import ERRORS_PER_MIN_ALERT, PAGES_PER_MIN
 
-setup_logging()
-with exit_on_config_error():
-    settings = Settings.from_env()
+
+
+def build(settings: Settings) -> Dataflow:
+    """The dataflow, reading and writing where `settings` say."""
     flow = Dataflow("clickstream")
     raw, clicks, dead = read_events(flow, settings, "clickstream", Click)
+    pages = count_window(
+        "pages_per_min",
+        filter_events("html_pages", clicks, lambda c: "html" in c.request),
+        key=lambda c: c.userid,
+        window=Sliding(60_000, 5_000),
+        delay_ms=60_000,
+    )
+    errors = count_window(
+        "errors_per_min_alert",
+        filter_events("http_errors", clicks, lambda c: c.status > 400),
+        key=lambda c: c.status,
+        window=Sliding(60_000, 20_000),
+        delay_ms=60_000,
+        having=lambda errors: errors > 5,
+    )
+    write_tables(
+        flow,
+        settings,
+        raw,
+        dead,
+        [
+            (PAGES_PER_MIN, pages, lambda userid: (userid,)),
+            (ERRORS_PER_MIN_ALERT, errors, lambda status: (status,)),
+        ],
+    )
+    return flow
 
-pages = count_window(
-    "pages_per_min",
-    filter_events("html_pages", clicks, lambda c: "html" in c.request),
-    key=lambda c: c.userid,
-    window=Sliding(60_000, 5_000),
-    delay_ms=60_000,
-)
-errors = count_window(
-    "errors_per_min_alert",
-    filter_events("http_errors", clicks, lambda c: c.status > 400),
-    key=lambda c: c.status,
-    window=Sliding(60_000, 20_000),
-    delay_ms=60_000,
-    having=lambda errors: errors > 5,
-)
-write_tables(
-    flow,
-    settings,
-    raw,
-    dead,
-    [
-        (PAGES_PER_MIN, pages, lambda userid: (userid,)),
-        (ERRORS_PER_MIN_ALERT, errors, lambda status: (status,)),
-    ],
-)
+
+setup_logging()
+with exit_on_config_error():
+    flow = build(Settings.from_env())

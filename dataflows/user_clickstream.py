@@ -16,34 +16,40 @@ from events.schema import UserClick
 from operators.windows import Session, Tumbling, count_window
 from sinks.tables import CLICK_USER_SESSIONS, USER_IP_ACTIVITY
 
-setup_logging()
-with exit_on_config_error():
-    settings = Settings.from_env()
+
+
+def build(settings: Settings) -> Dataflow:
+    """The dataflow, reading and writing where `settings` say."""
     flow = Dataflow("user_clickstream")
     raw, clicks, dead = read_events(flow, settings, "user_clickstream", UserClick)
+    sessions = count_window(
+        "click_user_sessions",
+        clicks,
+        key=lambda c: c.username,
+        window=Session(30_000),
+        delay_ms=30_000,
+    )
+    activity = count_window(
+        "user_ip_activity",
+        clicks,
+        key=lambda c: (c.username, c.ip, c.city),
+        window=Tumbling(60_000),
+        delay_ms=60_000,
+        having=lambda count: count > 1,
+    )
+    write_tables(
+        flow,
+        settings,
+        raw,
+        dead,
+        [
+            (CLICK_USER_SESSIONS, sessions, lambda username: (username,)),
+            (USER_IP_ACTIVITY, activity, lambda key: key),
+        ],
+    )
+    return flow
 
-sessions = count_window(
-    "click_user_sessions",
-    clicks,
-    key=lambda c: c.username,
-    window=Session(30_000),
-    delay_ms=30_000,
-)
-activity = count_window(
-    "user_ip_activity",
-    clicks,
-    key=lambda c: (c.username, c.ip, c.city),
-    window=Tumbling(60_000),
-    delay_ms=60_000,
-    having=lambda count: count > 1,
-)
-write_tables(
-    flow,
-    settings,
-    raw,
-    dead,
-    [
-        (CLICK_USER_SESSIONS, sessions, lambda username: (username,)),
-        (USER_IP_ACTIVITY, activity, lambda key: key),
-    ],
-)
+
+setup_logging()
+with exit_on_config_error():
+    flow = build(Settings.from_env())

@@ -81,11 +81,11 @@ class Parser(Generic[E]):
             except msgspec.ValidationError as ex:
                 dead.append(dead_letter(record, f"invalid {self.shape.__name__}: {ex}"))
                 continue
+            except UnicodeDecodeError:
+                dead.append(dead_letter(record, "payload is not UTF-8"))
+                continue
             except msgspec.DecodeError as ex:
-                reason = str(ex)
-                if not _is_utf8(value):
-                    reason = "payload is not UTF-8"
-                dead.append(dead_letter(record, f"not JSON: {reason}"))
+                dead.append(dead_letter(record, f"not JSON: {ex}"))
                 continue
             event.ts = record.ts  # type: ignore[attr-defined]
             event.topic = record.topic  # type: ignore[attr-defined]
@@ -109,11 +109,3 @@ class Parser(Generic[E]):
                 " (end of input)" if batch.at_end else "",
             )
         return replace(batch, events=events, times=times, marks=marks), dead
-
-
-def _is_utf8(raw: bytes) -> bool:
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True

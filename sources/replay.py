@@ -56,19 +56,16 @@ def scan_partitions(path: Path) -> set[tuple[str, int]]:
 def parse_line(line: bytes, number: int) -> RawRecord:
     try:
         rec = _decode_line(line)
-    except (msgspec.DecodeError, msgspec.ValidationError) as ex:
+    except UnicodeDecodeError:
+        # kcat writes payload bytes as they are; recover the coordinates at least.
         try:
-            line.decode("utf-8")
-        except UnicodeDecodeError:
-            # Recover the coordinates; the payload bytes themselves were not UTF-8.
-            try:
-                rec = _decode_line(line.decode("utf-8", "replace").encode())
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                pass
-            else:
-                return RawRecord(
-                    rec.topic, rec.partition, rec.offset, rec.ts, None, line, "payload is not UTF-8"
-                )
+            rec = _decode_line(line.decode("utf-8", "replace").encode())
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: not UTF-8")
+        key = rec.key.encode() if rec.key is not None else None
+        return RawRecord(rec.topic, rec.partition, rec.offset, rec.ts, key, line,
+                         "payload is not UTF-8")
+    except (msgspec.DecodeError, msgspec.ValidationError) as ex:
         return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: {ex}")
     key = rec.key.encode() if rec.key is not None else None
     value = rec.payload.encode() if rec.payload is not None else None

@@ -1,0 +1,36 @@
+# Clickstream analytics on Bytewax. `just demo` runs it, `just test` checks it.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := ".venv/bin/python"
+export PYTHONUNBUFFERED := "1"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build .venv with everything (quick when already done).
+setup:
+    scripts/setup.sh
+
+# The main job on the embedded default: datagen -> both dataflows -> ./output, then print the tables.
+demo rate="2000" count="60000": setup
+    rm -rf output
+    CLICKSTREAM_DATAGEN_RATE={{rate}} CLICKSTREAM_DATAGEN_COUNT={{count}} {{python}} -m bytewax.run dataflows.clickstream:flow & \
+    CLICKSTREAM_DATAGEN_RATE={{rate}} CLICKSTREAM_DATAGEN_COUNT={{count}} {{python}} -m bytewax.run dataflows.user_clickstream:flow & \
+    wait
+    {{python}} -m tools.show output
+
+# Run the whole test suite.
+test *args: setup
+    {{python}} -m pytest {{args}}
+
+# ruff and mypy.
+lint: setup
+    {{python}} -m ruff check .
+    {{python}} -m ruff format --check .
+    {{python}} -m mypy .
+
+# Benchmarks against Bytewax's built-in windowing and the raw Kafka ceiling (figures, not tests).
+bench *args: setup
+    {{python}} -m tools.bench {{args}}

@@ -1,0 +1,99 @@
+"""Bad input lands in dead_letters with its reason, and every record is accounted for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+
+import dataflows.clickstream
+import dataflows.user_clickstream
+from config import Settings
+from tests.tables import read_rows
+from tools.replay_gen import kcat_line
+
+GOOD_CLICK = {"ip": "1.2.3.4", "userid": 5, "request": "GET /index.html HTTP/1.1",
+              "status": "404", "bytes": "278"}
+GOOD_USER_CLICK = {"USERNAME": None, "REGISTERED_AT": None, "IP": "1.2.3.4", "CITY": None,
+                   "REQUEST": "GET /index.html HTTP/1.1", "STATUS": 404, "BYTES": 278}
+
+
+def _dump(path: Path, topic: str, payloads: list[bytes | None], raw_lines: list[bytes]) -> None:
+    lines = []
+    for offset, payload in enumerate(payloads):
+        line = orjson.loads(kcat_line(topic, 0, offset, 1_000 + offset, "k", "x"))
+        line["payload"] = None if payload is None else "__PAYLOAD__"
+        text = orjson.dumps(line)
+        if payload is not None:
+            # kcat writes payload bytes as they are, so a non-UTF-8 payload makes a
+            # line that is not UTF-8 either
+            escaped = (orjson.dumps(payload.decode()) if _utf8(payload)
+                       else b'"' + payload.replace(b'"', b'\\"') + b'"')
+            text = text.replace(b'"__PAYLOAD__"', escaped)
+        lines.append(text)
+    path.write_bytes(b"\n".join(lines + raw_lines) + b"\n")
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+BAD_CLICKS: dict[str, bytes | None] = {
+    "not JSON": b'{"ip": "1.2.3.4", "userid": ',
+    "missing required field `userid`": orjson.dumps({k: v for k, v in GOOD_CLICK.items()
+                                                     if k != "userid"}),
+    "Expected `int`, got `str` - at `$.userid`": orjson.dumps({**GOOD_CLICK, "userid": "abc"}),
+    "Expected `int`, got `str` - at `$.status`": orjson.dumps({**GOOD_CLICK, "status": "OK"}),
+    "Expected `object`, got `array`": b"[1, 2]",
+    "payload is not UTF-8": b"{\"ip\": \"\xff\xfe\"}",
+    "empty payload (tombstone)": None,
+}
+
+
+def test_every_bad_click_is_a_dead_letter_with_its_reason(tmp_path):
+    dump = tmp_path / "clickstream.jsonl"
+    good = [orjson.dumps(GOOD_CLICK)] * 3
+    _dump(dump, "clickstream", good + list(BAD_CLICKS.values()), [b"this is not a kcat line"])
+    out = tmp_path / "out"
+    from bytewax.testing import run_main
+
+    run_main(dataflows.clickstream.build(
+        Settings(source="replay", replay_path=dump, output=str(out))))
+    dead = read_rows(out, "dead_letters")
+    reasons = [row[-1] for row in dead]
+    assert len(dead) == len(BAD_CLICKS) + 1
+    for expected in BAD_CLICKS:
+        assert sum(expected in r for r in reasons) == 1, (expected, reasons)
+    assert sum(r.startswith("bad replay line 11") for r in reasons) == 1
+    # coordinates and the raw payload are kept
+    by_offset = {row[3]: row for row in dead}
+    assert by_offset[4][6] == BAD_CLICKS["missing required field `userid`"]
+    assert by_offset[8][-1] == "payload is not UTF-8" and by_offset[8][1] == "clickstream"
+    assert sorted(row[1] for row in dead) == [""] + ["clickstream"] * len(BAD_CLICKS)
+    # the good ones were counted: 3 html pages in 12 windows each
+    pages = read_rows(out, "pages_per_min")
+    assert {row[3] for row in pages} == {3} and len(pages) == 12
+    # nothing else: good events + dead letters == lines read
+    assert 3 + len(dead) == len(dump.read_bytes().splitlines())
+
+
+def test_user_clickstream_bad_records(tmp_path):
+    dump = tmp_path / "user_clickstream.jsonl"
+    bad = [orjson.dumps({**GOOD_USER_CLICK, "STATUS": None}),
+           orjson.dumps({k: v for k, v in GOOD_USER_CLICK.items() if k != "IP"})]
+    _dump(dump, "USER_CLICKSTREAM", [orjson.dumps(GOOD_USER_CLICK)] * 2 + bad, [])
+    out = tmp_path / "out"
+    from bytewax.testing import run_main
+
+    run_main(dataflows.user_clickstream.build(
+        Settings(source="replay", replay_path=dump, output=str(out))))
+    reasons = sorted(row[-1] for row in read_rows(out, "dead_letters"))
+    assert len(reasons) == 2
+    assert "Expected `int`, got `null` - at `$.STATUS`" in reasons[0] + reasons[1]
+    assert "missing required field `IP`" in reasons[0] + reasons[1]
+    # the two good join misses form one session with a null username
+    assert [r[0] for r in read_rows(out, "click_user_sessions")] == [None]

@@ -1,0 +1,95 @@
+"""Replay end to end: both dataflows from kcat dumps to Parquet, on one and two workers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dataflows.clickstream
+import dataflows.user_clickstream
+from config import Settings
+from tests.tables import expected_tables, read_rows
+from tools.replay_gen import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def replay_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("replay")
+    # 3 partitions interleaved, pauses longer than the windows, jitter within the delays
+    generate(out, events=6_000, rate=40, partitions=3, jitter_ms=25_000, seed=11,
+             pause_every=700, pause_ms=150_000)
+    return out
+
+
+@pytest.fixture(scope="module")
+def expected(replay_dir: Path) -> dict[str, set[tuple]]:
+    return expected_tables(replay_dir)
+
+
+def _settings(replay_dir: Path, output: Path, batch_size: int) -> Settings:
+    return Settings(source="replay", replay_path=replay_dir, output=str(output),
+                    batch_size=batch_size)
+
+
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_replay_gives_the_exact_tables(entry_point, replay_dir, expected, tmp_path, batch_size):
+    settings = _settings(replay_dir, tmp_path, batch_size)
+    entry_point(dataflows.clickstream.build(settings))
+    entry_point(dataflows.user_clickstream.build(settings))
+    for table, rows in expected.items():
+        got = read_rows(tmp_path, table)
+        assert len(got) == len(set(got)), f"{table}: duplicate rows"
+        assert set(got) == rows, table
+        assert rows, f"{table}: the test data should produce rows"
+    assert read_rows(tmp_path, "late_events") == []
+    assert read_rows(tmp_path, "dead_letters") == []
+
+
+def test_backfill_dump_partition_by_partition_is_not_late(tmp_path):
+    dump = tmp_path / "dump"
+    generate(dump, events=3_000, rate=20, partitions=4, jitter_ms=5_000, seed=5,
+             by_partition=True)
+    out = tmp_path / "out"
+    from bytewax.testing import run_main
+
+    run_main(dataflows.clickstream.build(_settings(dump, out, 300)))
+    assert read_rows(out, "late_events") == []
+    assert set(read_rows(out, "pages_per_min")) == expected_tables(dump)["pages_per_min"]
+
+
+def test_python_m_bytewax_run_with_two_workers(replay_dir, expected, tmp_path):
+    env = {**os.environ, "CLICKSTREAM_SOURCE": f"replay:{replay_dir}",
+           "CLICKSTREAM_OUTPUT": str(tmp_path)}
+    for flow in ("clickstream", "user_clickstream"):
+        subprocess.run(
+            [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow", "-w", "2"],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
+        )
+    for table, rows in expected.items():
+        assert set(read_rows(tmp_path, table)) == rows, table
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CLICKSTREAM_SOURCE": "s3"}, "CLICKSTREAM_SOURCE: 's3' is not one of"),
+        ({"CLICKSTREAM_SOURCE": "replay:/nonexistent"}, "does not exist"),
+        ({"CLICKSTREAM_DATAGEN_RATE": "fast"}, "CLICKSTREAM_DATAGEN_RATE: expected a number"),
+        ({"CLICKSTREAM_SOURCE": "kafka"}, "needs KAFKA_BOOTSTRAP_SERVERS"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(env, message):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr

@@ -1,0 +1,57 @@
+"""Print what each table under an output location holds.
+
+    python -m tools.show [OUTPUT]      (default: $CLICKSTREAM_OUTPUT or ./output)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
+import fsspec  # noqa: E402
+import polars as pl  # noqa: E402
+
+TABLES = ["pages_per_min", "errors_per_min_alert", "click_user_sessions", "user_ip_activity",
+          "late_events", "dead_letters"]
+
+
+def read_table(output: str, table: str) -> pl.DataFrame | None:
+    fs, root = fsspec.core.url_to_fs(output)
+    base = f"{root.rstrip('/')}/{table}"
+    if not fs.exists(base):
+        return None
+    files = [f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f]
+    if not files:
+        return None
+    proto = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
+    prefix = "" if proto in ("file", "local") else f"{proto}://"
+    frames = []
+    for f in files:
+        with fs.open(f, "rb") as fh:
+            df = pl.read_parquet(fh)
+        parts = dict(p.split("=", 1) for p in f.split("/") if "=" in p)
+        frames.append(df.with_columns(
+            event_date=pl.lit(parts.get("event_date")), event_hour=pl.lit(parts.get("event_hour"))
+        ))
+    del prefix
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def main() -> None:
+    output = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CLICKSTREAM_OUTPUT", "./output")
+    pl.Config.set_tbl_rows(8)
+    pl.Config.set_fmt_str_lengths(60)
+    for table in TABLES:
+        df = read_table(output, table)
+        if df is None:
+            print(f"\n{table}: no files")
+            continue
+        print(f"\n{table}: {df.height} rows")
+        sort = [c for c in ("event_start", "event_time", "ts") if c in df.columns][:1]
+        print(df.sort(sort, descending=True).head(8) if sort else df.head(8))
+
+
+if __name__ == "__main__":
+    main()
