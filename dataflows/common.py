@@ -86,7 +86,7 @@ def write_tables(
             rows = [
                 (name, table.name, None if e.key is None else str(e.key), e.event_time_ms,
                  e.watermark_ms, e.windows_missed, e.windows_total, e.reason,
-                 e.event.topic, e.event.partition, e.event.offset)
+                 e.event.source.topic, e.event.source.partition, e.event.source.offset)
                 for e in late
             ]
             return _route(LATE_EVENTS.name), TableRows(LATE_EVENTS.name, rows)

@@ -33,10 +33,13 @@ class DeadLetter(NamedTuple):
     reason: str
 
 
+def _as_bytes(raw: bytes | str | None) -> bytes | None:
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+
+
 def dead_letter(record: RawRecord, reason: str) -> DeadLetter:
-    return DeadLetter(
-        record.topic, record.partition, record.offset, record.ts, record.key, record.value, reason
-    )
+    return DeadLetter(record.topic, record.partition, record.offset, record.ts,
+                      _as_bytes(record.key), _as_bytes(record.value), reason)
 
 
 class Parser(Generic[E]):
@@ -87,10 +90,7 @@ class Parser(Generic[E]):
             except msgspec.DecodeError as ex:
                 dead.append(dead_letter(record, f"not JSON: {ex}"))
                 continue
-            event.ts = record.ts  # type: ignore[attr-defined]
-            event.topic = record.topic  # type: ignore[attr-defined]
-            event.partition = record.partition  # type: ignore[attr-defined]
-            event.offset = record.offset  # type: ignore[attr-defined]
+            event.source = record  # type: ignore[attr-defined]
             events.append(event)
             times.append(record.ts)
             marks.append(mark)

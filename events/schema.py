@@ -1,31 +1,34 @@
 """Typed events, with the shapes of Confluent's datagen clickstream quickstart.
 
 Numbers may arrive as JSON strings (datagen sends `status` and `bytes` that way);
-they are accepted and converted, as Spark's casts do. Where a record was read
-from (`topic`, `partition`, `offset`) and its event time `ts` (the Kafka record
-timestamp, epoch ms) are set by the parser, not read from the payload.
+they are accepted and converted, as Spark's casts do. The record an event was read
+from (topic, partition, offset, and the Kafka timestamp that is its event time) is
+attached by the parser as `source`, not read from the payload.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any
 
 import msgspec
 
 
-class RawRecord(NamedTuple):
+class RawRecord(msgspec.Struct):
     """One Kafka record as read, before parsing. `ts` is None when unknown.
 
-    A source that already knows the record is unreadable (a broken replay line)
-    sets `error`; the parser turns it into a dead letter with that reason.
+    It is also the shape of a `kcat -J` line (whose `payload` is our `value`), so
+    the replay source decodes lines straight into it. A source that already knows
+    the record is unreadable (a broken replay line) sets `error`; the parser turns
+    it into a dead letter with that reason.
     """
 
     topic: str
     partition: int
     offset: int
-    ts: int | None
-    key: bytes | None
-    value: bytes | None
+    ts: int | None = None
+    # bytes from Kafka, str from a replay line (msgspec cannot decode a bytes | str union)
+    key: Any = None
+    value: Any = msgspec.field(default=None, name="payload")
     error: str | None = None
 
 
@@ -41,11 +44,8 @@ class Click(msgspec.Struct, kw_only=True):
     time: str | None = None
     referrer: str | None = None
     agent: str | None = None
-    # Set by the parser.
-    ts: int = 0
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
+    # Set by the parser: the record this event was read from.
+    source: RawRecord | None = None
 
 
 class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
@@ -61,11 +61,8 @@ class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
     registered_at: int | None = None
     city: str | None = None
     bytes: int | None = None
-    # Set by the parser (lower case on the wire would never be read: see rename).
-    ts: int = 0
-    topic: str = ""
-    partition: int = -1
-    offset: int = -1
+    # Set by the parser: the record this event was read from.
+    source: RawRecord | None = None
 
 
 class User(msgspec.Struct, kw_only=True):

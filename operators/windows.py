@@ -112,20 +112,13 @@ class WindowOut(Generic[E]):
     late: Stream[list[LateEvent[E]]]
 
 
-class _Item(NamedTuple):
-    key: Hashable
-    time: int
-    mark: int
-    event: Any
-
-
 @dataclass(frozen=True)
 class _ShardMsg:
     """The slice of one `TimedBatch` that belongs to one shard."""
 
     part: str
     parts: int
-    items: list[_Item]
+    items: list[tuple[Hashable, int, int, Any]]  # (key, time, mark, event)
     progress: int
     idle: bool
 
@@ -153,13 +146,13 @@ class _Splitter(Generic[E]):
         key, cache, shards = self.key, self.cache, self.shards
         if len(cache) > 1_000_000:
             cache.clear()
-        buckets: list[list[_Item]] = [[] for _ in range(shards)]
+        buckets: list[list[tuple[Hashable, int, int, Any]]] = [[] for _ in range(shards)]
         for event, time, mark in zip(batch.events, batch.times, batch.marks, strict=True):
             k = key(event)
             shard = cache.get(k)
             if shard is None:
                 shard = cache[k] = shard_of(k, shards)
-            buckets[shard].append(_Item(k, time, mark, event))
+            buckets[shard].append((k, time, mark, event))  # a plain tuple: cheapest to build
         return [
             (name, _ShardMsg(batch.part, batch.parts, items, batch.progress, batch.idle))
             for name, items in zip(self.names, buckets, strict=True)

@@ -21,55 +21,51 @@ from sources.progress import PartitionProgress
 
 log = logging.getLogger(__name__)
 
-_TOPIC_PARTITION = re.compile(rb'"topic"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"partition"\s*:\s*(-?\d+)')
+# kcat -J writes "topic":"...","partition":N with no spaces; a dump in another
+# layout still replays, it only loses the up-front list of partitions.
+_TOPIC_PARTITION = re.compile(rb'"topic":"([^"\\]*)","partition":(-?\d+)')
 
-
-class KcatLine(msgspec.Struct):
-    topic: str
-    partition: int
-    offset: int
-    ts: int | None = None
-    key: str | None = None
-    payload: str | None = None
-
-
-_decode_line = msgspec.json.Decoder(KcatLine).decode
+_decode_line = msgspec.json.Decoder(RawRecord).decode
+_decode_lines = msgspec.json.Decoder(list[RawRecord]).decode
 
 
 def scan_partitions(path: Path) -> set[tuple[str, int]]:
     """Every (topic, partition) in a dump, so that all of them hold the watermark."""
-    found: set[tuple[str, int]] = set()
+    found: set[bytes] = set()
     with path.open("rb") as f:
         tail = b""
         while chunk := f.read(16 << 20):
-            # Lines are short: keep the last partial line for the next chunk.
+            # Keep the last partial line for the next chunk.
             data = tail + chunk
             cut = data.rfind(b"\n") + 1
-            for m in _TOPIC_PARTITION.finditer(data, 0, cut or len(data)):
-                found.add((m.group(1).decode("utf-8", "replace"), int(m.group(2))))
+            found.update(_TOPIC_PARTITION.findall(data, 0, cut or len(data)))
             tail = data[cut:] if cut else b""
-        for m in _TOPIC_PARTITION.finditer(tail):
-            found.add((m.group(1).decode("utf-8", "replace"), int(m.group(2))))
-    return found
+        found.update(_TOPIC_PARTITION.findall(tail))
+    return {(t.decode("utf-8", "replace"), int(p)) for t, p in found}
 
 
 def parse_line(line: bytes, number: int) -> RawRecord:
+    """One dump line as a record; an unreadable line becomes a record with `error`."""
     try:
-        rec = _decode_line(line)
+        return _decode_line(line)
     except UnicodeDecodeError:
         # kcat writes payload bytes as they are; recover the coordinates at least.
         try:
             rec = _decode_line(line.decode("utf-8", "replace").encode())
         except (msgspec.DecodeError, msgspec.ValidationError):
             return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: not UTF-8")
-        key = rec.key.encode() if rec.key is not None else None
-        return RawRecord(rec.topic, rec.partition, rec.offset, rec.ts, key, line,
+        return RawRecord(rec.topic, rec.partition, rec.offset, rec.ts, rec.key, line,
                          "payload is not UTF-8")
     except (msgspec.DecodeError, msgspec.ValidationError) as ex:
         return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: {ex}")
-    key = rec.key.encode() if rec.key is not None else None
-    value = rec.payload.encode() if rec.payload is not None else None
-    return RawRecord(rec.topic, rec.partition, rec.offset, rec.ts, key, value)
+
+
+def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
+    """Decode many lines in one call; only when that fails, line by line."""
+    try:
+        return _decode_lines(b"[" + b",".join(lines) + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        return [parse_line(line, first_number + i) for i, line in enumerate(lines)]
 
 
 class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
@@ -92,34 +88,39 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
     def next_batch(self) -> list[TimedBatch[RawRecord]]:
         if self.done:
             raise StopIteration
-        records: list[RawRecord] = []
-        times: list[int] = []
-        marks: list[int] = []
-        progress = self.progress
+        lines: list[bytes] = []
+        numbers: list[int] = []
         readline = self.file.readline
-        mark = progress.low
-        while len(records) < self.batch_size:
+        while len(lines) < self.batch_size:
             line = readline()
             if not line:
                 self.done = True
                 break
             self.line_number += 1
-            if not line.strip():
-                continue
-            record = parse_line(line.rstrip(b"\r\n"), self.line_number)
-            if record.ts is not None:
-                mark = progress.advance((record.topic, record.partition), record.ts)
-            records.append(record)
-            times.append(record.ts if record.ts is not None else mark)
+            line = line.rstrip(b"\r\n")
+            if line.strip():
+                lines.append(line)
+                numbers.append(self.line_number)
+        records = parse_lines(lines, numbers[0]) if lines else []
+        if len(records) != len(lines):  # a line held more than one JSON value
+            records = [parse_line(line, n) for line, n in zip(lines, numbers, strict=True)]
+        times: list[int] = []
+        marks: list[int] = []
+        advance = self.progress.advance
+        mark = self.progress.low
+        for record in records:
+            ts = record.ts
+            if ts is not None:
+                mark = advance((record.topic, record.partition), ts)
+                times.append(ts)
+            else:
+                times.append(mark)
             marks.append(mark)
         self.position = self.file.tell()
         if self.done:
             log.info("replay %s: end of file after %d lines", self.path, self.line_number)
-        return [
-            TimedBatch(
-                "replay", 1, records, times, marks, END if self.done else progress.low
-            )
-        ]
+        progress = END if self.done else self.progress.low
+        return [TimedBatch("replay", 1, records, times, marks, progress)]
 
     def snapshot(self) -> tuple:
         return (self.position, self.line_number, self.progress.snapshot())
