@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from itertools import islice
 from pathlib import Path
 
 import msgspec
@@ -88,22 +89,22 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
     def next_batch(self) -> list[TimedBatch[RawRecord]]:
         if self.done:
             raise StopIteration
-        lines: list[bytes] = []
-        numbers: list[int] = []
-        readline = self.file.readline
-        while len(lines) < self.batch_size:
-            line = readline()
-            if not line:
-                self.done = True
-                break
-            self.line_number += 1
-            line = line.rstrip(b"\r\n")
-            if line.strip():
-                lines.append(line)
-                numbers.append(self.line_number)
-        records = parse_lines(lines, numbers[0]) if lines else []
+        raw = list(islice(self.file, self.batch_size))
+        if len(raw) < self.batch_size:
+            self.done = True
+        first = self.line_number + 1
+        self.line_number += len(raw)
+        lines = [line for line in raw if not line.isspace()]
+        if len(lines) == len(raw):
+            records = parse_lines(lines, first)
+        else:  # blank lines: keep line numbers right for error messages
+            numbered = [(first + i, line) for i, line in enumerate(raw) if not line.isspace()]
+            lines = [line for _, line in numbered]
+            records = parse_lines(lines, first)
+            if len(records) != len(lines):
+                records = [parse_line(line, n) for n, line in numbered]
         if len(records) != len(lines):  # a line held more than one JSON value
-            records = [parse_line(line, n) for line, n in zip(lines, numbers, strict=True)]
+            records = [parse_line(line, first + i) for i, line in enumerate(lines)]
         times: list[int] = []
         marks: list[int] = []
         advance = self.progress.advance
