@@ -18,7 +18,6 @@ from operators.windows import Sliding, count_window
 from sinks.tables import ERRORS_PER_MIN_ALERT, PAGES_PER_MIN
 
 
-
 def build(settings: Settings) -> Dataflow:
     """The dataflow, reading and writing where `settings` say."""
     flow = Dataflow("clickstream")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import bytewax.operators as op
 import msgspec
@@ -69,7 +69,7 @@ def write_tables(
     settings: Settings,
     raw: Stream[TimedBatch[RawRecord]],
     dead: Stream[list[DeadLetter]],
-    windows: Sequence[tuple[Table, WindowOut, Callable[[Hashable], tuple]]],
+    windows: Sequence[tuple[Table, WindowOut, Callable[[Any], tuple]]],
 ) -> None:
     """Write each window table, its late events and the dead letters, exactly once."""
     name = flow.flow_id
@@ -79,14 +79,24 @@ def write_tables(
         def counts_rows(
             counts: list[WindowCount], table: Table = table, cols: Callable = key_columns
         ) -> tuple[str, SinkItem]:
-            rows = [(*cols(c.key), c.start_ms, c.end_ms, c.count) for c in counts]
+            rows = [(*cols(c.key), c.start_ms, c.end_ms, c.total) for c in counts]
             return _route(table.name), TableRows(table.name, rows)
 
         def late_rows(late: list[LateEvent], table: Table = table) -> tuple[str, SinkItem]:
             rows = [
-                (name, table.name, None if e.key is None else str(e.key), e.event_time_ms,
-                 e.watermark_ms, e.windows_missed, e.windows_total, e.reason,
-                 e.event.source.topic, e.event.source.partition, e.event.source.offset)
+                (
+                    name,
+                    table.name,
+                    None if e.key is None else str(e.key),
+                    e.event_time_ms,
+                    e.watermark_ms,
+                    e.windows_missed,
+                    e.windows_total,
+                    e.reason,
+                    e.event.source.topic,
+                    e.event.source.partition,
+                    e.event.source.offset,
+                )
                 for e in late
             ]
             return _route(LATE_EVENTS.name), TableRows(LATE_EVENTS.name, rows)

@@ -17,7 +17,6 @@ from operators.windows import Session, Tumbling, count_window
 from sinks.tables import CLICK_USER_SESSIONS, USER_IP_ACTIVITY
 
 
-
 def build(settings: Settings) -> Dataflow:
     """The dataflow, reading and writing where `settings` say."""
     flow = Dataflow("user_clickstream")
@@ -44,7 +43,7 @@ def build(settings: Settings) -> Dataflow:
         dead,
         [
             (CLICK_USER_SESSIONS, sessions, lambda username: (username,)),
-            (USER_IP_ACTIVITY, activity, lambda key: key),
+            (USER_IP_ACTIVITY, activity, tuple),
         ],
     )
     return flow

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -38,8 +37,15 @@ def _as_bytes(raw: bytes | str | None) -> bytes | None:
 
 
 def dead_letter(record: RawRecord, reason: str) -> DeadLetter:
-    return DeadLetter(record.topic, record.partition, record.offset, record.ts,
-                      _as_bytes(record.key), _as_bytes(record.value), reason)
+    return DeadLetter(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.ts,
+        _as_bytes(record.key),
+        _as_bytes(record.value),
+        reason,
+    )
 
 
 class Parser(Generic[E]):
@@ -60,9 +66,7 @@ class Parser(Generic[E]):
         self.log_every_s = log_every_s
         self.next_log = time.monotonic() + log_every_s
 
-    def __call__(
-        self, batch: TimedBatch[RawRecord]
-    ) -> tuple[TimedBatch[E], list[DeadLetter]]:
+    def __call__(self, batch: TimedBatch[RawRecord]) -> tuple[TimedBatch[E], list[DeadLetter]]:
         decode = self.decoder.decode
         events: list[E] = []
         times: list[int] = []
@@ -108,4 +112,5 @@ class Parser(Generic[E]):
                 self.dead,
                 " (end of input)" if batch.at_end else "",
             )
-        return replace(batch, events=events, times=times, marks=marks), dead
+        out = TimedBatch(batch.part, batch.parts, events, times, marks, batch.progress, batch.idle)
+        return out, dead

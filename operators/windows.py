@@ -64,7 +64,7 @@ class Sliding:
             raise ValueError("window length must be a multiple of the slide")
 
 
-def Tumbling(length_ms: int) -> Sliding:  # noqa: N802 - reads like a class at call sites
+def Tumbling(length_ms: int) -> Sliding:
     """Epoch-aligned windows of `length_ms` that do not overlap."""
     return Sliding(length_ms, length_ms)
 
@@ -89,7 +89,7 @@ class WindowCount(NamedTuple, Generic[K]):
     key: K
     start_ms: int
     end_ms: int
-    count: int
+    total: int
 
 
 class LateEvent(NamedTuple, Generic[E]):
@@ -291,14 +291,14 @@ class _SlidingLogic(_ShardLogic):
                 if missed == self.per_event
                 else f"{missed} of {self.per_event} windows closed"
             )
-            self.late.append(
-                LateEvent(event, key, time, threshold, missed, self.per_event, reason)
-            )
+            self.late.append(LateEvent(event, key, time, threshold, missed, self.per_event, reason))
             if missed == self.per_event:
                 return
             # Counted only in the windows still open for it; windows closed for it but not
             # yet emitted (other partitions lag behind) get a correction.
-            for start in range(max(first_start, self.next_start), first_start + missed * slide, slide):
+            for start in range(
+                max(first_start, self.next_start), first_start + missed * slide, slide
+            ):
                 self.corrections[(start, key)] = self.corrections.get((start, key), 0) - 1
         # Panes are one slide long, so the pane of an event starts where its last window does.
         counts = self.panes.get(last_start)
@@ -498,7 +498,7 @@ def count_window(
 
 def emitted_windows(events: Iterable[int], window: Sliding) -> list[int]:
     """Starts of the windows an event time belongs to (handy in tests and docs)."""
-    out = []
+    out: list[int] = []
     for time in events:
         last = time - time % window.slide_ms
         out.extend(range(last - window.length_ms + window.slide_ms, last + 1, window.slide_ms))

@@ -24,16 +24,17 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 # gcsfs probes buckets over gRPC unless told otherwise; the GCS emulator never
 # answers, so every call would wait 60 s. Must be set before gcsfs is imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-import fsspec  # noqa: E402
-import polars as pl  # noqa: E402
-from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition  # noqa: E402
+import fsspec
+import polars as pl
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ SinkItem = TableRows | None  # None is a tick: lets a quiet partition flush on t
 SinkState = tuple[int, dict[str, list[tuple]]]
 
 
-def retry(action: Callable[[], T], what: str, *, attempts: int = 12, first_wait_s: float = 0.5) -> T:
+def retry(
+    action: Callable[[], T], what: str, *, attempts: int = 12, first_wait_s: float = 0.5
+) -> T:
     """Run `action`, retrying with exponential backoff (0.5 s doubling, capped at 30 s)."""
     wait = first_wait_s
     for attempt in range(1, attempts + 1):
@@ -74,8 +77,9 @@ def retry(action: Callable[[], T], what: str, *, attempts: int = 12, first_wait_
         except (OSError, TimeoutError, ConnectionError) as ex:
             if attempt == attempts:
                 raise
-            log.warning("%s failed (%s: %s); retry %d in %.1f s", what, type(ex).__name__,
-                        ex, attempt, wait)
+            log.warning(
+                "%s failed (%s: %s); retry %d in %.1f s", what, type(ex).__name__, ex, attempt, wait
+            )
             time.sleep(wait)
             wait = min(wait * 2, 30.0)
     raise AssertionError("unreachable")
@@ -99,17 +103,20 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
         stale = []
         for table in self.sink.tables:
             base = f"{root}/{table}"
-            if not retry(lambda base=base: fs.exists(base), f"check {base}"):
+            if not retry(partial(fs.exists, base), f"check {base}"):
                 continue
-            for path in retry(lambda base=base: fs.find(base), f"list {base}"):
+            for path in retry(partial(fs.find, base), f"list {base}"):
                 m = name.search(path)
                 if m and int(m.group(1)) >= from_seq:
                     stale.append(path)
         for path in stale:
-            retry(lambda path=path: fs.rm(path), f"remove {path}")
+            retry(partial(fs.rm, path), f"remove {path}")
         if stale:
-            log.info("sink %s: removed %d files written after the last snapshot",
-                     self.prefix.rstrip("-"), len(stale))
+            log.info(
+                "sink %s: removed %d files written after the last snapshot",
+                self.prefix.rstrip("-"),
+                len(stale),
+            )
 
     def write_batch(self, values: list[SinkItem]) -> None:
         for item in values:
@@ -120,8 +127,7 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
             if self.oldest is None:
                 self.oldest = time.monotonic()
         if self.pending_rows >= self.sink.flush_rows or (
-            self.oldest is not None
-            and time.monotonic() - self.oldest >= self.sink.flush_interval_s
+            self.oldest is not None and time.monotonic() - self.oldest >= self.sink.flush_interval_s
         ):
             self.flush()
 
@@ -132,8 +138,13 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
         for table_name, rows in self.pending.items():
             if rows:
                 files += self._write_table(self.sink.tables[table_name], rows)
-        log.info("sink %s: wrote %d rows in %d files (flush %d)",
-                 self.prefix.rstrip("-"), self.pending_rows, files, self.seq)
+        log.info(
+            "sink %s: wrote %d rows in %d files (flush %d)",
+            self.prefix.rstrip("-"),
+            self.pending_rows,
+            files,
+            self.seq,
+        )
         self.written += self.pending_rows
         self.seq += 1
         self.pending = {}
@@ -149,7 +160,7 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
                 for c in table.timestamps
             ]
         )
-        stamp = pl.col(table.partition_by).fill_null(datetime.now(timezone.utc))
+        stamp = pl.col(table.partition_by).fill_null(datetime.now(UTC))
         df = df.with_columns(
             event_date=stamp.dt.strftime("%Y-%m-%d"), event_hour=stamp.dt.strftime("%H")
         )
@@ -192,8 +203,9 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
     ) -> None:
         self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
         self.root = path.rstrip("/")
-        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
-                                else (self.fs.protocol,))
+        self.local = "file" in (
+            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        )
         self.flow = flow
         self.tables = {t.name: t for t in tables}
         self.parts = parts

@@ -16,37 +16,69 @@ PAGES_PER_MIN = Table(
 )
 ERRORS_PER_MIN_ALERT = Table(
     "errors_per_min_alert",
-    [("status", pl.Int64), ("event_start", pl.Int64), ("event_end", pl.Int64), ("errors", pl.Int64)],
+    [
+        ("status", pl.Int64),
+        ("event_start", pl.Int64),
+        ("event_end", pl.Int64),
+        ("errors", pl.Int64),
+    ],
     partition_by="event_start",
     timestamps=_WINDOW,
 )
 CLICK_USER_SESSIONS = Table(
     "click_user_sessions",
-    [("username", pl.String), ("event_start", pl.Int64), ("event_end", pl.Int64),
-     ("events", pl.Int64)],
+    [
+        ("username", pl.String),
+        ("event_start", pl.Int64),
+        ("event_end", pl.Int64),
+        ("events", pl.Int64),
+    ],
     partition_by="event_start",
     timestamps=_WINDOW,
 )
 USER_IP_ACTIVITY = Table(
     "user_ip_activity",
-    [("username", pl.String), ("ip", pl.String), ("city", pl.String), ("event_start", pl.Int64),
-     ("event_end", pl.Int64), ("count", pl.Int64)],
+    [
+        ("username", pl.String),
+        ("ip", pl.String),
+        ("city", pl.String),
+        ("event_start", pl.Int64),
+        ("event_end", pl.Int64),
+        ("count", pl.Int64),
+    ],
     partition_by="event_start",
     timestamps=_WINDOW,
 )
 LATE_EVENTS = Table(
     "late_events",
-    [("dataflow", pl.String), ("table_name", pl.String), ("group_key", pl.String),
-     ("event_time", pl.Int64), ("watermark", pl.Int64), ("windows_missed", pl.Int64),
-     ("windows_total", pl.Int64), ("reason", pl.String), ("topic", pl.String),
-     ("partition", pl.Int64), ("offset", pl.Int64)],
+    [
+        ("dataflow", pl.String),
+        ("table_name", pl.String),
+        ("group_key", pl.String),
+        ("event_time", pl.Int64),
+        ("watermark", pl.Int64),
+        ("windows_missed", pl.Int64),
+        ("windows_total", pl.Int64),
+        ("reason", pl.String),
+        ("topic", pl.String),
+        ("partition", pl.Int64),
+        ("offset", pl.Int64),
+    ],
     partition_by="event_time",
     timestamps=frozenset({"event_time", "watermark"}),
 )
 DEAD_LETTERS = Table(
     "dead_letters",
-    [("dataflow", pl.String), ("topic", pl.String), ("partition", pl.Int64), ("offset", pl.Int64),
-     ("ts", pl.Int64), ("key", pl.Binary), ("payload", pl.Binary), ("reason", pl.String)],
+    [
+        ("dataflow", pl.String),
+        ("topic", pl.String),
+        ("partition", pl.Int64),
+        ("offset", pl.Int64),
+        ("ts", pl.Int64),
+        ("key", pl.Binary),
+        ("payload", pl.Binary),
+        ("reason", pl.String),
+    ],
     partition_by="ts",
     timestamps=frozenset({"ts"}),
 )

@@ -20,6 +20,7 @@ def source_for(settings: Settings, shape: Shape) -> Source[TimedBatch[RawRecord]
     if settings.source == "replay":
         return ReplaySource(settings.replay_file(f"{shape}.jsonl"), settings.batch_size)
     if settings.source == "datagen":
-        return DatagenSource(shape, settings.datagen_rate, settings.datagen_count,
-                             settings.batch_size)
+        return DatagenSource(
+            shape, settings.datagen_rate, settings.datagen_count, settings.batch_size
+        )
     raise ConfigError("CLICKSTREAM_SOURCE=kafka is not available yet")

@@ -8,7 +8,7 @@ Nothing external is needed, which is what makes `just demo` run anywhere.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -67,10 +67,12 @@ class _DatagenPartition(StatefulSourcePartition[TimedBatch[RawRecord], int]):
     def next_awake(self) -> datetime | None:
         if self.count is not None and self.produced >= self.count:
             return None
-        wait = max(0.0, (self.produced + 1 - self.started_at) / self.rate
-                   - (time.monotonic() - self.started))
+        wait = max(
+            0.0,
+            (self.produced + 1 - self.started_at) / self.rate - (time.monotonic() - self.started),
+        )
         # Wake at least every second so downstream flushes stay fresh.
-        return datetime.now(timezone.utc) + timedelta(seconds=min(wait, 1.0))
+        return datetime.now(UTC) + timedelta(seconds=min(wait, 1.0))
 
     def snapshot(self) -> int:
         return self.produced
@@ -88,7 +90,9 @@ class DatagenSource(FixedPartitionedSource[TimedBatch[RawRecord], int]):
     def list_parts(self) -> list[str]:
         return ["datagen"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _DatagenPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _DatagenPartition:
         return _DatagenPartition(
             self.shape, self.rate, self.count, self.batch_size, resume_state or 0
         )

@@ -32,7 +32,7 @@ _decode_lines = msgspec.json.Decoder(list[RawRecord]).decode
 
 def scan_partitions(path: Path) -> set[tuple[str, int]]:
     """Every (topic, partition) in a dump, so that all of them hold the watermark."""
-    found: set[bytes] = set()
+    found: set[tuple[bytes, bytes]] = set()
     with path.open("rb") as f:
         tail = b""
         while chunk := f.read(16 << 20):
@@ -55,8 +55,9 @@ def parse_line(line: bytes, number: int) -> RawRecord:
             rec = _decode_line(line.decode("utf-8", "replace").encode())
         except (msgspec.DecodeError, msgspec.ValidationError):
             return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: not UTF-8")
-        return RawRecord(rec.topic, rec.partition, rec.offset, rec.ts, rec.key, line,
-                         "payload is not UTF-8")
+        return RawRecord(
+            rec.topic, rec.partition, rec.offset, rec.ts, rec.key, line, "payload is not UTF-8"
+        )
     except (msgspec.DecodeError, msgspec.ValidationError) as ex:
         return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: {ex}")
 
@@ -140,5 +141,7 @@ class ReplaySource(FixedPartitionedSource[TimedBatch[RawRecord], tuple]):
     def list_parts(self) -> list[str]:
         return ["replay"]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: tuple | None) -> _ReplayPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: tuple | None
+    ) -> _ReplayPartition:
         return _ReplayPartition(self.path, self.batch_size, resume_state)

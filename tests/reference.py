@@ -28,16 +28,18 @@ def sliding_reference(
     for key, ts in events:
         high = ts if high is None else max(high, ts)
         wm = high - delay
-        starts = [s for s in range(ts - ts % slide - length + slide, ts + 1, slide)
-                  if s <= ts < s + length]
+        starts = [
+            s
+            for s in range(ts - ts % slide - length + slide, ts + 1, slide)
+            if s <= ts < s + length
+        ]
         missed = [s for s in starts if s + length <= wm]
         if missed:
             late.append((key, ts, len(missed)))
         for s in starts:
             if s + length > wm:
                 counts[(key, s)] += 1
-    rows = {(k, s, s + length, n) for (k, s), n in counts.items()
-            if having is None or having(n)}
+    rows = {(k, s, s + length, n) for (k, s), n in counts.items() if having is None or having(n)}
     return rows, late
 
 
@@ -69,8 +71,11 @@ def session_reference(
         touching = [s for s in open_sessions[key] if s[0] - gap <= ts <= s[1] + gap]
         for s in touching:
             open_sessions[key].remove(s)
-        merged = [min([ts] + [s[0] for s in touching]), max([ts] + [s[1] for s in touching]),
-                  1 + sum(s[2] for s in touching)]
+        merged = [
+            min([ts] + [s[0] for s in touching]),
+            max([ts] + [s[1] for s in touching]),
+            1 + sum(s[2] for s in touching),
+        ]
         open_sessions[key].append(merged)
     close(float("inf"))
     return rows, late

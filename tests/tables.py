@@ -16,9 +16,11 @@ NO_LATENESS = 10**15
 
 def read_rows(output: str | Path, table: str) -> list[tuple]:
     """All rows of a table as tuples, timestamps as epoch ms; [] when there are no files."""
-    files = sorted(
-        str(p) for p in Path(output, table).rglob("*.parquet") if not p.name.startswith(".")
-    ) if os.path.isdir(Path(output, table)) else []
+    files = (
+        sorted(str(p) for p in Path(output, table).rglob("*.parquet") if not p.name.startswith("."))
+        if os.path.isdir(Path(output, table))
+        else []
+    )
     if not files:
         return []
     df = pl.read_parquet(files, hive_partitioning=True).drop("event_date", "event_hour")
@@ -41,18 +43,28 @@ def expected_tables(replay_dir: Path) -> dict[str, set[tuple]]:
     joined = load_dump(replay_dir / "user_clickstream.jsonl")
     pages, _ = sliding_reference(
         [(int(c["userid"]), ts) for ts, c in clicks if "html" in c["request"]],
-        60 * S, 5 * S, NO_LATENESS)
+        60 * S,
+        5 * S,
+        NO_LATENESS,
+    )
     errors, _ = sliding_reference(
         [(int(c["status"]), ts) for ts, c in clicks if int(c["status"]) > 400],
-        60 * S, 20 * S, NO_LATENESS, lambda n: n > 5)
-    sessions, _ = session_reference([(u["USERNAME"], ts) for ts, u in joined], 30 * S,
-                                    NO_LATENESS)
+        60 * S,
+        20 * S,
+        NO_LATENESS,
+        lambda n: n > 5,
+    )
+    sessions, _ = session_reference([(u["USERNAME"], ts) for ts, u in joined], 30 * S, NO_LATENESS)
     activity, _ = sliding_reference(
-        [((u["USERNAME"], u["IP"], u["CITY"]), ts) for ts, u in joined], 60 * S, 60 * S,
-        NO_LATENESS, lambda n: n > 1)
+        [((u["USERNAME"], u["IP"], u["CITY"]), ts) for ts, u in joined],
+        60 * S,
+        60 * S,
+        NO_LATENESS,
+        lambda n: n > 1,
+    )
     return {
         "pages_per_min": pages,
         "errors_per_min_alert": errors,
         "click_user_sessions": sessions,
-        "user_ip_activity": {(*k, s, e, n) for k, s, e, n in activity},
+        "user_ip_activity": {(*k, s, e, n) for k, s, e, n in activity},  # type: ignore[misc]
     }

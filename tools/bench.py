@@ -22,7 +22,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -36,7 +36,7 @@ from operators.batches import END, TimedBatch
 from operators.windows import Session, Sliding, Tumbling, Window, count_window
 
 S = 1_000
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 RESULTS: list[tuple[str, str, float, str, float]] = []
 
 
@@ -99,22 +99,25 @@ def ours(events: list[Ev], window: Window, batch: int = 2_000) -> tuple[float, i
 
 
 def builtin(events: list[Ev], window: Window) -> tuple[float, int]:
-    align = datetime(2023, 1, 1, tzinfo=timezone.utc)
+    align = datetime(2023, 1, 1, tzinfo=UTC)
     if isinstance(window, Session):
         windower: bw.Windower = bw.SessionWindower(gap=timedelta(milliseconds=window.gap_ms))
         wait = timedelta(milliseconds=window.gap_ms)
     elif window.length_ms == window.slide_ms:
-        windower = bw.TumblingWindower(length=timedelta(milliseconds=window.length_ms),
-                                       align_to=align)
+        windower = bw.TumblingWindower(
+            length=timedelta(milliseconds=window.length_ms), align_to=align
+        )
         wait = timedelta(seconds=60)
     else:
-        windower = bw.SlidingWindower(length=timedelta(milliseconds=window.length_ms),
-                                      offset=timedelta(milliseconds=window.slide_ms),
-                                      align_to=align)
+        windower = bw.SlidingWindower(
+            length=timedelta(milliseconds=window.length_ms),
+            offset=timedelta(milliseconds=window.slide_ms),
+            align_to=align,
+        )
         wait = timedelta(seconds=60)
     flow = Dataflow("builtin")
     up = op.input("in", flow, TestingSource(events, batch_size=2_000))
-    clock = bw.EventClock(lambda e: e.dt, wait_for_system_duration=wait)
+    clock: bw.EventClock[Ev] = bw.EventClock(lambda e: e.dt, wait_for_system_duration=wait)
     out = bw.count_window("count", up, clock, windower, lambda e: e.key)
     sink = CountingSink()
     op.output("out", out.down, sink)
@@ -125,8 +128,10 @@ def builtin(events: list[Ev], window: Window) -> tuple[float, int]:
 
 def record(group: str, name: str, rate: float, baseline: str, base_rate: float) -> None:
     RESULTS.append((group, name, rate, baseline, base_rate))
-    print(f"  {name}: {rate:,.0f} ev/s vs {baseline} {base_rate:,.0f} ev/s "
-          f"= {rate / base_rate:.1f}x", flush=True)
+    print(
+        f"  {name}: {rate:,.0f} ev/s vs {baseline} {base_rate:,.0f} ev/s = {rate / base_rate:.1f}x",
+        flush=True,
+    )
 
 
 def bench_operators(scale: float) -> None:
@@ -141,8 +146,13 @@ def bench_operators(scale: float) -> None:
         for label, window in windows:
             t_ours, rows_ours = ours(events, window)
             t_builtin, rows_builtin = builtin(events, window)
-            record("operator", f"{label}, {keys:,} keys ({rows_ours:,} rows; built-in "
-                   f"{rows_builtin:,})", n / t_ours, "built-in count_window", n / t_builtin)
+            record(
+                "operator",
+                f"{label}, {keys:,} keys ({rows_ours:,} rows; built-in {rows_builtin:,})",
+                n / t_ours,
+                "built-in count_window",
+                n / t_builtin,
+            )
 
 
 def _parse_ceiling(path: Path, shape: type) -> float:
@@ -153,7 +163,7 @@ def _parse_ceiling(path: Path, shape: type) -> float:
 
     from sources.replay import parse_lines
 
-    decode = msgspec.json.Decoder(shape, strict=False).decode
+    decode: Callable[[Any], Any] = msgspec.json.Decoder(shape, strict=False).decode
     start = time.perf_counter()
     n = 0
     with path.open("rb") as f:
@@ -178,24 +188,36 @@ def bench_dataflows(scale: float) -> None:
         print(f"dataflows: {n:,} records from a replay file to Parquet, 1 worker", flush=True)
         flows: list[tuple[str, Callable[[Settings], Dataflow], type, str]] = [
             ("clickstream", dataflows.clickstream.build, Click, "clickstream.jsonl"),
-            ("user_clickstream", dataflows.user_clickstream.build, UserClick,
-             "user_clickstream.jsonl"),
+            (
+                "user_clickstream",
+                dataflows.user_clickstream.build,
+                UserClick,
+                "user_clickstream.jsonl",
+            ),
         ]
         for name, build, shape, file in flows:
             settings = Settings(source="replay", replay_path=dump, output=str(Path(tmp, name)))
             start = time.perf_counter()
             run_main(build(settings))
             rate = n / (time.perf_counter() - start)
-            record("dataflow", f"{name} replay -> Parquet", rate,
-                   "read + JSON-parse only", _parse_ceiling(dump / file, shape))
+            record(
+                "dataflow",
+                f"{name} replay -> Parquet",
+                rate,
+                "read + JSON-parse only",
+                _parse_ceiling(dump / file, shape),
+            )
 
 
 def write_results() -> None:
-    lines = ["| benchmark | events/s | baseline | baseline events/s | ratio |",
-             "|---|---:|---|---:|---:|"]
+    lines = [
+        "| benchmark | events/s | baseline | baseline events/s | ratio |",
+        "|---|---:|---|---:|---:|",
+    ]
     for group, name, rate, baseline, base in RESULTS:
-        lines.append(f"| {group}: {name} | {rate:,.0f} | {baseline} | {base:,.0f} | "
-                     f"{rate / base:.2f}x |")
+        lines.append(
+            f"| {group}: {name} | {rate:,.0f} | {baseline} | {base:,.0f} | {rate / base:.2f}x |"
+        )
     text = "\n".join(lines)
     Path("bench-results").mkdir(exist_ok=True)
     Path("bench-results/latest.md").write_text(text + "\n")

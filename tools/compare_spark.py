@@ -37,9 +37,7 @@ def main() -> int:
             continue
         spark = pl.read_csv(csv, infer_schema_length=0)
         mine = ours(output, table).select(pl.all().cast(pl.String))
-        spark = spark.select(mine.columns).with_columns(
-            [pl.col(k).replace("", None) for k in keys]
-        )
+        spark = spark.select(mine.columns).with_columns([pl.col(k).replace("", None) for k in keys])
         only_ours = mine.join(spark, on=mine.columns, how="anti", nulls_equal=True)
         only_spark = spark.join(mine, on=mine.columns, how="anti", nulls_equal=True)
         status = "equal" if only_ours.is_empty() and only_spark.is_empty() else "DIFFERENT"

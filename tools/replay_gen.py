@@ -21,7 +21,12 @@ from events import datagen
 
 
 def timestamps(
-    n: int, rate: float, start_ms: int, jitter_ms: int, pause_every: int, pause_ms: int,
+    n: int,
+    rate: float,
+    start_ms: int,
+    jitter_ms: int,
+    pause_every: int,
+    pause_ms: int,
     rng: random.Random,
 ) -> Iterator[int]:
     clock = float(start_ms)
@@ -32,18 +37,34 @@ def timestamps(
         yield int(clock) - (rng.randint(0, jitter_ms) if jitter_ms else 0)
 
 
-def kcat_line(topic: str, partition: int, offset: int, ts: int, key: str | None,
-              payload: bytes | str) -> bytes:
+def kcat_line(
+    topic: str, partition: int, offset: int, ts: int, key: str | None, payload: bytes | str
+) -> bytes:
     text = payload.decode() if isinstance(payload, bytes) else payload
-    return orjson.dumps({
-        "topic": topic, "partition": partition, "offset": offset, "tstype": "create",
-        "ts": ts, "broker": 1, "key": key, "payload": text,
-    })
+    return orjson.dumps(
+        {
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "tstype": "create",
+            "ts": ts,
+            "broker": 1,
+            "key": key,
+            "payload": text,
+        }
+    )
 
 
 def generate(
-    out: Path, events: int, rate: float, partitions: int = 1, jitter_ms: int = 0,
-    start_ms: int = 1_700_000_000_000, seed: int = 7, pause_every: int = 0, pause_ms: int = 0,
+    out: Path,
+    events: int,
+    rate: float,
+    partitions: int = 1,
+    jitter_ms: int = 0,
+    start_ms: int = 1_700_000_000_000,
+    seed: int = 7,
+    pause_every: int = 0,
+    pause_ms: int = 0,
     by_partition: bool = False,
 ) -> None:
     """Write both dumps. `by_partition` orders lines partition by partition, like a backfill."""
@@ -58,13 +79,15 @@ def generate(
     for ts in timestamps(events, rate, start_ms, jitter_ms, pause_every, pause_ms, rng):
         click = gen.click()
         p = rng.randrange(partitions)
-        clicks.append((p, kcat_line("clickstream", p, offsets[p], ts, str(click["ip"]),
-                                    datagen.dumps(click))))
+        clicks.append(
+            (p, kcat_line("clickstream", p, offsets[p], ts, str(click["ip"]), datagen.dumps(click)))
+        )
         offsets[p] += 1
         uid = int(str(click["userid"]))
         value = datagen.enriched(click, users.get(uid))
-        joined.append((p, kcat_line("USER_CLICKSTREAM", p, uoffsets[p], ts, str(uid),
-                                    datagen.dumps(value))))
+        joined.append(
+            (p, kcat_line("USER_CLICKSTREAM", p, uoffsets[p], ts, str(uid), datagen.dumps(value)))
+        )
         uoffsets[p] += 1
     for name, lines in (("clickstream.jsonl", clicks), ("user_clickstream.jsonl", joined)):
         if by_partition:
@@ -87,8 +110,18 @@ def main() -> None:
     parser.add_argument("--pause-ms", type=int, default=0)
     parser.add_argument("--by-partition", action="store_true")
     args = parser.parse_args()
-    generate(args.out, args.events, args.rate, args.partitions, args.jitter_ms, args.start_ms,
-             args.seed, args.pause_every, args.pause_ms, args.by_partition)
+    generate(
+        args.out,
+        args.events,
+        args.rate,
+        args.partitions,
+        args.jitter_ms,
+        args.start_ms,
+        args.seed,
+        args.pause_every,
+        args.pause_ms,
+        args.by_partition,
+    )
     print(f"wrote {args.events} records to {args.out}/clickstream.jsonl and user_clickstream.jsonl")
 
 

@@ -1,6 +1,6 @@
 """Print what each table under an output location holds.
 
-    python -m tools.show [OUTPUT]      (default: $CLICKSTREAM_OUTPUT or ./output)
+python -m tools.show [OUTPUT]      (default: $CLICKSTREAM_OUTPUT or ./output)
 """
 
 from __future__ import annotations
@@ -10,11 +10,17 @@ import sys
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-import fsspec  # noqa: E402
-import polars as pl  # noqa: E402
+import fsspec
+import polars as pl
 
-TABLES = ["pages_per_min", "errors_per_min_alert", "click_user_sessions", "user_ip_activity",
-          "late_events", "dead_letters"]
+TABLES = [
+    "pages_per_min",
+    "errors_per_min_alert",
+    "click_user_sessions",
+    "user_ip_activity",
+    "late_events",
+    "dead_letters",
+]
 
 
 def read_table(output: str, table: str) -> pl.DataFrame | None:
@@ -32,9 +38,12 @@ def read_table(output: str, table: str) -> pl.DataFrame | None:
         with fs.open(f, "rb") as fh:
             df = pl.read_parquet(fh)
         parts = dict(p.split("=", 1) for p in f.split("/") if "=" in p)
-        frames.append(df.with_columns(
-            event_date=pl.lit(parts.get("event_date")), event_hour=pl.lit(parts.get("event_hour"))
-        ))
+        frames.append(
+            df.with_columns(
+                event_date=pl.lit(parts.get("event_date")),
+                event_hour=pl.lit(parts.get("event_hour")),
+            )
+        )
     del prefix
     return pl.concat(frames, how="vertical_relaxed")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -12,13 +13,25 @@ from config import Settings
 from tests.tables import read_rows
 from tools.replay_gen import kcat_line
 
-GOOD_CLICK = {"ip": "1.2.3.4", "userid": 5, "request": "GET /index.html HTTP/1.1",
-              "status": "404", "bytes": "278"}
-GOOD_USER_CLICK = {"USERNAME": None, "REGISTERED_AT": None, "IP": "1.2.3.4", "CITY": None,
-                   "REQUEST": "GET /index.html HTTP/1.1", "STATUS": 404, "BYTES": 278}
+GOOD_CLICK = {
+    "ip": "1.2.3.4",
+    "userid": 5,
+    "request": "GET /index.html HTTP/1.1",
+    "status": "404",
+    "bytes": "278",
+}
+GOOD_USER_CLICK = {
+    "USERNAME": None,
+    "REGISTERED_AT": None,
+    "IP": "1.2.3.4",
+    "CITY": None,
+    "REQUEST": "GET /index.html HTTP/1.1",
+    "STATUS": 404,
+    "BYTES": 278,
+}
 
 
-def _dump(path: Path, topic: str, payloads: list[bytes | None], raw_lines: list[bytes]) -> None:
+def _dump(path: Path, topic: str, payloads: Sequence[bytes | None], raw_lines: list[bytes]) -> None:
     lines = []
     for offset, payload in enumerate(payloads):
         line = orjson.loads(kcat_line(topic, 0, offset, 1_000 + offset, "k", "x"))
@@ -27,8 +40,11 @@ def _dump(path: Path, topic: str, payloads: list[bytes | None], raw_lines: list[
         if payload is not None:
             # kcat writes payload bytes as they are, so a non-UTF-8 payload makes a
             # line that is not UTF-8 either
-            escaped = (orjson.dumps(payload.decode()) if _utf8(payload)
-                       else b'"' + payload.replace(b'"', b'\\"') + b'"')
+            escaped = (
+                orjson.dumps(payload.decode())
+                if _utf8(payload)
+                else b'"' + payload.replace(b'"', b'\\"') + b'"'
+            )
             text = text.replace(b'"__PAYLOAD__"', escaped)
         lines.append(text)
     path.write_bytes(b"\n".join(lines + raw_lines) + b"\n")
@@ -44,12 +60,13 @@ def _utf8(raw: bytes) -> bool:
 
 BAD_CLICKS: dict[str, bytes | None] = {
     "not JSON": b'{"ip": "1.2.3.4", "userid": ',
-    "missing required field `userid`": orjson.dumps({k: v for k, v in GOOD_CLICK.items()
-                                                     if k != "userid"}),
+    "missing required field `userid`": orjson.dumps(
+        {k: v for k, v in GOOD_CLICK.items() if k != "userid"}
+    ),
     "Expected `int`, got `str` - at `$.userid`": orjson.dumps({**GOOD_CLICK, "userid": "abc"}),
     "Expected `int`, got `str` - at `$.status`": orjson.dumps({**GOOD_CLICK, "status": "OK"}),
     "Expected `object`, got `array`": b"[1, 2]",
-    "payload is not UTF-8": b"{\"ip\": \"\xff\xfe\"}",
+    "payload is not UTF-8": b'{"ip": "\xff\xfe"}',
     "empty payload (tombstone)": None,
 }
 
@@ -61,8 +78,9 @@ def test_every_bad_click_is_a_dead_letter_with_its_reason(tmp_path):
     out = tmp_path / "out"
     from bytewax.testing import run_main
 
-    run_main(dataflows.clickstream.build(
-        Settings(source="replay", replay_path=dump, output=str(out))))
+    run_main(
+        dataflows.clickstream.build(Settings(source="replay", replay_path=dump, output=str(out)))
+    )
     dead = read_rows(out, "dead_letters")
     reasons = [row[-1] for row in dead]
     assert len(dead) == len(BAD_CLICKS) + 1
@@ -83,14 +101,19 @@ def test_every_bad_click_is_a_dead_letter_with_its_reason(tmp_path):
 
 def test_user_clickstream_bad_records(tmp_path):
     dump = tmp_path / "user_clickstream.jsonl"
-    bad = [orjson.dumps({**GOOD_USER_CLICK, "STATUS": None}),
-           orjson.dumps({k: v for k, v in GOOD_USER_CLICK.items() if k != "IP"})]
+    bad = [
+        orjson.dumps({**GOOD_USER_CLICK, "STATUS": None}),
+        orjson.dumps({k: v for k, v in GOOD_USER_CLICK.items() if k != "IP"}),
+    ]
     _dump(dump, "USER_CLICKSTREAM", [orjson.dumps(GOOD_USER_CLICK)] * 2 + bad, [])
     out = tmp_path / "out"
     from bytewax.testing import run_main
 
-    run_main(dataflows.user_clickstream.build(
-        Settings(source="replay", replay_path=dump, output=str(out))))
+    run_main(
+        dataflows.user_clickstream.build(
+            Settings(source="replay", replay_path=dump, output=str(out))
+        )
+    )
     reasons = sorted(row[-1] for row in read_rows(out, "dead_letters"))
     assert len(reasons) == 2
     assert "Expected `int`, got `null` - at `$.STATUS`" in reasons[0] + reasons[1]

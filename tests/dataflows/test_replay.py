@@ -22,8 +22,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def replay_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("replay")
     # 3 partitions interleaved, pauses longer than the windows, jitter within the delays
-    generate(out, events=6_000, rate=40, partitions=3, jitter_ms=25_000, seed=11,
-             pause_every=700, pause_ms=150_000)
+    generate(
+        out,
+        events=6_000,
+        rate=40,
+        partitions=3,
+        jitter_ms=25_000,
+        seed=11,
+        pause_every=700,
+        pause_ms=150_000,
+    )
     return out
 
 
@@ -33,8 +41,9 @@ def expected(replay_dir: Path) -> dict[str, set[tuple]]:
 
 
 def _settings(replay_dir: Path, output: Path, batch_size: int) -> Settings:
-    return Settings(source="replay", replay_path=replay_dir, output=str(output),
-                    batch_size=batch_size)
+    return Settings(
+        source="replay", replay_path=replay_dir, output=str(output), batch_size=batch_size
+    )
 
 
 @pytest.mark.parametrize("batch_size", [1, 500])
@@ -53,8 +62,7 @@ def test_replay_gives_the_exact_tables(entry_point, replay_dir, expected, tmp_pa
 
 def test_backfill_dump_partition_by_partition_is_not_late(tmp_path):
     dump = tmp_path / "dump"
-    generate(dump, events=3_000, rate=20, partitions=4, jitter_ms=5_000, seed=5,
-             by_partition=True)
+    generate(dump, events=3_000, rate=20, partitions=4, jitter_ms=5_000, seed=5, by_partition=True)
     out = tmp_path / "out"
     from bytewax.testing import run_main
 
@@ -64,12 +72,19 @@ def test_backfill_dump_partition_by_partition_is_not_late(tmp_path):
 
 
 def test_python_m_bytewax_run_with_two_workers(replay_dir, expected, tmp_path):
-    env = {**os.environ, "CLICKSTREAM_SOURCE": f"replay:{replay_dir}",
-           "CLICKSTREAM_OUTPUT": str(tmp_path)}
+    env = {
+        **os.environ,
+        "CLICKSTREAM_SOURCE": f"replay:{replay_dir}",
+        "CLICKSTREAM_OUTPUT": str(tmp_path),
+    }
     for flow in ("clickstream", "user_clickstream"):
         subprocess.run(
             [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow", "-w", "2"],
-            cwd=ROOT, env=env, check=True, capture_output=True, timeout=300,
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
         )
     for table, rows in expected.items():
         assert set(read_rows(tmp_path, table)) == rows, table
@@ -88,7 +103,11 @@ def test_bad_configuration_is_one_clear_line(env, message):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
-        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -22,14 +22,17 @@ def test_sliding_60_5_gives_12_windows_per_event(entry_point):
     counts, late = run(entry_point, [Ev("u", 62 * S)], PAGES, 60 * S)
     starts = sorted(c.start_ms for c in counts)
     assert starts == [s * S for s in range(5, 61, 5)]
-    assert all(c.end_ms - c.start_ms == 60 * S and c.count == 1 for c in counts)
+    assert all(c.end_ms - c.start_ms == 60 * S and c.total == 1 for c in counts)
     assert late == []
 
 
 def test_sliding_60_20_gives_3_windows_per_event(entry_point):
     counts, _ = run(entry_point, [Ev(404, 45 * S)], ERRORS, 60 * S)
-    assert as_rows(counts) == {(404, 0, 60 * S, 1), (404, 20 * S, 80 * S, 1),
-                               (404, 40 * S, 100 * S, 1)}
+    assert as_rows(counts) == {
+        (404, 0, 60 * S, 1),
+        (404, 20 * S, 80 * S, 1),
+        (404, 40 * S, 100 * S, 1),
+    }
 
 
 def test_event_exactly_at_window_end_belongs_to_the_next_window(entry_point):
@@ -55,8 +58,12 @@ def _run_without_eof(flow):
 
 
 def test_session_merges_at_exactly_the_gap(entry_point):
-    counts, _ = run(entry_point, [Ev("a", 0), Ev("a", 30 * S), Ev("b", 0), Ev("b", 30 * S + 1)],
-                    Session(30 * S), 30 * S)
+    counts, _ = run(
+        entry_point,
+        [Ev("a", 0), Ev("a", 30 * S), Ev("b", 0), Ev("b", 30 * S + 1)],
+        Session(30 * S),
+        30 * S,
+    )
     assert as_rows(counts) == {
         ("a", 0, 60 * S, 2),
         ("b", 0, 30 * S, 1),

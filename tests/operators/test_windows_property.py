@@ -51,13 +51,16 @@ def _having(h):
 def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, shards):
     length, slide = window[0] * S, window[1] * S
     w = Tumbling(length) if length == slide else Sliding(length, slide)
-    counts, late = run_windows(run_main, [batches_for(events, sizes)], w, delay, _having(h),
-                               shards=shards)
-    rows, ref_late = sliding_reference([(e.key, e.ts) for e in events], length, slide, delay,
-                                       _having(h))
+    counts, late = run_windows(
+        run_main, [batches_for(events, sizes)], w, delay, _having(h), shards=shards
+    )
+    rows, ref_late = sliding_reference(
+        [(e.key, e.ts) for e in events], length, slide, delay, _having(h)
+    )
     assert as_rows(counts) == rows
-    assert sorted((e.key is None, str(e.key), e.event_time_ms, e.windows_missed) for e in late) \
-        == sorted((k is None, str(k), t, m) for k, t, m in ref_late)
+    assert sorted(
+        (e.key is None, str(e.key), e.event_time_ms, e.windows_missed) for e in late
+    ) == sorted((k is None, str(k), t, m) for k, t, m in ref_late)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -70,8 +73,9 @@ def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, s
     shards=st.integers(1, 5),
 )
 def test_sessions_match_reference(events, sizes, gap, delay, h, shards):
-    counts, late = run_windows(run_main, [batches_for(events, sizes)], Session(gap), delay,
-                               _having(h), shards=shards)
+    counts, late = run_windows(
+        run_main, [batches_for(events, sizes)], Session(gap), delay, _having(h), shards=shards
+    )
     rows, ref_late = session_reference([(e.key, e.ts) for e in events], gap, delay, _having(h))
     assert as_rows(counts) == rows
     assert sorted((e.key is None, str(e.key), e.event_time_ms) for e in late) == sorted(

@@ -51,9 +51,7 @@ def run_windows(
 ) -> tuple[list[WindowCount], list[LateEvent]]:
     """Each element of `inputs` is one source partition's batches."""
     flow = Dataflow("windows_test")
-    streams = [
-        op.input(f"in{i}", flow, TestingSource(batches)) for i, batches in enumerate(inputs)
-    ]
+    streams = [op.input(f"in{i}", flow, TestingSource(batches)) for i, batches in enumerate(inputs)]
     up = streams[0] if len(streams) == 1 else op.merge("merge", *streams)
     out = count_window("win", up, lambda e: e.key, window, delay, having, shards=shards)
     counts: list[list[WindowCount]] = []
@@ -65,6 +63,6 @@ def run_windows(
 
 
 def as_rows(counts: Sequence[WindowCount]) -> set[tuple[Hashable, int, int, int]]:
-    rows = {(c.key, c.start_ms, c.end_ms, c.count) for c in counts}
+    rows = {(c.key, c.start_ms, c.end_ms, c.total) for c in counts}
     assert len(rows) == len(counts), "a window was emitted twice"
     return rows
