@@ -11,7 +11,7 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
-from config import Settings
+from config import Settings, exit_on_config_error
 from events.parse import DeadLetter, Parser
 from events.schema import RawRecord
 from operators.batches import TimedBatch
@@ -31,6 +31,13 @@ def setup_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+
+
+def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:
+    """Build a dataflow from the environment; a bad setting exits with one line."""
+    setup_logging()
+    with exit_on_config_error():
+        return build(Settings.from_env())
 
 
 def read_events(

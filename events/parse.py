@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
 
 import msgspec
@@ -56,9 +57,17 @@ class Parser(Generic[E]):
     the timestamp is Kafka metadata and always readable.
     """
 
-    def __init__(self, shape: type[E], name: str, log_every_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        shape: type[E],
+        name: str,
+        log_every_s: float = 10.0,
+        on_tombstone: Callable[[RawRecord], E | None] | None = None,
+    ) -> None:
         self.decoder = msgspec.json.Decoder(shape, strict=False)
         self.shape = shape
+        # A compacted topic's null value is a delete, not a bad record.
+        self.on_tombstone = on_tombstone
         self.name = name
         self.read = 0
         self.parsed = 0
@@ -66,37 +75,37 @@ class Parser(Generic[E]):
         self.log_every_s = log_every_s
         self.next_log = time.monotonic() + log_every_s
 
+    def event_of(self, record: RawRecord) -> E | str:
+        """The typed event of a record, or why there is none."""
+        if record.error is not None:
+            return record.error
+        if record.ts is None:
+            return "no record timestamp"
+        if record.value is None:
+            deleted = self.on_tombstone(record) if self.on_tombstone else None
+            return "empty payload (tombstone)" if deleted is None else deleted
+        try:
+            return self.decoder.decode(record.value)
+        except msgspec.ValidationError as ex:
+            return f"invalid {self.shape.__name__}: {ex}"
+        except UnicodeDecodeError:
+            return "payload is not UTF-8"
+        except msgspec.DecodeError as ex:
+            return f"not JSON: {ex}"
+
     def __call__(self, batch: TimedBatch[RawRecord]) -> tuple[TimedBatch[E], list[DeadLetter]]:
-        decode = self.decoder.decode
         events: list[E] = []
         times: list[int] = []
         marks: list[int] = []
         dead: list[DeadLetter] = []
         for record, mark in zip(batch.events, batch.marks, strict=True):
-            value = record.value
-            if record.error is not None:
-                dead.append(dead_letter(record, record.error))
-                continue
-            if record.ts is None:
-                dead.append(dead_letter(record, "no record timestamp"))
-                continue
-            if value is None:
-                dead.append(dead_letter(record, "empty payload (tombstone)"))
-                continue
-            try:
-                event = decode(value)
-            except msgspec.ValidationError as ex:
-                dead.append(dead_letter(record, f"invalid {self.shape.__name__}: {ex}"))
-                continue
-            except UnicodeDecodeError:
-                dead.append(dead_letter(record, "payload is not UTF-8"))
-                continue
-            except msgspec.DecodeError as ex:
-                dead.append(dead_letter(record, f"not JSON: {ex}"))
+            event = self.event_of(record)
+            if isinstance(event, str):
+                dead.append(dead_letter(record, event))
                 continue
             event.source = record  # type: ignore[attr-defined]
             events.append(event)
-            times.append(record.ts)
+            times.append(record.ts)  # type: ignore[arg-type] # event_of checked it
             marks.append(mark)
         self.read += len(batch.events)
         self.parsed += len(events)
@@ -104,13 +113,12 @@ class Parser(Generic[E]):
         if batch.at_end or time.monotonic() >= self.next_log:
             self.next_log = time.monotonic() + self.log_every_s
             log.info(
-                "%s %s: read %d records, parsed %d, dead letters %d%s",
+                "%s: read %d records, parsed %d, dead letters %d (this process)%s",
                 self.name,
-                batch.part,
                 self.read,
                 self.parsed,
                 self.dead,
-                " (end of input)" if batch.at_end else "",
+                f"; {batch.part} at end of input" if batch.at_end else "",
             )
         out = TimedBatch(batch.part, batch.parts, events, times, marks, batch.progress, batch.idle)
         return out, dead

@@ -75,3 +75,5 @@ class User(msgspec.Struct, kw_only=True):
     last_name: str | None = None
     city: str | None = None
     level: str | None = None
+    # Set by the parser: the record this user was read from.
+    source: RawRecord | None = None

@@ -41,6 +41,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
 from operators.batches import END, NEVER, TimedBatch
+from operators.clock import Clock
 
 E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
@@ -159,57 +160,10 @@ class _Splitter(Generic[E]):
         ]
 
 
-class _Clock:
-    """The stream's event-time progress as seen by one shard."""
-
-    __slots__ = ("idle", "low", "parts", "progress")
-
-    def __init__(self) -> None:
-        self.progress: dict[str, int] = {}
-        self.idle: set[str] = set()
-        self.parts = 0
-        # Stream progress never goes back, even when an idle partition wakes up.
-        self.low = NEVER
-
-    def others(self, part: str) -> int:
-        """Least progress of the partitions other than `part` that hold the stream back."""
-        if len(self.progress) + (part not in self.progress) < self.parts:
-            return NEVER  # a partition we have not heard from yet holds everything back
-        low = END
-        for other, progress in self.progress.items():
-            if other != part and other not in self.idle and progress < low:
-                low = progress
-        return low
-
-    def update(self, msg: _ShardMsg) -> None:
-        self.parts = max(self.parts, msg.parts)
-        self.progress[msg.part] = max(self.progress.get(msg.part, NEVER), msg.progress)
-        if msg.idle:
-            self.idle.add(msg.part)
-        else:
-            self.idle.discard(msg.part)
-        if len(self.progress) < self.parts:
-            return
-        active = [p for part, p in self.progress.items() if part not in self.idle]
-        # All partitions idle: the stream moves with the most advanced one.
-        low = min(active) if active else max(self.progress.values())
-        self.low = max(self.low, low)
-
-    def snapshot(self) -> tuple[dict[str, int], frozenset[str], int, int]:
-        return dict(self.progress), frozenset(self.idle), self.parts, self.low
-
-    @classmethod
-    def restore(cls, state: tuple[dict[str, int], frozenset[str], int, int]) -> _Clock:
-        clock = cls()
-        progress, idle, clock.parts, clock.low = state
-        clock.progress, clock.idle = dict(progress), set(idle)
-        return clock
-
-
 class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[LateEvent]], Any]):
     """Shared event loop of one shard: watermark per event, then the window's rules."""
 
-    def __init__(self, delay_ms: int, having: Callable[[int], bool] | None, clock: _Clock) -> None:
+    def __init__(self, delay_ms: int, having: Callable[[int], bool] | None, clock: Clock) -> None:
         self.delay = delay_ms
         self.having = having
         self.clock = clock
@@ -266,14 +220,14 @@ class _SlidingLogic(_ShardLogic):
         self.slide = window.slide_ms
         self.per_event = self.length // self.slide
         if resume is None:
-            super().__init__(delay_ms, having, _Clock())
+            super().__init__(delay_ms, having, Clock())
             self.panes: dict[int, dict[Hashable, int]] = {}
             # Rare negative adjustments: an event late for some (not yet emitted) windows.
             self.corrections: dict[tuple[int, Hashable], int] = {}
             self.next_start = NEVER  # windows starting before this have been emitted
         else:
             clock, panes, corrections, self.next_start = resume
-            super().__init__(delay_ms, having, _Clock.restore(clock))
+            super().__init__(delay_ms, having, Clock.restore(clock))
             self.panes = {p: dict(counts) for p, counts in panes.items()}
             self.corrections = dict(corrections)
             if self.panes:
@@ -368,13 +322,13 @@ class _SessionLogic(_ShardLogic):
     ) -> None:
         self.gap = window.gap_ms
         if resume is None:
-            super().__init__(delay_ms, having, _Clock())
+            super().__init__(delay_ms, having, Clock())
             self.sessions: dict[Hashable, list[list[int]]] = {}
             self.heap: list[tuple[int, int, Hashable]] = []
             self.seq = 0
         else:
             clock, sessions, self.heap, self.seq = resume
-            super().__init__(delay_ms, having, _Clock.restore(clock))
+            super().__init__(delay_ms, having, Clock.restore(clock))
             self.sessions = {k: [list(s) for s in v] for k, v in sessions.items()}
             self.heap = list(self.heap)
             if self.heap:

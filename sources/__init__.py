@@ -12,6 +12,7 @@ from config import ConfigError, Settings
 from events.schema import RawRecord
 from operators.batches import TimedBatch
 from sources.datagen import DatagenSource, Shape
+from sources.kafka import KafkaSource, check_topics
 from sources.replay import ReplaySource
 
 
@@ -23,4 +24,9 @@ def source_for(settings: Settings, shape: Shape) -> Source[TimedBatch[RawRecord]
         return DatagenSource(
             shape, settings.datagen_rate, settings.datagen_count, settings.batch_size
         )
-    raise ConfigError("CLICKSTREAM_SOURCE=kafka is not available yet")
+    kafka = settings.kafka
+    if kafka is None:
+        raise ConfigError("CLICKSTREAM_SOURCE=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+    topic = kafka.clickstream_topic if shape == "clickstream" else kafka.user_clickstream_topic
+    partitions = check_topics(kafka, [topic])[topic]
+    return KafkaSource(kafka, topic, partitions, settings.batch_size, settings.idle_timeout_s)

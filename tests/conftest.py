@@ -4,11 +4,15 @@ as Bytewax's own tests do, so every flow is checked both ways."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
+
+from tools import kafka_broker
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
@@ -22,3 +26,36 @@ def _cluster_two_workers(flow: Dataflow) -> None:
 @pytest.fixture(params=["run_main", "cluster_main-2workers"])
 def entry_point(request: pytest.FixtureRequest) -> EntryPoint:
     return run_main if request.param == "run_main" else _cluster_two_workers
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Kafka broker: $KAFKA_BOOTSTRAP_SERVERS if set, else one the repo starts.
+
+    Never skipped: if the broker cannot start, every Kafka test fails with the reason.
+    """
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    broker = kafka_broker.start(tmp_path_factory.mktemp("kafka"))
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[kafka_broker.Broker]:
+    """A broker of this test's own, for tests that stop it or use its SASL/SSL listeners."""
+    broker = kafka_broker.start(tmp_path / "kafka")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def topic_name(request: pytest.FixtureRequest) -> str:
+    """A topic name no other test uses."""
+    return f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")

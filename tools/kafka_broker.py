@@ -18,6 +18,7 @@ Needs Java 17+ and Maven. Fails loudly, with the broker log, when it cannot star
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -80,11 +81,11 @@ class Broker:
             return False
         return state != "Z"
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL) and wait for it to exit."""
+    def stop(self, timeout: float = 30.0, kill: bool = False) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL; at once with `kill`) and wait for it."""
         if not self.alive():
             return
-        os.kill(self.pid, signal.SIGTERM)
+        os.kill(self.pid, signal.SIGKILL if kill else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while self.alive() and time.monotonic() < deadline:
             _reap(self.pid)
@@ -98,15 +99,19 @@ class Broker:
     def restart(self) -> Broker:
         """Start the stopped broker again, same ports and data (a broker coming back)."""
         self.stop()
-        return _launch(Path(self.workdir), self.port, self.sasl_port, self.ssl_port,
-                       self.controller_port, Path(self.ca_file))
+        return _launch(
+            Path(self.workdir),
+            self.port,
+            self.sasl_port,
+            self.ssl_port,
+            self.controller_port,
+            Path(self.ca_file),
+        )
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def free_port() -> int:
@@ -124,9 +129,18 @@ def ensure_jars() -> Path:
         raise BrokerError("Maven (mvn) is needed to fetch the Kafka broker jars")
     LIBS.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        ["mvn", "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-         f"-DoutputDirectory={LIBS}", "-DincludeScope=runtime"],
-        capture_output=True, text=True,
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={LIBS}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0 or not any(LIBS.glob("kafka_2.13-*.jar")):
         raise BrokerError(f"fetching Kafka jars with Maven failed:\n{proc.stdout}\n{proc.stderr}")
@@ -150,54 +164,77 @@ def _make_certificate(workdir: Path) -> Path:
     keytool = shutil.which("keytool") or str(Path(_java()).resolve().parent / "keytool")
     common = ["-keystore", str(keystore), "-storetype", "PKCS12", "-storepass", STORE_PASSWORD]
     subprocess.run(
-        [keytool, "-genkeypair", "-alias", "broker", "-keyalg", "RSA", "-keysize", "2048",
-         "-validity", "3650", "-dname", "CN=localhost", "-ext", "SAN=IP:127.0.0.1,DNS:localhost",
-         "-keypass", STORE_PASSWORD, *common],
-        check=True, capture_output=True,
+        [
+            keytool,
+            "-genkeypair",
+            "-alias",
+            "broker",
+            "-keyalg",
+            "RSA",
+            "-keysize",
+            "2048",
+            "-validity",
+            "3650",
+            "-dname",
+            "CN=localhost",
+            "-ext",
+            "SAN=IP:127.0.0.1,DNS:localhost",
+            "-keypass",
+            STORE_PASSWORD,
+            *common,
+        ],
+        check=True,
+        capture_output=True,
     )
     subprocess.run(
         [keytool, "-exportcert", "-alias", "broker", "-rfc", "-file", str(ca_file), *common],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     return ca_file
 
 
-def _server_properties(workdir: Path, port: int, sasl_port: int, ssl_port: int,
-                       controller_port: int) -> str:
+def _server_properties(
+    workdir: Path, port: int, sasl_port: int, ssl_port: int, controller_port: int
+) -> str:
     users = " ".join(f'user_{u}="{p}"' for u, p in {**SASL_USERS, ADMIN[0]: ADMIN[1]}.items())
-    jaas = (f'org.apache.kafka.common.security.plain.PlainLoginModule required '
-            f'username="{ADMIN[0]}" password="{ADMIN[1]}" {users};')
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},"
-        f"SASL_SSL://127.0.0.1:{ssl_port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},"
-        f"SASL_PLAINTEXT://127.0.0.1:{sasl_port},SASL_SSL://127.0.0.1:{ssl_port}",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
-        "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "sasl.enabled.mechanisms=PLAIN",
-        f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
-        f"listener.name.sasl_ssl.plain.sasl.jaas.config={jaas}",
-        f"ssl.keystore.location={workdir / 'server.p12'}",
-        "ssl.keystore.type=PKCS12",
-        f"ssl.keystore.password={STORE_PASSWORD}",
-        f"ssl.key.password={STORE_PASSWORD}",
-        f"log.dirs={workdir / 'data'}",
-        "num.partitions=1",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=false",
-        "log.retention.hours=-1",
-        "",
-    ])
+    jaas = (
+        f"org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{ADMIN[0]}" password="{ADMIN[1]}" {users};'
+    )
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},"
+            f"SASL_SSL://127.0.0.1:{ssl_port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},"
+            f"SASL_PLAINTEXT://127.0.0.1:{sasl_port},SASL_SSL://127.0.0.1:{ssl_port}",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,"
+            "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "sasl.enabled.mechanisms=PLAIN",
+            f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
+            f"listener.name.sasl_ssl.plain.sasl.jaas.config={jaas}",
+            f"ssl.keystore.location={workdir / 'server.p12'}",
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.password={STORE_PASSWORD}",
+            f"ssl.key.password={STORE_PASSWORD}",
+            f"log.dirs={workdir / 'data'}",
+            "num.partitions=1",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "log.retention.hours=-1",
+            "",
+        ]
+    )
 
 
 def start(workdir: Path | None = None, timeout: float = 120.0) -> Broker:
@@ -217,14 +254,25 @@ def start(workdir: Path | None = None, timeout: float = 120.0) -> Broker:
     cluster_id = str(uuid.uuid4())  # StorageTool wants base64; use its own generator below
     proc = subprocess.run(
         [_java(), "-cp", f"{libs}/*", "kafka.tools.StorageTool", "random-uuid"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if proc.returncode == 0 and proc.stdout.strip():
         cluster_id = proc.stdout.strip().splitlines()[-1]
     proc = subprocess.run(
-        [_java(), "-cp", f"{libs}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
-         "-c", str(config)],
-        capture_output=True, text=True,
+        [
+            _java(),
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise BrokerError(f"kafka-storage format failed:\n{proc.stdout}\n{proc.stderr}")
@@ -232,8 +280,15 @@ def start(workdir: Path | None = None, timeout: float = 120.0) -> Broker:
     return _launch(workdir, port, sasl_port, ssl_port, controller_port, ca_file, timeout)
 
 
-def _launch(workdir: Path, port: int, sasl_port: int, ssl_port: int, controller_port: int,
-            ca_file: Path, timeout: float = 120.0) -> Broker:
+def _launch(
+    workdir: Path,
+    port: int,
+    sasl_port: int,
+    ssl_port: int,
+    controller_port: int,
+    ca_file: Path,
+    timeout: float = 120.0,
+) -> Broker:
     log4j = workdir / "log4j2.properties"
     log4j.write_text(
         "rootLogger.level=WARN\nrootLogger.appenderRef.file.ref=F\n"
@@ -244,12 +299,24 @@ def _launch(workdir: Path, port: int, sasl_port: int, ssl_port: int, controller_
     )
     out = (workdir / "stdout.log").open("ab")
     proc = subprocess.Popen(
-        [_java(), "-Xms256m", "-Xmx768m", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}",
-         "-cp", f"{LIBS}/*", "kafka.Kafka", str(workdir / "server.properties")],
-        stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            _java(),
+            "-Xms256m",
+            "-Xmx768m",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            f"{LIBS}/*",
+            "kafka.Kafka",
+            str(workdir / "server.properties"),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    broker = Broker(str(workdir), proc.pid, port, sasl_port, ssl_port, controller_port,
-                    str(ca_file))
+    broker = Broker(
+        str(workdir), proc.pid, port, sasl_port, ssl_port, controller_port, str(ca_file)
+    )
     (workdir / "broker.json").write_text(json.dumps(asdict(broker)))
     _wait_ready(broker, proc, timeout)
     return broker
@@ -267,7 +334,7 @@ def _wait_ready(broker: Broker, proc: subprocess.Popen, timeout: float) -> None:
             md = admin.list_topics(timeout=2)
             if md.brokers:
                 return
-        except Exception:  # noqa: BLE001 - not up yet; keep polling until the deadline
+        except Exception:
             pass
         time.sleep(0.5)
     broker.stop()
@@ -279,7 +346,9 @@ def _tail(broker: Broker, lines: int = 40) -> str:
     for name in ("stdout.log", "broker.log"):
         path = Path(broker.workdir) / name
         if path.exists():
-            text += f"--- {name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+            text += f"--- {name}\n" + "\n".join(
+                path.read_text(errors="replace").splitlines()[-lines:]
+            )
     return text
 
 

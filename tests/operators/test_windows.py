@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from operators.batches import END, TimedBatch
-from operators.windows import Session, Sliding, Tumbling, _Clock, _ShardMsg, emitted_windows
+from operators.clock import Clock
+from operators.windows import Session, Sliding, Tumbling, _ShardMsg, emitted_windows
 from tests.operators.windowing import Ev, as_rows, batches_for, run_windows
 
 S = 1_000  # one second in ms
@@ -153,7 +154,7 @@ def _msg(part, progress, idle=False, parts=2):
 
 
 def test_clock_waits_for_every_partition_and_skips_idle_ones():
-    clock = _Clock()
+    clock = Clock()
     clock.update(_msg("p0", 100))
     assert clock.low < 0  # p1 not heard from yet
     clock.update(_msg("p1", 50))

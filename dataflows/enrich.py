@@ -1,0 +1,111 @@
+"""clickstream LEFT JOIN clickstream_users -> USER_CLICKSTREAM: our replacement for ksqlDB.
+
+    CLICKSTREAM_SOURCE=kafka python -m bytewax.run dataflows.enrich:flow
+
+Each click is joined, on userid = user_id, with the latest user record as of the
+click's time; a miss (userid -1 or 0, or a user not seen yet) leaves USERNAME,
+REGISTERED_AT and CITY null. The output record has key user_id, upper-case value
+fields with numbers as numbers, and the click's own timestamp, so event time
+survives the join. Unparseable records go to the dead_letters table.
+"""
+
+from __future__ import annotations
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+
+from config import ConfigError, Settings
+from dataflows.common import SINK_PARTS, flow_from_env, write_tables
+from events.datagen import dumps
+from events.parse import Parser
+from events.schema import Click, RawRecord, User
+from operators.join import Joined, lookup_join
+from sinks.kafka import KafkaRecord, KafkaTopicSink
+from sources.kafka import KafkaSource, check_topics
+
+
+def _deleted_user(record: RawRecord) -> User | None:
+    """A tombstone on the compacted users topic deletes that user."""
+    try:
+        return User(user_id=int(record.key), username=None) if record.key is not None else None
+    except ValueError:
+        return None
+
+
+def _enriched(joined: list[Joined[Click, User]]) -> tuple[str, list[KafkaRecord]]:
+    out = []
+    for j in joined:
+        click, user = j.left, j.right
+        known = user is not None and user.username is not None
+        value = {
+            "USERNAME": user.username if known else None,  # type: ignore[union-attr]
+            "REGISTERED_AT": user.registered_at if known else None,  # type: ignore[union-attr]
+            "IP": click.ip,
+            "CITY": user.city if known else None,  # type: ignore[union-attr]
+            "REQUEST": click.request,
+            "STATUS": click.status,
+            "BYTES": click.bytes,
+        }
+        out.append(KafkaRecord(str(click.userid).encode(), dumps(value), j.time))
+    return str(len(out) % SINK_PARTS), out
+
+
+def build(settings: Settings) -> Dataflow:
+    kafka = settings.kafka
+    if kafka is None:
+        raise ConfigError("dataflows.enrich reads Kafka: set CLICKSTREAM_SOURCE=kafka")
+    counts = check_topics(kafka, [kafka.clickstream_topic, kafka.users_topic])
+    flow = Dataflow("enrich")
+    raw_clicks = op.input(
+        "read_clicks",
+        flow,
+        KafkaSource(
+            kafka,
+            kafka.clickstream_topic,
+            counts[kafka.clickstream_topic],
+            settings.batch_size,
+            settings.idle_timeout_s,
+        ),
+    )
+    raw_users = op.input(
+        "read_users",
+        flow,
+        KafkaSource(
+            kafka,
+            kafka.users_topic,
+            counts[kafka.users_topic],
+            settings.batch_size,
+            settings.idle_timeout_s,
+        ),
+    )
+    clicks = op.map("parse_clicks", raw_clicks, Parser(Click, "enrich clicks"))
+    users = op.map(
+        "parse_users", raw_users, Parser(User, "enrich users", on_tombstone=_deleted_user)
+    )
+    joined = lookup_join(
+        "join_users",
+        op.map("click_events", clicks, lambda p: p[0]),
+        op.map("user_events", users, lambda p: p[0]),
+        left_key=lambda c: c.userid,
+        right_key=lambda u: u.user_id,
+    )
+    op.output(
+        "write_user_clickstream",
+        op.map("enriched", joined, _enriched),
+        KafkaTopicSink(kafka, kafka.user_clickstream_topic, SINK_PARTS),
+    )
+    dead = op.merge(
+        "dead",
+        op.filter_map("dead_clicks", clicks, lambda p: p[1] or None),
+        op.filter_map("dead_users", users, lambda p: p[1] or None),
+    )
+    write_tables(flow, settings, raw_clicks, dead, [])
+    return flow
+
+
+def __getattr__(name: str) -> Dataflow:
+    # `flow` is built from the environment only when `python -m bytewax.run` asks for it,
+    # so tests can import `build` without a configured environment.
+    if name == "flow":
+        return flow_from_env(build)
+    raise AttributeError(name)

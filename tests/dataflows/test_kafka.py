@@ -1,0 +1,349 @@
+"""Kafka end to end against a real broker: bounded runs equal replays, the users join,
+SASL/PLAIN and SASL_SSL with credentials, and a broker that goes away mid-run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+import dataflows.clickstream
+import dataflows.enrich
+import dataflows.user_clickstream
+from config import KafkaSettings, Settings
+from events import datagen
+from tests.tables import expected_tables, read_rows
+from tools.kafka_broker import SASL_USERS, Broker
+from tools.produce import create_topics, produce_dump, producer
+from tools.replay_gen import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+S = 1_000
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dump")
+    generate(
+        out,
+        events=4_000,
+        rate=30,
+        partitions=4,
+        jitter_ms=25_000,
+        seed=21,
+        pause_every=900,
+        pause_ms=120_000,
+    )
+    return out
+
+
+def _kafka(bootstrap: str, **topics: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=bootstrap, stop_at_end=True, **topics)
+
+
+def test_bounded_kafka_run_equals_replay(entry_point, kafka_bootstrap, topic_name, dump, tmp_path):
+    kafka = _kafka(
+        kafka_bootstrap,
+        clickstream_topic=f"{topic_name}-c",
+        user_clickstream_topic=f"{topic_name}-u",
+    )
+    create_topics(kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, 4)
+    produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
+    produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+
+    from_kafka = Settings(source="kafka", kafka=kafka, output=str(tmp_path / "kafka"))
+    entry_point(dataflows.clickstream.build(from_kafka))
+    entry_point(dataflows.user_clickstream.build(from_kafka))
+    from_replay = Settings(source="replay", replay_path=dump, output=str(tmp_path / "replay"))
+    from bytewax.testing import run_main
+
+    run_main(dataflows.clickstream.build(from_replay))
+    run_main(dataflows.user_clickstream.build(from_replay))
+
+    expected = expected_tables(dump)
+    for table, rows in expected.items():
+        got = read_rows(tmp_path / "kafka", table)
+        assert len(got) == len(set(got)), table
+        assert set(got) == rows == set(read_rows(tmp_path / "replay", table)), table
+    assert read_rows(tmp_path / "kafka", "late_events") == []
+
+
+def _consume_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict, int]]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "t", "enable.auto.commit": False}
+    )
+    md = consumer.list_topics(topic, timeout=10).topics[topic]
+    out = []
+    for p in md.partitions:
+        tp = TopicPartition(topic, p, 0)
+        low, high = consumer.get_watermark_offsets(tp, timeout=10)
+        consumer.assign([TopicPartition(topic, p, low)])
+        n = high - low
+        while n > 0:
+            for msg in consumer.consume(n, timeout=5):
+                assert msg.error() is None
+                out.append((msg.key(), orjson.loads(msg.value()), msg.timestamp()[1]))
+                n -= 1
+    consumer.close()
+    return out
+
+
+def test_enrich_joins_users_as_of_click_time_with_misses(kafka_bootstrap, topic_name, tmp_path):
+    kafka = _kafka(
+        kafka_bootstrap,
+        clickstream_topic=f"{topic_name}-c",
+        users_topic=f"{topic_name}-users",
+        user_clickstream_topic=f"{topic_name}-o",
+    )
+    create_topics(
+        kafka,
+        {kafka.clickstream_topic: {}, kafka.users_topic: {}, kafka.user_clickstream_topic: {}},
+        4,
+    )
+    p = producer(kafka)
+    alice = {
+        "user_id": 7,
+        "username": "alice",
+        "registered_at": 1500000000000,
+        "city": "London",
+        "first_name": "A",
+        "last_name": "B",
+        "level": "Gold",
+    }
+    alice_moved = {**alice, "city": "Raleigh"}
+    bob = {"user_id": 8, "username": "bob", "registered_at": 1400000000000, "city": "Frankfurt"}
+    for user, ts in ((alice, 10 * S), (bob, 10 * S), (alice_moved, 50 * S)):
+        p.produce(
+            kafka.users_topic,
+            key=str(user["user_id"]).encode(),
+            value=orjson.dumps(user),
+            timestamp=ts,
+        )
+    clicks = [  # (userid, ts): before/after alice moved, a miss (-1), a user never seen (9)
+        (7, 20 * S),
+        (7, 60 * S),
+        (8, 30 * S),
+        (-1, 40 * S),
+        (9, 45 * S),
+        (8, 5 * S),
+    ]
+    for i, (uid, ts) in enumerate(clicks):
+        click = {
+            "ip": f"10.0.0.{i}",
+            "userid": uid,
+            "request": "GET /index.html HTTP/1.1",
+            "status": "404",
+            "bytes": "278",
+        }
+        p.produce(
+            kafka.clickstream_topic,
+            key=click["ip"].encode(),
+            value=orjson.dumps(click),
+            timestamp=ts,
+            partition=i % 4,
+        )
+    p.produce(kafka.clickstream_topic, value=b"not json", timestamp=70 * S, partition=0)
+    assert p.flush(30) == 0
+
+    from bytewax.testing import run_main
+
+    run_main(dataflows.enrich.build(Settings(source="kafka", kafka=kafka, output=str(tmp_path))))
+    out = sorted(_consume_all(kafka_bootstrap, kafka.user_clickstream_topic), key=lambda r: r[2])
+
+    def row(uid, ts, user, i):
+        return (
+            str(uid).encode(),
+            {
+                "USERNAME": user["username"] if user else None,
+                "REGISTERED_AT": user["registered_at"] if user else None,
+                "IP": f"10.0.0.{i}",
+                "CITY": user["city"] if user else None,
+                "REQUEST": "GET /index.html HTTP/1.1",
+                "STATUS": 404,
+                "BYTES": 278,
+            },
+            ts,
+        )
+
+    assert out == sorted(
+        [
+            row(7, 20 * S, alice, 0),  # alice still in London
+            row(7, 60 * S, alice_moved, 1),  # after she moved
+            row(8, 30 * S, bob, 2),
+            row(-1, 40 * S, None, 3),  # userid -1 never matches
+            row(9, 45 * S, None, 4),  # no such user
+            row(8, 5 * S, None, 5),  # bob did not exist yet at 5 s
+        ],
+        key=lambda r: r[2],
+    )
+    dead = read_rows(tmp_path, "dead_letters")
+    assert [(d[0], d[1], d[-1][:9]) for d in dead] == [
+        ("enrich", kafka.clickstream_topic, "not JSON:")
+    ]
+
+
+def _run_flow(env: dict[str, str], flow: str = "clickstream", timeout: float = 120):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _fill(bootstrap: str, topic: str, n: int) -> None:
+    kafka = _kafka(bootstrap, clickstream_topic=topic)
+    create_topics(kafka, {topic: {}}, 4)
+    gen = datagen.ClickGenerator(3)
+    p = producer(kafka)
+    for i in range(n):
+        click = gen.click()
+        p.produce(
+            topic,
+            key=str(click["ip"]).encode(),
+            value=datagen.dumps(click),
+            timestamp=1_700_000_000_000 + i * 50,
+            partition=i % 4,
+        )
+        if i % 10_000 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+
+
+def test_sasl_plain_and_sasl_ssl_with_credentials(own_broker: Broker, tmp_path):
+    _fill(own_broker.bootstrap, "clickstream", 2_000)
+    user, password = next(iter(SASL_USERS.items()))
+    sasl = {
+        "CLICKSTREAM_SOURCE": "kafka",
+        "KAFKA_STOP_AT_END": "true",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": user,
+        "KAFKA_SASL_PASSWORD": password,
+        "KAFKA_BOOTSTRAP_SERVERS": own_broker.sasl_bootstrap,
+        "CLICKSTREAM_OUTPUT": str(tmp_path / "sasl"),
+    }
+    proc = _run_flow(sasl)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert password not in proc.stderr
+    assert read_rows(tmp_path / "sasl", "pages_per_min")
+
+    # Confluent Cloud style: a client.properties file, SASL_SSL, our self-signed CA
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "# as Confluent Cloud hands it out\n"
+        f"bootstrap.servers={own_broker.ssl_bootstrap}\n"
+        "security.protocol=SASL_SSL\nsasl.mechanisms=PLAIN\n"
+        f"sasl.username={user}\nsasl.password={password}\n"
+        f"ssl.ca.location={own_broker.ca_file}\n"
+    )
+    proc = _run_flow(
+        {
+            "CLICKSTREAM_SOURCE": "kafka",
+            "KAFKA_STOP_AT_END": "true",
+            "KAFKA_CONFIG_FILE": str(props),
+            "CLICKSTREAM_OUTPUT": str(tmp_path / "ssl"),
+        }
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(read_rows(tmp_path / "ssl", "pages_per_min")) == set(
+        read_rows(tmp_path / "sasl", "pages_per_min")
+    )
+
+    # wrong password: refused with one clear line, and the secret is not printed
+    proc = _run_flow({**sasl, "KAFKA_SASL_PASSWORD": "not-the-password"}, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert re.match(
+        r"error: Kafka at 127\.0\.0\.1:\d+ refused the connection: .*"
+        r"(Authentication|credentials|password)",
+        lines[0],
+    ), lines[0]
+    assert "not-the-password" not in proc.stderr
+
+
+def test_broker_outage_mid_run_loses_and_duplicates_nothing(own_broker: Broker, tmp_path):
+    n = 60_000
+    _fill(own_broker.bootstrap, "clickstream", n)
+    # Small fetches, so the run is still reading when the broker goes away.
+    props = tmp_path / "client.properties"
+    props.write_text("queued.max.messages.kbytes=64\nfetch.message.max.bytes=16384\n")
+    env = {
+        "CLICKSTREAM_SOURCE": "kafka",
+        "KAFKA_STOP_AT_END": "true",
+        "KAFKA_BOOTSTRAP_SERVERS": own_broker.bootstrap,
+        "KAFKA_CONFIG_FILE": str(props),
+        "CLICKSTREAM_BATCH_SIZE": "100",
+        "CLICKSTREAM_IDLE_TIMEOUT": "2",
+        "CLICKSTREAM_OUTPUT": str(tmp_path / "out"),
+    }
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    log_path = tmp_path / "flow.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
+            cwd=ROOT,
+            env={**clean, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while log_path.read_text().count("reading from") < 4 and time.monotonic() < deadline:
+                assert proc.poll() is None, log_path.read_text()
+                time.sleep(0.02)
+            own_broker.stop(kill=True)  # the broker dies, as a crashed one would
+            # away for longer than the idle timeout: an unreachable partition is not idle
+            time.sleep(12)
+            assert proc.poll() is None, "the run must wait for the broker, not fail or end"
+            own_broker.restart()
+            assert proc.wait(timeout=180) == 0, log_path.read_text()[-3000:]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = log_path.read_text()
+    assert "waiting for the broker" in text
+    # the same input read straight from a healthy broker
+    clean_run = _run_flow(
+        {
+            **env,
+            "KAFKA_CONFIG_FILE": "",
+            "CLICKSTREAM_BATCH_SIZE": "2000",
+            "CLICKSTREAM_OUTPUT": str(tmp_path / "clean"),
+        }
+    )
+    assert clean_run.returncode == 0, clean_run.stderr[-2000:]
+    for table in ("pages_per_min", "errors_per_min_alert"):
+        got = read_rows(tmp_path / "out", table)
+        assert len(got) == len(set(got)), f"{table}: duplicates"
+        assert set(got) == set(read_rows(tmp_path / "clean", table)), table
+        assert got
+    m = re.findall(r"read (\d+) records, parsed (\d+), dead letters (\d+)", text)
+    assert m and int(m[-1][0]) == n, m[-1:]
+
+
+def test_invalid_librdkafka_setting_is_one_clear_line(kafka_bootstrap, tmp_path):
+    props = tmp_path / "client.properties"
+    props.write_text("fetch.max.bytes=100\n")
+    proc = _run_flow(
+        {
+            "CLICKSTREAM_SOURCE": "kafka",
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "KAFKA_CONFIG_FILE": str(props),
+        },
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: invalid Kafka settings:")
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr

@@ -1,0 +1,83 @@
+"""The Kafka source against a real broker: idleness, resume offsets, bounded reads."""
+
+from __future__ import annotations
+
+import time
+
+from config import KafkaSettings
+from operators.batches import END, NEVER
+from sources.kafka import KafkaSource
+from tools.kafka_broker import Broker
+from tools.produce import create_topics, producer
+
+
+def _fill(bootstrap: str, topic: str, n: int, partitions: int = 1) -> None:
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    create_topics(kafka, {topic: {}}, partitions)
+    p = producer(kafka)
+    for i in range(n):
+        p.produce(topic, value=b"{}", timestamp=1_000_000 + i, partition=i % partitions)
+    assert p.flush(30) == 0
+
+
+def _drain(part, seconds: float) -> list:
+    out = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        out.extend(part.next_batch())
+        time.sleep(0.01)
+    return out
+
+
+def test_partition_cut_off_from_its_broker_never_turns_idle(own_broker: Broker):
+    _fill(own_broker.bootstrap, "idle", 5_000)
+    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap)
+    source = KafkaSource(kafka, "idle", 1, batch_size=10, idle_timeout_s=0.2)
+    part = source.build_part("read", "0", None)
+    deadline = time.monotonic() + 10
+    while not any(b.events for b in part.next_batch()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    own_broker.stop(kill=True)
+    batches = _drain(part, 1.5)
+    assert batches, "heartbeats keep coming"
+    assert not any(b.idle for b in batches), "records are waiting: not idle"
+    part.close()
+
+
+def test_caught_up_partition_turns_idle_and_moves_with_the_clock(kafka_bootstrap, topic_name):
+    _fill(kafka_bootstrap, topic_name, 100)
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    part = KafkaSource(kafka, topic_name, 1, batch_size=1_000, idle_timeout_s=0.3).build_part(
+        "read", "0", None
+    )
+    batches = _drain(part, 1.5)
+    assert sum(len(b.events) for b in batches) == 100
+    idle = [b for b in batches if b.idle]
+    assert idle and idle[-1].progress > 1_000_099  # high + elapsed idle time
+    assert all(b.progress == 1_000_099 for b in batches if b.events)
+    part.close()
+
+
+def test_resume_state_is_the_next_offset_and_bounded_read_ends(kafka_bootstrap, topic_name):
+    _fill(kafka_bootstrap, topic_name, 300)
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, stop_at_end=True)
+    source = KafkaSource(kafka, topic_name, 1, batch_size=100)
+    part = source.build_part("read", "0", None)
+    first = []
+    while not first:
+        first = [b for b in part.next_batch() if b.events]
+    offset, high = part.snapshot()
+    assert offset == first[0].events[-1].offset + 1 and high == first[0].progress
+    part.close()
+    resumed = source.build_part("read", "0", (offset, high))
+    rest = []
+    while True:
+        try:
+            rest.extend(resumed.next_batch())
+        except StopIteration:
+            break
+    offsets = [e.offset for b in first + rest for e in b.events]
+    assert offsets == list(range(300)), "every record once, in order"
+    assert rest[-1].progress == END and rest[-1].progress > NEVER
+    resumed.close()

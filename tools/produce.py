@@ -1,0 +1,177 @@
+"""Produce datagen-shaped records into Kafka, like Confluent's datagen quickstarts.
+
+    python -m tools.produce --rate 100 --duration 60 --partitions 4
+    python -m tools.produce --count 10000 --rate 1000
+
+Creates (if missing) `clickstream` (key ip), `clickstream_users` (key user_id,
+compacted) and `clickstream_codes` (key code), then produces users and codes first
+and clicks at `--rate` per second, for `--count` records or `--duration` seconds,
+with a progress line. Connection settings come from the same environment as the
+dataflows (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_CONFIG_FILE`, SASL variables).
+Users 1..30 exist from the start; 31..39 appear halfway, so early clicks of
+theirs are join misses, as with a user table that is still filling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from config import ConfigError, KafkaSettings, fail
+from events import datagen
+from sources.kafka import client_config
+
+
+def create_topics(kafka: KafkaSettings, topics: dict[str, dict[str, str]], partitions: int) -> None:
+    """Create missing topics (`name -> topic config`); existing ones are left alone."""
+    admin = AdminClient(client_config(kafka))
+    existing = set(admin.list_topics(timeout=20).topics)
+    new = [
+        NewTopic(name, num_partitions=partitions, replication_factor=-1, config=conf)
+        for name, conf in topics.items()
+        if name not in existing
+    ]
+    if not new:
+        return
+    for name, future in admin.create_topics(new).items():
+        try:
+            future.result(timeout=30)
+        except Exception as ex:
+            if "already exists" not in str(ex):
+                raise
+        del name
+
+
+def producer(kafka: KafkaSettings) -> Producer:
+    return Producer(
+        client_config(
+            kafka, **{"enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4"}
+        )
+    )
+
+
+def produce_dump(kafka: KafkaSettings, dump: Path, topic: str | None = None) -> int:
+    """Produce a kcat -J dump as it was: same partitions, keys, payloads and timestamps."""
+    p = producer(kafka)
+    n = 0
+    for line in dump.read_bytes().splitlines():
+        rec = orjson.loads(line)
+        payload = rec.get("payload")
+        p.produce(
+            topic or rec["topic"],
+            value=None if payload is None else payload.encode(),
+            key=None if rec.get("key") is None else rec["key"].encode(),
+            partition=rec["partition"],
+            timestamp=rec["ts"],
+        )
+        n += 1
+        if n % 10_000 == 0:
+            p.poll(0)
+    _flush(p)
+    return n
+
+
+def _flush(p: Producer) -> None:
+    remaining = p.flush(60)
+    if remaining:
+        raise RuntimeError(f"{remaining} records were not delivered within 60 s")
+
+
+def produce_datagen(
+    kafka: KafkaSettings,
+    rate: float,
+    count: int | None,
+    duration: float | None,
+    partitions: int,
+    seed: int | None = None,
+    progress: bool = True,
+) -> int:
+    create_topics(
+        kafka,
+        {
+            kafka.clickstream_topic: {},
+            kafka.users_topic: {"cleanup.policy": "compact"},
+            "clickstream_codes": {},
+        },
+        partitions,
+    )
+    gen = datagen.ClickGenerator(seed)
+    p = producer(kafka)
+    for code, definition in datagen.CODES.items():
+        p.produce(
+            "clickstream_codes",
+            key=str(code).encode(),
+            value=orjson.dumps({"code": code, "definition": definition}),
+        )
+    early = range(1, 31)
+    late = range(31, datagen.MAX_USER_ID + 1)
+
+    def users(ids: Iterable[int]) -> None:
+        for uid in ids:
+            p.produce(kafka.users_topic, key=str(uid).encode(), value=datagen.dumps(gen.user(uid)))
+
+    users(early)
+    _flush(p)
+    total = count if count is not None else (int(rate * duration) if duration else None)
+    started = time.monotonic()
+    n = 0
+    last_report = 0.0
+    while total is None or n < total:
+        due = int((time.monotonic() - started) * rate)
+        if total is not None:
+            due = min(due, total)
+        while n < due:
+            click = gen.click()
+            p.produce(
+                kafka.clickstream_topic, key=str(click["ip"]).encode(), value=datagen.dumps(click)
+            )
+            n += 1
+            if total is not None and n == total // 2:
+                users(late)
+        p.poll(0)
+        now = time.monotonic()
+        if progress and now - last_report >= 1.0:
+            last_report = now
+            of = f"/{total:,}" if total is not None else ""
+            print(
+                f"\rproduced {n:,}{of} clicks at {n / max(now - started, 1e-9):,.0f}/s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(min(0.01, max(0.0, (n + 1) / rate - (time.monotonic() - started))))
+    if total is None or total < 2:
+        users(late)
+    _flush(p)
+    if progress:
+        print(f"\rproduced {n:,} clicks in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    return n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="produce datagen clickstream records")
+    parser.add_argument("--rate", type=float, default=100.0, help="clicks per second")
+    parser.add_argument("--count", type=int, help="clicks to produce")
+    parser.add_argument("--duration", type=float, help="seconds to produce for")
+    parser.add_argument("--partitions", type=int, default=4, help="for topics it creates")
+    parser.add_argument("--seed", type=int)
+    args = parser.parse_args()
+    if args.count is None and args.duration is None:
+        args.duration = 60.0
+    try:
+        kafka = KafkaSettings.from_env(os.environ)
+    except ConfigError as ex:
+        fail(str(ex))
+    produce_datagen(kafka, args.rate, args.count, args.duration, args.partitions, args.seed)
+
+
+if __name__ == "__main__":
+    main()
