@@ -30,8 +30,16 @@ def _drain(part, seconds: float) -> list:
 
 
 def test_partition_cut_off_from_its_broker_never_turns_idle(own_broker: Broker):
-    _fill(own_broker.bootstrap, "idle", 5_000)
-    kafka = KafkaSettings(bootstrap_servers=own_broker.bootstrap)
+    _fill(own_broker.bootstrap, "idle", 20_000)
+    # tiny fetches: little is buffered locally when the broker dies
+    kafka = KafkaSettings(
+        bootstrap_servers=own_broker.bootstrap,
+        properties={
+            "queued.max.messages.kbytes": "1",
+            "queued.min.messages": "10",
+            "fetch.message.max.bytes": "1024",
+        },
+    )
     source = KafkaSource(kafka, "idle", 1, batch_size=10, idle_timeout_s=0.2)
     part = source.build_part("read", "0", None)
     deadline = time.monotonic() + 10
@@ -39,8 +47,12 @@ def test_partition_cut_off_from_its_broker_never_turns_idle(own_broker: Broker):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     own_broker.stop(kill=True)
-    batches = _drain(part, 1.5)
+    deadline = time.monotonic() + 20
+    while any(b.events for b in part.next_batch()) or time.monotonic() < deadline - 19.5:
+        assert time.monotonic() < deadline, "the local buffer should run dry"
+    batches = _drain(part, 1.5)  # far beyond the idle timeout
     assert batches, "heartbeats keep coming"
+    assert not any(b.events for b in batches)
     assert not any(b.idle for b in batches), "records are waiting: not idle"
     part.close()
 
@@ -64,7 +76,7 @@ def test_resume_state_is_the_next_offset_and_bounded_read_ends(kafka_bootstrap, 
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, stop_at_end=True)
     source = KafkaSource(kafka, topic_name, 1, batch_size=100)
     part = source.build_part("read", "0", None)
-    first = []
+    first: list = []
     while not first:
         first = [b for b in part.next_batch() if b.events]
     offset, high = part.snapshot()
