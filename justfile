@@ -21,6 +21,22 @@ demo rate="2000" count="60000": setup
     wait
     {{python}} -m tools.show output
 
+# Start a local Apache Kafka broker (jars from Maven Central; needs Java 17+ and Maven).
+kafka-up: setup
+    {{python}} -m tools.kafka_broker up
+
+# Stop the local broker.
+kafka-down: setup
+    {{python}} -m tools.kafka_broker down
+
+# Produce datagen records into Kafka (KAFKA_BOOTSTRAP_SERVERS or the local broker).
+produce *args: setup
+    {{python}} -m tools.produce {{args}}
+
+# The full local mode: broker, producer, users join, both table dataflows, tables printed.
+demo-kafka seconds="60" rate="200": setup
+    scripts/demo_kafka.sh {{seconds}} {{rate}}
+
 # Run the whole test suite.
 test *args: setup
     {{python}} -m pytest {{args}}

@@ -100,6 +100,7 @@ def produce_datagen(
             kafka.clickstream_topic: {},
             kafka.users_topic: {"cleanup.policy": "compact"},
             "clickstream_codes": {},
+            kafka.user_clickstream_topic: {},  # what dataflows.enrich writes
         },
         partitions,
     )
@@ -156,6 +157,33 @@ def produce_datagen(
     return n
 
 
+def total_records(kafka: KafkaSettings, topic: str) -> int:
+    """Records in a topic now (sum over partitions of high - low offsets)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(client_config(kafka, **{"group.id": "count"}))
+    try:
+        md = consumer.list_topics(topic, timeout=20).topics[topic]
+        total = 0
+        for p in md.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=20)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def wait_enriched(kafka: KafkaSettings, timeout_s: float) -> None:
+    """Wait until USER_CLICKSTREAM holds one record per click (the join caught up)."""
+    deadline = time.monotonic() + timeout_s
+    want = total_records(kafka, kafka.clickstream_topic)
+    while (have := total_records(kafka, kafka.user_clickstream_topic)) < want:
+        if time.monotonic() > deadline:
+            fail(f"enrichment wrote {have} of {want} records in {timeout_s:.0f} s")
+        time.sleep(1)
+    print(f"enrichment caught up: {have} records", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="produce datagen clickstream records")
     parser.add_argument("--rate", type=float, default=100.0, help="clicks per second")
@@ -163,6 +191,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds to produce for")
     parser.add_argument("--partitions", type=int, default=4, help="for topics it creates")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--wait-enriched", type=float, metavar="SECONDS",
+                        help="instead: wait until the users join has caught up")
     args = parser.parse_args()
     if args.count is None and args.duration is None:
         args.duration = 60.0
@@ -170,6 +200,9 @@ def main() -> None:
         kafka = KafkaSettings.from_env(os.environ)
     except ConfigError as ex:
         fail(str(ex))
+    if args.wait_enriched is not None:
+        wait_enriched(kafka, args.wait_enriched)
+        return
     produce_datagen(kafka, args.rate, args.count, args.duration, args.partitions, args.seed)
 
 
