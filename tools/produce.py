@@ -65,7 +65,8 @@ def produce_dump(kafka: KafkaSettings, dump: Path, topic: str | None = None) -> 
     for line in dump.read_bytes().splitlines():
         rec = orjson.loads(line)
         payload = rec.get("payload")
-        p.produce(
+        send(
+            p,
             topic or rec["topic"],
             value=None if payload is None else payload.encode(),
             key=None if rec.get("key") is None else rec["key"].encode(),
@@ -73,10 +74,18 @@ def produce_dump(kafka: KafkaSettings, dump: Path, topic: str | None = None) -> 
             timestamp=rec["ts"],
         )
         n += 1
-        if n % 10_000 == 0:
-            p.poll(0)
     _flush(p)
     return n
+
+
+def send(p: Producer, topic: str, **kwargs: object) -> None:
+    """Produce, waiting for deliveries when the local queue is full."""
+    while True:
+        try:
+            p.produce(topic, **kwargs)  # type: ignore[arg-type]
+            return
+        except BufferError:
+            p.poll(0.1)
 
 
 def _flush(p: Producer) -> None:
@@ -191,8 +200,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds to produce for")
     parser.add_argument("--partitions", type=int, default=4, help="for topics it creates")
     parser.add_argument("--seed", type=int)
-    parser.add_argument("--wait-enriched", type=float, metavar="SECONDS",
-                        help="instead: wait until the users join has caught up")
+    parser.add_argument(
+        "--wait-enriched",
+        type=float,
+        metavar="SECONDS",
+        help="instead: wait until the users join has caught up",
+    )
     args = parser.parse_args()
     if args.count is None and args.duration is None:
         args.duration = 60.0

@@ -1,0 +1,93 @@
+"""Kafka benchmark: each dataflow reading a pre-filled topic from a real broker (bounded
+run, one worker) against the raw ceiling on the same topic: confluent-kafka consuming
+and JSON-parsing the records, no dataflow around them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+from bytewax.testing import run_main
+from confluent_kafka import Consumer, TopicPartition
+
+import dataflows.clickstream
+import dataflows.user_clickstream
+from config import KafkaSettings, Settings
+from events.schema import Click, UserClick
+from sources.kafka import client_config
+from tools import kafka_broker
+from tools.produce import create_topics, produce_dump
+from tools.replay_gen import generate
+
+
+def ceiling(kafka: KafkaSettings, topic: str, shape: type, n: int) -> float:
+    decode = msgspec.json.Decoder(shape, strict=False).decode
+    consumer = Consumer(client_config(kafka, **{"group.id": "bench", "enable.auto.commit": False}))
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    start = time.perf_counter()
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    seen = 0
+    while seen < n:
+        for msg in consumer.consume(2_000, timeout=1):
+            if msg.error() is None:
+                decode(msg.value())
+                seen += 1
+    rate = n / (time.perf_counter() - start)
+    consumer.close()
+    return rate
+
+
+def bench_kafka(scale: float, record: Callable[[str, str, float, str, float], None]) -> None:
+    logging.getLogger("librdkafka").setLevel(logging.ERROR)
+    n = int(300_000 * scale)
+    with tempfile.TemporaryDirectory() as tmp:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        broker = None
+        if not bootstrap:
+            broker = kafka_broker.start(Path(tmp, "kafka"))
+            bootstrap = broker.bootstrap
+        try:
+            dump = Path(tmp, "dump")
+            generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=5)
+            suffix = str(int(time.time()))
+            kafka = KafkaSettings(
+                bootstrap_servers=bootstrap,
+                stop_at_end=True,
+                clickstream_topic=f"bench-clickstream-{suffix}",
+                user_clickstream_topic=f"bench-user-clickstream-{suffix}",
+            )
+            create_topics(kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, 4)
+            produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
+            produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+            print(f"kafka: {n:,} records in 4 partitions, bounded run, 1 worker", flush=True)
+            flows: list[tuple[str, Callable[[Settings], object], str, type]] = [
+                ("clickstream", dataflows.clickstream.build, kafka.clickstream_topic, Click),
+                (
+                    "user_clickstream",
+                    dataflows.user_clickstream.build,
+                    kafka.user_clickstream_topic,
+                    UserClick,
+                ),
+            ]
+            for name, build, topic, shape in flows:
+                base = ceiling(kafka, topic, shape, n)
+                settings = Settings(source="kafka", kafka=kafka, output=str(Path(tmp, name)))
+                flow = build(settings)
+                start = time.perf_counter()
+                run_main(flow)  # type: ignore[arg-type]
+                rate = n / (time.perf_counter() - start)
+                record(
+                    "kafka",
+                    f"{name} from Kafka -> Parquet",
+                    rate,
+                    "confluent-kafka consume + JSON parse",
+                    base,
+                )
+        finally:
+            if broker is not None:
+                broker.stop()
