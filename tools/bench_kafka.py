@@ -10,8 +10,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
+from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
 
@@ -26,7 +28,7 @@ from tools.replay_gen import generate
 
 
 def ceiling(kafka: KafkaSettings, topic: str, shape: type, n: int) -> float:
-    decode = msgspec.json.Decoder(shape, strict=False).decode
+    decode: Callable[[Any], Any] = msgspec.json.Decoder(shape, strict=False).decode
     consumer = Consumer(client_config(kafka, **{"group.id": "bench", "enable.auto.commit": False}))
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     start = time.perf_counter()
@@ -65,7 +67,7 @@ def bench_kafka(scale: float, record: Callable[[str, str, float, str, float], No
             produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
             produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
             print(f"kafka: {n:,} records in 4 partitions, bounded run, 1 worker", flush=True)
-            flows: list[tuple[str, Callable[[Settings], object], str, type]] = [
+            flows: list[tuple[str, Callable[[Settings], Dataflow], str, type]] = [
                 ("clickstream", dataflows.clickstream.build, kafka.clickstream_topic, Click),
                 (
                     "user_clickstream",
@@ -79,7 +81,7 @@ def bench_kafka(scale: float, record: Callable[[str, str, float, str, float], No
                 settings = Settings(source="kafka", kafka=kafka, output=str(Path(tmp, name)))
                 flow = build(settings)
                 start = time.perf_counter()
-                run_main(flow)  # type: ignore[arg-type]
+                run_main(flow)
                 rate = n / (time.perf_counter() - start)
                 record(
                     "kafka",
