@@ -162,6 +162,8 @@ class Settings:
     # Records per input batch; bigger is faster, any value gives the same tables.
     batch_size: int = 2_000
     kafka: KafkaSettings | None = None
+    # Test aid (CLICKSTREAM_TEST_SLOW_WRITES): seconds each output file stays half-written.
+    test_slow_writes_s: float = 0.0
 
     def replay_file(self, topic_file: str) -> Path:
         """The dump a dataflow replays: the path itself, or `topic_file` inside it."""
@@ -207,6 +209,7 @@ class Settings:
             flush_rows=_parse(env, "CLICKSTREAM_FLUSH_ROWS", int, 500_000, minimum=1),
             batch_size=_parse(env, "CLICKSTREAM_BATCH_SIZE", int, 2_000, minimum=1),
             kafka=kafka,
+            test_slow_writes_s=_parse(env, "CLICKSTREAM_TEST_SLOW_WRITES", float, 0.0, minimum=0),
         )
 
 

@@ -37,6 +37,10 @@ produce *args: setup
 demo-kafka seconds="60" rate="200": setup
     scripts/demo_kafka.sh {{seconds}} {{rate}}
 
+# Run a dataflow with recovery (resumes after a crash), e.g. `just run-recoverable clickstream -w 2`.
+run-recoverable flow *args: setup
+    scripts/run_recoverable.sh {{flow}} {{args}}
+
 # Run the whole test suite.
 test *args: setup
     {{python}} -m pytest {{args}}

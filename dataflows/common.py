@@ -124,5 +124,6 @@ def write_tables(
         parts=SINK_PARTS,
         flush_interval_s=settings.flush_interval_s,
         flush_rows=settings.flush_rows,
+        slow_writes_s=settings.test_slow_writes_s,
     )
     op.output("write", op.merge("rows", *streams), sink)

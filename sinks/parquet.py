@@ -37,6 +37,22 @@ import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 log = logging.getLogger(__name__)
+# gcsfs logs a traceback for every failed request; `retry` below logs one line instead.
+logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+    try:
+        from gcsfs.retry import HttpError
+
+        errors += (HttpError,)
+    except ImportError:
+        pass
+    return errors
+
+
+RETRYABLE = _retryable()
 
 T = TypeVar("T")
 
@@ -67,14 +83,18 @@ SinkState = tuple[int, dict[str, list[tuple]]]
 
 
 def retry(
-    action: Callable[[], T], what: str, *, attempts: int = 12, first_wait_s: float = 0.5
+    action: Callable[[], T], what: str, *, attempts: int = 15, first_wait_s: float = 0.5
 ) -> T:
-    """Run `action`, retrying with exponential backoff (0.5 s doubling, capped at 30 s)."""
+    """Run `action`, retrying transient storage errors with exponential backoff.
+
+    Waits 0.5 s, doubling up to 30 s between attempts: about 5 minutes in all before
+    the error is raised (and the dataflow stops, to be resumed from recovery).
+    """
     wait = first_wait_s
     for attempt in range(1, attempts + 1):
         try:
             return action()
-        except (OSError, TimeoutError, ConnectionError) as ex:
+        except RETRYABLE as ex:
             if attempt == attempts:
                 raise
             log.warning(
@@ -99,7 +119,8 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
 
     def _remove_stale(self, from_seq: int) -> None:
         fs, root = self.sink.fs, self.sink.root
-        name = re.compile(re.escape(self.prefix) + r"(\d+)\.parquet$")
+        # Also matches the hidden temporary file of a local write that was cut short.
+        name = re.compile(r"/(\.?)" + re.escape(self.prefix) + r"(\d+)\.parquet(\.tmp)?$")
         stale = []
         for table in self.sink.tables:
             base = f"{root}/{table}"
@@ -107,7 +128,7 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
                 continue
             for path in retry(partial(fs.find, base), f"list {base}"):
                 m = name.search(path)
-                if m and int(m.group(1)) >= from_seq:
+                if m and (m.group(1) or int(m.group(2)) >= from_seq):
                     stale.append(path)
         for path in stale:
             retry(partial(fs.rm, path), f"remove {path}")
@@ -134,6 +155,12 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
     def flush(self) -> None:
         if not self.pending_rows:
             return
+        log.info(
+            "sink %s: writing flush %d (%d rows)",
+            self.prefix.rstrip("-"),
+            self.seq,
+            self.pending_rows,
+        )
         files = 0
         for table_name, rows in self.pending.items():
             if rows:
@@ -200,6 +227,7 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
         flush_interval_s: float = 4.0,
         flush_rows: int = 500_000,
         storage_options: dict[str, Any] | None = None,
+        slow_writes_s: float = 0.0,
     ) -> None:
         self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
         self.root = path.rstrip("/")
@@ -211,6 +239,8 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
         self.parts = parts
         self.flush_interval_s = flush_interval_s
         self.flush_rows = flush_rows
+        # Test aid only: hold every file open this long, so crash tests can kill mid-write.
+        self.slow_writes_s = slow_writes_s
 
     def list_parts(self) -> list[str]:
         return [str(i) for i in range(self.parts)]
@@ -229,11 +259,13 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
             fs.makedirs(directory, exist_ok=True)
             hidden = f"{directory}/.{path.rsplit('/', 1)[1]}.tmp"
             df.write_parquet(hidden, compression="zstd")
+            time.sleep(self.slow_writes_s)
             os.replace(hidden, path)  # atomic: readers see the whole file or none
             return
 
         def upload() -> None:
             with fs.open(path, "wb") as f:
                 df.write_parquet(f, compression="zstd")
+                time.sleep(self.slow_writes_s)
 
         retry(upload, f"upload {path}")

@@ -13,6 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
 
 from tools import kafka_broker
+from tools.gcs_emulator import GcsEmulator
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
@@ -59,3 +60,16 @@ def own_broker(tmp_path: Path) -> Iterator[kafka_broker.Broker]:
 def topic_name(request: pytest.FixtureRequest) -> str:
     """A topic name no other test uses."""
     return f"t-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
+
+
+@pytest.fixture
+def gcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
+    """fake-gcs-server with a bucket `clickstream`; STORAGE_EMULATOR_HOST points at it."""
+    emulator = GcsEmulator(tmp_path / "gcs" / "root")
+    emulator.create_bucket("clickstream")
+    emulator.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    try:
+        yield emulator
+    finally:
+        emulator.stop()

@@ -28,6 +28,23 @@ def read_rows(output: str | Path, table: str) -> list[tuple]:
     return df.rows()
 
 
+def _read_gcs_rows(output: str, table: str) -> list[tuple]:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(output)
+    base = f"{root.rstrip('/')}/{table}"
+    if not fs.exists(base):
+        return []
+    rows: list[tuple] = []
+    for path in sorted(fs.find(base)):
+        if not path.endswith(".parquet") or "/." in path:
+            continue
+        with fs.open(path, "rb") as f:
+            df = pl.read_parquet(f)
+        rows.extend(df.with_columns(pl.col(pl.Datetime).dt.epoch("ms")).rows())
+    return rows
+
+
 def load_dump(path: Path) -> list[tuple[int, dict]]:
     """(ts, payload) per readable record of a kcat -J dump, in file order."""
     out = []

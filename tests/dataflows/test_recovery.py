@@ -1,0 +1,157 @@
+"""Exactly once across crashes: kill -9 a recovery-enabled run again and again, resume
+it with the same recovery directory (and other worker counts), and compare the final
+tables with an uninterrupted run, row for row. On local output, on GCS, and on Kafka."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.tables import read_rows
+from tools.kafka_broker import free_port
+from tools.replay_gen import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLES = ["pages_per_min", "errors_per_min_alert", "late_events", "dead_letters"]
+
+
+@pytest.fixture(scope="module")
+def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("big")
+    # late events too: jitter beyond the 60 s delay now and then
+    generate(out, events=400_000, rate=300, partitions=3, jitter_ms=70_000, seed=99,
+             pause_every=20_000, pause_ms=90_000)
+    return out
+
+
+def _env(**extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    return {**clean, **extra}
+
+
+def _start(env: dict[str, str], recovery: Path, layout: str, log: Path) -> list[subprocess.Popen]:
+    """Start the clickstream dataflow as one worker, two workers, or two processes."""
+    base = [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow",
+            "-r", str(recovery), "-s", "1", "-b", "0"]
+    out = log.open("a")
+    if layout == "2 processes":
+        addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+        return [subprocess.Popen(base + ["-i", str(i), "-a", addresses], cwd=ROOT, env=env,
+                                 stdout=out, stderr=subprocess.STDOUT) for i in (0, 1)]
+    flags = ["-w", "2"] if layout == "-w 2" else []
+    return [subprocess.Popen(base + flags, cwd=ROOT, env=env, stdout=out,
+                             stderr=subprocess.STDOUT)]
+
+
+def crash_and_resume(env: dict[str, str], recovery: Path, log: Path, kills: int = 6,
+                     seed: int = 0) -> list[str]:
+    """Kill -9 the run `kills` times (every other time in the middle of a file write),
+    resuming each time with a different layout; then let it finish. Returns what happened."""
+    rng = random.Random(seed)
+    recovery.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
+    layouts = ["1 worker", "-w 2", "2 processes"]
+    story = []
+    for i in range(kills):
+        layout = layouts[i % len(layouts)]
+        mark = log.stat().st_size if log.exists() else 0
+        procs = _start(env, recovery, layout, log)
+        if i % 2:
+            # wait until a flush starts, then kill while files are being written
+            deadline = time.monotonic() + 60
+            while "writing flush" not in log.read_text()[mark:]:
+                assert time.monotonic() < deadline, "no flush started"
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.1))
+            moment = "during a flush"
+        else:
+            time.sleep(rng.uniform(2.0, 4.0))  # startup takes about 1 s
+            moment = "at a random moment"
+        assert all(p.poll() is None for p in procs), (
+            f"run {i} ended before it could be killed:\n{log.read_text()[mark:][-2000:]}")
+        for p in procs:
+            os.kill(p.pid, signal.SIGKILL)
+            p.wait()
+        story.append(f"killed {layout} {moment}")
+    procs = _start(env, recovery, "1 worker", log)
+    for p in procs:
+        assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
+    return story
+
+
+def _assert_same_tables(got_output: str | Path, want_output: str | Path) -> None:
+    for table in TABLES:
+        got = Counter(read_rows(got_output, table))
+        want = Counter(read_rows(want_output, table))
+        duplicates = {r: n for r, n in got.items() if n > 1}
+        assert not duplicates, f"{table}: {len(duplicates)} duplicated rows"
+        assert got == want, (f"{table}: {len(want - got)} missing, {len(got - want)} extra "
+                             f"of {sum(want.values())} rows")
+    assert read_rows(want_output, "pages_per_min"), "the reference should have rows"
+
+
+def _reference(dump: Path, out: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"], cwd=ROOT,
+        env=_env(CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(out)),
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# Slow enough to be killed many times: small batches, frequent flushes, slow file writes.
+SLOW = {"CLICKSTREAM_BATCH_SIZE": "20", "CLICKSTREAM_FLUSH_INTERVAL": "0.3",
+        "CLICKSTREAM_TEST_SLOW_WRITES": "0.15"}
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, tmp_path):
+    _reference(big_dump, tmp_path / "reference")
+    out = tmp_path / "out"
+    env = _env(CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW)
+    story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=1)
+    assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2
+    _assert_same_tables(out, tmp_path / "reference")
+    log = (tmp_path / "run.log").read_text()
+    assert log.count("resuming at line") >= 3, "most restarts should resume mid-input"
+    assert "removed" in log, "a resume should clean up what the killed run wrote"
+    assert not [p for p in out.rglob(".*.tmp")], "no half-written files left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.gcs
+def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs):
+    _reference(big_dump, tmp_path / "reference")
+    env = _env(CLICKSTREAM_SOURCE=f"replay:{big_dump}",
+               CLICKSTREAM_OUTPUT="gs://clickstream/tables", STORAGE_EMULATOR_HOST=gcs.url,
+               **SLOW)
+    story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=2)
+    assert len(story) >= 5
+    _assert_same_tables("gs://clickstream/tables", tmp_path / "reference")
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_kill_9_and_resume_is_exactly_once_on_kafka(big_dump, tmp_path, kafka_bootstrap,
+                                                      topic_name):
+    from config import KafkaSettings
+    from tools.produce import create_topics, produce_dump
+
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, clickstream_topic=topic_name)
+    create_topics(kafka, {topic_name: {}}, 3)
+    produce_dump(kafka, big_dump / "clickstream.jsonl", topic_name)
+    _reference(big_dump, tmp_path / "reference")
+    out = tmp_path / "out"
+    env = _env(CLICKSTREAM_SOURCE="kafka", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+               CLICKSTREAM_TOPIC=topic_name, KAFKA_STOP_AT_END="true",
+               CLICKSTREAM_OUTPUT=str(out), **SLOW)
+    story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=3)
+    assert len(story) >= 5
+    _assert_same_tables(out, tmp_path / "reference")
