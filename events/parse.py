@@ -97,8 +97,9 @@ class Parser(Generic[E]):
         events: list[E] = []
         times: list[int] = []
         marks: list[int] = []
+        lows: list[int] | None = None if batch.lows is None else []
         dead: list[DeadLetter] = []
-        for record, mark in zip(batch.events, batch.marks, strict=True):
+        for i, (record, mark) in enumerate(zip(batch.events, batch.marks, strict=True)):
             event = self.event_of(record)
             if isinstance(event, str):
                 dead.append(dead_letter(record, event))
@@ -107,6 +108,8 @@ class Parser(Generic[E]):
             events.append(event)
             times.append(record.ts)  # type: ignore[arg-type] # event_of checked it
             marks.append(mark)
+            if lows is not None:
+                lows.append(batch.lows[i])  # type: ignore[index]
         self.read += len(batch.events)
         self.parsed += len(events)
         self.dead += len(dead)
@@ -120,5 +123,7 @@ class Parser(Generic[E]):
                 self.dead,
                 f"; {batch.part} at end of input" if batch.at_end else "",
             )
-        out = TimedBatch(batch.part, batch.parts, events, times, marks, batch.progress, batch.idle)
+        out = TimedBatch(
+            batch.part, batch.parts, events, times, marks, batch.progress, batch.idle, lows
+        )
         return out, dead

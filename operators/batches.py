@@ -34,7 +34,11 @@ class TimedBatch(Generic[E]):
     """Events read from one input partition, with that partition's event-time progress.
 
     `times[i]` is the event time (epoch ms) of `events[i]`; `marks[i]` is the
-    largest event time the partition had read up to and including `events[i]`.
+    largest event time its Kafka partition had reached up to and including
+    `events[i]`, which is what lateness is judged against. `lows[i]` is this
+    source partition's progress after `events[i]` (what holds the watermark); it is
+    the same as `marks` (and may be left `None`) unless one source partition reads
+    several Kafka partitions, as a replay of a whole topic dump does.
     `progress` is the partition's progress after the whole batch (`END` once its
     input is exhausted). An `idle` partition has read nothing for the idle timeout;
     its `progress` then moves with wall-clock time and it no longer holds the
@@ -50,6 +54,7 @@ class TimedBatch(Generic[E]):
     marks: list[int] = field(default_factory=list)
     progress: int = NEVER
     idle: bool = False
+    lows: list[int] | None = None
 
     @property
     def at_end(self) -> bool:
@@ -61,12 +66,13 @@ def keep_events(batch: TimedBatch[E], predicate: Callable[[E], bool]) -> TimedBa
     kept = [i for i, event in enumerate(batch.events) if predicate(event)]
     if len(kept) == len(batch.events):
         return batch
-    events, times, marks = batch.events, batch.times, batch.marks
+    events, times, marks, lows = batch.events, batch.times, batch.marks, batch.lows
     return replace(
         batch,
         events=[events[i] for i in kept],
         times=[times[i] for i in kept],
         marks=[marks[i] for i in kept],
+        lows=None if lows is None else [lows[i] for i in kept],
     )
 
 

@@ -119,7 +119,7 @@ class _ShardMsg:
 
     part: str
     parts: int
-    items: list[tuple[Hashable, int, int, Any]]  # (key, time, mark, event)
+    items: list[tuple[Hashable, int, int, int, Any]]  # (key, time, mark, low, event)
     progress: int
     idle: bool
 
@@ -147,13 +147,16 @@ class _Splitter(Generic[E]):
         key, cache, shards = self.key, self.cache, self.shards
         if len(cache) > 1_000_000:
             cache.clear()
-        buckets: list[list[tuple[Hashable, int, int, Any]]] = [[] for _ in range(shards)]
-        for event, time, mark in zip(batch.events, batch.times, batch.marks, strict=True):
+        buckets: list[list[tuple[Hashable, int, int, int, Any]]] = [[] for _ in range(shards)]
+        lows = batch.lows if batch.lows is not None else batch.marks
+        for event, time, mark, low in zip(
+            batch.events, batch.times, batch.marks, lows, strict=True
+        ):
             k = key(event)
             shard = cache.get(k)
             if shard is None:
                 shard = cache[k] = shard_of(k, shards)
-            buckets[shard].append((k, time, mark, event))  # a plain tuple: cheapest to build
+            buckets[shard].append((k, time, mark, low, event))  # a plain tuple: cheapest to build
         return [
             (name, _ShardMsg(batch.part, batch.parts, items, batch.progress, batch.idle))
             for name, items in zip(self.names, buckets, strict=True)
@@ -179,8 +182,8 @@ class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[La
                 others = clock.others(msg.part)
                 low = clock.low
                 add = self._add
-                for key, time, mark, event in msg.items:
-                    stream = min(mark, others)
+                for key, time, mark, source_low, event in msg.items:
+                    stream = min(source_low, others)
                     if stream > low:
                         low = stream
                     if low - delay >= self.due:

@@ -107,22 +107,25 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
         if len(records) != len(lines):  # a line held more than one JSON value
             records = [parse_line(line, first + i) for i, line in enumerate(lines)]
         times: list[int] = []
-        marks: list[int] = []
-        advance = self.progress.advance
-        mark = self.progress.low
+        marks: list[int] = []  # the record's own Kafka partition: judges lateness
+        lows: list[int] = []  # the whole file (least advanced partition): holds the watermark
+        progress = self.progress
+        low = progress.low
         for record in records:
             ts = record.ts
+            tp = (record.topic, record.partition)
             if ts is not None:
-                mark = advance((record.topic, record.partition), ts)
+                low = progress.advance(tp, ts)
                 times.append(ts)
             else:
-                times.append(mark)
-            marks.append(mark)
+                times.append(low)
+            marks.append(max(progress.mark(tp), low))
+            lows.append(low)
         self.position = self.file.tell()
         if self.done:
             log.info("replay %s: end of file after %d lines", self.path, self.line_number)
-        progress = END if self.done else self.progress.low
-        return [TimedBatch("replay", 1, records, times, marks, progress)]
+        end = END if self.done else progress.low
+        return [TimedBatch("replay", 1, records, times, marks, end, lows=lows)]
 
     def snapshot(self) -> tuple:
         return (self.position, self.line_number, self.progress.snapshot())

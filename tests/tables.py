@@ -16,6 +16,8 @@ NO_LATENESS = 10**15
 
 def read_rows(output: str | Path, table: str) -> list[tuple]:
     """All rows of a table as tuples, timestamps as epoch ms; [] when there are no files."""
+    if str(output).startswith("gs://"):
+        return _read_gcs_rows(str(output), table)
     files = (
         sorted(str(p) for p in Path(output, table).rglob("*.parquet") if not p.name.startswith("."))
         if os.path.isdir(Path(output, table))
