@@ -37,8 +37,38 @@ import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 log = logging.getLogger(__name__)
-# gcsfs logs a traceback for every failed request; `retry` below logs one line instead.
-logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
+
+
+class _StorageRetries(logging.Filter):
+    """gcsfs retries failed requests for about 30 s on its own, logging them at DEBUG and
+    the last with a traceback. Keep one WARNING line per 30 s, without the traceback,
+    so an outage of the storage shows in our logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = -1e9
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "retrying after exception" not in message and "out of retries" not in message:
+            return record.levelno >= logging.WARNING and "non-retriable" not in message
+        now = time.monotonic()
+        if now - self.last < 30.0:
+            return False
+        self.last = now
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            f"storage request failed, retrying: {message.split('exception: ', 1)[-1]}",
+            None,
+            None,
+            None,
+        )
+        return True
+
+
+_gcsfs_log = logging.getLogger("gcsfs")
+_gcsfs_log.setLevel(logging.DEBUG)
+_gcsfs_log.addFilter(_StorageRetries())
 
 
 def _retryable() -> tuple[type[BaseException], ...]:
@@ -53,6 +83,23 @@ def _retryable() -> tuple[type[BaseException], ...]:
 
 
 RETRYABLE = _retryable()
+
+
+def storage_options(url: str) -> dict[str, Any]:
+    """fsspec options for an output URL: the GCS emulator when STORAGE_EMULATOR_HOST is set.
+
+    Passing the endpoint explicitly (rather than letting gcsfs read the variable) also
+    keeps fsspec's instance cache from handing out a client for another endpoint.
+    Otherwise credentials come the usual Google way (application default credentials,
+    GOOGLE_APPLICATION_CREDENTIALS).
+    """
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if url.startswith(("gs://", "gcs://")) and emulator:
+        if not emulator.startswith("http"):
+            emulator = f"http://{emulator}"
+        return {"endpoint_url": emulator, "token": "anon"}
+    return {}
+
 
 T = TypeVar("T")
 
@@ -226,10 +273,11 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
         parts: int = 4,
         flush_interval_s: float = 4.0,
         flush_rows: int = 500_000,
-        storage_options: dict[str, Any] | None = None,
+        fs_options: dict[str, Any] | None = None,
         slow_writes_s: float = 0.0,
     ) -> None:
-        self.fs, path = fsspec.core.url_to_fs(root, **(storage_options or {}))
+        options = storage_options(root) if fs_options is None else fs_options
+        self.fs, path = fsspec.core.url_to_fs(root, **options)
         self.root = path.rstrip("/")
         self.local = "file" in (
             self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)

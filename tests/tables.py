@@ -33,7 +33,9 @@ def read_rows(output: str | Path, table: str) -> list[tuple]:
 def _read_gcs_rows(output: str, table: str) -> list[tuple]:
     import fsspec
 
-    fs, root = fsspec.core.url_to_fs(output)
+    from sinks.parquet import storage_options
+
+    fs, root = fsspec.core.url_to_fs(output, **storage_options(output))
     base = f"{root.rstrip('/')}/{table}"
     if not fs.exists(base):
         return []

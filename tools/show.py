@@ -24,7 +24,9 @@ TABLES = [
 
 
 def read_table(output: str, table: str) -> pl.DataFrame | None:
-    fs, root = fsspec.core.url_to_fs(output)
+    from sinks.parquet import storage_options
+
+    fs, root = fsspec.core.url_to_fs(output, **storage_options(output))
     base = f"{root.rstrip('/')}/{table}"
     if not fs.exists(base):
         return None

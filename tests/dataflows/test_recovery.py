@@ -64,7 +64,7 @@ def _start(env: dict[str, str], recovery: Path, layout: str, log: Path) -> list[
         addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
         return [
             subprocess.Popen(
-                base + ["-i", str(i), "-a", addresses],
+                [*base, "-i", str(i), "-a", addresses],
                 cwd=ROOT,
                 env=env,
                 stdout=out,

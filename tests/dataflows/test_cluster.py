@@ -1,0 +1,67 @@
+"""Two processes on localhost give the same tables as one worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.tables import expected_tables, read_rows
+from tools.kafka_broker import free_port
+from tools.replay_gen import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("flow", ["clickstream", "user_clickstream"])
+def test_two_processes_equal_one_worker(flow, tmp_path):
+    dump = tmp_path / "dump"
+    generate(
+        dump,
+        events=8_000,
+        rate=40,
+        partitions=2,
+        jitter_ms=20_000,
+        seed=17,
+        pause_every=3_000,
+        pause_ms=100_000,
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    env = {**clean, "CLICKSTREAM_SOURCE": f"replay:{dump}", "CLICKSTREAM_OUTPUT": str(tmp_path)}
+    addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bytewax.run",
+                f"dataflows.{flow}:flow",
+                "-i",
+                str(i),
+                "-a",
+                addresses,
+                "-w",
+                "2",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for i in (0, 1)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+    expected = expected_tables(dump)
+    tables = (
+        ["pages_per_min", "errors_per_min_alert"]
+        if flow == "clickstream"
+        else ["click_user_sessions", "user_ip_activity"]
+    )
+    for table in tables:
+        got = read_rows(tmp_path, table)
+        assert len(got) == len(set(got)) and set(got) == expected[table], table

@@ -1,0 +1,157 @@
+"""The partitioned Parquet sink: layout readers understand, resume cleanup, GCS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from sinks.parquet import ParquetSink, TableRows
+from sinks.tables import PAGES_PER_MIN
+from tests.tables import read_rows
+from tools.replay_gen import generate
+
+ROOT = Path(__file__).resolve().parents[2]
+HOUR = 3_600_000
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR  # an hour boundary
+
+
+def _rows(n: int, start: int = T0) -> list[tuple]:
+    return [(i % 7, start + i * 5_000, start + i * 5_000 + 60_000, i + 1) for i in range(n)]
+
+
+def test_hive_layout_is_read_by_polars_and_duckdb(tmp_path):
+    sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=1)
+    part = sink.build_part("out", "0", None)
+    rows = _rows(10) + _rows(3, start=T0 + HOUR)  # two hours -> two partitions
+    part.write_batch([TableRows("pages_per_min", rows)])
+    part.close()
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
+    date = time.strftime("%Y-%m-%d", time.gmtime(T0 / 1000))
+    hour0, hour1 = (time.strftime("%H", time.gmtime(t / 1000)) for t in (T0, T0 + HOUR))
+    assert files == [
+        f"pages_per_min/event_date={date}/event_hour={hour0}/flow-p000-0000000000.parquet",
+        f"pages_per_min/event_date={date}/event_hour={hour1}/flow-p000-0000000000.parquet",
+    ]
+    df = pl.read_parquet(f"{tmp_path}/pages_per_min/**/*.parquet", hive_partitioning=True)
+    assert df.columns == ["userid", "event_start", "event_end", "pages", "event_date", "event_hour"]
+    assert df.schema["event_start"] == pl.Datetime("us", "UTC")
+    assert df.height == 13
+    count = duckdb.sql(
+        f"select count(*), min(pages) from read_parquet('{tmp_path}/pages_per_min/**/*.parquet',"
+        " hive_partitioning = true)"
+    ).fetchall()[0]
+    assert count == (13, 1)
+    assert not list(tmp_path.rglob(".*")), "no temporary files left"
+
+
+def test_resume_removes_what_was_written_after_the_snapshot(tmp_path):
+    sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=2, flush_rows=1)
+    part = sink.build_part("out", "1", None)
+    part.write_batch([TableRows("pages_per_min", _rows(2))])
+    state = part.snapshot()  # the last committed epoch: one flush written
+    part.write_batch([TableRows("pages_per_min", _rows(2))])
+    part.write_batch([TableRows("pages_per_min", _rows(2))])  # lost with the crash
+    (tmp_path / "pages_per_min" / ".flow-p001-0000000003.parquet.tmp").write_bytes(b"half")
+    other = sink.build_part("out", "0", None)  # another partition's files stay
+    other.write_batch([TableRows("pages_per_min", _rows(2))])
+    assert len(list(tmp_path.rglob("flow-p001-*.parquet"))) == 3
+
+    sink.build_part("out", "1", state)
+    assert sorted(p.name for p in tmp_path.rglob("flow-p001-*")) == ["flow-p001-0000000000.parquet"]
+    assert len(list(tmp_path.rglob("flow-p000-*.parquet"))) == 1
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_buffered_rows_are_flushed_by_age(tmp_path):
+    sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=1, flush_interval_s=0.2)
+    part = sink.build_part("out", "0", None)
+    part.write_batch([TableRows("pages_per_min", _rows(3))])
+    assert read_rows(tmp_path, "pages_per_min") == []
+    time.sleep(0.25)
+    part.write_batch([None])  # a tick
+    assert len(read_rows(tmp_path, "pages_per_min")) == 3
+
+
+@pytest.mark.gcs
+def test_dataflow_writes_the_same_tables_to_gcs(gcs, tmp_path):
+    from bytewax.testing import run_main
+
+    import dataflows.clickstream
+    from config import Settings
+
+    dump = tmp_path / "dump"
+    generate(dump, events=5_000, rate=50, partitions=2, jitter_ms=70_000, seed=4)
+    run_main(
+        dataflows.clickstream.build(
+            Settings(source="replay", replay_path=dump, output="gs://clickstream/out")
+        )
+    )
+    run_main(
+        dataflows.clickstream.build(
+            Settings(source="replay", replay_path=dump, output=str(tmp_path / "local"))
+        )
+    )
+    for table in ("pages_per_min", "errors_per_min_alert", "late_events"):
+        got = read_rows("gs://clickstream/out", table)
+        assert sorted(got) == sorted(read_rows(tmp_path / "local", table)), table
+        assert got
+
+
+@pytest.mark.gcs
+def test_storage_outage_is_retried_and_nothing_is_lost(gcs, tmp_path):
+    dump = tmp_path / "dump"
+    generate(dump, events=60_000, rate=100, partitions=2, jitter_ms=20_000, seed=8)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    env = {
+        **clean,
+        "CLICKSTREAM_SOURCE": f"replay:{dump}",
+        "STORAGE_EMULATOR_HOST": gcs.url,
+        "CLICKSTREAM_OUTPUT": "gs://clickstream/out",
+        "CLICKSTREAM_BATCH_SIZE": "20",
+        "CLICKSTREAM_FLUSH_INTERVAL": "0.2",
+    }
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "wrote" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.02)
+        gcs.stop()
+        time.sleep(20)
+        assert proc.poll() is None, "the run waits for storage instead of failing"
+        gcs.start()
+        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "retry" in log.read_text()
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
+        cwd=ROOT,
+        env={
+            **env,
+            "CLICKSTREAM_OUTPUT": str(tmp_path / "local"),
+            "CLICKSTREAM_BATCH_SIZE": "2000",
+        },
+        check=True,
+        capture_output=True,
+    )
+    for table in ("pages_per_min", "errors_per_min_alert"):
+        got = read_rows("gs://clickstream/out", table)
+        assert len(got) == len(set(got)), f"{table}: duplicates"
+        assert sorted(got) == sorted(read_rows(tmp_path / "local", table)), table
