@@ -43,7 +43,7 @@ def test_hive_layout_is_read_by_polars_and_duckdb(tmp_path):
     assert df.columns == ["userid", "event_start", "event_end", "pages", "event_date", "event_hour"]
     assert df.schema["event_start"] == pl.Datetime("us", "UTC")
     assert df.height == 13
-    count = duckdb.sql(
+    relation = duckdb.sql(
         f"select count(*), min(pages) from read_parquet('{tmp_path}/pages_per_min/**/*.parquet',"
         " hive_partitioning = true)"
     ).fetchall()[0]
