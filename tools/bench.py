@@ -226,7 +226,7 @@ def write_results() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="benchmarks")
-    parser.add_argument("--only", default="operators,dataflows,kafka")
+    parser.add_argument("--only", default="operators,dataflows,kafka,sink,recovery")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply event counts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -239,6 +239,14 @@ def main() -> None:
         from tools.bench_kafka import bench_kafka
 
         bench_kafka(args.scale, record)
+    if "sink" in only:
+        from tools.bench_sink import bench_sink
+
+        bench_sink(args.scale, record)
+    if "recovery" in only:
+        from tools.bench_sink import bench_recovery
+
+        bench_recovery(args.scale, record)
     write_results()
 
 
