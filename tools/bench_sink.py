@@ -146,7 +146,7 @@ def live(seconds: float) -> None:
         for table, delay in delays.items():
             objs = [o for o in items if o["name"].startswith(f"out/{table}/")]
             size = sum(int(o["size"]) for o in objs)
-            lags = []
+            lags: list[float] = []
             for o in objs:
                 created = pl.Series([o["timeCreated"]]).str.to_datetime(time_zone="UTC")
                 created_ms = created.dt.epoch("ms")[0]
