@@ -99,8 +99,16 @@ class Parser(Generic[E]):
         marks: list[int] = []
         lows: list[int] | None = None if batch.lows is None else []
         dead: list[DeadLetter] = []
+        decode = self.decoder.decode
         for i, (record, mark) in enumerate(zip(batch.events, batch.marks, strict=True)):
-            event = self.event_of(record)
+            value = record.value
+            if value is not None and record.error is None and record.ts is not None:
+                try:
+                    event = decode(value)
+                except Exception:
+                    event = self.event_of(record)
+            else:
+                event = self.event_of(record)
             if isinstance(event, str):
                 dead.append(dead_letter(record, event))
                 continue

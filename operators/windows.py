@@ -183,11 +183,11 @@ class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[La
                 low = clock.low
                 add = self._add
                 for key, time, mark, source_low, event in msg.items:
-                    stream = min(source_low, others)
-                    if stream > low:
-                        low = stream
-                    if low - delay >= self.due:
-                        self._emit(low - delay)
+                    # the stream moves on when this partition and all others are past it
+                    if source_low > low and others > low:
+                        low = source_low if source_low < others else others
+                        if low - delay >= self.due:
+                            self._emit(low - delay)
                     add(key, time, (mark if mark > low else low) - delay, event)
                 clock.low = low
             clock.update(msg)

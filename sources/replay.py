@@ -110,6 +110,7 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
         marks: list[int] = []  # the record's own Kafka partition: judges lateness
         lows: list[int] = []  # the whole file (least advanced partition): holds the watermark
         progress = self.progress
+        latest = progress.latest
         low = progress.low
         for record in records:
             ts = record.ts
@@ -119,7 +120,8 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
                 times.append(ts)
             else:
                 times.append(low)
-            marks.append(max(progress.mark(tp), low))
+            mark = latest.get(tp, low)
+            marks.append(mark if mark > low else low)
             lows.append(low)
         self.position = self.file.tell()
         if self.done:

@@ -28,19 +28,29 @@ from tools.replay_gen import generate
 
 
 def ceiling(kafka: KafkaSettings, topic: str, shape: type, n: int) -> float:
+    """confluent-kafka alone: a consumer per partition (as our source has), polled in turn,
+    every record JSON-parsed into the same typed event. Nothing else."""
     decode: Callable[[Any], Any] = msgspec.json.Decoder(shape, strict=False).decode
-    consumer = Consumer(client_config(kafka, **{"group.id": "bench", "enable.auto.commit": False}))
-    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    conf = client_config(kafka, **{"group.id": "bench", "enable.auto.commit": False})
+    probe = Consumer(conf)
+    parts = probe.list_topics(topic, timeout=10).topics[topic].partitions
+    probe.close()
+    consumers = []
+    for p in parts:
+        consumer = Consumer(conf)
+        consumer.assign([TopicPartition(topic, p, 0)])
+        consumers.append(consumer)
     start = time.perf_counter()
-    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
     seen = 0
     while seen < n:
-        for msg in consumer.consume(2_000, timeout=1):
-            if msg.error() is None:
-                decode(msg.value())
-                seen += 1
+        for consumer in consumers:
+            for msg in consumer.consume(2_000, timeout=0):
+                if msg.error() is None:
+                    decode(msg.value())
+                    seen += 1
     rate = n / (time.perf_counter() - start)
-    consumer.close()
+    for consumer in consumers:
+        consumer.close()
     return rate
 
 
@@ -77,12 +87,15 @@ def bench_kafka(scale: float, record: Callable[[str, str, float, str, float], No
                 ),
             ]
             for name, build, topic, shape in flows:
-                base = ceiling(kafka, topic, shape, n)
-                settings = Settings(source="kafka", kafka=kafka, output=str(Path(tmp, name)))
-                flow = build(settings)
-                start = time.perf_counter()
-                run_main(flow)
-                rate = n / (time.perf_counter() - start)
+                # best of two for both sides: the first read also warms the broker's cache
+                base = max(ceiling(kafka, topic, shape, n) for _ in range(2))
+                rate = 0.0
+                for attempt in range(2):
+                    output = str(Path(tmp, f"{name}{attempt}"))
+                    flow = build(Settings(source="kafka", kafka=kafka, output=output))
+                    start = time.perf_counter()
+                    run_main(flow)
+                    rate = max(rate, n / (time.perf_counter() - start))
                 record(
                     "kafka",
                     f"{name} from Kafka -> Parquet",

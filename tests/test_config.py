@@ -1,0 +1,89 @@
+"""Settings: validation with one-line errors, librdkafka files, secrets that never print."""
+
+from __future__ import annotations
+
+import pytest
+
+from config import ConfigError, KafkaSettings, Secret, Settings
+
+
+def test_defaults_run_the_embedded_datagen():
+    settings = Settings.from_env({})
+    assert settings.source == "datagen" and settings.output == "./output"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CLICKSTREAM_SOURCE": "kafka"}, "needs KAFKA_BOOTSTRAP_SERVERS"),
+        ({"CLICKSTREAM_BATCH_SIZE": "0"}, "CLICKSTREAM_BATCH_SIZE: must be at least 1"),
+        ({"CLICKSTREAM_DATAGEN_COUNT": "1.5"}, "expected an integer"),
+        (
+            {
+                "CLICKSTREAM_SOURCE": "kafka",
+                "KAFKA_BOOTSTRAP_SERVERS": "x:1",
+                "KAFKA_STOP_AT_END": "maybe",
+            },
+            "KAFKA_STOP_AT_END: expected true or false",
+        ),
+        (
+            {
+                "CLICKSTREAM_SOURCE": "kafka",
+                "KAFKA_BOOTSTRAP_SERVERS": "x:1",
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            },
+            "needs KAFKA_SASL_USERNAME",
+        ),
+        (
+            {
+                "CLICKSTREAM_SOURCE": "kafka",
+                "KAFKA_BOOTSTRAP_SERVERS": "x:1",
+                "KAFKA_SECURITY_PROTOCOL": "TLS",
+            },
+            "is not one of PLAINTEXT",
+        ),
+    ],
+)
+def test_bad_values_are_one_line_errors(env, message):
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_confluent_client_properties_and_env_secrets_never_print(tmp_path):
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "# Required connection configs for Kafka producer, consumer, and admin\n"
+        "bootstrap.servers=pkc-123.europe-west1.gcp.confluent.cloud:9092\n"
+        "security.protocol=SASL_SSL\nsasl.mechanisms=PLAIN\n"
+        "sasl.username=APIKEY\nsasl.password=s3cr3t-from-file\n"
+        "session.timeout.ms=45000\n"
+    )
+    kafka = KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(props)})
+    assert kafka.bootstrap_servers == "pkc-123.europe-west1.gcp.confluent.cloud:9092"
+    conf = kafka.librdkafka_config()
+    assert conf["sasl.password"] == "s3cr3t-from-file" and conf["session.timeout.ms"] == "45000"
+    assert "s3cr3t" not in repr(kafka) and "s3cr3t" not in str(kafka.properties)
+
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "b:9092",
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_MECHANISM": "PLAIN",
+        "KAFKA_SASL_USERNAME": "u",
+        "KAFKA_SASL_PASSWORD": "env-secret",
+        "KAFKA_CONFIG_FILE": str(props),
+    }
+    kafka = KafkaSettings.from_env(env)
+    assert kafka.bootstrap_servers == "b:9092"  # the variable wins over the file
+    assert kafka.librdkafka_config()["sasl.password"] == "env-secret"
+    assert "env-secret" not in repr(Settings(source="kafka", kafka=kafka))
+    assert repr(Secret("x")) == "Secret('***')"
+
+
+def test_unreadable_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="KAFKA_CONFIG_FILE: cannot read"):
+        KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(tmp_path / "missing.properties")})
+    bad = tmp_path / "bad.properties"
+    bad.write_text("just words\n")
+    with pytest.raises(ConfigError, match="bad.properties:1: expected key=value"):
+        KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(bad)})
