@@ -102,10 +102,11 @@ class Parser(Generic[E]):
         decode = self.decoder.decode
         for i, (record, mark) in enumerate(zip(batch.events, batch.marks, strict=True)):
             value = record.value
+            event: E | str
             if value is not None and record.error is None and record.ts is not None:
                 try:
                     event = decode(value)
-                except Exception:
+                except Exception:  # event_of says what was wrong
                     event = self.event_of(record)
             else:
                 event = self.event_of(record)

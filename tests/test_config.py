@@ -85,5 +85,5 @@ def test_unreadable_config_file_is_a_clear_error(tmp_path):
         KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(tmp_path / "missing.properties")})
     bad = tmp_path / "bad.properties"
     bad.write_text("just words\n")
-    with pytest.raises(ConfigError, match="bad.properties:1: expected key=value"):
+    with pytest.raises(ConfigError, match=r"bad\.properties:1: expected key=value"):
         KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(bad)})
