@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import heapq
 import zlib
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -451,12 +451,3 @@ def count_window(
     counts = op.filter_map("counts", results, lambda r: r[0] or None)
     late = op.filter_map("late", results, lambda r: r[1] or None)
     return WindowOut(counts, late)
-
-
-def emitted_windows(events: Iterable[int], window: Sliding) -> list[int]:
-    """Starts of the windows an event time belongs to (handy in tests and docs)."""
-    out: list[int] = []
-    for time in events:
-        last = time - time % window.slide_ms
-        out.extend(range(last - window.length_ms + window.slide_ms, last + 1, window.slide_ms))
-    return out

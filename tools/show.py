@@ -33,8 +33,6 @@ def read_table(output: str, table: str) -> pl.DataFrame | None:
     files = [f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f]
     if not files:
         return None
-    proto = fs.protocol[0] if isinstance(fs.protocol, tuple) else fs.protocol
-    prefix = "" if proto in ("file", "local") else f"{proto}://"
     frames = []
     for f in files:
         with fs.open(f, "rb") as fh:
@@ -46,7 +44,6 @@ def read_table(output: str, table: str) -> pl.DataFrame | None:
                 event_hour=pl.lit(parts.get("event_hour")),
             )
         )
-    del prefix
     return pl.concat(frames, how="vertical_relaxed")
 
 

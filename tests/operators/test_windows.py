@@ -6,7 +6,7 @@ import pytest
 
 from operators.batches import END, TimedBatch
 from operators.clock import Clock
-from operators.windows import Session, Sliding, Tumbling, _ShardMsg, emitted_windows
+from operators.windows import Session, Sliding, Tumbling, _ShardMsg
 from tests.operators.windowing import Ev, as_rows, batches_for, run_windows
 
 S = 1_000  # one second in ms
@@ -171,11 +171,6 @@ def test_clock_waits_for_every_partition_and_skips_idle_ones():
     clock.update(_msg("p0", END))
     clock.update(_msg("p1", END))
     assert clock.low == END
-
-
-def test_emitted_windows_helper_matches_the_notes():
-    assert len(emitted_windows([123_456], PAGES)) == 12
-    assert len(emitted_windows([123_456], ERRORS)) == 3
 
 
 def test_bad_windows_are_refused():
