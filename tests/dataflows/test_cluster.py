@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
 from tools.kafka_broker import free_port
 from tools.replay_gen import generate
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("flow", ["clickstream", "user_clickstream"])
@@ -29,7 +26,7 @@ def test_two_processes_equal_one_worker(flow, tmp_path):
         pause_every=3_000,
         pause_ms=100_000,
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    clean = clean_env()
     env = {**clean, "CLICKSTREAM_SOURCE": f"replay:{dump}", "CLICKSTREAM_OUTPUT": str(tmp_path)}
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     procs = [

@@ -3,7 +3,6 @@ SASL/PLAIN and SASL_SSL with credentials, and a broker that goes away mid-run.""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -19,12 +18,12 @@ import dataflows.enrich
 import dataflows.user_clickstream
 from config import KafkaSettings, Settings
 from events import datagen
+from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
 from tools.kafka_broker import SASL_USERS, Broker
 from tools.produce import create_topics, produce_dump, producer
 from tools.replay_gen import generate
 
-ROOT = Path(__file__).resolve().parents[2]
 S = 1_000
 
 
@@ -190,7 +189,7 @@ def test_enrich_joins_users_as_of_click_time_with_misses(kafka_bootstrap, topic_
 
 
 def _run_flow(env: dict[str, str], flow: str = "clickstream", timeout: float = 120):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    clean = clean_env()
     return subprocess.run(
         [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
         cwd=ROOT,
@@ -288,7 +287,7 @@ def test_broker_outage_mid_run_loses_and_duplicates_nothing(own_broker: Broker, 
         "CLICKSTREAM_IDLE_TIMEOUT": "2",
         "CLICKSTREAM_OUTPUT": str(tmp_path / "out"),
     }
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    clean = clean_env()
     log_path = tmp_path / "flow.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(

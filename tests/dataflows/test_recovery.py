@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
 from tools.kafka_broker import free_port
 from tools.replay_gen import generate
 
-ROOT = Path(__file__).resolve().parents[2]
 TABLES = ["pages_per_min", "errors_per_min_alert", "late_events", "dead_letters"]
 
 
@@ -38,11 +38,6 @@ def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pause_ms=90_000,
     )
     return out
-
-
-def _env(**extra: str) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
-    return {**clean, **extra}
 
 
 def _start(env: dict[str, str], recovery: Path, layout: str, log: Path) -> list[subprocess.Popen]:
@@ -139,7 +134,7 @@ def _reference(dump: Path, out: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
         cwd=ROOT,
-        env=_env(CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(out)),
+        env=clean_env(CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(out)),
         capture_output=True,
         text=True,
         timeout=300,
@@ -159,7 +154,7 @@ SLOW = {
 def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, tmp_path):
     _reference(big_dump, tmp_path / "reference")
     out = tmp_path / "out"
-    env = _env(CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW)
+    env = clean_env(CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW)
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=1)
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2
     _assert_same_tables(out, tmp_path / "reference")
@@ -173,7 +168,7 @@ def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, tmp_path):
 @pytest.mark.gcs
 def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs):
     _reference(big_dump, tmp_path / "reference")
-    env = _env(
+    env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}",
         CLICKSTREAM_OUTPUT="gs://clickstream/tables",
         STORAGE_EMULATOR_HOST=gcs.url,
@@ -197,7 +192,7 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     produce_dump(kafka, big_dump / "clickstream.jsonl", topic_name)
     _reference(big_dump, tmp_path / "reference")
     out = tmp_path / "out"
-    env = _env(
+    env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
         CLICKSTREAM_TOPIC=topic_name,

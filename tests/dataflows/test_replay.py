@@ -12,10 +12,9 @@ import pytest
 import dataflows.clickstream
 import dataflows.user_clickstream
 from config import Settings
+from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
 from tools.replay_gen import generate
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +99,7 @@ def test_python_m_bytewax_run_with_two_workers(replay_dir, expected, tmp_path):
     ],
 )
 def test_bad_configuration_is_one_clear_line(env, message):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    clean = clean_env()
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
         cwd=ROOT,

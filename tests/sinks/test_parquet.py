@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -14,10 +12,10 @@ import pytest
 
 from sinks.parquet import ParquetSink, TableRows
 from sinks.tables import PAGES_PER_MIN
+from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
 from tools.replay_gen import generate
 
-ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3_600_000
 T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR  # an hour boundary
 
@@ -108,7 +106,7 @@ def test_dataflow_writes_the_same_tables_to_gcs(gcs, tmp_path):
 def test_storage_outage_is_retried_and_nothing_is_lost(gcs, tmp_path):
     dump = tmp_path / "dump"
     generate(dump, events=60_000, rate=100, partitions=2, jitter_ms=20_000, seed=8)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    clean = clean_env()
     env = {
         **clean,
         "CLICKSTREAM_SOURCE": f"replay:{dump}",
