@@ -123,6 +123,7 @@ def live(seconds: float) -> None:
             )
             for f in ("clickstream", "user_clickstream")
         ]
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.url  # for reading back below
         time.sleep(seconds)
         for p in procs:
             p.terminate()
