@@ -196,17 +196,15 @@ def bench_dataflows(scale: float) -> None:
             ),
         ]
         for name, build, shape, file in flows:
-            settings = Settings(source="replay", replay_path=dump, output=str(Path(tmp, name)))
-            start = time.perf_counter()
-            run_main(build(settings))
-            rate = n / (time.perf_counter() - start)
-            record(
-                "dataflow",
-                f"{name} replay -> Parquet",
-                rate,
-                "read + JSON-parse only",
-                _parse_ceiling(dump / file, shape),
-            )
+            rate = 0.0
+            for attempt in range(3):  # best of three, for both sides: this machine is noisy
+                output = str(Path(tmp, f"{name}{attempt}"))
+                settings = Settings(source="replay", replay_path=dump, output=output)
+                start = time.perf_counter()
+                run_main(build(settings))
+                rate = max(rate, n / (time.perf_counter() - start))
+            ceiling = max(_parse_ceiling(dump / file, shape) for _ in range(3))
+            record("dataflow", f"{name} replay -> Parquet", rate, "read + JSON-parse only", ceiling)
 
 
 def write_results() -> None:

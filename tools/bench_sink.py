@@ -7,6 +7,7 @@
 - live (`python -m tools.bench_sink --live 150`): datagen in real time into GCS for that
   long; objects and bytes per table, and the time from a window closing (watermark
   passing its end) to its row being readable (the object's creation time).
+- `--replay-minutes 10`: objects and bytes per table for a replay of that much event time.
 """
 
 from __future__ import annotations
@@ -85,18 +86,24 @@ def bench_recovery(scale: float, record: Record) -> None:
             "(whole process, startup included)",
             flush=True,
         )
-        base = n / _run({**env, "CLICKSTREAM_OUTPUT": str(Path(tmp, "plain"))}, [])
+        best: dict[int, float] = {}
+        for attempt in range(3):  # interleaved, best of three each: this machine is noisy
+            for interval in (0, 1, 10):
+                out = str(Path(tmp, f"out{interval}-{attempt}"))
+                args: list[str] = []
+                if interval:
+                    recovery = Path(tmp, f"rec{interval}-{attempt}")
+                    recovery.mkdir()
+                    subprocess.run(
+                        [sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True
+                    )
+                    args = ["-r", str(recovery), "-s", str(interval), "-b", "0"]
+                rate = n / _run({**env, "CLICKSTREAM_OUTPUT": out}, args)
+                best[interval] = max(best.get(interval, 0.0), rate)
         for interval in (1, 10):
-            recovery = Path(tmp, f"rec{interval}")
-            recovery.mkdir()
-            subprocess.run(
-                [sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True
+            record(
+                "recovery", f"with recovery, -s {interval}", best[interval], "no recovery", best[0]
             )
-            rate = n / _run(
-                {**env, "CLICKSTREAM_OUTPUT": str(Path(tmp, f"out{interval}"))},
-                ["-r", str(recovery), "-s", str(interval), "-b", "0"],
-            )
-            record("recovery", f"with recovery, -s {interval}", rate, "no recovery", base)
 
 
 def live(seconds: float) -> None:
@@ -164,10 +171,56 @@ def live(seconds: float) -> None:
         emulator.stop()
 
 
+def objects_for_replay(minutes: float) -> None:
+    """Both dataflows on a replay of `minutes` of event time into GCS; objects per table."""
+    with tempfile.TemporaryDirectory() as tmp:
+        emulator = GcsEmulator(Path(tmp, "gcs"))
+        emulator.create_bucket("replay")
+        emulator.start()
+        dump = Path(tmp, "dump")
+        generate(dump, events=int(minutes * 60 * 500), rate=500, partitions=4, jitter_ms=20_000)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("CLICKSTREAM")}
+        env = {
+            **clean,
+            "STORAGE_EMULATOR_HOST": emulator.url,
+            "CLICKSTREAM_SOURCE": f"replay:{dump}",
+            "CLICKSTREAM_OUTPUT": "gs://replay/out",
+        }
+        for flow in ("clickstream", "user_clickstream"):
+            subprocess.run(
+                [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+        url = f"{emulator.url}/storage/v1/b/replay/o?prefix=out/&maxResults=10000"
+        with urllib.request.urlopen(url) as resp:
+            items = json.load(resp).get("items", [])
+        print(f"replay of {minutes:g} minutes at 500 records/s (both dataflows) into GCS:")
+        for table in (
+            "pages_per_min",
+            "errors_per_min_alert",
+            "click_user_sessions",
+            "user_ip_activity",
+            "late_events",
+            "dead_letters",
+        ):
+            objs = [o for o in items if o["name"].startswith(f"out/{table}/")]
+            size = sum(int(o["size"]) for o in objs)
+            print(f"  {table}: {len(objs)} objects, {size / 1024:.0f} KiB")
+        emulator.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--live", type=float, required=True, metavar="SECONDS")
-    live(parser.parse_args().live)
+    parser.add_argument("--live", type=float, metavar="SECONDS")
+    parser.add_argument("--replay-minutes", type=float)
+    args = parser.parse_args()
+    if args.live:
+        live(args.live)
+    if args.replay_minutes:
+        objects_for_replay(args.replay_minutes)
 
 
 if __name__ == "__main__":
