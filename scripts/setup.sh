@@ -8,7 +8,7 @@ pick_python() {
     for candidate in "${PYTHON:-}" python3.12 python3.11 python3.10 python3; do
         [ -n "$candidate" ] || continue
         if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 13)))'; then
+            "$candidate" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 13)))' 2>/dev/null; then
             echo "$candidate"
             return
         fi
