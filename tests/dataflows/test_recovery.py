@@ -29,7 +29,7 @@ def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # late events too: jitter beyond the 60 s delay now and then
     generate(
         out,
-        events=400_000,
+        events=600_000,
         rate=300,
         partitions=3,
         jitter_ms=70_000,
