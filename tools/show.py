@@ -50,13 +50,16 @@ def read_table(output: str, table: str) -> pl.DataFrame | None:
 def main() -> None:
     output = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CLICKSTREAM_OUTPUT", "./output")
     pl.Config.set_tbl_rows(8)
-    pl.Config.set_fmt_str_lengths(60)
+    pl.Config.set_fmt_str_lengths(40)
+    pl.Config.set_tbl_width_chars(150)
+    pl.Config.set_tbl_hide_dataframe_shape(True)
     for table in TABLES:
         df = read_table(output, table)
         if df is None:
             print(f"\n{table}: no files")
             continue
         print(f"\n{table}: {df.height} rows")
+        df = df.drop("event_date", "event_hour", "key", "payload", strict=False)
         sort = [c for c in ("event_start", "event_time", "ts") if c in df.columns][:1]
         print(df.sort(sort, descending=True).head(8) if sort else df.head(8))
 

@@ -346,3 +346,47 @@ def test_invalid_librdkafka_setting_is_one_clear_line(kafka_bootstrap, tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: invalid Kafka settings:")
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_tailing_run_emits_closed_windows_without_end_of_input(
+    kafka_bootstrap, topic_name, tmp_path
+):
+    """Live mode: no end of input, yet windows the watermark has passed reach the files
+    within seconds (flushed on age), while the run keeps tailing."""
+    kafka = _kafka(kafka_bootstrap, clickstream_topic=topic_name)
+    create_topics(kafka, {topic_name: {}}, 2)
+    gen = datagen.ClickGenerator(5)
+    p = producer(kafka)
+    start = int(time.time() * 1000) - 600_000  # ten minutes of clicks, up to now
+    for i in range(6_000):
+        click = gen.click()
+        p.produce(
+            topic_name, value=datagen.dumps(click), timestamp=start + i * 100, partition=i % 2
+        )
+    assert p.flush(30) == 0
+    env = clean_env(
+        CLICKSTREAM_SOURCE="kafka",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        CLICKSTREAM_TOPIC=topic_name,
+        CLICKSTREAM_OUTPUT=str(tmp_path),
+        CLICKSTREAM_FLUSH_INTERVAL="1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not read_rows(tmp_path, "pages_per_min"):
+            assert time.monotonic() < deadline, "no window reached the output while tailing"
+            assert proc.poll() is None, "a tailing run does not end by itself"
+            time.sleep(0.5)
+        ends = [row[2] for row in read_rows(tmp_path, "pages_per_min")]
+        # only windows the watermark (latest record - 60 s) has passed
+        assert max(ends) <= start + 5_999 * 100 - 60_000
+    finally:
+        proc.kill()
+        proc.wait()
