@@ -85,13 +85,8 @@ def filter_events(
     Filtered events still count for the watermark: a partition's progress is
     what it has read, not what passed the filter, as in Spark.
 
-    >>> import bytewax.operators as op
-    >>> from bytewax.dataflow import Dataflow
-    >>> from bytewax.testing import TestingSource, run_main
-    >>> flow = Dataflow("filter_events_eg")
-    >>> batch = TimedBatch("p0", 1, ["a.html", "b.png"], [1, 2], [1, 2], 2)
-    >>> kept = filter_events("html", op.input("in", flow, TestingSource([batch])),
-    ...                      lambda page: "html" in page)
-    >>> op.inspect("out", op.map("events", kept, lambda b: b.events))  # doctest: +SKIP
+    ```python
+    pages = filter_events("html_pages", clicks, lambda c: "html" in c.request)
+    ```
     """
     return op.map("keep", up, lambda batch: keep_events(batch, predicate))

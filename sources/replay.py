@@ -22,9 +22,9 @@ from sources.progress import PartitionProgress
 
 log = logging.getLogger(__name__)
 
-# kcat -J writes "topic":"...","partition":N with no spaces; a dump in another
-# layout still replays, it only loses the up-front list of partitions.
-_TOPIC_PARTITION = re.compile(rb'"topic":"([^"\\]*)","partition":(-?\d+)')
+# kcat -J writes "topic":"...","partition":N; a dump written another way (other key
+# order) is scanned by decoding every line instead, which is slower.
+_TOPIC_PARTITION = re.compile(rb'"topic"\s*:\s*"([^"\\]*)"\s*,\s*"partition"\s*:\s*(-?\d+)')
 
 _decode_line = msgspec.json.Decoder(RawRecord).decode
 _decode_lines = msgspec.json.Decoder(list[RawRecord]).decode
@@ -42,7 +42,16 @@ def scan_partitions(path: Path) -> set[tuple[str, int]]:
             found.update(_TOPIC_PARTITION.findall(data, 0, cut or len(data)))
             tail = data[cut:] if cut else b""
         found.update(_TOPIC_PARTITION.findall(tail))
-    return {(t.decode("utf-8", "replace"), int(p)) for t, p in found}
+    if found or path.stat().st_size == 0:
+        return {(t.decode("utf-8", "replace"), int(p)) for t, p in found}
+    partitions = set()
+    with path.open("rb") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.isspace():
+                record = parse_line(line, number)
+                if record.ts is not None:
+                    partitions.add((record.topic, record.partition))
+    return partitions
 
 
 def parse_line(line: bytes, number: int) -> RawRecord:
