@@ -82,3 +82,12 @@ DEAD_LETTERS = Table(
     partition_by="ts",
     timestamps=frozenset({"ts"}),
 )
+
+ALL_TABLES = [
+    PAGES_PER_MIN,
+    ERRORS_PER_MIN_ALERT,
+    CLICK_USER_SESSIONS,
+    USER_IP_ACTIVITY,
+    LATE_EVENTS,
+    DEAD_LETTERS,
+]

@@ -35,9 +35,5 @@ class PartitionProgress:
                 self.low = max(self.low, min(latest.values()))
         return self.low
 
-    def mark(self, tp: tuple[str, int]) -> int:
-        """How far Kafka partition `tp` has read."""
-        return self.latest.get(tp, NEVER)
-
     def snapshot(self) -> dict[tuple[str, int], int]:
         return dict(self.latest)

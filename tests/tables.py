@@ -9,6 +9,7 @@ import orjson
 import polars as pl
 
 from tests.reference import session_reference, sliding_reference
+from tools.show import read_table
 
 S = 1_000
 NO_LATENESS = 10**15
@@ -31,22 +32,11 @@ def read_rows(output: str | Path, table: str) -> list[tuple]:
 
 
 def _read_gcs_rows(output: str, table: str) -> list[tuple]:
-    import fsspec
-
-    from sinks.parquet import storage_options
-
-    fs, root = fsspec.core.url_to_fs(output, **storage_options(output))
-    base = f"{root.rstrip('/')}/{table}"
-    if not fs.exists(base):
+    df = read_table(output, table)
+    if df is None:
         return []
-    rows: list[tuple] = []
-    for path in sorted(fs.find(base)):
-        if not path.endswith(".parquet") or "/." in path:
-            continue
-        with fs.open(path, "rb") as f:
-            df = pl.read_parquet(f)
-        rows.extend(df.with_columns(pl.col(pl.Datetime).dt.epoch("ms")).rows())
-    return rows
+    df = df.drop("event_date", "event_hour")
+    return df.with_columns(pl.col(pl.Datetime).dt.epoch("ms")).rows()
 
 
 def load_dump(path: Path) -> list[tuple[int, dict]]:

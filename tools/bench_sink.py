@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sinks.parquet import ParquetSink, TableRows
-from sinks.tables import PAGES_PER_MIN
+from sinks.tables import ALL_TABLES, PAGES_PER_MIN
 from tools.gcs_emulator import GcsEmulator
 from tools.replay_gen import generate
 
@@ -198,14 +198,7 @@ def objects_for_replay(minutes: float) -> None:
         with urllib.request.urlopen(url) as resp:
             items = json.load(resp).get("items", [])
         print(f"replay of {minutes:g} minutes at 500 records/s (both dataflows) into GCS:")
-        for table in (
-            "pages_per_min",
-            "errors_per_min_alert",
-            "click_user_sessions",
-            "user_ip_activity",
-            "late_events",
-            "dead_letters",
-        ):
+        for table in (t.name for t in ALL_TABLES):
             objs = [o for o in items if o["name"].startswith(f"out/{table}/")]
             size = sum(int(o["size"]) for o in objs)
             print(f"  {table}: {len(objs)} objects, {size / 1024:.0f} KiB")

@@ -140,8 +140,11 @@ def produce_datagen(
             due = min(due, total)
         while n < due:
             click = gen.click()
-            p.produce(
-                kafka.clickstream_topic, key=str(click["ip"]).encode(), value=datagen.dumps(click)
+            send(
+                p,
+                kafka.clickstream_topic,
+                key=str(click["ip"]).encode(),
+                value=datagen.dumps(click),
             )
             n += 1
             if total is not None and n == total // 2:

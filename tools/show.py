@@ -8,24 +8,15 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-
 import fsspec
 import polars as pl
 
-TABLES = [
-    "pages_per_min",
-    "errors_per_min_alert",
-    "click_user_sessions",
-    "user_ip_activity",
-    "late_events",
-    "dead_letters",
-]
+from sinks.parquet import storage_options  # also keeps gcsfs off its gRPC bucket probe
+from sinks.tables import ALL_TABLES
 
 
 def read_table(output: str, table: str) -> pl.DataFrame | None:
-    from sinks.parquet import storage_options
-
+    """A table's rows with its hive columns, from any fsspec location; None without files."""
     fs, root = fsspec.core.url_to_fs(output, **storage_options(output))
     base = f"{root.rstrip('/')}/{table}"
     if not fs.exists(base):
@@ -53,7 +44,7 @@ def main() -> None:
     pl.Config.set_fmt_str_lengths(40)
     pl.Config.set_tbl_width_chars(150)
     pl.Config.set_tbl_hide_dataframe_shape(True)
-    for table in TABLES:
+    for table in (t.name for t in ALL_TABLES):
         df = read_table(output, table)
         if df is None:
             print(f"\n{table}: no files")
