@@ -8,6 +8,8 @@
 | errors_per_min_alert | 60 s | status > 400 | sliding 60 s / 20 s | status | errors > 5 |
 """
 
+from operator import attrgetter
+
 from bytewax.dataflow import Dataflow
 
 from config import Settings
@@ -25,14 +27,14 @@ def build(settings: Settings) -> Dataflow:
     pages = count_window(
         "pages_per_min",
         filter_events("html_pages", clicks, lambda c: "html" in c.request),
-        key=lambda c: c.userid,
+        key=attrgetter("userid"),
         window=Sliding(60_000, 5_000),
         delay_ms=60_000,
     )
     errors = count_window(
         "errors_per_min_alert",
         filter_events("http_errors", clicks, lambda c: c.status > 400),
-        key=lambda c: c.status,
+        key=attrgetter("status"),
         window=Sliding(60_000, 20_000),
         delay_ms=60_000,
         having=lambda errors: errors > 5,

@@ -14,7 +14,7 @@ from bytewax.dataflow import Dataflow, Stream
 
 from config import Settings, exit_on_config_error
 from events.parse import DeadLetter, Parser
-from events.schema import RawRecord
+from events.schema import RawBatch
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, WindowCount, WindowOut
 from sinks.parquet import ParquetSink, SinkItem, Table, TableRows
@@ -43,7 +43,7 @@ def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:
 
 def read_events(
     flow: Dataflow, settings: Settings, shape: Shape, event_type: type[E]
-) -> tuple[Stream[TimedBatch[RawRecord]], Stream[TimedBatch[E]], Stream[list[DeadLetter]]]:
+) -> tuple[Stream[RawBatch], Stream[TimedBatch[E]], Stream[list[DeadLetter]]]:
     """Read records of `shape` and parse them; returns raw batches, events, dead letters."""
     # Window state is many small long-lived objects; the default collector thresholds
     # make Python rescan them all the time (measured: +4% to +21% throughput).
@@ -78,7 +78,7 @@ def _route(table: str) -> str:
 def write_tables(
     flow: Dataflow,
     settings: Settings,
-    raw: Stream[TimedBatch[RawRecord]],
+    raw: Stream[RawBatch],
     dead: Stream[list[DeadLetter]],
     windows: Sequence[tuple[Table, WindowOut, Callable[[Any], tuple]]],
 ) -> None:
@@ -104,9 +104,7 @@ def write_tables(
                     e.windows_missed,
                     e.windows_total,
                     e.reason,
-                    e.event.source.topic,
-                    e.event.source.partition,
-                    e.event.source.offset,
+                    *(e.origin or (None, None, None)),
                 )
                 for e in late
             ]

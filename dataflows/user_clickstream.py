@@ -8,6 +8,8 @@
 | user_ip_activity | 60 s | tumbling 60 s | username, ip, city | count > 1 |
 """
 
+from operator import attrgetter
+
 from bytewax.dataflow import Dataflow
 
 from config import Settings
@@ -24,14 +26,14 @@ def build(settings: Settings) -> Dataflow:
     sessions = count_window(
         "click_user_sessions",
         clicks,
-        key=lambda c: c.username,
+        key=attrgetter("username"),
         window=Session(30_000),
         delay_ms=30_000,
     )
     activity = count_window(
         "user_ip_activity",
         clicks,
-        key=lambda c: (c.username, c.ip, c.city),
+        key=attrgetter("username", "ip", "city"),
         window=Tumbling(60_000),
         delay_ms=60_000,
         having=lambda count: count > 1,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Generic, NamedTuple, TypeVar
+from itertools import compress
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
-from events.schema import RawRecord
+from events.schema import RawBatch, RawRecord
 from operators.batches import TimedBatch
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def dead_letter(record: RawRecord, reason: str) -> DeadLetter:
 
 
 class Parser(Generic[E]):
-    """Callable step: `TimedBatch[RawRecord]` -> (`TimedBatch[E]`, dead letters).
+    """Callable step: `RawBatch` -> (`TimedBatch[E]`, dead letters).
 
     Progress (`marks`, `progress`) is kept as read: a record that fails to parse
     still moved its partition forward in event time, as it does in Spark, where
@@ -93,34 +94,20 @@ class Parser(Generic[E]):
         except msgspec.DecodeError as ex:
             return f"not JSON: {ex}"
 
-    def __call__(self, batch: TimedBatch[RawRecord]) -> tuple[TimedBatch[E], list[DeadLetter]]:
-        events: list[E] = []
-        times: list[int] = []
-        marks: list[int] = []
-        lows: list[int] | None = None if batch.lows is None else []
+    def __call__(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter]]:
+        events: list[E] | None = None
+        if not batch.special:
+            try:  # the common case: every payload decodes, the columns are reused as they are
+                events = list(map(self.decoder.decode, batch.events))
+            except Exception:  # some record is bad: sorted out one by one below
+                events = None
         dead: list[DeadLetter] = []
-        decode = self.decoder.decode
-        for i, (record, mark) in enumerate(zip(batch.events, batch.marks, strict=True)):
-            value = record.value
-            event: E | str
-            if value is not None and record.error is None and record.ts is not None:
-                try:
-                    event = decode(value)
-                except Exception:  # event_of says what was wrong
-                    event = self.event_of(record)
-            else:
-                event = self.event_of(record)
-            if isinstance(event, str):
-                dead.append(dead_letter(record, event))
-                continue
-            event.source = record  # type: ignore[attr-defined]
-            events.append(event)
-            times.append(record.ts)  # type: ignore[arg-type] # event_of checked it
-            marks.append(mark)
-            if lows is not None:
-                lows.append(batch.lows[i])  # type: ignore[index]
+        if events is not None:
+            out = _with_events(batch, events)
+        else:
+            out, dead = self._one_by_one(batch)
         self.read += len(batch.events)
-        self.parsed += len(events)
+        self.parsed += len(out.events)
         self.dead += len(dead)
         if batch.at_end or time.monotonic() >= self.next_log:
             self.next_log = time.monotonic() + self.log_every_s
@@ -132,7 +119,47 @@ class Parser(Generic[E]):
                 self.dead,
                 f"; {batch.part} at end of input" if batch.at_end else "",
             )
-        out = TimedBatch(
-            batch.part, batch.parts, events, times, marks, batch.progress, batch.idle, lows
-        )
         return out, dead
+
+    def _one_by_one(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter]]:
+        keep: list[bool] = []
+        events: list[E] = []
+        dead: list[DeadLetter] = []
+        decode, special = self.decoder.decode, batch.special
+        for i, value in enumerate(batch.events):
+            event: E | str
+            if value is not None and i not in special:
+                try:
+                    event = decode(value)
+                except Exception:  # event_of says what was wrong
+                    event = self.event_of(batch.record(i))
+            else:
+                event = self.event_of(batch.record(i))
+            if isinstance(event, str):
+                dead.append(dead_letter(batch.record(i), event))
+            else:
+                events.append(event)
+            keep.append(not isinstance(event, str))
+        return _with_events(batch, events, keep), dead
+
+
+def _with_events(batch: RawBatch, events: list[Any], keep: list[bool] | None = None) -> TimedBatch:
+    """`batch` with `events` in place of its records (those where `keep`, default all)."""
+    if keep is None:
+        times, marks, lows, origins = batch.times, batch.marks, batch.lows, batch.origins
+    else:
+        times, marks = list(compress(batch.times, keep)), list(compress(batch.marks, keep))
+        lows = None if batch.lows is None else list(compress(batch.lows, keep))
+        origins = None if batch.origins is None else batch.origins.select(keep)
+    return TimedBatch(
+        batch.part,
+        batch.parts,
+        events,
+        times,
+        marks,
+        batch.progress,
+        batch.idle,
+        lows,
+        origins,
+        batch.was_idle,
+    )

@@ -1,16 +1,19 @@
 """Typed events, with the shapes of Confluent's datagen clickstream quickstart.
 
 Numbers may arrive as JSON strings (datagen sends `status` and `bytes` that way);
-they are accepted and converted, as Spark's casts do. The record an event was read
-from (topic, partition, offset, and the Kafka timestamp that is its event time) is
-attached by the parser as `source`, not read from the payload.
+they are accepted and converted, as Spark's casts do. Where an event was read from
+(topic, partition, offset) and its event time (the Kafka timestamp) travel next to
+it in the batch (`TimedBatch.origins`, `times`), not in the payload.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+
+from operators.batches import TimedBatch
 
 
 class RawRecord(msgspec.Struct):
@@ -32,6 +35,28 @@ class RawRecord(msgspec.Struct):
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class RawBatch(TimedBatch[Any]):
+    """Records as read, in columns: `events` are the payloads (bytes from Kafka, str
+    from a replay line, None for a tombstone), with `origins`, `times` and `keys`.
+
+    Columns keep the read path cheap: no object per record. `special` holds the
+    records that cannot be taken from the columns as they are: no Kafka timestamp
+    (its `times` entry is only a stand-in) or an unreadable replay line (`error`).
+    """
+
+    keys: list[Any] = field(default_factory=list)
+    special: dict[int, RawRecord] = field(default_factory=dict)
+
+    def record(self, i: int) -> RawRecord:
+        """The `i`-th record as a `RawRecord` (for dead letters)."""
+        special = self.special.get(i)
+        if special is not None:
+            return special
+        topic, partition, offset = self.origins[i]  # type: ignore[index] # sources set it
+        return RawRecord(topic, partition, offset, self.times[i], self.keys[i], self.events[i])
+
+
 class Click(msgspec.Struct, kw_only=True):
     """A `clickstream` record (key: ip)."""
 
@@ -44,8 +69,6 @@ class Click(msgspec.Struct, kw_only=True):
     time: str | None = None
     referrer: str | None = None
     agent: str | None = None
-    # Set by the parser: the record this event was read from.
-    source: RawRecord | None = None
 
 
 class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
@@ -61,8 +84,6 @@ class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
     registered_at: int | None = None
     city: str | None = None
     bytes: int | None = None
-    # Set by the parser: the record this event was read from.
-    source: RawRecord | None = None
 
 
 class User(msgspec.Struct, kw_only=True):
@@ -75,5 +96,3 @@ class User(msgspec.Struct, kw_only=True):
     last_name: str | None = None
     city: str | None = None
     level: str | None = None
-    # Set by the parser: the record this user was read from.
-    source: RawRecord | None = None

@@ -12,9 +12,10 @@ per-event path; every operator here is batch-in, batch-out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Generic, TypeVar
+from itertools import compress, repeat
+from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
@@ -27,6 +28,44 @@ END = 2**62
 
 NEVER = -(2**62)
 """Event time of a partition that has read nothing yet."""
+
+Origin = tuple[str, int, int]
+"""Where an event was read: Kafka topic, partition and offset."""
+
+
+@dataclass(frozen=True)
+class Origins:
+    """The `Origin` of every event of a batch, kept as columns so that no tuple is made
+    per event unless someone asks: a topic and a partition for the whole batch (one
+    Kafka partition) or one per event (a replay of a whole topic dump), and offsets."""
+
+    topic: str | list[str]
+    partition: int | list[int]
+    offsets: list[int]
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> Origin:
+        topic = self.topic if isinstance(self.topic, str) else self.topic[i]
+        partition = self.partition if isinstance(self.partition, int) else self.partition[i]
+        return topic, partition, self.offsets[i]
+
+    def __iter__(self) -> Iterator[Origin]:
+        n = len(self.offsets)
+        topics = repeat(self.topic, n) if isinstance(self.topic, str) else self.topic
+        partitions = (
+            repeat(self.partition, n) if isinstance(self.partition, int) else self.partition
+        )
+        return zip(topics, partitions, self.offsets, strict=True)
+
+    def select(self, keep: list[bool]) -> Origins:
+        """Only the origins where `keep` is true."""
+
+        def pick(column: Any) -> Any:
+            return column if isinstance(column, str | int) else list(compress(column, keep))
+
+        return Origins(pick(self.topic), pick(self.partition), list(compress(self.offsets, keep)))
 
 
 @dataclass(frozen=True)
@@ -42,7 +81,10 @@ class TimedBatch(Generic[E]):
     `progress` is the partition's progress after the whole batch (`END` once its
     input is exhausted). An `idle` partition has read nothing for the idle timeout;
     its `progress` then moves with wall-clock time and it no longer holds the
-    watermark of the other partitions back.
+    watermark of the other partitions back. A partition that `was_idle` at some
+    point may since be behind the stream's watermark, so operators judge each of
+    its events against that watermark instead of taking shortcuts.
+    `origins[i]` says where `events[i]` was read, when the source knows.
 
     A batch with no events is a heartbeat: it only moves `progress`.
     """
@@ -55,6 +97,8 @@ class TimedBatch(Generic[E]):
     progress: int = NEVER
     idle: bool = False
     lows: list[int] | None = None
+    origins: Origins | None = None
+    was_idle: bool = False
 
     @property
     def at_end(self) -> bool:
@@ -63,16 +107,17 @@ class TimedBatch(Generic[E]):
 
 def keep_events(batch: TimedBatch[E], predicate: Callable[[E], bool]) -> TimedBatch[E]:
     """Return `batch` with only the events matching `predicate`; progress unchanged."""
-    kept = [i for i, event in enumerate(batch.events) if predicate(event)]
-    if len(kept) == len(batch.events):
+    keep = list(map(predicate, batch.events))
+    if all(keep):
         return batch
-    events, times, marks, lows = batch.events, batch.times, batch.marks, batch.lows
+    lows, origins = batch.lows, batch.origins
     return replace(
         batch,
-        events=[events[i] for i in kept],
-        times=[times[i] for i in kept],
-        marks=[marks[i] for i in kept],
-        lows=None if lows is None else [lows[i] for i in kept],
+        events=list(compress(batch.events, keep)),
+        times=list(compress(batch.times, keep)),
+        marks=list(compress(batch.marks, keep)),
+        lows=None if lows is None else list(compress(lows, keep)),
+        origins=None if origins is None else origins.select(keep),
     )
 
 

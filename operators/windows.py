@@ -26,21 +26,31 @@ State is held per shard, not per key: events are routed to a fixed number of
 shards by a stable hash of their key, and each shard keeps plain dicts of counts
 per pane (one slide of time) and key. Cost grows with events and output rows,
 not with the number of keys, and a restart may use another worker count.
+
+Batches are combined before they are routed, as a map-side combiner does: counts
+per (key, pane), or per-key runs of events closer than the gap for sessions, so
+a shard receives a few rows per batch instead of every event. That is only done
+when no event of the batch can be late or join a window closed during the batch
+(checked per event against its own partition's progress, and never for a
+partition that `was_idle`, which may be behind the stream). Otherwise every event
+goes to its shard and is judged one by one. Both paths give the same windows.
 """
 
 from __future__ import annotations
 
 import heapq
 import zlib
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from operator import sub
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.batches import END, NEVER, TimedBatch
+from operators.batches import END, NEVER, Origin, TimedBatch
 from operators.clock import Clock
 
 E = TypeVar("E")
@@ -103,6 +113,7 @@ class LateEvent(NamedTuple, Generic[E]):
     windows_missed: int
     windows_total: int
     reason: str
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -113,15 +124,33 @@ class WindowOut(Generic[E]):
     late: Stream[list[LateEvent[E]]]
 
 
-@dataclass(frozen=True)
 class _ShardMsg:
-    """The slice of one `TimedBatch` that belongs to one shard."""
+    """The slice of one `TimedBatch` that belongs to one shard: either every event
+    (`items`: key, time, mark, low, event, origin) or the batch combined (`rows`, see
+    `combine_panes`, `combine_sessions`)."""
 
-    part: str
-    parts: int
-    items: list[tuple[Hashable, int, int, int, Any]]  # (key, time, mark, low, event)
-    progress: int
-    idle: bool
+    __slots__ = ("idle", "items", "part", "parts", "progress", "rows")
+
+    def __init__(
+        self,
+        part: str,
+        parts: int,
+        items: list[
+            tuple[Hashable, int, int, int, Any, Origin | None]
+        ],  # key time mark low event origin
+        progress: int,
+        idle: bool,
+        rows: list[tuple] | None = None,
+    ) -> None:
+        self.part = part
+        self.parts = parts
+        self.items = items
+        self.progress = progress
+        self.idle = idle
+        self.rows = rows
+
+    def __reduce__(self) -> tuple:  # pickled between processes
+        return _ShardMsg, (self.part, self.parts, self.items, self.progress, self.idle, self.rows)
 
 
 def shard_of(key: Hashable, shards: int) -> int:
@@ -134,31 +163,118 @@ def shard_of(key: Hashable, shards: int) -> int:
     return zlib.crc32(raw) % shards
 
 
-class _Splitter(Generic[E]):
-    """Routes each batch's events to shards; every shard hears every partition's progress."""
+class _ShardOf(dict[Hashable, int]):
+    """`shard_of`, remembered per key."""
 
-    def __init__(self, key: Callable[[E], Hashable], shards: int) -> None:
+    def __init__(self, shards: int) -> None:
+        super().__init__()
+        self.shards = shards
+
+    def __missing__(self, key: Hashable) -> int:
+        if len(self) > 1_000_000:
+            self.clear()
+        shard = self[key] = shard_of(key, self.shards)
+        return shard
+
+
+def combine_panes(
+    keys: list[Hashable], batch: TimedBatch[Any], slide: int, delay: int
+) -> list[tuple[Hashable, int, int]] | None:
+    """Count a batch's events per (key, pane), where a pane is the slide-long stretch
+    of time an event falls in; `None` if some event is late for its first window.
+
+    ```python
+    combine_panes(["a", "a", "b"], batch_at([1_000, 4_000, 6_000]), 5_000, 60_000)
+    # [("a", 0, 2), ("b", 5_000, 1)]
+    ```
+    """
+    panes = [t - t % slide for t in batch.times]
+    # The first window of an event ends where its pane does: pane + slide. It is
+    # closed for the event when that is at or before its partition's watermark.
+    if min(map(sub, panes, batch.marks)) + slide + delay <= 0:
+        return None
+    counted = Counter(zip(panes, keys, strict=True))
+    return [(k, p, n) for (p, k), n in counted.items()]
+
+
+def combine_sessions(
+    keys: list[Hashable], batch: TimedBatch[Any], gap: int, delay: int
+) -> list[tuple[Hashable, int, int, int]] | None:
+    """Merge a batch's events into runs per key, `(key, first, last, count)`, with at
+    most `gap` between neighbours; `None` if some event may be late or may belong to
+    a session that closes while the batch is read.
+
+    ```python
+    combine_sessions(["a", "a", "a"], batch_at([0, 20_000, 90_000]), 30_000, 30_000)
+    # [("a", 0, 20_000, 2), ("a", 90_000, 90_000, 1)]
+    ```
+    """
+    times, marks = batch.times, batch.marks
+    lows = marks if batch.lows is None else batch.lows
+    if min(map(sub, times, marks)) + gap + delay <= 0:  # late: t + gap <= mark - delay
+        return None
+    # Sessions ending at or before low - delay close while the batch is read; an event
+    # at or before that could have joined one of them, so it must be added in order.
+    if min(map(sub, times, lows)) + delay <= 0:
+        return None
+    per_key: defaultdict[Hashable, list[int]] = defaultdict(list)
+    for k, t in zip(keys, times, strict=True):
+        per_key[k].append(t)
+    rows = []
+    for k, ts in per_key.items():
+        ts.sort()
+        first = last = ts[0]
+        n = 0
+        for t in ts:
+            if t - last > gap:
+                rows.append((k, first, last, n))
+                first, n = t, 0
+            last = t
+            n += 1
+        rows.append((k, first, last, n))
+    return rows
+
+
+Combine = Callable[[list[Hashable], TimedBatch[Any]], list[tuple] | None]
+
+
+class _Splitter(Generic[E]):
+    """Routes each batch to the shards, combined when that is safe; every shard hears
+    every partition's progress."""
+
+    def __init__(self, key: Callable[[E], Hashable], shards: int, combine: Combine) -> None:
         self.key = key
         self.shards = shards
+        self.combine = combine
         self.names = [f"{i:03d}" for i in range(shards)]
-        self.cache: dict[Hashable, int] = {}
+        self.shard_of = _ShardOf(shards)
 
     def __call__(self, batch: TimedBatch[E]) -> list[tuple[str, _ShardMsg]]:
-        key, cache, shards = self.key, self.cache, self.shards
-        if len(cache) > 1_000_000:
-            cache.clear()
-        buckets: list[list[tuple[Hashable, int, int, int, Any]]] = [[] for _ in range(shards)]
-        lows = batch.lows if batch.lows is not None else batch.marks
-        for event, time, mark, low in zip(
-            batch.events, batch.times, batch.marks, lows, strict=True
-        ):
-            k = key(event)
-            shard = cache.get(k)
-            if shard is None:
-                shard = cache[k] = shard_of(k, shards)
-            buckets[shard].append((k, time, mark, low, event))  # a plain tuple: cheapest to build
+        buckets: list[list] = [[] for _ in range(self.shards)]
+        combined = None
+        if batch.events:
+            keys = list(map(self.key, batch.events))
+            combined = None if batch.was_idle else self.combine(keys, batch)
+            shard = self.shard_of
+            if combined is not None:
+                for row in combined:
+                    buckets[shard[row[0]]].append(row)
+            else:
+                lows = batch.lows if batch.lows is not None else batch.marks
+                origins = batch.origins if batch.origins is not None else [None] * len(keys)
+                items = zip(
+                    keys, batch.times, batch.marks, lows, batch.events, origins, strict=True
+                )
+                for item in items:
+                    buckets[shard[item[0]]].append(item)
+        part, parts, progress, idle = batch.part, batch.parts, batch.progress, batch.idle
+        if combined is not None:
+            return [
+                (name, _ShardMsg(part, parts, [], progress, idle, rows))
+                for name, rows in zip(self.names, buckets, strict=True)
+            ]
         return [
-            (name, _ShardMsg(batch.part, batch.parts, items, batch.progress, batch.idle))
+            (name, _ShardMsg(part, parts, items, progress, idle))
             for name, items in zip(self.names, buckets, strict=True)
         ]
 
@@ -178,17 +294,21 @@ class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[La
         clock, delay = self.clock, self.delay
         for msg in values:
             clock.parts = max(clock.parts, msg.parts)
-            if msg.items:
+            if msg.rows:
+                # Combined only when no event is late and none can join a window that
+                # closes during the batch: adding them all before emitting is exact.
+                self._add_rows(msg.rows)
+            elif msg.items:
                 others = clock.others(msg.part)
                 low = clock.low
                 add = self._add
-                for key, time, mark, source_low, event in msg.items:
+                for key, time, mark, source_low, event, origin in msg.items:
                     # the stream moves on when this partition and all others are past it
                     if source_low > low and others > low:
                         low = source_low if source_low < others else others
                         if low - delay >= self.due:
                             self._emit(low - delay)
-                    add(key, time, (mark if mark > low else low) - delay, event)
+                    add(key, time, (mark if mark > low else low) - delay, event, origin)
                 clock.low = low
             clock.update(msg)
             if clock.low - delay >= self.due:
@@ -202,7 +322,12 @@ class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[La
         self.out, self.late = [], []
         return [(out, late)]
 
-    def _add(self, key: Hashable, time: int, threshold: int, event: Any) -> None:
+    def _add(
+        self, key: Hashable, time: int, threshold: int, event: Any, origin: Origin | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _add_rows(self, rows: list[tuple]) -> None:
         raise NotImplementedError
 
     def _emit(self, watermark: int) -> None:
@@ -237,7 +362,9 @@ class _SlidingLogic(_ShardLogic):
                 first = min(self.panes)
                 self.due = max(self.next_start, first - self.length + self.slide) + self.length
 
-    def _add(self, key: Hashable, time: int, threshold: int, event: Any) -> None:
+    def _add(
+        self, key: Hashable, time: int, threshold: int, event: Any, origin: Origin | None
+    ) -> None:
         slide, length = self.slide, self.length
         last_start = time - time % slide
         first_start = last_start - length + slide
@@ -248,7 +375,9 @@ class _SlidingLogic(_ShardLogic):
                 if missed == self.per_event
                 else f"{missed} of {self.per_event} windows closed"
             )
-            self.late.append(LateEvent(event, key, time, threshold, missed, self.per_event, reason))
+            self.late.append(
+                LateEvent(event, key, time, threshold, missed, self.per_event, reason, origin)
+            )
             if missed == self.per_event:
                 return
             # Counted only in the windows still open for it; windows closed for it but not
@@ -258,13 +387,30 @@ class _SlidingLogic(_ShardLogic):
             ):
                 self.corrections[(start, key)] = self.corrections.get((start, key), 0) - 1
         # Panes are one slide long, so the pane of an event starts where its last window does.
-        counts = self.panes.get(last_start)
+        self._count(key, last_start, 1)
+
+    def _add_rows(self, rows: list[tuple]) -> None:
+        panes = self.panes
+        counts: dict[Hashable, int] = {}
+        current = None
+        for key, pane, n in rows:
+            if pane != current:  # neighbouring rows often share a pane: look it up once
+                current = pane
+                counts = panes.get(pane)  # type: ignore[assignment]
+                if counts is None:
+                    self._count(key, pane, n)
+                    counts = panes[pane]
+                    continue
+            counts[key] = counts.get(key, 0) + n
+
+    def _count(self, key: Hashable, pane: int, n: int) -> None:
+        counts = self.panes.get(pane)
         if counts is None:
-            counts = self.panes[last_start] = {}
-            end = max(self.next_start, first_start) + length
+            counts = self.panes[pane] = {}
+            end = max(self.next_start, pane - self.length + self.slide) + self.length
             if end < self.due:
                 self.due = end
-        counts[key] = counts.get(key, 0) + 1
+        counts[key] = counts.get(key, 0) + n
 
     def _emit(self, watermark: int) -> None:
         slide, length, panes = self.slide, self.length, self.panes
@@ -337,30 +483,43 @@ class _SessionLogic(_ShardLogic):
             if self.heap:
                 self.due = self.heap[0][0]
 
-    def _add(self, key: Hashable, time: int, threshold: int, event: Any) -> None:
-        gap = self.gap
-        if time + gap <= threshold:
-            self.late.append(LateEvent(event, key, time, threshold, 1, 1, "session window closed"))
+    def _add(
+        self, key: Hashable, time: int, threshold: int, event: Any, origin: Origin | None
+    ) -> None:
+        if time + self.gap <= threshold:
+            self.late.append(
+                LateEvent(event, key, time, threshold, 1, 1, "session window closed", origin)
+            )
             return
+        self._merge(key, time, time, 1)
+
+    def _add_rows(self, rows: list[tuple]) -> None:
+        merge = self._merge
+        for key, first, last, n in rows:
+            merge(key, first, last, n)
+
+    def _merge(self, key: Hashable, first: int, last: int, n: int) -> None:
+        """Add a run of `n` events from `first` to `last` (no gap wider than `gap`)."""
+        gap = self.gap
         sessions = self.sessions.get(key)
         if sessions is None:
-            self.sessions[key] = [[time, time, 1]]
-            self._push(time + gap, key)
+            self.sessions[key] = [[first, last, n]]
+            self._push(last + gap, key)
             return
         if len(sessions) == 1:
             s = sessions[0]
-            if s[0] - gap <= time <= s[1] + gap:  # the common case: extends the only session
-                if time > s[1]:
-                    s[1] = time
-                elif time < s[0]:
-                    s[0] = time
-                s[2] += 1
+            if s[0] - gap <= last and first <= s[1] + gap:  # the common case: extends it
+                if last > s[1]:
+                    s[1] = last
+                if first < s[0]:
+                    s[0] = first
+                s[2] += n
                 return
         # Merge with every session it touches (it may bridge two), keep the list sorted.
-        merged = [time, time, 1]
+        merged = [first, last, n]
         keep = []
         for s in sessions:
-            if s[0] - gap <= time <= s[1] + gap:
+            if s[0] - gap <= last and first <= s[1] + gap:
                 merged = [min(merged[0], s[0]), max(merged[1], s[1]), merged[2] + s[2]]
             else:
                 keep.append(s)
@@ -440,7 +599,14 @@ def count_window(
     """
     if delay_ms < 0:
         raise ValueError("delay must not be negative")
-    keyed = op.flat_map("shard", up, _Splitter(key, shards))
+    combine: Combine
+    if isinstance(window, Session):
+        gap = window.gap_ms
+        combine = lambda keys, batch: combine_sessions(keys, batch, gap, delay_ms)  # noqa: E731
+    else:
+        slide = window.slide_ms
+        combine = lambda keys, batch: combine_panes(keys, batch, slide, delay_ms)  # noqa: E731
+    keyed = op.flat_map("shard", up, _Splitter(key, shards, combine))
 
     def build(resume: tuple | None) -> _ShardLogic:
         if isinstance(window, Session):

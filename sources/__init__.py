@@ -1,6 +1,6 @@
 """Where records come from: replay files, the embedded datagen, Kafka.
 
-Every source emits `TimedBatch[RawRecord]`s, so the dataflows do not care which
+Every source emits `RawBatch`es, so the dataflows do not care which
 one runs. `clickstream_source` picks it from the settings.
 """
 
@@ -9,14 +9,13 @@ from __future__ import annotations
 from bytewax.inputs import Source
 
 from config import ConfigError, Settings
-from events.schema import RawRecord
-from operators.batches import TimedBatch
+from events.schema import RawBatch
 from sources.datagen import DatagenSource, Shape
 from sources.kafka import KafkaSource, check_topics
 from sources.replay import ReplaySource
 
 
-def source_for(settings: Settings, shape: Shape) -> Source[TimedBatch[RawRecord]]:
+def source_for(settings: Settings, shape: Shape) -> Source[RawBatch]:
     """The source the settings ask for, reading records of `shape`."""
     if settings.source == "replay":
         return ReplaySource(settings.replay_file(f"{shape}.jsonl"), settings.batch_size)

@@ -14,13 +14,13 @@ from typing import Literal
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from events import datagen
-from events.schema import RawRecord
-from operators.batches import END, TimedBatch
+from events.schema import RawBatch
+from operators.batches import END, Origins
 
 Shape = Literal["clickstream", "user_clickstream"]
 
 
-class _DatagenPartition(StatefulSourcePartition[TimedBatch[RawRecord], int]):
+class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
     def __init__(
         self, shape: Shape, rate: float, count: int | None, batch_size: int, produced: int
     ) -> None:
@@ -37,32 +37,44 @@ class _DatagenPartition(StatefulSourcePartition[TimedBatch[RawRecord], int]):
         self.high = 0
         self.finished = False
 
-    def next_batch(self) -> list[TimedBatch[RawRecord]]:
+    def next_batch(self) -> list[RawBatch]:
         if self.finished:
             raise StopIteration
         due = self.started_at + int((time.monotonic() - self.started) * self.rate)
         if self.count is not None:
             due = min(due, self.count)
         n = min(max(due - self.produced, 0), self.batch_size)
-        records: list[RawRecord] = []
+        values: list[bytes] = []
+        keys: list[bytes] = []
         times: list[int] = []
+        first = self.produced
         for _ in range(n):
             now = time.time_ns() // 1_000_000
             click = self.gen.click()
             if self.shape == "clickstream":
-                key = str(click["ip"]).encode()
-                value = datagen.dumps(click)
+                keys.append(str(click["ip"]).encode())
+                values.append(datagen.dumps(click))
             else:
                 userid = int(str(click["userid"]))
-                key = str(userid).encode()
-                value = datagen.dumps(datagen.enriched(click, self.users.get(userid)))
-            records.append(RawRecord(self.topic, 0, self.produced, now, key, value))
+                keys.append(str(userid).encode())
+                values.append(datagen.dumps(datagen.enriched(click, self.users.get(userid))))
             times.append(now)
             self.produced += 1
             self.high = max(self.high, now)
         at_end = self.count is not None and self.produced >= self.count
         self.finished = at_end
-        return [TimedBatch("datagen", 1, records, times, list(times), END if at_end else self.high)]
+        return [
+            RawBatch(
+                "datagen",
+                1,
+                values,
+                times,
+                list(times),
+                END if at_end else self.high,
+                origins=Origins(self.topic, 0, list(range(first, self.produced))),
+                keys=keys,
+            )
+        ]
 
     def next_awake(self) -> datetime | None:
         if self.count is not None and self.produced >= self.count:
@@ -78,7 +90,7 @@ class _DatagenPartition(StatefulSourcePartition[TimedBatch[RawRecord], int]):
         return self.produced
 
 
-class DatagenSource(FixedPartitionedSource[TimedBatch[RawRecord], int]):
+class DatagenSource(FixedPartitionedSource[RawBatch, int]):
     def __init__(
         self, shape: Shape, rate: float, count: int | None = None, batch_size: int = 2_000
     ) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from events.schema import RawRecord
-from operators.batches import END, TimedBatch
+from events.schema import RawBatch, RawRecord
+from operators.batches import END, Origins
 from sources.progress import PartitionProgress
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
         return [parse_line(line, first_number + i) for i, line in enumerate(lines)]
 
 
-class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
+class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
     def __init__(self, path: Path, batch_size: int, resume: tuple | None) -> None:
         self.path = path
         self.batch_size = batch_size
@@ -96,7 +96,7 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
         self.file.seek(self.position)
         self.done = False
 
-    def next_batch(self) -> list[TimedBatch[RawRecord]]:
+    def next_batch(self) -> list[RawBatch]:
         if self.done:
             raise StopIteration
         raw = list(islice(self.file, self.batch_size))
@@ -118,10 +118,11 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
         times: list[int] = []
         marks: list[int] = []  # the record's own Kafka partition: judges lateness
         lows: list[int] = []  # the whole file (least advanced partition): holds the watermark
+        special: dict[int, RawRecord] = {}
         progress = self.progress
         latest = progress.latest
         low = progress.low
-        for record in records:
+        for i, record in enumerate(records):
             ts = record.ts
             tp = (record.topic, record.partition)
             if ts is not None:
@@ -132,11 +133,30 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
             mark = latest.get(tp, low)
             marks.append(mark if mark > low else low)
             lows.append(low)
+            if ts is None or record.error is not None:
+                special[i] = record
         self.position = self.file.tell()
         if self.done:
             log.info("replay %s: end of file after %d lines", self.path, self.line_number)
         end = END if self.done else progress.low
-        return [TimedBatch("replay", 1, records, times, marks, end, lows=lows)]
+        return [
+            RawBatch(
+                "replay",
+                1,
+                [r.value for r in records],
+                times,
+                marks,
+                end,
+                lows=lows,
+                origins=Origins(
+                    [r.topic for r in records],
+                    [r.partition for r in records],
+                    [r.offset for r in records],
+                ),
+                keys=[r.key for r in records],
+                special=special,
+            )
+        ]
 
     def snapshot(self) -> tuple:
         return (self.position, self.line_number, self.progress.snapshot())
@@ -145,7 +165,7 @@ class _ReplayPartition(StatefulSourcePartition[TimedBatch[RawRecord], tuple]):
         self.file.close()
 
 
-class ReplaySource(FixedPartitionedSource[TimedBatch[RawRecord], tuple]):
+class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
     """One partition: the whole file, read in order."""
 
     def __init__(self, path: Path, batch_size: int = 2_000) -> None:

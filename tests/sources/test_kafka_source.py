@@ -68,6 +68,9 @@ def test_caught_up_partition_turns_idle_and_moves_with_the_clock(kafka_bootstrap
     idle = [b for b in batches if b.idle]
     assert idle and idle[-1].progress > 1_000_099  # high + elapsed idle time
     assert all(b.progress == 1_000_099 for b in batches if b.events)
+    assert not any(b.was_idle for b in batches[: batches.index(idle[0])])
+    assert all(b.was_idle for b in batches[batches.index(idle[0]) :])
+    assert part.snapshot()[2] is True, "having been idle survives a restart"
     part.close()
 
 
@@ -79,17 +82,18 @@ def test_resume_state_is_the_next_offset_and_bounded_read_ends(kafka_bootstrap, 
     first: list = []
     while not first:
         first = [b for b in part.next_batch() if b.events]
-    offset, high = part.snapshot()
-    assert offset == first[0].events[-1].offset + 1 and high == first[0].progress
+    offset, high, was_idle = part.snapshot()
+    assert offset == first[0].origins[-1][2] + 1 and high == first[0].progress
+    assert was_idle is False
     part.close()
-    resumed = source.build_part("read", "0", (offset, high))
+    resumed = source.build_part("read", "0", (offset, high, was_idle))
     rest = []
     while True:
         try:
             rest.extend(resumed.next_batch())
         except StopIteration:
             break
-    offsets = [e.offset for b in first + rest for e in b.events]
+    offsets = [o for b in first + rest for _, _, o in b.origins or []]
     assert offsets == list(range(300)), "every record once, in order"
     assert rest[-1].progress == END and rest[-1].progress > NEVER
     resumed.close()
