@@ -6,7 +6,14 @@ import pytest
 
 from operators.batches import END, TimedBatch
 from operators.clock import Clock
-from operators.windows import Session, Sliding, Tumbling, _ShardMsg
+from operators.windows import (
+    Session,
+    Sliding,
+    Tumbling,
+    _ShardMsg,
+    combine_panes,
+    combine_sessions,
+)
 from tests.operators.windowing import Ev, as_rows, batches_for, run_windows
 
 S = 1_000  # one second in ms
@@ -183,3 +190,52 @@ def test_bad_windows_are_refused():
 def test_batch_helper_ends_with_end_of_input():
     batches = batches_for([Ev("u", 5)], [1])
     assert isinstance(batches[-1], TimedBatch) and batches[-1].at_end
+
+
+def _batch(times, marks=None, lows=None):
+    return TimedBatch(
+        "p0", 1, list(times), list(times), list(marks or times), max(times), lows=lows
+    )
+
+
+def test_combine_panes_counts_per_key_and_pane_unless_an_event_is_late():
+    batch = _batch([1 * S, 4 * S, 6 * S])
+    assert sorted(combine_panes(["a", "a", "b"], batch, 5 * S, 60 * S)) == [
+        ("a", 0, 2),
+        ("b", 5 * S, 1),
+    ]
+    # 10 s with its partition at 80 s: its first window [-45 s, 15 s) closed at 80 - 60 s
+    late = _batch([80 * S, 10 * S], marks=[80 * S, 80 * S])
+    assert combine_panes(["a", "a"], late, 5 * S, 60 * S) is None
+    # ... but 16 s is still in time for all of its windows
+    in_time = _batch([80 * S, 20 * S], marks=[80 * S, 80 * S])
+    assert combine_panes(["a", "a"], in_time, 5 * S, 60 * S) is not None
+
+
+def test_combine_sessions_merges_runs_per_key_unless_order_matters():
+    batch = _batch([0, 20 * S, 90 * S, 5 * S])
+    assert set(combine_sessions(["a", "a", "a", None], batch, 30 * S, 30 * S) or []) == {
+        (None, 5 * S, 5 * S, 1),
+        ("a", 0, 20 * S, 2),
+        ("a", 90 * S, 90 * S, 1),
+    }
+    # 10 s arrives when its partition is at 45 s: sessions ending by 15 s close meanwhile
+    behind = _batch([45 * S, 10 * S], marks=[45 * S, 45 * S])
+    assert combine_sessions(["a", "a"], behind, 30 * S, 30 * S) is None
+
+
+def test_partition_that_was_idle_is_judged_against_the_stream_watermark(entry_point):
+    # p1 runs to 200 s while p0 is idle, so the stream's watermark passes 140 s. When p0
+    # wakes with an event at 50 s, its own progress says "in time", but [0, 60 s) has
+    # been emitted: the event is late, not silently added to a shortcut count.
+    p1 = [TimedBatch("p1", 2, [Ev("v", 200 * S)], [200 * S], [200 * S], 200 * S)]
+    p0 = [
+        TimedBatch("p0", 2, [Ev("u", 10 * S)], [10 * S], [10 * S], 10 * S),
+        TimedBatch("p0", 2, progress=11 * S, idle=True, was_idle=True),
+    ]
+    woke = TimedBatch("p0", 2, [Ev("u", 50 * S)], [50 * S], [50 * S], 50 * S, was_idle=True)
+    end = [TimedBatch(p, 2, progress=END, was_idle=True) for p in ("p0", "p1")]
+    flow_input = [(*p0, *p1, woke, *end)]
+    counts, late = run_windows(entry_point, flow_input, MINUTE, 60 * S)
+    assert as_rows(counts) == {("u", 0, 60 * S, 1), ("v", 180 * S, 240 * S, 1)}
+    assert [(e.key, e.event_time_ms, e.watermark_ms) for e in late] == [("u", 50 * S, 140 * S)]

@@ -15,8 +15,9 @@ S = 1_000
 
 
 @st.composite
-def arrivals(draw, max_jitter: int):
+def arrivals(draw, max_jitter: st.SearchStrategy[int]):
     """Events whose arrival order is event time plus a random delay up to max_jitter."""
+    max_jitter = draw(max_jitter)
     n = draw(st.integers(0, 60))
     keys = st.sampled_from(["a", "b", None, 7])
     events = []
@@ -31,7 +32,8 @@ def arrivals(draw, max_jitter: int):
     return [e for _, e in events]
 
 
-batch_sizes = st.lists(st.integers(1, 7), min_size=1, max_size=4)
+# Small batches go event by event; larger ones are mostly combined before routing.
+batch_sizes = st.lists(st.integers(1, 7) | st.integers(8, 60), min_size=1, max_size=4)
 having = st.sampled_from([None, 1, 2])  # keep counts > value
 
 
@@ -39,9 +41,9 @@ def _having(h):
     return None if h is None else (lambda n: n > h)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    events=arrivals(max_jitter=120 * S),
+    events=arrivals(max_jitter=st.sampled_from([5 * S, 120 * S])),
     sizes=batch_sizes,
     window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5)]),
     delay=st.sampled_from([0, 10 * S, 60 * S]),
@@ -63,9 +65,9 @@ def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, s
     ) == sorted((k is None, str(k), t, m) for k, t, m in ref_late)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    events=arrivals(max_jitter=90 * S),
+    events=arrivals(max_jitter=st.sampled_from([5 * S, 90 * S])),
     sizes=batch_sizes,
     gap=st.sampled_from([5 * S, 30 * S]),
     delay=st.sampled_from([0, 30 * S, 60 * S]),
