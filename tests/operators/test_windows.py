@@ -200,7 +200,7 @@ def _batch(times, marks=None, lows=None):
 
 def test_combine_panes_counts_per_key_and_pane_unless_an_event_is_late():
     batch = _batch([1 * S, 4 * S, 6 * S])
-    assert sorted(combine_panes(["a", "a", "b"], batch, 5 * S, 60 * S)) == [
+    assert sorted(combine_panes(["a", "a", "b"], batch, 5 * S, 60 * S) or []) == [
         ("a", 0, 2),
         ("b", 5 * S, 1),
     ]
@@ -234,7 +234,7 @@ def test_partition_that_was_idle_is_judged_against_the_stream_watermark(entry_po
         TimedBatch("p0", 2, progress=11 * S, idle=True, was_idle=True),
     ]
     woke = TimedBatch("p0", 2, [Ev("u", 50 * S)], [50 * S], [50 * S], 50 * S, was_idle=True)
-    end = [TimedBatch(p, 2, progress=END, was_idle=True) for p in ("p0", "p1")]
+    end: list[TimedBatch[Ev]] = [TimedBatch(p, 2, progress=END) for p in ("p0", "p1")]
     flow_input = [(*p0, *p1, woke, *end)]
     counts, late = run_windows(entry_point, flow_input, MINUTE, 60 * S)
     assert as_rows(counts) == {("u", 0, 60 * S, 1), ("v", 180 * S, 240 * S, 1)}

@@ -15,9 +15,9 @@ S = 1_000
 
 
 @st.composite
-def arrivals(draw, max_jitter: st.SearchStrategy[int]):
+def arrivals(draw, max_jitters: st.SearchStrategy[int]):
     """Events whose arrival order is event time plus a random delay up to max_jitter."""
-    max_jitter = draw(max_jitter)
+    max_jitter = draw(max_jitters)
     n = draw(st.integers(0, 60))
     keys = st.sampled_from(["a", "b", None, 7])
     events = []
@@ -43,7 +43,7 @@ def _having(h):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    events=arrivals(max_jitter=st.sampled_from([5 * S, 120 * S])),
+    events=arrivals(max_jitters=st.sampled_from([5 * S, 120 * S])),
     sizes=batch_sizes,
     window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5)]),
     delay=st.sampled_from([0, 10 * S, 60 * S]),
@@ -67,7 +67,7 @@ def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, s
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    events=arrivals(max_jitter=st.sampled_from([5 * S, 90 * S])),
+    events=arrivals(max_jitters=st.sampled_from([5 * S, 90 * S])),
     sizes=batch_sizes,
     gap=st.sampled_from([5 * S, 30 * S]),
     delay=st.sampled_from([0, 30 * S, 60 * S]),
