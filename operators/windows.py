@@ -44,6 +44,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from operator import sub
+from time import monotonic
 from typing import Any, Generic, NamedTuple, TypeVar
 
 import bytewax.operators as op
@@ -239,15 +240,28 @@ Combine = Callable[[list[Hashable], TimedBatch[Any]], list[tuple] | None]
 
 
 class _Splitter(Generic[E]):
-    """Routes each batch to the shards, combined when that is safe; every shard hears
-    every partition's progress."""
+    """Routes each batch to the shards, combined when that is safe.
 
-    def __init__(self, key: Callable[[E], Hashable], shards: int, combine: Combine) -> None:
+    A shard gets a message when the batch has events for it. Every shard hears every
+    partition's progress at least every `broadcast_s` and at once on heartbeats,
+    the end of input and after idleness; a shard that hears progress later only
+    emits later, since lateness is judged against each event's own partition.
+    """
+
+    def __init__(
+        self,
+        key: Callable[[E], Hashable],
+        shards: int,
+        combine: Combine,
+        broadcast_s: float = 0.2,
+    ) -> None:
         self.key = key
         self.shards = shards
         self.combine = combine
         self.names = [f"{i:03d}" for i in range(shards)]
         self.shard_of = _ShardOf(shards)
+        self.broadcast_s = broadcast_s
+        self.last_broadcast: dict[str, float] = {}
 
     def __call__(self, batch: TimedBatch[E]) -> list[tuple[str, _ShardMsg]]:
         buckets: list[list] = [[] for _ in range(self.shards)]
@@ -268,14 +282,25 @@ class _Splitter(Generic[E]):
                 for item in items:
                     buckets[shard[item[0]]].append(item)
         part, parts, progress, idle = batch.part, batch.parts, batch.progress, batch.idle
+        now = monotonic()
+        everyone = (
+            not batch.events
+            or batch.at_end
+            or batch.was_idle
+            or now - self.last_broadcast.get(part, -1e9) >= self.broadcast_s
+        )
+        if everyone:
+            self.last_broadcast[part] = now
         if combined is not None:
             return [
                 (name, _ShardMsg(part, parts, [], progress, idle, rows))
                 for name, rows in zip(self.names, buckets, strict=True)
+                if rows or everyone
             ]
         return [
             (name, _ShardMsg(part, parts, items, progress, idle))
             for name, items in zip(self.names, buckets, strict=True)
+            if items or everyone
         ]
 
 
