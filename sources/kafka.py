@@ -150,6 +150,10 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.batch_size = source.batch_size
         self.idle_timeout = source.idle_timeout_s
         # next offset, event-time progress, whether it has ever been idle
+        if resume is not None and len(resume) == 2:
+            # A store from before `was_idle` existed: its history is unknown, so take the
+            # path that is exact either way.
+            resume = (*resume, True)
         self.offset, self.high, self.was_idle = resume or (OFFSET_BEGINNING, NEVER, False)
         self.outage_since: float | None = None
         self.fatal: str | None = None
