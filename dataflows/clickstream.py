@@ -15,7 +15,6 @@ from bytewax.dataflow import Dataflow
 from config import Settings
 from dataflows.common import flow_from_env, read_events, write_tables
 from events.schema import Click
-from operators.batches import filter_events
 from operators.windows import Sliding, count_window
 from sinks.tables import ERRORS_PER_MIN_ALERT, PAGES_PER_MIN
 
@@ -26,17 +25,19 @@ def build(settings: Settings) -> Dataflow:
     raw, clicks, dead = read_events(flow, settings, "clickstream", Click)
     pages = count_window(
         "pages_per_min",
-        filter_events("html_pages", clicks, lambda c: "html" in c.request),
+        clicks,
         key=attrgetter("userid"),
         window=Sliding(60_000, 5_000),
         delay_ms=60_000,
+        where=lambda c: "html" in c.request,
     )
     errors = count_window(
         "errors_per_min_alert",
-        filter_events("http_errors", clicks, lambda c: c.status > 400),
+        clicks,
         key=attrgetter("status"),
         window=Sliding(60_000, 20_000),
         delay_ms=60_000,
+        where=lambda c: c.status > 400,
         having=lambda errors: errors > 5,
     )
     write_tables(

@@ -12,13 +12,10 @@ per-event path; every operator here is batch-in, batch-out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from itertools import compress, repeat
 from typing import Any, Generic, TypeVar
-
-import bytewax.operators as op
-from bytewax.dataflow import Stream, operator
 
 E = TypeVar("E")
 F = TypeVar("F")
@@ -103,35 +100,3 @@ class TimedBatch(Generic[E]):
     @property
     def at_end(self) -> bool:
         return self.progress >= END
-
-
-def keep_events(batch: TimedBatch[E], predicate: Callable[[E], bool]) -> TimedBatch[E]:
-    """Return `batch` with only the events matching `predicate`; progress unchanged."""
-    keep = list(map(predicate, batch.events))
-    if all(keep):
-        return batch
-    lows, origins = batch.lows, batch.origins
-    return replace(
-        batch,
-        events=list(compress(batch.events, keep)),
-        times=list(compress(batch.times, keep)),
-        marks=list(compress(batch.marks, keep)),
-        lows=None if lows is None else list(compress(lows, keep)),
-        origins=None if origins is None else origins.select(keep),
-    )
-
-
-@operator
-def filter_events(
-    step_id: str, up: Stream[TimedBatch[E]], predicate: Callable[[E], bool]
-) -> Stream[TimedBatch[E]]:
-    """Keep the events for which `predicate` is true, like SQL `WHERE`.
-
-    Filtered events still count for the watermark: a partition's progress is
-    what it has read, not what passed the filter, as in Spark.
-
-    ```python
-    pages = filter_events("html_pages", clicks, lambda c: "html" in c.request)
-    ```
-    """
-    return op.map("keep", up, lambda batch: keep_events(batch, predicate))

@@ -41,8 +41,10 @@ from __future__ import annotations
 import heapq
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from itertools import compress
 from operator import sub
 from time import monotonic
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -178,65 +180,86 @@ class _ShardOf(dict[Hashable, int]):
         return shard
 
 
+Key = Callable[[Any], Hashable]
+Where = Callable[[Any], bool] | None
+
+
 def combine_panes(
-    keys: list[Hashable], batch: TimedBatch[Any], slide: int, delay: int
+    batch: TimedBatch[Any], key: Key, where: Where, slide: int, delay: int
 ) -> list[tuple[Hashable, int, int]] | None:
-    """Count a batch's events per (key, pane), where a pane is the slide-long stretch
-    of time an event falls in; `None` if some event is late for its first window.
+    """Count a batch's events (those `where` holds) per key and pane, the slide-long
+    stretch of time an event falls in: `(key, pane, count)` rows; `None` if some
+    event of the batch may be late for its first window.
 
     ```python
-    combine_panes(["a", "a", "b"], batch_at([1_000, 4_000, 6_000]), 5_000, 60_000)
+    combine_panes(batch_of([("a", 1_000), ("a", 4_000), ("b", 6_000)]), key, None, 5_000, 60_000)
     # [("a", 0, 2), ("b", 5_000, 1)]
     ```
     """
-    panes = [t - t % slide for t in batch.times]
-    # The first window of an event ends where its pane does: pane + slide. It is
+    times, marks = batch.times, batch.marks
+    # The first window of an event ends where its pane does, at pane + slide; it is
     # closed for the event when that is at or before its partition's watermark.
-    if min(map(sub, panes, batch.marks)) + slide + delay <= 0:
-        return None
-    counted = Counter(zip(panes, keys, strict=True))
-    return [(k, p, n) for (p, k), n in counted.items()]
+    first = min(times)
+    if first - first % slide + slide + delay <= max(marks):  # cheap bound failed: exact test
+        panes = [t - t % slide for t in times]
+        if min(map(sub, panes, marks)) + slide + delay <= 0:
+            return None
+    counted = (
+        Counter(zip(map(key, batch.events), [t - t % slide for t in times], strict=True))
+        if where is None
+        else Counter(
+            (key(e), t - t % slide) for e, t in zip(batch.events, times, strict=True) if where(e)
+        )
+    )
+    return [(k, p, n) for (k, p), n in counted.items()]
 
 
 def combine_sessions(
-    keys: list[Hashable], batch: TimedBatch[Any], gap: int, delay: int
+    batch: TimedBatch[Any], key: Key, where: Where, gap: int, delay: int
 ) -> list[tuple[Hashable, int, int, int]] | None:
-    """Merge a batch's events into runs per key, `(key, first, last, count)`, with at
-    most `gap` between neighbours; `None` if some event may be late or may belong to
-    a session that closes while the batch is read.
+    """Merge a batch's events (those `where` holds) into runs per key, `(key, first,
+    last, count)`, with at most `gap` between neighbours; `None` if some event may
+    be late or may belong to a session that closes while the batch is read.
 
     ```python
-    combine_sessions(["a", "a", "a"], batch_at([0, 20_000, 90_000]), 30_000, 30_000)
+    combine_sessions(batch_of([("a", 0), ("a", 20_000), ("a", 90_000)]), key, None, 30_000, 30_000)
     # [("a", 0, 20_000, 2), ("a", 90_000, 90_000, 1)]
     ```
     """
     times, marks = batch.times, batch.marks
     lows = marks if batch.lows is None else batch.lows
-    if min(map(sub, times, marks)) + gap + delay <= 0:  # late: t + gap <= mark - delay
+    first = min(times)
+    # Late: t + gap <= mark - delay. And sessions ending at or before low - delay close
+    # while the batch is read: an event at or before that could have joined one of
+    # them, so it must be added in order. Cheap bounds first, then the exact test.
+    if first + gap + delay <= max(marks) and min(map(sub, times, marks)) + gap + delay <= 0:
         return None
-    # Sessions ending at or before low - delay close while the batch is read; an event
-    # at or before that could have joined one of them, so it must be added in order.
-    if min(map(sub, times, lows)) + delay <= 0:
+    if first + delay <= max(lows) and min(map(sub, times, lows)) + delay <= 0:
         return None
     per_key: defaultdict[Hashable, list[int]] = defaultdict(list)
-    for k, t in zip(keys, times, strict=True):
-        per_key[k].append(t)
+    if where is None:
+        for k, t in zip(map(key, batch.events), times, strict=True):
+            per_key[k].append(t)
+    else:
+        for e, t in zip(batch.events, times, strict=True):
+            if where(e):
+                per_key[key(e)].append(t)
     rows = []
     for k, ts in per_key.items():
         ts.sort()
-        first = last = ts[0]
+        start = last = ts[0]
         n = 0
         for t in ts:
             if t - last > gap:
-                rows.append((k, first, last, n))
-                first, n = t, 0
+                rows.append((k, start, last, n))
+                start, n = t, 0
             last = t
             n += 1
-        rows.append((k, first, last, n))
+        rows.append((k, start, last, n))
     return rows
 
 
-Combine = Callable[[list[Hashable], TimedBatch[Any]], list[tuple] | None]
+Combine = Callable[[TimedBatch[Any], Key, Where], list[tuple] | None]
 
 
 class _Splitter(Generic[E]):
@@ -251,11 +274,13 @@ class _Splitter(Generic[E]):
     def __init__(
         self,
         key: Callable[[E], Hashable],
+        where: Callable[[E], bool] | None,
         shards: int,
         combine: Combine,
         broadcast_s: float = 0.2,
     ) -> None:
         self.key = key
+        self.where = where
         self.shards = shards
         self.combine = combine
         self.names = [f"{i:03d}" for i in range(shards)]
@@ -267,19 +292,14 @@ class _Splitter(Generic[E]):
         buckets: list[list] = [[] for _ in range(self.shards)]
         combined = None
         if batch.events:
-            keys = list(map(self.key, batch.events))
-            combined = None if batch.was_idle else self.combine(keys, batch)
             shard = self.shard_of
+            if not batch.was_idle:
+                combined = self.combine(batch, self.key, self.where)
             if combined is not None:
                 for row in combined:
                     buckets[shard[row[0]]].append(row)
             else:
-                lows = batch.lows if batch.lows is not None else batch.marks
-                origins = batch.origins if batch.origins is not None else [None] * len(keys)
-                items = zip(
-                    keys, batch.times, batch.marks, lows, batch.events, origins, strict=True
-                )
-                for item in items:
+                for item in self._items(batch):
                     buckets[shard[item[0]]].append(item)
         part, parts, progress, idle = batch.part, batch.parts, batch.progress, batch.idle
         now = monotonic()
@@ -302,6 +322,21 @@ class _Splitter(Generic[E]):
             for name, items in zip(self.names, buckets, strict=True)
             if items or everyone
         ]
+
+    def _items(self, batch: TimedBatch[E]) -> Iterator[tuple]:
+        """(key, time, mark, low, event, origin) of every event `where` holds."""
+        n = len(batch.events)
+        lows = batch.lows if batch.lows is not None else batch.marks
+        origins: Iterable[Origin | None] = (
+            batch.origins if batch.origins is not None else [None] * n
+        )
+        columns: Iterator[tuple] = zip(
+            batch.events, batch.times, batch.marks, lows, origins, strict=True
+        )
+        if self.where is not None:
+            columns = compress(columns, map(self.where, batch.events))
+        key = self.key
+        return ((key(e), t, m, lo, e, o) for e, t, m, lo, o in columns)
 
 
 class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[LateEvent]], Any]):
@@ -597,18 +632,20 @@ def count_window(
     key: Callable[[E], Hashable],
     window: Window,
     delay_ms: int,
+    where: Callable[[E], bool] | None = None,
     having: Callable[[int], bool] | None = None,
     shards: int = DEFAULT_SHARDS,
 ) -> WindowOut[E]:
     """Count events per key and event-time window, like Spark's
-    `withWatermark(delay).groupBy(key, window(...)).count()` in append mode.
+    `withWatermark(delay).where(...).groupBy(key, window(...)).count()` in append mode.
 
     ```python
     from operators.windows import Sliding, count_window
 
-    # pages per user per minute, a new window every 5 s, 60 s watermark delay
-    pages = count_window("pages_per_min", clicks, lambda c: c.userid,
-                         Sliding(60_000, 5_000), delay_ms=60_000)
+    # html pages per user per minute, a new window every 5 s, 60 s watermark delay
+    pages = count_window("pages_per_min", clicks, attrgetter("userid"),
+                         Sliding(60_000, 5_000), delay_ms=60_000,
+                         where=lambda c: "html" in c.request)
     op.inspect("rows", pages.counts)   # [WindowCount(12, start, end, 7), ...]
     op.inspect("late", pages.late)     # [LateEvent(click, 12, ts, wm, 12, 12, reason)]
     ```
@@ -617,6 +654,8 @@ def count_window(
     :arg window: `Sliding(length, slide)`, `Tumbling(length)` or `Session(gap)`.
     :arg delay_ms: Watermark delay: how far behind the stream's progress an
         event may arrive and still be counted.
+    :arg where: Counts only the events for which it is true, like SQL `WHERE`. The
+        others still move event time on: progress is what was read, as in Spark.
     :arg having: Keeps only windows whose final count passes this test.
     :arg shards: Number of state shards; fixed for the life of a recovery store.
     :returns: `counts` (final window counts) and `late` (events that missed
@@ -626,12 +665,10 @@ def count_window(
         raise ValueError("delay must not be negative")
     combine: Combine
     if isinstance(window, Session):
-        gap = window.gap_ms
-        combine = lambda keys, batch: combine_sessions(keys, batch, gap, delay_ms)  # noqa: E731
+        combine = partial(combine_sessions, gap=window.gap_ms, delay=delay_ms)
     else:
-        slide = window.slide_ms
-        combine = lambda keys, batch: combine_panes(keys, batch, slide, delay_ms)  # noqa: E731
-    keyed = op.flat_map("shard", up, _Splitter(key, shards, combine))
+        combine = partial(combine_panes, slide=window.slide_ms, delay=delay_ms)
+    keyed = op.flat_map("shard", up, _Splitter(key, where, shards, combine))
 
     def build(resume: tuple | None) -> _ShardLogic:
         if isinstance(window, Session):

@@ -20,14 +20,18 @@ def sliding_reference(
     slide: int,
     delay: int,
     having: Callable[[int], bool] | None = None,
+    where: Callable[[Hashable, int], bool] | None = None,
 ) -> tuple[set[Row], list[tuple[Hashable, int, int]]]:
-    """events in arrival order as (key, ts). Returns (rows, late as (key, ts, windows_missed))."""
+    """events in arrival order as (key, ts). Returns (rows, late as (key, ts, windows_missed)).
+    Events `where` rejects are not counted but still move the watermark."""
     counts: dict[tuple[Hashable, int], int] = defaultdict(int)
     late = []
     high = None
     for key, ts in events:
         high = ts if high is None else max(high, ts)
         wm = high - delay
+        if where is not None and not where(key, ts):
+            continue
         starts = [
             s
             for s in range(ts - ts % slide - length + slide, ts + 1, slide)
@@ -48,6 +52,7 @@ def session_reference(
     gap: int,
     delay: int,
     having: Callable[[int], bool] | None = None,
+    where: Callable[[Hashable, int], bool] | None = None,
 ) -> tuple[set[Row], list[tuple[Hashable, int]]]:
     open_sessions: dict[Hashable, list[list[int]]] = defaultdict(list)
     rows: set[Row] = set()
@@ -65,6 +70,8 @@ def session_reference(
         high = ts if high is None else max(high, ts)
         wm = high - delay
         close(wm)
+        if where is not None and not where(key, ts):
+            continue
         if ts + gap <= wm:
             late.append((key, ts))
             continue

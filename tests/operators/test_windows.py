@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import pytest
 
 from operators.batches import END, TimedBatch
@@ -192,36 +194,42 @@ def test_batch_helper_ends_with_end_of_input():
     assert isinstance(batches[-1], TimedBatch) and batches[-1].at_end
 
 
-def _batch(times, marks=None, lows=None):
-    return TimedBatch(
-        "p0", 1, list(times), list(times), list(marks or times), max(times), lows=lows
-    )
+def _batch(keys, times, marks=None):
+    events = [Ev(k, t) for k, t in zip(keys, times, strict=True)]
+    return TimedBatch("p0", 1, events, list(times), list(marks or times), max(times))
+
+
+KEY = attrgetter("key")
 
 
 def test_combine_panes_counts_per_key_and_pane_unless_an_event_is_late():
-    batch = _batch([1 * S, 4 * S, 6 * S])
-    assert sorted(combine_panes(["a", "a", "b"], batch, 5 * S, 60 * S) or []) == [
+    batch = _batch(["a", "a", "b"], [1 * S, 4 * S, 6 * S])
+    assert sorted(combine_panes(batch, KEY, None, 5 * S, 60 * S) or []) == [
         ("a", 0, 2),
         ("b", 5 * S, 1),
     ]
+    assert combine_panes(batch, KEY, lambda e: e.key == "b", 5 * S, 60 * S) == [("b", 5 * S, 1)]
     # 10 s with its partition at 80 s: its first window [-45 s, 15 s) closed at 80 - 60 s
-    late = _batch([80 * S, 10 * S], marks=[80 * S, 80 * S])
-    assert combine_panes(["a", "a"], late, 5 * S, 60 * S) is None
-    # ... but 16 s is still in time for all of its windows
-    in_time = _batch([80 * S, 20 * S], marks=[80 * S, 80 * S])
-    assert combine_panes(["a", "a"], in_time, 5 * S, 60 * S) is not None
+    late = _batch(["a", "a"], [80 * S, 10 * S], marks=[80 * S, 80 * S])
+    assert combine_panes(late, KEY, None, 5 * S, 60 * S) is None
+    # ... but 20 s is still in time for all of its windows (the first ends at 25 s)
+    in_time = _batch(["a", "a"], [80 * S, 20 * S], marks=[80 * S, 80 * S])
+    assert combine_panes(in_time, KEY, None, 5 * S, 60 * S) is not None
 
 
 def test_combine_sessions_merges_runs_per_key_unless_order_matters():
-    batch = _batch([0, 20 * S, 90 * S, 5 * S])
-    assert set(combine_sessions(["a", "a", "a", None], batch, 30 * S, 30 * S) or []) == {
+    batch = _batch(["a", "a", "a", None], [0, 20 * S, 90 * S, 5 * S])
+    assert set(combine_sessions(batch, KEY, None, 30 * S, 30 * S) or []) == {
         (None, 5 * S, 5 * S, 1),
         ("a", 0, 20 * S, 2),
         ("a", 90 * S, 90 * S, 1),
     }
+    assert combine_sessions(batch, KEY, lambda e: e.key is None, 30 * S, 30 * S) == [
+        (None, 5 * S, 5 * S, 1)
+    ]
     # 10 s arrives when its partition is at 45 s: sessions ending by 15 s close meanwhile
-    behind = _batch([45 * S, 10 * S], marks=[45 * S, 45 * S])
-    assert combine_sessions(["a", "a"], behind, 30 * S, 30 * S) is None
+    behind = _batch(["a", "a"], [45 * S, 10 * S], marks=[45 * S, 45 * S])
+    assert combine_sessions(behind, KEY, None, 30 * S, 30 * S) is None
 
 
 def test_partition_that_was_idle_is_judged_against_the_stream_watermark(entry_point):

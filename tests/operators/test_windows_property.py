@@ -41,6 +41,20 @@ def _having(h):
     return None if h is None else (lambda n: n > h)
 
 
+# WHERE before the window: on the key, or on the event time.
+WHERES = {
+    None: None,
+    "not b": lambda key, ts: key != "b",
+    "even seconds": lambda key, ts: ts // S % 2 == 0,
+}
+wheres = st.sampled_from(list(WHERES))
+
+
+def _where(name):
+    test = WHERES[name]
+    return None if test is None else (lambda e: test(e.key, e.ts))
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     events=arrivals(max_jitters=st.sampled_from([5 * S, 120 * S])),
@@ -49,15 +63,15 @@ def _having(h):
     delay=st.sampled_from([0, 10 * S, 60 * S]),
     h=having,
     shards=st.integers(1, 5),
+    where=wheres,
 )
-def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, shards):
+def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, shards, where):
     length, slide = window[0] * S, window[1] * S
     w = Tumbling(length) if length == slide else Sliding(length, slide)
-    counts, late = run_windows(
-        run_main, [batches_for(events, sizes)], w, delay, _having(h), shards=shards
-    )
+    batches = [batches_for(events, sizes)]
+    counts, late = run_windows(run_main, batches, w, delay, _having(h), shards, _where(where))
     rows, ref_late = sliding_reference(
-        [(e.key, e.ts) for e in events], length, slide, delay, _having(h)
+        [(e.key, e.ts) for e in events], length, slide, delay, _having(h), WHERES[where]
     )
     assert as_rows(counts) == rows
     assert sorted(
@@ -73,12 +87,16 @@ def test_sliding_and_tumbling_match_reference(events, sizes, window, delay, h, s
     delay=st.sampled_from([0, 30 * S, 60 * S]),
     h=having,
     shards=st.integers(1, 5),
+    where=wheres,
 )
-def test_sessions_match_reference(events, sizes, gap, delay, h, shards):
+def test_sessions_match_reference(events, sizes, gap, delay, h, shards, where):
+    batches = [batches_for(events, sizes)]
     counts, late = run_windows(
-        run_main, [batches_for(events, sizes)], Session(gap), delay, _having(h), shards=shards
+        run_main, batches, Session(gap), delay, _having(h), shards, _where(where)
     )
-    rows, ref_late = session_reference([(e.key, e.ts) for e in events], gap, delay, _having(h))
+    rows, ref_late = session_reference(
+        [(e.key, e.ts) for e in events], gap, delay, _having(h), WHERES[where]
+    )
     assert as_rows(counts) == rows
     assert sorted((e.key is None, str(e.key), e.event_time_ms) for e in late) == sorted(
         (k is None, str(k), t) for k, t in ref_late

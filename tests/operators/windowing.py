@@ -48,12 +48,15 @@ def run_windows(
     delay: int,
     having: Callable[[int], bool] | None = None,
     shards: int = 4,
+    where: Callable[[Ev], bool] | None = None,
 ) -> tuple[list[WindowCount], list[LateEvent]]:
     """Each element of `inputs` is one source partition's batches."""
     flow = Dataflow("windows_test")
     streams = [op.input(f"in{i}", flow, TestingSource(batches)) for i, batches in enumerate(inputs)]
     up = streams[0] if len(streams) == 1 else op.merge("merge", *streams)
-    out = count_window("win", up, lambda e: e.key, window, delay, having, shards=shards)
+    out = count_window(
+        "win", up, lambda e: e.key, window, delay, where=where, having=having, shards=shards
+    )
     counts: list[list[WindowCount]] = []
     late: list[list[LateEvent]] = []
     op.output("counts", out.counts, TestingSink(counts))
