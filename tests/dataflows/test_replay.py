@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 import dataflows.clickstream
@@ -14,7 +15,7 @@ import dataflows.user_clickstream
 from config import Settings
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
-from tools.replay_gen import generate
+from tools.replay_gen import generate, kcat_line
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,45 @@ def test_bad_configuration_is_one_clear_line(env, message):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+
+
+def test_late_record_is_recorded_with_where_it_was_read(tmp_path, entry_point):
+    # Partition 1 reaches 300 s, then a record of 100 s arrives there: every one of its
+    # 12 pages_per_min windows ends by 105 s, at or before its partition's watermark
+    # (300 s - 60 s), so it is late for all of them; the row says where it was read.
+    base = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
+
+    def click(userid: int) -> bytes:
+        payload = {"ip": "1.2.3.4", "userid": userid, "request": "GET /index.html HTTP/1.1"}
+        return orjson.dumps({**payload, "status": "200"})
+
+    lines = [
+        kcat_line("clickstream", 0, 0, base + 10_000, "k", click(1)),
+        kcat_line("clickstream", 1, 0, base + 20_000, "k", click(1)),
+        kcat_line("clickstream", 1, 1, base + 300_000, "k", click(1)),
+        kcat_line("clickstream", 0, 1, base + 290_000, "k", click(1)),
+        kcat_line("clickstream", 1, 2, base + 100_000, "k", click(7)),
+        kcat_line("clickstream", 0, 2, base + 310_000, "k", click(1)),
+    ]
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    (dump / "clickstream.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    entry_point(dataflows.clickstream.build(_settings(dump, out, 2)))
+    assert read_rows(out, "late_events") == [
+        (
+            "clickstream",
+            "pages_per_min",
+            "7",
+            base + 100_000,
+            base + 240_000,
+            12,
+            12,
+            "all 12 windows closed",
+            "clickstream",
+            1,
+            2,
+        )
+    ]
+    assert not any(row[0] == 7 for row in read_rows(out, "pages_per_min"))
+    assert read_rows(out, "dead_letters") == []
