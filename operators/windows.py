@@ -14,7 +14,8 @@ emits each window exactly once, when the stream's watermark passes its end:
   are closed for that event, exactly as Spark drops late rows per window. Such an
   event is reported on the `late` stream with the reason; it never re-opens or
   re-emits a window.
-- `having` filters final counts only, like SQL `HAVING` after `GROUP BY`.
+- `where` picks the events to count, like SQL `WHERE`; the others still move
+  event time on. `having` filters final counts only, like SQL `HAVING`.
 - `None` is an ordinary key: events without a key form their own group.
 
 Because lateness is judged against the partition's own progress, the output
@@ -640,6 +641,8 @@ def count_window(
     `withWatermark(delay).where(...).groupBy(key, window(...)).count()` in append mode.
 
     ```python
+    from operator import attrgetter
+
     from operators.windows import Sliding, count_window
 
     # html pages per user per minute, a new window every 5 s, 60 s watermark delay
@@ -647,7 +650,7 @@ def count_window(
                          Sliding(60_000, 5_000), delay_ms=60_000,
                          where=lambda c: "html" in c.request)
     op.inspect("rows", pages.counts)   # [WindowCount(12, start, end, 7), ...]
-    op.inspect("late", pages.late)     # [LateEvent(click, 12, ts, wm, 12, 12, reason)]
+    op.inspect("late", pages.late)     # [LateEvent(click, 12, ts, wm, 12, 12, reason, origin)]
     ```
 
     :arg key: Group key of an event; `None` is a key like any other.
