@@ -26,7 +26,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from operators.batches import TimedBatch
 from operators.clock import Clock
-from operators.windows import DEFAULT_SHARDS, shard_of
+from operators.windows import DEFAULT_SHARDS, ShardCache
 
 L = TypeVar("L")
 R = TypeVar("R")
@@ -59,12 +59,14 @@ class _Router:
         self.key = key
         self.shards = shards
         self.names = [f"{i:03d}" for i in range(shards)]
+        self.shard_of = ShardCache(shards)
 
     def __call__(self, batch: TimedBatch[Any]) -> list[tuple[str, _SideMsg]]:
         buckets: list[list[tuple[int, Hashable, Any]]] = [[] for _ in range(self.shards)]
+        shard = self.shard_of
         for event, time in zip(batch.events, batch.times, strict=True):
             k = self.key(event)
-            buckets[shard_of(k, self.shards)].append((time, k, event))
+            buckets[shard[k]].append((time, k, event))
         return [
             (name, _SideMsg(self.side, batch.part, batch.parts, items, batch.progress, batch.idle))
             for name, items in zip(self.names, buckets, strict=True)

@@ -128,33 +128,18 @@ class WindowOut(Generic[E]):
     late: Stream[list[LateEvent[E]]]
 
 
+@dataclass(slots=True)
 class _ShardMsg:
     """The slice of one `TimedBatch` that belongs to one shard: either every event
     (`items`: key, time, mark, low, event, origin) or the batch combined (`rows`, see
-    `combine_panes`, `combine_sessions`)."""
+    `combine_panes`, `combine_sessions`). Slotted and not frozen: cheap to build."""
 
-    __slots__ = ("idle", "items", "part", "parts", "progress", "rows")
-
-    def __init__(
-        self,
-        part: str,
-        parts: int,
-        items: list[
-            tuple[Hashable, int, int, int, Any, Origin | None]
-        ],  # key time mark low event origin
-        progress: int,
-        idle: bool,
-        rows: list[tuple] | None = None,
-    ) -> None:
-        self.part = part
-        self.parts = parts
-        self.items = items
-        self.progress = progress
-        self.idle = idle
-        self.rows = rows
-
-    def __reduce__(self) -> tuple:  # pickled between processes
-        return _ShardMsg, (self.part, self.parts, self.items, self.progress, self.idle, self.rows)
+    part: str
+    parts: int
+    items: list[tuple[Hashable, int, int, int, Any, Origin | None]]
+    progress: int
+    idle: bool
+    rows: list[tuple] | None = None
 
 
 def shard_of(key: Hashable, shards: int) -> int:
@@ -167,8 +152,8 @@ def shard_of(key: Hashable, shards: int) -> int:
     return zlib.crc32(raw) % shards
 
 
-class _ShardOf(dict[Hashable, int]):
-    """`shard_of`, remembered per key."""
+class ShardCache(dict[Hashable, int]):
+    """`shard_of` for a fixed number of shards, remembered per key: `cache[key]`."""
 
     def __init__(self, shards: int) -> None:
         super().__init__()
@@ -285,7 +270,7 @@ class _Splitter(Generic[E]):
         self.shards = shards
         self.combine = combine
         self.names = [f"{i:03d}" for i in range(shards)]
-        self.shard_of = _ShardOf(shards)
+        self.shard_of = ShardCache(shards)
         self.broadcast_s = broadcast_s
         self.last_broadcast: dict[str, float] = {}
 
@@ -451,18 +436,9 @@ class _SlidingLogic(_ShardLogic):
         self._count(key, last_start, 1)
 
     def _add_rows(self, rows: list[tuple]) -> None:
-        panes = self.panes
-        counts: dict[Hashable, int] = {}
-        current = None
+        count = self._count
         for key, pane, n in rows:
-            if pane != current:  # neighbouring rows often share a pane: look it up once
-                current = pane
-                counts = panes.get(pane)  # type: ignore[assignment]
-                if counts is None:
-                    self._count(key, pane, n)
-                    counts = panes[pane]
-                    continue
-            counts[key] = counts.get(key, 0) + n
+            count(key, pane, n)
 
     def _count(self, key: Hashable, pane: int, n: int) -> None:
         counts = self.panes.get(pane)
