@@ -6,7 +6,9 @@ Each click is joined, on userid = user_id, with the latest user record as of the
 click's time; a miss (userid -1 or 0, or a user not seen yet) leaves USERNAME,
 REGISTERED_AT and CITY null. The output record has key user_id, upper-case value
 fields with numbers as numbers, and the click's own timestamp, so event time
-survives the join. Unparseable records go to the dead_letters table.
+survives the join. Unparseable records go to the dead_letters table. With
+recovery (`-r`), a restart neither loses nor repeats output records (see
+`sinks.kafka`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def _deleted_user(record: RawRecord) -> User | None:
         return None
 
 
-def _enriched(joined: list[Joined[Click, User]]) -> tuple[str, list[KafkaRecord]]:
+def _enriched(joined: list[Joined[Click, User]]) -> list[KafkaRecord]:
     out = []
     for j in joined:
         click, user = j.left, j.right
@@ -46,8 +48,8 @@ def _enriched(joined: list[Joined[Click, User]]) -> tuple[str, list[KafkaRecord]
             "STATUS": click.status,
             "BYTES": click.bytes,
         }
-        out.append(KafkaRecord(str(click.userid).encode(), dumps(value), j.time))
-    return str(len(out) % SINK_PARTS), out
+        out.append(KafkaRecord(str(click.userid).encode(), dumps(value), j.time, j.origin))
+    return out
 
 
 def build(settings: Settings) -> Dataflow:
@@ -89,11 +91,9 @@ def build(settings: Settings) -> Dataflow:
         left_key=lambda c: c.userid,
         right_key=lambda u: u.user_id,
     )
-    op.output(
-        "write_user_clickstream",
-        op.map("enriched", joined, _enriched),
-        KafkaTopicSink(kafka, kafka.user_clickstream_topic, SINK_PARTS),
-    )
+    sink = KafkaTopicSink(kafka, kafka.user_clickstream_topic, SINK_PARTS)
+    enriched = op.map("enriched", joined, _enriched)
+    op.output("write_user_clickstream", op.flat_map("by_sink_part", enriched, sink.group), sink)
     dead = op.merge(
         "dead",
         op.filter_map("dead_clicks", clicks, lambda p: p[1] or None),

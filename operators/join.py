@@ -16,7 +16,7 @@ idle stops holding the other back (see `TimedBatch.idle`).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +24,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.batches import TimedBatch
+from operators.batches import Origin, TimedBatch
 from operators.clock import Clock
 from operators.windows import DEFAULT_SHARDS, ShardCache
 
@@ -36,11 +36,13 @@ LEFT, RIGHT = 1, 0  # at equal times the table update comes first
 
 @dataclass(frozen=True)
 class Joined(Generic[L, R]):
-    """A left event, its event time, and the right record it joined (None: a miss)."""
+    """A left event, its event time, the right record it joined (None: a miss), and
+    where the left event was read (so a sink can write each one exactly once)."""
 
     left: L
     time: int
     right: R | None
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class _SideMsg:
     side: int
     part: str
     parts: int
-    items: list[tuple[int, Hashable, Any]]  # (time, key, event)
+    items: list[tuple[int, Hashable, Any, Origin | None]]  # (time, key, event, origin)
     progress: int
     idle: bool
 
@@ -62,11 +64,16 @@ class _Router:
         self.shard_of = ShardCache(shards)
 
     def __call__(self, batch: TimedBatch[Any]) -> list[tuple[str, _SideMsg]]:
-        buckets: list[list[tuple[int, Hashable, Any]]] = [[] for _ in range(self.shards)]
+        buckets: list[list[tuple[int, Hashable, Any, Origin | None]]] = [
+            [] for _ in range(self.shards)
+        ]
         shard = self.shard_of
-        for event, time in zip(batch.events, batch.times, strict=True):
+        origins: Iterable[Origin | None] = (
+            batch.origins if batch.origins is not None else [None] * len(batch.events)
+        )
+        for event, time, origin in zip(batch.events, batch.times, origins, strict=True):
             k = self.key(event)
-            buckets[shard[k]].append((time, k, event))
+            buckets[shard[k]].append((time, k, event, origin))
         return [
             (name, _SideMsg(self.side, batch.part, batch.parts, items, batch.progress, batch.idle))
             for name, items in zip(self.names, buckets, strict=True)
@@ -78,29 +85,30 @@ class _JoinLogic(StatefulBatchLogic[_SideMsg, list[Joined], Any]):
         if resume is None:
             self.clocks = (Clock(), Clock())
             self.table: dict[Hashable, Any] = {}
-            self.pending: list[tuple[int, int, int, Hashable, Any]] = []
+            self.pending: list[tuple[int, int, int, Hashable, Any, Origin | None]] = []
             self.seq = 0
         else:
             right, left, table, pending, self.seq = resume
             self.clocks = (Clock.restore(right), Clock.restore(left))
             self.table = dict(table)
-            self.pending = list(pending)
+            # entries from a store written before origins were kept have none
+            self.pending = [p if len(p) == 6 else (*p, None) for p in pending]
 
     def on_batch(self, values: list[_SideMsg]) -> tuple[list[list[Joined]], bool]:
         for msg in values:
-            for time, key, event in msg.items:
+            for time, key, event, origin in msg.items:
                 self.seq += 1
-                heapq.heappush(self.pending, (time, msg.side, self.seq, key, event))
+                heapq.heappush(self.pending, (time, msg.side, self.seq, key, event, origin))
             self.clocks[msg.side].update(msg)
         frontier = min(self.clocks[RIGHT].low, self.clocks[LEFT].low)
         out: list[Joined] = []
         pending, table = self.pending, self.table
         while pending and pending[0][0] <= frontier:
-            time, side, _, key, event = heapq.heappop(pending)
+            time, side, _, key, event, origin = heapq.heappop(pending)
             if side == RIGHT:
                 table[key] = event
             else:
-                out.append(Joined(event, time, table.get(key)))
+                out.append(Joined(event, time, table.get(key), origin))
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> tuple:
@@ -127,7 +135,7 @@ def lookup_join(
     ```python
     enriched = lookup_join("users", clicks, users,
                            left_key=lambda c: c.userid, right_key=lambda u: u.user_id)
-    # [Joined(click, ts, user_or_None), ...]
+    # [Joined(click, ts, user_or_None, (topic, partition, offset)), ...]
     ```
 
     A right record with the same key replaces the previous one (a table), in event

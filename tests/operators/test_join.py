@@ -54,15 +54,35 @@ def test_join_as_of_event_time_with_misses(entry_point):
     ]
 
 
-def test_user_table_survives_a_restart():
+def test_user_table_and_waiting_clicks_survive_a_restart():
     logic = _JoinLogic(None)
-    logic.on_batch([_SideMsg(RIGHT, "u", 1, [(10, 1, "ann")], 10, False)])
+    logic.on_batch(
+        [
+            _SideMsg(RIGHT, "u", 1, [(10, 1, "ann", ("users", 0, 3))], 10, False),
+            # waits for the users' progress to pass 15
+            _SideMsg(LEFT, "c", 1, [(15, 1, "early click", ("clicks", 2, 40))], 15, False),
+        ]
+    )
     restored = _JoinLogic(logic.snapshot())
     out, _ = restored.on_batch(
         [
-            _SideMsg(LEFT, "c", 1, [(20, 1, "click")], 20, False),
+            _SideMsg(LEFT, "c", 1, [(20, 1, "click", ("clicks", 2, 41))], 20, False),
             _SideMsg(RIGHT, "u", 1, [], END, False),
             _SideMsg(LEFT, "c", 1, [], END, False),
         ]
     )
-    assert [(j.left, j.right) for batch in out for j in batch] == [("click", "ann")]
+    assert [(j.left, j.right, j.origin) for batch in out for j in batch] == [
+        ("early click", "ann", ("clicks", 2, 40)),
+        ("click", "ann", ("clicks", 2, 41)),
+    ]
+
+
+def test_a_store_from_before_origins_restores_without_them():
+    logic = _JoinLogic(None)
+    logic.on_batch([_SideMsg(LEFT, "c", 1, [(15, 1, "click", ("clicks", 0, 9))], 15, False)])
+    right, left, table, pending, seq = logic.snapshot()
+    old = (right, left, table, [p[:5] for p in pending], seq)
+    out, _ = _JoinLogic(old).on_batch(
+        [_SideMsg(RIGHT, "u", 1, [], END, False), _SideMsg(LEFT, "c", 1, [], END, False)]
+    )
+    assert [(j.left, j.right, j.origin) for batch in out for j in batch] == [("click", None, None)]
