@@ -40,13 +40,15 @@ def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _start(env: dict[str, str], recovery: Path, layout: str, log: Path) -> list[subprocess.Popen]:
-    """Start the clickstream dataflow as one worker, two workers, or two processes."""
+def _start(
+    env: dict[str, str], recovery: Path, layout: str, log: Path, flow: str
+) -> list[subprocess.Popen]:
+    """Start a dataflow as one worker, two workers, or two processes."""
     base = [
         sys.executable,
         "-m",
         "bytewax.run",
-        "dataflows.clickstream:flow",
+        f"dataflows.{flow}:flow",
         "-r",
         str(recovery),
         "-s",
@@ -72,10 +74,17 @@ def _start(env: dict[str, str], recovery: Path, layout: str, log: Path) -> list[
 
 
 def crash_and_resume(
-    env: dict[str, str], recovery: Path, log: Path, kills: int = 6, seed: int = 0
+    env: dict[str, str],
+    recovery: Path,
+    log: Path,
+    kills: int = 6,
+    seed: int = 0,
+    flow: str = "clickstream",
+    during_flush: bool = True,
 ) -> list[str]:
-    """Kill -9 the run `kills` times (every other time in the middle of a file write),
-    resuming each time with a different layout; then let it finish. Returns what happened."""
+    """Kill -9 the run `kills` times (if `during_flush`, every other time in the middle of
+    a file write), resuming each time with a different layout; then let it finish.
+    Returns what happened."""
     rng = random.Random(seed)
     recovery.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
@@ -84,8 +93,8 @@ def crash_and_resume(
     for i in range(kills):
         layout = layouts[i % len(layouts)]
         mark = log.stat().st_size if log.exists() else 0
-        procs = _start(env, recovery, layout, log)
-        if i % 2:
+        procs = _start(env, recovery, layout, log, flow)
+        if i % 2 and during_flush:
             # wait until a flush starts, then kill while files are being written
             deadline = time.monotonic() + 60
             while "writing flush" not in log.read_text()[mark:]:
@@ -103,7 +112,7 @@ def crash_and_resume(
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
         story.append(f"killed {layout} {moment}")
-    procs = _start(env, recovery, "1 worker", log)
+    procs = _start(env, recovery, "1 worker", log, flow)
     for p in procs:
         assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
     return story
@@ -204,3 +213,75 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     assert len(story) >= 5
     # the uninterrupted run is a replay of the same records: Kafka and replay agree
     _assert_same_tables(out, tmp_path / "reference", ignore_topic=True)
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_path, topic_name):
+    from bytewax.testing import run_main
+
+    import dataflows.enrich
+    from config import KafkaSettings, Settings
+    from tools.produce import create_topics, produce_datagen, total_records
+
+    def kafka(output: str) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=kafka_bootstrap,
+            stop_at_end=True,
+            clickstream_topic=f"{topic_name}-clicks",
+            users_topic=f"{topic_name}-users",
+            user_clickstream_topic=f"{topic_name}-{output}",
+        )
+
+    crashed, reference = kafka("crashed"), kafka("reference")
+    clicks = produce_datagen(crashed, 50_000, 30_000, None, partitions=4, seed=4, progress=False)
+    create_topics(reference, {reference.user_clickstream_topic: {}}, 4)
+    run_main(
+        dataflows.enrich.build(
+            Settings(source="kafka", kafka=reference, output=str(tmp_path / "ref"))
+        )
+    )
+    env = clean_env(
+        CLICKSTREAM_SOURCE="kafka",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        KAFKA_STOP_AT_END="true",
+        CLICKSTREAM_TOPIC=crashed.clickstream_topic,
+        CLICKSTREAM_USERS_TOPIC=crashed.users_topic,
+        USER_CLICKSTREAM_TOPIC=crashed.user_clickstream_topic,
+        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
+        CLICKSTREAM_BATCH_SIZE="10",  # slow enough to be killed a few times
+    )
+    log = tmp_path / "run.log"
+    story = crash_and_resume(
+        env, tmp_path / "recovery", log, kills=4, seed=5, flow="enrich", during_flush=False
+    )
+    assert len(story) == 4
+    text = log.read_text()
+    assert "their inputs are not written again" in text, "no restart met its own output"
+    got = _enriched(kafka_bootstrap, crashed.user_clickstream_topic)
+    want = _enriched(kafka_bootstrap, reference.user_clickstream_topic)
+    assert len(want) == clicks == total_records(reference, reference.clickstream_topic)
+    origins = Counter(origin for *_, origin in got)
+    assert not [o for o, n in origins.items() if n > 1], "a click was written twice"
+    assert Counter(got) == Counter(want)
+
+
+def _enriched(bootstrap: str, topic: str) -> list[tuple]:
+    """(key, value, timestamp, origin header) of every record of `topic`."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t"})
+    out = []
+    try:
+        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            consumer.assign([TopicPartition(topic, p, low)])
+            while low < high:
+                for msg in consumer.consume(high - low, timeout=5):
+                    assert msg.error() is None
+                    headers = dict(msg.headers() or [])
+                    out.append((msg.key(), msg.value(), msg.timestamp()[1], headers["origin"]))
+                    low = msg.offset() + 1
+    finally:
+        consumer.close()
+    return out
