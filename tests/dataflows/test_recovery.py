@@ -281,7 +281,7 @@ def _enriched(bootstrap: str, topic: str) -> list[tuple]:
                     assert msg.error() is None
                     headers = dict(msg.headers() or [])
                     out.append((msg.key(), msg.value(), msg.timestamp()[1], headers["origin"]))
-                    low = msg.offset() + 1
+                    low = (msg.offset() or 0) + 1
     finally:
         consumer.close()
     return out
