@@ -2,19 +2,22 @@
 # The seed's shape, locally: a real Kafka broker, datagen producing for a minute,
 # our users join (dataflows.enrich) replacing ksqlDB live, then both table dataflows
 # reading their topics to the end (a bounded backfill flushes every window), and the
-# tables printed. Everything is stopped at the end. Needs Java 17+ and Maven.
+# tables printed. Everything it started is stopped at the end (a broker that was
+# already up, from `just kafka-up`, stays up). Needs Java 17+ and Maven.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=.venv/bin/python
 seconds=${1:-60}
 rate=${2:-200}
 
+own_broker=1
+if $py -m tools.kafka_broker env >/dev/null 2>&1; then own_broker=0; fi
 eval "$($py -m tools.kafka_broker up)"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    $py -m tools.kafka_broker down
+    if [ "$own_broker" = 1 ]; then $py -m tools.kafka_broker down; fi
 }
 trap cleanup EXIT
 
