@@ -56,7 +56,10 @@ def build(settings: Settings) -> Dataflow:
     kafka = settings.kafka
     if kafka is None:
         raise ConfigError("dataflows.enrich reads Kafka: set CLICKSTREAM_SOURCE=kafka")
-    counts = check_topics(kafka, [kafka.clickstream_topic, kafka.users_topic])
+    # the output topic too: the sink reads it back on start, so it must exist
+    counts = check_topics(
+        kafka, [kafka.clickstream_topic, kafka.users_topic, kafka.user_clickstream_topic]
+    )
     flow = Dataflow("enrich")
     raw_clicks = op.input(
         "read_clicks",

@@ -76,6 +76,8 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
             )
         )
         self.partitions = len(self.producer.list_topics(topic, timeout=30).topics[topic].partitions)
+        if not self.partitions:
+            raise RuntimeError(f"Kafka topic {topic!r} does not exist")
         self.written, self.saved = self._written_since(kafka, resume or {})
         self.skipped = 0
 

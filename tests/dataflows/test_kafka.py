@@ -332,6 +332,28 @@ def test_broker_outage_mid_run_loses_and_duplicates_nothing(own_broker: Broker, 
     assert m and int(m[-1][0]) == n, m[-1:]
 
 
+def test_enrich_without_its_output_topic_is_one_clear_line(kafka_bootstrap, topic_name):
+    kafka = _kafka(
+        kafka_bootstrap, clickstream_topic=f"{topic_name}-c", users_topic=f"{topic_name}-u"
+    )
+    create_topics(kafka, {kafka.clickstream_topic: {}, kafka.users_topic: {}}, 2)
+    proc = _run_flow(
+        {
+            "CLICKSTREAM_SOURCE": "kafka",
+            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CLICKSTREAM_TOPIC": kafka.clickstream_topic,
+            "CLICKSTREAM_USERS_TOPIC": kafka.users_topic,
+            "USER_CLICKSTREAM_TOPIC": f"{topic_name}-missing",
+        },
+        flow="enrich",
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: Kafka topic '{topic_name}-missing' does not exist at {kafka_bootstrap}"
+    ]
+
+
 def test_invalid_librdkafka_setting_is_one_clear_line(kafka_bootstrap, tmp_path):
     props = tmp_path / "client.properties"
     props.write_text("fetch.max.bytes=100\n")
