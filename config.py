@@ -162,7 +162,8 @@ class Settings:
     # Records per input batch; bigger is faster, any value gives the same tables.
     batch_size: int = 2_000
     kafka: KafkaSettings | None = None
-    # Test aid (CLICKSTREAM_TEST_SLOW_WRITES): seconds each output file stays half-written.
+    # Test aid (CLICKSTREAM_TEST_SLOW_WRITES): seconds each output file stays half-written,
+    # and each write to Kafka sleeps; so crash tests can kill a run mid-write.
     test_slow_writes_s: float = 0.0
 
     def replay_file(self, topic_file: str) -> Path:

@@ -94,7 +94,9 @@ def build(settings: Settings) -> Dataflow:
         left_key=lambda c: c.userid,
         right_key=lambda u: u.user_id,
     )
-    sink = KafkaTopicSink(kafka, kafka.user_clickstream_topic, SINK_PARTS)
+    sink = KafkaTopicSink(
+        kafka, kafka.user_clickstream_topic, SINK_PARTS, slow_writes_s=settings.test_slow_writes_s
+    )
     enriched = op.map("enriched", joined, _enriched)
     op.output("write_user_clickstream", op.flat_map("by_sink_part", enriched, sink.group), sink)
     dead = op.merge(

@@ -5,10 +5,12 @@ Each record carries the place its input was read from (an `origin` header:
 `topic/partition/offset`). A crash repeats the input read since the last snapshot,
 and with it some records that were already written. So on start a sink partition
 reads what was written after its last snapshot (on a first start: the whole topic)
-and does not write those inputs again. That is exact because the dataflow's output
-for an input does not depend on timing, and because a record's topic partition
-comes from its key, the same way every time. Kafka transactions would need the
-sink to know when Bytewax has committed an epoch, which it is not told.
+and does not write those inputs again. Inputs it has not seen again yet stay in its
+snapshots, so a second crash during the replay forgets nothing. That is exact
+because the dataflow's output for an input does not depend on timing, and because
+a record's topic partition comes from its key, the same way every time. Kafka
+transactions would need the sink to know when Bytewax has committed an epoch,
+which it is not told.
 
 A `FixedPartitionedSink` so that `snapshot()` runs at every epoch end: it waits
 until every record of the epoch is acknowledged and keeps, per topic partition,
@@ -36,6 +38,10 @@ ORIGIN_HEADER = "origin"
 
 # output partition -> the offset after the last record this sink partition saw acknowledged
 Offsets = dict[int, int]
+# (input topic, input partition) -> offsets of inputs whose record is already in the topic
+Written = dict[tuple[str, int], set[int]]
+# what a restarted sink partition needs: where to read back from, and what it knows already
+State = tuple[Offsets, Written]
 
 
 class KafkaRecord(NamedTuple):
@@ -64,10 +70,18 @@ def _parse_origin(raw: bytes) -> Origin | None:
         return None
 
 
-class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
-    def __init__(self, kafka: KafkaSettings, topic: str, name: str, resume: Offsets | None) -> None:
+class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        name: str,
+        resume: State | None,
+        slow_writes_s: float = 0.0,
+    ) -> None:
         self.topic = topic
         self.name = name
+        self.slow_writes_s = slow_writes_s
         self.failures: list[str] = []
         self.acked: Offsets = {}
         self.producer = Producer(
@@ -75,13 +89,33 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
                 kafka, **{"enable.idempotence": True, "linger.ms": 10, "compression.type": "lz4"}
             )
         )
-        self.partitions = len(self.producer.list_topics(topic, timeout=30).topics[topic].partitions)
-        if not self.partitions:
-            raise RuntimeError(f"Kafka topic {topic!r} does not exist")
-        self.written, self.saved = self._written_since(kafka, resume or {})
+        self.partitions = self._partition_count()
+        saved, pending = resume if resume is not None else ({}, {})
+        self.written: Written = {k: set(offsets) for k, offsets in pending.items()}
+        found, self.saved = self._read_back(kafka, saved)
+        for k, offsets in found.items():
+            self.written.setdefault(k, set()).update(offsets)
+        if self.written:
+            log.info(
+                "kafka sink %s: %d records already in %s will not be written again",
+                self.name,
+                sum(map(len, self.written.values())),
+                self.topic,
+            )
         self.skipped = 0
 
-    def _written_since(self, kafka: KafkaSettings, saved: Offsets) -> tuple[set[Origin], Offsets]:
+    def _partition_count(self) -> int:
+        # a topic created a moment ago may take a little while to show in metadata
+        deadline = time.monotonic() + 10
+        while True:
+            md = self.producer.list_topics(self.topic, timeout=30).topics[self.topic]
+            if md.partitions and md.error is None:
+                return len(md.partitions)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kafka topic {self.topic!r} does not exist")
+            time.sleep(0.2)
+
+    def _read_back(self, kafka: KafkaSettings, saved: Offsets) -> tuple[Written, Offsets]:
         """Origins of the records in the topic after `saved` (all of it when not saved),
         and the topic's end offsets."""
         consumer = Consumer(
@@ -98,13 +132,16 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
                 start = max(saved.get(p, low), low)
                 if start < high:
                     starts.append(TopicPartition(self.topic, p, start))
-            written: set[Origin] = set()
+            found: Written = {}
             if starts:
                 consumer.assign(starts)
-                left = {tp.partition for tp in starts}
+                # next offset to read per partition still to be read to its end
+                left = {tp.partition: tp.offset for tp in starts}
                 quiet_since = time.monotonic()
                 while left:
-                    messages = consumer.consume(1000, timeout=1)
+                    # consume() waits until it has as many as asked for: ask for what is left
+                    want = min(1000, sum(ends[p] - at for p, at in left.items()))
+                    messages = consumer.consume(max(want, 1), timeout=1)
                     if messages:
                         quiet_since = time.monotonic()
                     elif time.monotonic() - quiet_since > 60:
@@ -112,21 +149,13 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
                             f"reading back {self.topic} to avoid duplicates: no records for 60 s"
                         )
                     for msg in messages:
-                        self._collect(msg, written, ends, left)
-            if written:
-                log.info(
-                    "kafka sink %s: %d records already in %s after the last snapshot; "
-                    "their inputs are not written again",
-                    self.name,
-                    len(written),
-                    self.topic,
-                )
-            return written, ends
+                        self._collect(msg, found, ends, left)
+            return found, ends
         finally:
             consumer.close()
 
     @staticmethod
-    def _collect(msg: Message, written: set[Origin], ends: Offsets, left: set[int]) -> None:
+    def _collect(msg: Message, found: Written, ends: Offsets, left: dict[int, int]) -> None:
         err = msg.error()
         if err is not None:
             if err.code() != KafkaError._PARTITION_EOF:
@@ -137,10 +166,13 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
             if name == ORIGIN_HEADER and isinstance(raw, bytes):
                 origin = _parse_origin(raw)
                 if origin is not None:
-                    written.add(origin)
-        partition, offset = msg.partition(), msg.offset()
-        if partition is not None and offset is not None and offset + 1 >= ends[partition]:
-            left.discard(partition)
+                    found.setdefault(origin[:2], set()).add(origin[2])
+        at, offset = msg.partition(), msg.offset()
+        if at is not None and offset is not None and at in left:
+            if offset + 1 >= ends[at]:
+                del left[at]
+            else:
+                left[at] = offset + 1
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -150,14 +182,24 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
         if partition is not None and offset is not None and offset >= self.acked.get(partition, 0):
             self.acked[partition] = offset + 1
 
+    def _already_written(self, origin: Origin) -> bool:
+        topic, partition, offset = origin
+        offsets = self.written.get((topic, partition))
+        if offsets is None or offset not in offsets:
+            return False
+        # each input comes back once: forget it, so the check costs nothing once all have
+        offsets.discard(offset)
+        if not offsets:
+            del self.written[(topic, partition)]
+        return True
+
     def write_batch(self, values: list[list[KafkaRecord]]) -> None:
-        produce, written, parts = self.producer.produce, self.written, self.partitions
+        produce, parts = self.producer.produce, self.partitions
         for records in values:
             for key, value, ts, origin in records:
                 headers: list[tuple[str, str | bytes | None]] | None = None
                 if origin is not None:
-                    if written and origin in written:
-                        written.discard(origin)  # once the repeats are past, the set is empty
+                    if self.written and self._already_written(origin):
                         self.skipped += 1
                         continue
                     headers = [(ORIGIN_HEADER, _origin_header(origin))]
@@ -177,17 +219,21 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
                         self.producer.poll(0.1)
         self.producer.poll(0)
         self._raise_failures()
+        if self.slow_writes_s:
+            time.sleep(self.slow_writes_s)  # test aid: slow enough to be killed mid-run
 
     def _raise_failures(self) -> None:
         if self.failures:
             raise RuntimeError(f"producing to {self.topic} failed: {self.failures[0]}")
 
-    def snapshot(self) -> Offsets:
+    def snapshot(self) -> State:
         while self.producer.flush(10):
             log.warning("waiting for Kafka to acknowledge records to %s", self.topic)
         self._raise_failures()
         self.saved.update(self.acked)
-        return dict(self.saved)
+        # Inputs after this snapshot may still include some written before an earlier
+        # crash and not seen again yet: they stay in the state until they come back.
+        return dict(self.saved), {k: set(offsets) for k, offsets in self.written.items()}
 
     def close(self) -> None:
         self.snapshot()
@@ -199,17 +245,20 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], Offsets]):
             )
 
 
-class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], Offsets]):
+class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
     """Writes lists of `KafkaRecord` to `topic`; keys are sink partitions ("0".."parts-1").
 
     Route all records of one input partition to the same sink partition (see
     `part_of`): a restarted sink partition only looks for repeats of its own records.
     """
 
-    def __init__(self, kafka: KafkaSettings, topic: str, parts: int = 2) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, parts: int = 2, slow_writes_s: float = 0.0
+    ) -> None:
         self.kafka = kafka
         self.topic = topic
         self.parts = parts
+        self.slow_writes_s = slow_writes_s
 
     def part_of(self, record: KafkaRecord) -> str:
         return str(0 if record.origin is None else record.origin[1] % self.parts)
@@ -228,6 +277,7 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], Offsets]):
         return int(item_key)
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Offsets | None
+        self, step_id: str, for_part: str, resume_state: State | None
     ) -> _TopicPartition:
-        return _TopicPartition(self.kafka, self.topic, f"{step_id}/{for_part}", resume_state)
+        name = f"{step_id}/{for_part}"
+        return _TopicPartition(self.kafka, self.topic, name, resume_state, self.slow_writes_s)

@@ -8,7 +8,12 @@
 2. dataflows: each whole dataflow from a replay file to Parquet, single worker,
    against the raw ceiling: reading and JSON-parsing the same file, no dataflow.
 3. kafka: each dataflow reading a pre-filled topic from the real broker (bounded
-   run) against confluent-kafka consuming and parsing the same topic.
+   run) against confluent-kafka consuming and parsing the same topic; and our Kafka
+   source with the parser alone in a Bytewax dataflow (no windows, no sink) against
+   the same ceiling, the floor under any dataflow built this way.
+4. sink, recovery: Parquet to the GCS emulator against local disk; recovery on/off.
+5. columnar: the map-side combine of `user_clickstream` done with Polars group-bys
+   against ours, on the same decoded batches.
 
 Figures are events per second of wall time on this machine; they are printed as a
 Markdown table and written to bench-results/latest.md. Each group runs in a process
@@ -243,13 +248,17 @@ def run_group(group: str, scale: float) -> None:
         from tools.bench_sink import bench_recovery
 
         bench_recovery(scale, record)
+    elif group == "columnar":
+        from tools.bench_columnar import bench_columnar
+
+        bench_columnar(scale, record)
     else:
         raise SystemExit(f"error: unknown benchmark group {group!r}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="benchmarks")
-    parser.add_argument("--only", default="operators,dataflows,kafka,sink,recovery")
+    parser.add_argument("--only", default="operators,dataflows,kafka,sink,recovery,columnar")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply event counts")
     parser.add_argument("--results-to", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -63,6 +63,28 @@ def test_a_restart_writes_each_input_once(kafka_bootstrap, topic_name):
     assert second.skipped == 10
 
 
+def test_a_second_crash_during_the_replay_forgets_nothing(kafka_bootstrap, topic_name):
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    create_topics(kafka, {topic_name: {}}, 2)
+    sink = KafkaTopicSink(kafka, topic_name, parts=1)
+    first = sink.build_part("write", "0", None)
+    first.write_batch([_records(range(0, 10))])
+    at_10 = first.snapshot()
+    first.write_batch([_records(range(10, 30))])
+    first.producer.flush(10)  # crash: inputs 10-29 are written, the state says 10
+    second = sink.build_part("write", "0", at_10)
+    second.write_batch([_records(range(10, 15))])  # the replay has only come this far
+    at_15 = second.snapshot()
+    second.producer.flush(10)  # and crashes again
+    # inputs 15-29 were written by the first run, before anything the second one read back
+    third = sink.build_part("write", "0", at_15)
+    third.write_batch([_records(range(15, 40))])
+    third.close()
+    got = sorted(origin for *_, origin in _read(kafka, topic_name))
+    assert got == sorted(f"clicks/1/{o}".encode() for o in range(40))
+    assert (second.skipped, third.skipped) == (5, 15)
+
+
 def test_a_crash_before_the_first_snapshot_is_not_repeated(kafka_bootstrap, topic_name):
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     create_topics(kafka, {topic_name: {}}, 2)
