@@ -37,10 +37,15 @@ def _read(kafka: KafkaSettings, topic: str) -> list[tuple]:
     return out
 
 
+def _sink(bootstrap: str, topic: str, partitions: int, parts: int) -> KafkaTopicSink:
+    """A sink with `parts` sink partitions, to a new topic of `partitions` partitions."""
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    create_topics(kafka, {topic: {}}, partitions)
+    return KafkaTopicSink(kafka, topic, parts=parts)
+
+
 def test_a_restart_writes_each_input_once(kafka_bootstrap, topic_name):
-    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    create_topics(kafka, {topic_name: {}}, 3)
-    sink = KafkaTopicSink(kafka, topic_name, parts=2)
+    sink = _sink(kafka_bootstrap, topic_name, partitions=3, parts=2)
 
     first = sink.build_part("write", "1", None)
     first.write_batch([_records(range(0, 10))])
@@ -52,8 +57,8 @@ def test_a_restart_writes_each_input_once(kafka_bootstrap, topic_name):
     second.write_batch([_records(range(10, 15)), _records(range(15, 30))])
     second.close()
 
-    got = _read(kafka, topic_name)
-    want = [r for r in _records(range(30))]
+    got = _read(sink.kafka, topic_name)
+    want = _records(range(30))
     assert Counter((k, v) for _, k, v, _ in got) == Counter((r.key, r.value) for r in want)
     assert sorted(origin for *_, origin in got) == sorted(
         f"clicks/1/{o}".encode() for o in range(30)
@@ -64,9 +69,7 @@ def test_a_restart_writes_each_input_once(kafka_bootstrap, topic_name):
 
 
 def test_a_second_crash_during_the_replay_forgets_nothing(kafka_bootstrap, topic_name):
-    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    create_topics(kafka, {topic_name: {}}, 2)
-    sink = KafkaTopicSink(kafka, topic_name, parts=1)
+    sink = _sink(kafka_bootstrap, topic_name, partitions=2, parts=1)
     first = sink.build_part("write", "0", None)
     first.write_batch([_records(range(0, 10))])
     at_10 = first.snapshot()
@@ -80,22 +83,20 @@ def test_a_second_crash_during_the_replay_forgets_nothing(kafka_bootstrap, topic
     third = sink.build_part("write", "0", at_15)
     third.write_batch([_records(range(15, 40))])
     third.close()
-    got = sorted(origin for *_, origin in _read(kafka, topic_name))
+    got = sorted(origin for *_, origin in _read(sink.kafka, topic_name))
     assert got == sorted(f"clicks/1/{o}".encode() for o in range(40))
     assert (second.skipped, third.skipped) == (5, 15)
 
 
 def test_a_crash_before_the_first_snapshot_is_not_repeated(kafka_bootstrap, topic_name):
-    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
-    create_topics(kafka, {topic_name: {}}, 2)
-    sink = KafkaTopicSink(kafka, topic_name, parts=1)
+    sink = _sink(kafka_bootstrap, topic_name, partitions=2, parts=1)
     first = sink.build_part("write", "0", None)
     first.write_batch([_records(range(0, 8), partition=0)])
     first.producer.flush(10)  # no snapshot was ever taken: the restart has no state
     second = sink.build_part("write", "0", None)
     second.write_batch([_records(range(0, 12), partition=0)])
     second.close()
-    got = sorted(origin for *_, origin in _read(kafka, topic_name))
+    got = sorted(origin for *_, origin in _read(sink.kafka, topic_name))
     assert got == sorted(f"clicks/0/{o}".encode() for o in range(12))
 
 
