@@ -144,7 +144,14 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
                     messages = consumer.consume(max(want, 1), timeout=1)
                     if messages:
                         quiet_since = time.monotonic()
-                    elif time.monotonic() - quiet_since > 60:
+                    else:
+                        # offsets without a record to read (transaction markers) end a
+                        # partition too: past its end is past its end
+                        positions = [TopicPartition(self.topic, p) for p in left]
+                        for tp in consumer.position(positions):
+                            if tp.offset >= ends[tp.partition]:
+                                del left[tp.partition]
+                    if left and time.monotonic() - quiet_since > 60:
                         raise RuntimeError(
                             f"reading back {self.topic} to avoid duplicates: no records for 60 s"
                         )
