@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 import dataflows.clickstream
 import dataflows.enrich
@@ -20,6 +19,7 @@ from config import KafkaSettings, Settings
 from events import datagen
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
+from tests.topics import read_topic
 from tools.kafka_broker import SASL_USERS, Broker
 from tools.produce import create_topics, produce_dump, producer
 from tools.replay_gen import generate
@@ -75,23 +75,10 @@ def test_bounded_kafka_run_equals_replay(entry_point, kafka_bootstrap, topic_nam
 
 
 def _consume_all(bootstrap: str, topic: str) -> list[tuple[bytes | None, dict, int]]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "t", "enable.auto.commit": False}
-    )
-    md = consumer.list_topics(topic, timeout=10).topics[topic]
-    out = []
-    for p in md.partitions:
-        tp = TopicPartition(topic, p, 0)
-        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-        consumer.assign([TopicPartition(topic, p, low)])
-        n = high - low
-        while n > 0:
-            for msg in consumer.consume(n, timeout=5):
-                assert msg.error() is None
-                out.append((msg.key(), orjson.loads(msg.value() or b"null"), msg.timestamp()[1]))
-                n -= 1
-    consumer.close()
-    return out
+    return [
+        (r.key, orjson.loads(r.value or b"null"), r.timestamp_ms)
+        for r in read_topic(bootstrap, topic)
+    ]
 
 
 def test_enrich_joins_users_as_of_click_time_with_misses(kafka_bootstrap, topic_name, tmp_path):

@@ -17,6 +17,7 @@ import pytest
 
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
+from tests.topics import read_topic
 from tools.kafka_broker import free_port
 from tools.replay_gen import generate
 
@@ -270,20 +271,6 @@ def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_pa
 
 def _enriched(bootstrap: str, topic: str) -> list[tuple]:
     """(key, value, timestamp, origin header) of every record of `topic`."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t"})
-    out = []
-    try:
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            consumer.assign([TopicPartition(topic, p, low)])
-            while low < high:
-                for msg in consumer.consume(high - low, timeout=5):
-                    assert msg.error() is None
-                    headers = dict(msg.headers() or [])
-                    out.append((msg.key(), msg.value(), msg.timestamp()[1], headers["origin"]))
-                    low = (msg.offset() or 0) + 1
-    finally:
-        consumer.close()
-    return out
+    return [
+        (r.key, r.value, r.timestamp_ms, r.headers["origin"]) for r in read_topic(bootstrap, topic)
+    ]

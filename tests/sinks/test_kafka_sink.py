@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from config import KafkaSettings
 from sinks.kafka import ORIGIN_HEADER, KafkaRecord, KafkaTopicSink, partition_of
+from tests.topics import read_topic
 from tools.produce import create_topics
 
 
@@ -20,25 +21,10 @@ def _records(offsets: range, partition: int = 1) -> list[KafkaRecord]:
 
 def _read(kafka: KafkaSettings, topic: str) -> list[tuple]:
     """(partition, key, value, origin header) of every record in `topic`."""
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": "t"})
-    out = []
-    try:
-        for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            consumer.assign([TopicPartition(topic, p, low)])
-            # by offset, not by count: a transaction marker takes an offset too
-            while low < high:
-                messages = consumer.consume(1, timeout=1)
-                for msg in messages:
-                    assert msg.error() is None
-                    origin = dict(msg.headers() or [])[ORIGIN_HEADER]
-                    out.append((p, msg.key(), msg.value(), origin))
-                    low = (msg.offset() or 0) + 1
-                if not messages:
-                    low = max(low, consumer.position([TopicPartition(topic, p)])[0].offset)
-    finally:
-        consumer.close()
-    return out
+    return [
+        (r.partition, r.key, r.value, r.headers[ORIGIN_HEADER])
+        for r in read_topic(kafka.bootstrap_servers, topic)
+    ]
 
 
 def _sink(bootstrap: str, topic: str, partitions: int, parts: int) -> KafkaTopicSink:
