@@ -11,13 +11,13 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import run_main
 from confluent_kafka import Consumer, TopicPartition
 
@@ -60,29 +60,23 @@ def ceiling(kafka: KafkaSettings, topic: str, shape: type, n: int) -> float:
     return rate
 
 
-class _Discard(StatelessSinkPartition[Any]):
-    def write_batch(self, items: list[Any]) -> None:
-        pass
-
-
-class _DiscardSink(DynamicSink[Any]):
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Discard:
-        return _Discard()
-
-
 def read_and_parse(settings: Settings, shape_name: str, shape: type) -> Dataflow:
     """Our Kafka source and parser, as the dataflows have them, and nothing else."""
+    from tools.bench import CountingSink  # here: tools.bench imports this module
+
     flow = Dataflow(f"read_and_parse_{shape_name}")
     raw = op.input("read", flow, source_for(settings, shape_name))  # type: ignore[arg-type]
-    op.output("discard", op.map("parse", raw, Parser(shape, flow.flow_id)), _DiscardSink())
+    op.output("count", op.map("parse", raw, Parser(shape, flow.flow_id)), CountingSink())
     return flow
 
 
-def _best_rate(build: Callable[[int], Dataflow], n: int) -> float:
-    """Best of three runs of the flow `build(attempt)` makes."""
+def _best_rate(
+    build: Callable[[Settings], Dataflow], kafka: KafkaSettings, output: Path, n: int
+) -> float:
+    """Best of three bounded runs of the flow `build` makes, each writing to its own dir."""
     rate = 0.0
     for attempt in range(3):
-        flow = build(attempt)
+        flow = build(Settings(source="kafka", kafka=kafka, output=str(output / str(attempt))))
         start = time.perf_counter()
         run_main(flow)
         rate = max(rate, n / (time.perf_counter() - start))
@@ -125,12 +119,7 @@ def bench_kafka(scale: float, record: Callable[[str, str, float, str, float], No
                 # best of three for both sides: the machine is noisy (the broker shares
                 # its two cores), and the first read also warms the broker's cache
                 base = max(ceiling(kafka, topic, shape, n) for _ in range(3))
-
-                def settings(attempt: int) -> Settings:
-                    output = str(Path(tmp, f"{name}{attempt}"))  # noqa: B023 # used at once
-                    return Settings(source="kafka", kafka=kafka, output=output)
-
-                rate = _best_rate(lambda a: build(settings(a)), n)  # noqa: B023
+                rate = _best_rate(build, kafka, Path(tmp, name), n)
                 record(
                     "kafka",
                     f"{name} from Kafka -> Parquet",
@@ -138,7 +127,8 @@ def bench_kafka(scale: float, record: Callable[[str, str, float, str, float], No
                     "confluent-kafka consume + JSON parse",
                     base,
                 )
-                floor = _best_rate(lambda a: read_and_parse(settings(a), name, shape), n)  # noqa: B023
+                only_read = partial(read_and_parse, shape_name=name, shape=shape)
+                floor = _best_rate(only_read, kafka, Path(tmp, f"{name}-read"), n)
                 record(
                     "kafka",
                     f"{name}: our source + parser only, in Bytewax",
