@@ -118,8 +118,19 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
     def _read_back(self, kafka: KafkaSettings, saved: Offsets) -> tuple[Written, Offsets]:
         """Origins of the records in the topic after `saved` (all of it when not saved),
         and the topic's end offsets."""
+        # read_uncommitted: a read_committed consumer's end offset is the last stable
+        # offset, which trails records whose transaction markers are not written yet
+        # (they are written after commit_transaction() returns). Reading to the high
+        # watermark sees every record already in the topic, so none is written twice.
         consumer = Consumer(
-            client_config(kafka, **{"group.id": "clickstream-sink", "enable.auto.commit": False})
+            client_config(
+                kafka,
+                **{
+                    "group.id": "clickstream-sink",
+                    "enable.auto.commit": False,
+                    "isolation.level": "read_uncommitted",
+                },
+            )
         )
         try:
             ends: Offsets = {}

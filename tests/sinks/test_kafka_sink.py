@@ -114,3 +114,23 @@ def test_read_back_ends_at_a_transaction_marker(kafka_bootstrap, topic_name):
     got = sorted(origin for *_, origin in _read(sink.kafka, topic_name))
     assert got == sorted(f"clicks/0/{o}".encode() for o in range(5))
     assert restarted.skipped == 3
+
+
+def test_read_back_sees_records_whose_transaction_is_not_settled(kafka_bootstrap, topic_name):
+    # commit_transaction() returns before the commit markers reach the partitions; until
+    # they do, a read_committed consumer's end offset stops short of those records. The
+    # read-back must still find them: an open transaction holds that moment still.
+    sink = _sink(kafka_bootstrap, topic_name, partitions=1, parts=1)
+    other = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": topic_name})
+    other.init_transactions(30)
+    other.begin_transaction()
+    for o in range(3):
+        other.produce(topic_name, b"v", b"k", headers=[("origin", f"clicks/0/{o}".encode())])
+    other.flush(30)  # in the log, transaction still open
+    restarted = sink.build_part("write", "0", None)
+    restarted.write_batch([_records(range(5), partition=0)])
+    restarted.close()
+    other.commit_transaction(30)
+    got = sorted(origin for *_, origin in _read(sink.kafka, topic_name))
+    assert got == sorted(f"clicks/0/{o}".encode() for o in range(5))
+    assert restarted.skipped == 3
