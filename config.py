@@ -156,6 +156,10 @@ class Settings:
     datagen_count: int | None = None
     # A partition that reads nothing for this long stops holding the watermark back.
     idle_timeout_s: float = 10.0
+    # A record stamped further ahead of the wall clock than this is a dead letter (a
+    # broken producer clock); 1 h is Kafka 4's broker default for the same check
+    # (log.message.timestamp.after.max.ms).
+    max_future_skew_s: float = 3600.0
     # Buffered output rows are written at least this often (the seed's trigger was 4 s).
     flush_interval_s: float = 4.0
     flush_rows: int = 500_000
@@ -206,6 +210,7 @@ class Settings:
             datagen_rate=_parse(env, "CLICKSTREAM_DATAGEN_RATE", float, 200.0, minimum=0.001),
             datagen_count=_parse(env, "CLICKSTREAM_DATAGEN_COUNT", int, None, minimum=0),
             idle_timeout_s=_parse(env, "CLICKSTREAM_IDLE_TIMEOUT", float, 10.0, minimum=0.1),
+            max_future_skew_s=_parse(env, "CLICKSTREAM_MAX_FUTURE_SKEW", float, 3600.0, minimum=0),
             flush_interval_s=_parse(env, "CLICKSTREAM_FLUSH_INTERVAL", float, 4.0, minimum=0.1),
             flush_rows=_parse(env, "CLICKSTREAM_FLUSH_ROWS", int, 500_000, minimum=1),
             batch_size=_parse(env, "CLICKSTREAM_BATCH_SIZE", int, 2_000, minimum=1),

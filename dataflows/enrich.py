@@ -70,6 +70,7 @@ def build(settings: Settings) -> Dataflow:
             counts[kafka.clickstream_topic],
             settings.batch_size,
             settings.idle_timeout_s,
+            settings.max_future_skew_s,
         ),
     )
     raw_users = op.input(
@@ -81,6 +82,7 @@ def build(settings: Settings) -> Dataflow:
             counts[kafka.users_topic],
             settings.batch_size,
             settings.idle_timeout_s,
+            settings.max_future_skew_s,
         ),
     )
     clicks = op.map("parse_clicks", raw_clicks, Parser(Click, "enrich clicks"))

@@ -18,7 +18,9 @@ from sources.replay import ReplaySource
 def source_for(settings: Settings, shape: Shape) -> Source[RawBatch]:
     """The source the settings ask for, reading records of `shape`."""
     if settings.source == "replay":
-        return ReplaySource(settings.replay_file(f"{shape}.jsonl"), settings.batch_size)
+        return ReplaySource(
+            settings.replay_file(f"{shape}.jsonl"), settings.batch_size, settings.max_future_skew_s
+        )
     if settings.source == "datagen":
         return DatagenSource(
             shape, settings.datagen_rate, settings.datagen_count, settings.batch_size
@@ -28,4 +30,11 @@ def source_for(settings: Settings, shape: Shape) -> Source[RawBatch]:
         raise ConfigError("CLICKSTREAM_SOURCE=kafka needs KAFKA_BOOTSTRAP_SERVERS")
     topic = kafka.clickstream_topic if shape == "clickstream" else kafka.user_clickstream_topic
     partitions = check_topics(kafka, [topic])[topic]
-    return KafkaSource(kafka, topic, partitions, settings.batch_size, settings.idle_timeout_s)
+    return KafkaSource(
+        kafka,
+        topic,
+        partitions,
+        settings.batch_size,
+        settings.idle_timeout_s,
+        settings.max_future_skew_s,
+    )

@@ -36,6 +36,7 @@ from confluent_kafka.admin import AdminClient
 from config import ConfigError, KafkaSettings
 from events.schema import RawBatch, RawRecord
 from operators.batches import END, NEVER, Origins
+from sources.skew import FutureGuard
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.parts = source.partitions
         self.batch_size = source.batch_size
         self.idle_timeout = source.idle_timeout_s
+        self.future = FutureGuard(source.max_future_skew_s)
         # next offset, event-time progress, whether it has ever been idle
         if resume is not None and len(resume) == 2:
             # A store from before `was_idle` existed: its history is unknown, so take the
@@ -251,13 +253,27 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         stamps = list(map(Message.timestamp, messages))
         times = [ts for _, ts in stamps]
         special: dict[int, RawRecord] = {}
-        if min(times) < 0:  # librdkafka gives -1 for TIMESTAMP_NOT_AVAILABLE
-            # No event time: a dead letter, standing at the partition's progress so far.
+        limit = self.future.limit_ms()
+        # librdkafka gives -1 for TIMESTAMP_NOT_AVAILABLE
+        if min(times) < 0 or max(times) > limit:
+            # No event time, or one from a broken clock: a dead letter, standing at the
+            # partition's progress so far, so it moves no event time.
             high = self.high
             for i, (kind, ts) in enumerate(stamps):
                 if kind == TIMESTAMP_NOT_AVAILABLE or ts < 0:
                     special[i] = RawRecord(
                         self.topic, self.partition, offsets[i], None, keys[i], values[i]
+                    )
+                    times[i] = high
+                elif ts > limit:
+                    special[i] = RawRecord(
+                        self.topic,
+                        self.partition,
+                        offsets[i],
+                        ts,
+                        keys[i],
+                        values[i],
+                        self.future.reason(ts),
                     )
                     times[i] = high
                 elif ts > high:
@@ -333,8 +349,10 @@ class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
         partitions: int,
         batch_size: int = 2_000,
         idle_timeout_s: float = 10.0,
+        max_future_skew_s: float = 3600.0,
     ) -> None:
         self.kafka = kafka
+        self.max_future_skew_s = max_future_skew_s
         self.topic = topic
         self.partitions = partitions
         self.batch_size = batch_size

@@ -19,6 +19,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from events.schema import RawBatch, RawRecord
 from operators.batches import END, Origins
 from sources.progress import PartitionProgress
+from sources.skew import FutureGuard
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,12 @@ def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
 
 
 class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
-    def __init__(self, path: Path, batch_size: int, resume: tuple | None) -> None:
+    def __init__(
+        self, path: Path, batch_size: int, max_future_skew_s: float, resume: tuple | None
+    ) -> None:
         self.path = path
         self.batch_size = batch_size
+        self.future = FutureGuard(max_future_skew_s)
         if resume is None:
             self.position, self.line_number = 0, 0
             known = scan_partitions(path)
@@ -122,8 +126,15 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         progress = self.progress
         latest = progress.latest
         low = progress.low
+        limit = self.future.limit_ms()
         for i, record in enumerate(records):
             ts = record.ts
+            if ts is not None and ts < 0:  # kcat writes -1 for a record without a timestamp
+                record.ts = ts = None
+            elif ts is not None and ts > limit and record.error is None:
+                # a broken clock: a dead letter that moves no event time
+                record.error = self.future.reason(ts)
+                ts = None
             tp = (record.topic, record.partition)
             if ts is not None:
                 low = progress.advance(tp, ts)
@@ -133,7 +144,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             mark = latest.get(tp, low)
             marks.append(mark if mark > low else low)
             lows.append(low)
-            if ts is None or record.error is not None:
+            if record.ts is None or record.error is not None:
                 special[i] = record
         self.position = self.file.tell()
         if self.done:
@@ -168,9 +179,12 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
 class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
     """One partition: the whole file, read in order."""
 
-    def __init__(self, path: Path, batch_size: int = 2_000) -> None:
+    def __init__(
+        self, path: Path, batch_size: int = 2_000, max_future_skew_s: float = 3600.0
+    ) -> None:
         self.path = path
         self.batch_size = batch_size
+        self.max_future_skew_s = max_future_skew_s
 
     def list_parts(self) -> list[str]:
         return ["replay"]
@@ -178,4 +192,4 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: tuple | None
     ) -> _ReplayPartition:
-        return _ReplayPartition(self.path, self.batch_size, resume_state)
+        return _ReplayPartition(self.path, self.batch_size, self.max_future_skew_s, resume_state)
