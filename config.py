@@ -166,6 +166,14 @@ class Settings:
     # Records per input batch; bigger is faster, any value gives the same tables.
     batch_size: int = 2_000
     kafka: KafkaSettings | None = None
+    # /metrics and /health on this port (+ the process id of a cluster); None: off.
+    metrics_port: int | None = None
+    # Keep /metrics up this long after a bounded run ends (its last scrape).
+    metrics_linger_s: float = 0.0
+    # /health turns 503 when input is waiting and nothing was read for this long.
+    stall_timeout_s: float = 60.0
+    # Storage errors are retried with backoff; past this long /health turns 503.
+    storage_retry_s: float = 300.0
     # Test aid (CLICKSTREAM_TEST_SLOW_WRITES): seconds each output file stays half-written,
     # and each write to Kafka sleeps; so crash tests can kill a run mid-write.
     test_slow_writes_s: float = 0.0
@@ -215,6 +223,12 @@ class Settings:
             flush_rows=_parse(env, "CLICKSTREAM_FLUSH_ROWS", int, 500_000, minimum=1),
             batch_size=_parse(env, "CLICKSTREAM_BATCH_SIZE", int, 2_000, minimum=1),
             kafka=kafka,
+            metrics_port=_parse(env, "CLICKSTREAM_METRICS_PORT", int, None, minimum=0),
+            metrics_linger_s=_parse(env, "CLICKSTREAM_METRICS_LINGER", float, 0.0, minimum=0),
+            stall_timeout_s=_parse(env, "CLICKSTREAM_STALL_TIMEOUT", float, 60.0, minimum=0.1),
+            storage_retry_s=_parse(
+                env, "CLICKSTREAM_STORAGE_RETRY_TIMEOUT", float, 300.0, minimum=0
+            ),
             test_slow_writes_s=_parse(env, "CLICKSTREAM_TEST_SLOW_WRITES", float, 0.0, minimum=0),
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -15,6 +16,9 @@ from bytewax.dataflow import Dataflow, Stream
 from config import Settings, exit_on_config_error
 from events.parse import DeadLetter, Parser
 from events.schema import RawBatch
+from monitoring.health import HEALTH
+from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, reason_kind, watch_windows
+from monitoring.server import serve
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, WindowCount, WindowOut
 from sinks.parquet import ParquetSink, SinkItem, Table, TableRows
@@ -35,10 +39,17 @@ def setup_logging() -> None:
 
 
 def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:
-    """Build a dataflow from the environment; a bad setting exits with one line."""
+    """Build a dataflow from the environment; a bad setting exits with one line.
+
+    Also starts `/metrics` and `/health` when `CLICKSTREAM_METRICS_PORT` is set.
+    """
     setup_logging()
     with exit_on_config_error():
-        return build(Settings.from_env())
+        settings = Settings.from_env()
+        HEALTH.stall_timeout_s = settings.stall_timeout_s
+        if settings.metrics_port is not None:
+            serve(settings.metrics_port, settings.metrics_linger_s)
+        return build(settings)
 
 
 def read_events(
@@ -48,7 +59,7 @@ def read_events(
     # Window state is many small long-lived objects; the default collector thresholds
     # make Python rescan them all the time (measured: +4% to +21% throughput).
     gc.set_threshold(50_000, 20, 100)
-    raw = op.input("read", flow, source_for(settings, shape))
+    raw = op.input("read", flow, source_for(settings, shape, flow.flow_id))
     parsed = op.map("parse", raw, Parser(event_type, flow.flow_id))
     events = op.map("events", parsed, lambda p: p[0])
     dead = op.filter_map("dead", parsed, lambda p: p[1] or None)
@@ -93,7 +104,13 @@ def write_tables(
             rows = [(*cols(c.key), c.start_ms, c.end_ms, c.total) for c in counts]
             return _route(table.name), TableRows(table.name, rows)
 
-        def late_rows(late: list[LateEvent], table: Table = table) -> tuple[str, SinkItem]:
+        watch_windows(name, table.name, out.stats)
+        late_counter = LATE_EVENTS_TOTAL.labels(name, table.name)
+
+        def late_rows(
+            late: list[LateEvent], table: Table = table, counter: Any = late_counter
+        ) -> tuple[str, SinkItem]:
+            counter.inc(len(late))
             rows = [
                 (
                     name,
@@ -114,6 +131,8 @@ def write_tables(
         streams.append(op.map(f"{table.name}_late_rows", out.late, late_rows))
 
     def dead_rows(dead: list[DeadLetter]) -> tuple[str, SinkItem]:
+        for kind, n in Counter(reason_kind(d.reason) for d in dead).items():
+            DEAD_LETTERS_TOTAL.labels(name, kind).inc(n)
         rows = [(name, *d) for d in dead]
         return _route(DEAD_LETTERS.name), TableRows(DEAD_LETTERS.name, rows)
 
@@ -127,5 +146,6 @@ def write_tables(
         flush_interval_s=settings.flush_interval_s,
         flush_rows=settings.flush_rows,
         slow_writes_s=settings.test_slow_writes_s,
+        storage_retry_s=settings.storage_retry_s,
     )
     op.output("write", op.merge("rows", *streams), sink)

@@ -21,7 +21,8 @@ from dataflows.common import SINK_PARTS, flow_from_env, write_tables
 from events.datagen import dumps
 from events.parse import Parser
 from events.schema import Click, RawRecord, User
-from operators.join import Joined, lookup_join
+from monitoring.metrics import JOIN_TABLE_SIZE
+from operators.join import Joined, JoinStats, lookup_join
 from sinks.kafka import KafkaRecord, KafkaTopicSink
 from sources.kafka import KafkaSource, check_topics
 
@@ -71,6 +72,7 @@ def build(settings: Settings) -> Dataflow:
             settings.batch_size,
             settings.idle_timeout_s,
             settings.max_future_skew_s,
+            "enrich",
         ),
     )
     raw_users = op.input(
@@ -83,21 +85,29 @@ def build(settings: Settings) -> Dataflow:
             settings.batch_size,
             settings.idle_timeout_s,
             settings.max_future_skew_s,
+            "enrich",
         ),
     )
     clicks = op.map("parse_clicks", raw_clicks, Parser(Click, "enrich clicks"))
     users = op.map(
         "parse_users", raw_users, Parser(User, "enrich users", on_tombstone=_deleted_user)
     )
+    users_held = JoinStats()
+    JOIN_TABLE_SIZE.labels(flow.flow_id, "users").set_function(users_held.table_rows)
     joined = lookup_join(
         "join_users",
         op.map("click_events", clicks, lambda p: p[0]),
         op.map("user_events", users, lambda p: p[0]),
         left_key=lambda c: c.userid,
         right_key=lambda u: u.user_id,
+        stats=users_held,
     )
     sink = KafkaTopicSink(
-        kafka, kafka.user_clickstream_topic, SINK_PARTS, slow_writes_s=settings.test_slow_writes_s
+        kafka,
+        kafka.user_clickstream_topic,
+        SINK_PARTS,
+        slow_writes_s=settings.test_slow_writes_s,
+        dataflow=flow.flow_id,
     )
     enriched = op.map("enriched", joined, _enriched)
     op.output("write_user_clickstream", op.flat_map("by_sink_part", enriched, sink.group), sink)

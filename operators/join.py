@@ -16,6 +16,7 @@ idle stops holding the other back (see `TimedBatch.idle`).
 from __future__ import annotations
 
 import heapq
+import weakref
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -80,6 +81,28 @@ class _Router:
         ]
 
 
+class JoinStats:
+    """What a `lookup_join` holds in this process, for monitoring; any thread may ask."""
+
+    def __init__(self) -> None:
+        self.shards: weakref.WeakSet[_JoinLogic] = weakref.WeakSet()
+
+    def _live(self) -> list[_JoinLogic]:
+        while True:
+            try:
+                return list(self.shards)
+            except RuntimeError:  # a shard was being built at that moment
+                continue
+
+    def table_rows(self) -> int:
+        """Right records held (users, for enrich)."""
+        return sum(len(shard.table) for shard in self._live())
+
+    def waiting(self) -> int:
+        """Events of both sides waiting for the other side to catch up in event time."""
+        return sum(len(shard.pending) for shard in self._live())
+
+
 class _JoinLogic(StatefulBatchLogic[_SideMsg, list[Joined], Any]):
     def __init__(self, resume: tuple | None) -> None:
         if resume is None:
@@ -129,6 +152,7 @@ def lookup_join(
     left_key: Callable[[L], Hashable],
     right_key: Callable[[R], Hashable],
     shards: int = DEFAULT_SHARDS,
+    stats: JoinStats | None = None,
 ) -> Stream[list[Joined[L, R]]]:
     """LEFT JOIN each left event with the right record of its key as of its event time.
 
@@ -140,9 +164,17 @@ def lookup_join(
 
     A right record with the same key replaces the previous one (a table), in event
     time order. A right record that is `None`-valued is up to the caller: map
-    tombstones to a value your consumer treats as deleted.
+    tombstones to a value your consumer treats as deleted. Pass a `JoinStats` to
+    watch the size of the table.
     """
+
+    def build(resume: tuple | None) -> _JoinLogic:
+        logic = _JoinLogic(resume)
+        if stats is not None:
+            stats.shards.add(logic)
+        return logic
+
     lefts = op.flat_map("route_left", left, _Router(LEFT, left_key, shards))
     rights = op.flat_map("route_right", right, _Router(RIGHT, right_key, shards))
-    joined = op.stateful_batch("join", op.merge("sides", lefts, rights), lambda s: _JoinLogic(s))
+    joined = op.stateful_batch("join", op.merge("sides", lefts, rights), build)
     return op.key_rm("unshard", joined)

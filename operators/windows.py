@@ -40,6 +40,7 @@ goes to its shard and is judged one by one. Both paths give the same windows.
 from __future__ import annotations
 
 import heapq
+import weakref
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -120,12 +121,44 @@ class LateEvent(NamedTuple, Generic[E]):
     origin: Origin | None = None
 
 
+class WindowStats:
+    """What a `count_window` holds in this process, for monitoring; any thread may ask.
+
+    Reads the live shards without locking: a figure may be a batch old.
+    """
+
+    def __init__(self, delay_ms: int) -> None:
+        self.delay = delay_ms
+        self.shards: weakref.WeakSet[_ShardLogic] = weakref.WeakSet()
+
+    def _live(self) -> list[_ShardLogic]:
+        while True:
+            try:
+                return list(self.shards)
+            except RuntimeError:  # a shard was being built at that moment
+                continue
+
+    def watermark_ms(self) -> int | None:
+        """The least watermark over this process's shards; None before any progress and
+        after the end of input."""
+        lows = [shard.clock.low for shard in self._live()]
+        if not lows or min(lows) <= NEVER or min(lows) >= END:
+            return None
+        return min(lows) - self.delay
+
+    def open_windows(self) -> int:
+        """State entries: (key, pane) counts of sliding windows, or open sessions."""
+        return sum(shard.state_size() for shard in self._live())
+
+
 @dataclass(frozen=True)
 class WindowOut(Generic[E]):
-    """Streams out of `count_window`, batched per shard activation for throughput."""
+    """Streams out of `count_window`, batched per shard activation for throughput, and
+    `stats` on its state."""
 
     counts: Stream[list[WindowCount]]
     late: Stream[list[LateEvent[E]]]
+    stats: WindowStats
 
 
 @dataclass(slots=True)
@@ -379,6 +412,9 @@ class _ShardLogic(StatefulBatchLogic[_ShardMsg, tuple[list[WindowCount], list[La
     def _emit(self, watermark: int) -> None:
         raise NotImplementedError
 
+    def state_size(self) -> int:
+        raise NotImplementedError
+
 
 class _SlidingLogic(_ShardLogic):
     """Counts per pane and key; a window's count is the sum of its panes."""
@@ -487,6 +523,9 @@ class _SlidingLogic(_ShardLogic):
                 del corrections[(cstart, key)]
         self.due = END
 
+    def state_size(self) -> int:
+        return sum(map(len, list(self.panes.values())))
+
     def snapshot(self) -> tuple:
         return (
             self.clock.snapshot(),
@@ -593,6 +632,9 @@ class _SessionLogic(_ShardLogic):
                 del self.sessions[key]
         self.due = heap[0][0] if heap else END
 
+    def state_size(self) -> int:
+        return sum(map(len, list(self.sessions.values())))
+
     def snapshot(self) -> tuple:
         return (
             self.clock.snapshot(),
@@ -638,7 +680,8 @@ def count_window(
     :arg having: Keeps only windows whose final count passes this test.
     :arg shards: Number of state shards; fixed for the life of a recovery store.
     :returns: `counts` (final window counts) and `late` (events that missed
-        some or all of their windows), both as lists per shard activation.
+        some or all of their windows), both as lists per shard activation, and
+        `stats` (watermark and state size, for monitoring).
     """
     if delay_ms < 0:
         raise ValueError("delay must not be negative")
@@ -649,12 +692,18 @@ def count_window(
         combine = partial(combine_panes, slide=window.slide_ms, delay=delay_ms)
     keyed = op.flat_map("shard", up, _Splitter(key, where, shards, combine))
 
+    stats = WindowStats(delay_ms)
+
     def build(resume: tuple | None) -> _ShardLogic:
+        logic: _ShardLogic
         if isinstance(window, Session):
-            return _SessionLogic(window, delay_ms, having, resume)
-        return _SlidingLogic(window, delay_ms, having, resume)
+            logic = _SessionLogic(window, delay_ms, having, resume)
+        else:
+            logic = _SlidingLogic(window, delay_ms, having, resume)
+        stats.shards.add(logic)
+        return logic
 
     results = op.key_rm("unshard", op.stateful_batch("count", keyed, build))
     counts = op.filter_map("counts", results, lambda r: r[0] or None)
     late = op.filter_map("late", results, lambda r: r[1] or None)
-    return WindowOut(counts, late)
+    return WindowOut(counts, late, stats)

@@ -29,6 +29,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from config import KafkaSettings
+from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
 from sources.kafka import client_config
 
@@ -78,6 +79,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
         name: str,
         resume: State | None,
         slow_writes_s: float = 0.0,
+        dataflow: str = "",
     ) -> None:
         self.topic = topic
         self.name = name
@@ -103,6 +105,8 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
                 self.topic,
             )
         self.skipped = 0
+        self.kept = SINK_KEPT_ORIGINS.labels(dataflow, topic, name)
+        self.kept.set(sum(map(len, self.written.values())))
 
     def _partition_count(self) -> int:
         # a topic created a moment ago may take a little while to show in metadata
@@ -249,6 +253,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
             log.warning("waiting for Kafka to acknowledge records to %s", self.topic)
         self._raise_failures()
         self.saved.update(self.acked)
+        self.kept.set(sum(map(len, self.written.values())))
         # Inputs after this snapshot may still include some written before an earlier
         # crash and not seen again yet: they stay in the state until they come back.
         return dict(self.saved), {k: set(offsets) for k, offsets in self.written.items()}
@@ -271,8 +276,14 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
     """
 
     def __init__(
-        self, kafka: KafkaSettings, topic: str, parts: int = 2, slow_writes_s: float = 0.0
+        self,
+        kafka: KafkaSettings,
+        topic: str,
+        parts: int = 2,
+        slow_writes_s: float = 0.0,
+        dataflow: str = "",
     ) -> None:
+        self.dataflow = dataflow
         self.kafka = kafka
         self.topic = topic
         self.parts = parts
@@ -298,4 +309,6 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
         self, step_id: str, for_part: str, resume_state: State | None
     ) -> _TopicPartition:
         name = f"{step_id}/{for_part}"
-        return _TopicPartition(self.kafka, self.topic, name, resume_state, self.slow_writes_s)
+        return _TopicPartition(
+            self.kafka, self.topic, name, resume_state, self.slow_writes_s, self.dataflow
+        )

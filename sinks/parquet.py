@@ -36,6 +36,15 @@ import fsspec
 import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from monitoring.health import HEALTH
+from monitoring.metrics import (
+    FILES_WRITTEN,
+    FLUSH_SECONDS,
+    LAST_FLUSH,
+    ROWS_WRITTEN,
+    STORAGE_RETRIES,
+)
+
 log = logging.getLogger(__name__)
 
 
@@ -130,26 +139,59 @@ SinkState = tuple[int, dict[str, list[tuple]]]
 
 
 def retry(
-    action: Callable[[], T], what: str, *, attempts: int = 15, first_wait_s: float = 0.5
+    action: Callable[[], T],
+    what: str,
+    *,
+    give_up_after_s: float = 300.0,
+    first_wait_s: float = 0.5,
+    on_retry: Callable[[], None] | None = None,
 ) -> T:
     """Run `action`, retrying transient storage errors with exponential backoff.
 
-    Waits 0.5 s, doubling up to 30 s between attempts: about 5 minutes in all before
-    the error is raised (and the dataflow stops, to be resumed from recovery).
+    Waits 0.5 s, doubling up to 30 s between attempts. Once `give_up_after_s` have
+    passed (5 minutes by default, `CLICKSTREAM_STORAGE_RETRY_TIMEOUT`), `/health`
+    turns 503 so an orchestrator can restart the process, and the attempts go on at
+    the longest wait: if the storage comes back first, the run carries on and
+    `/health` is 200 again.
     """
     wait = first_wait_s
-    for attempt in range(1, attempts + 1):
+    longest = min(30.0, max(0.5, give_up_after_s / 10))
+    started = time.monotonic()
+    attempt = 0
+    while True:
         try:
-            return action()
+            result = action()
         except RETRYABLE as ex:
-            if attempt == attempts:
-                raise
-            log.warning(
-                "%s failed (%s: %s); retry %d in %.1f s", what, type(ex).__name__, ex, attempt, wait
-            )
+            attempt += 1
+            if on_retry is not None:
+                on_retry()
+            if time.monotonic() - started >= give_up_after_s:
+                if HEALTH.storage_error is None:
+                    log.error(
+                        "%s still failing after %.0f s (%s: %s); unhealthy, retrying every %.1f s",
+                        what,
+                        time.monotonic() - started,
+                        type(ex).__name__,
+                        ex,
+                        longest,
+                    )
+                HEALTH.storage_failed(f"{what}: {type(ex).__name__}: {ex}")
+            else:
+                log.warning(
+                    "%s failed (%s: %s); retry %d in %.1f s",
+                    what,
+                    type(ex).__name__,
+                    ex,
+                    attempt,
+                    wait,
+                )
             time.sleep(wait)
-            wait = min(wait * 2, 30.0)
-    raise AssertionError("unreachable")
+            wait = min(wait * 2, longest)
+            continue
+        if attempt and HEALTH.storage_error is not None:
+            log.info("%s succeeded after %d retries; healthy again", what, attempt)
+            HEALTH.storage_ok()
+        return result
 
 
 class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
@@ -171,14 +213,14 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
         stale = []
         for table in self.sink.tables:
             base = f"{root}/{table}"
-            if not retry(partial(fs.exists, base), f"check {base}"):
+            if not self.sink.retry(partial(fs.exists, base), f"check {base}"):
                 continue
-            for path in retry(partial(fs.find, base), f"list {base}"):
+            for path in self.sink.retry(partial(fs.find, base), f"list {base}"):
                 m = name.search(path)
                 if m and (m.group(1) or int(m.group(2)) >= from_seq):
                     stale.append(path)
         for path in stale:
-            retry(partial(fs.rm, path), f"remove {path}")
+            self.sink.retry(partial(fs.rm, path), f"remove {path}")
         if stale:
             log.info(
                 "sink %s: removed %d files written after the last snapshot",
@@ -209,9 +251,16 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
             self.pending_rows,
         )
         files = 0
+        started = time.monotonic()
+        flow = self.sink.flow
         for table_name, rows in self.pending.items():
             if rows:
-                files += self._write_table(self.sink.tables[table_name], rows)
+                written = self._write_table(self.sink.tables[table_name], rows)
+                files += written
+                ROWS_WRITTEN.labels(flow, table_name).inc(len(rows))
+                FILES_WRITTEN.labels(flow, table_name).inc(written)
+        FLUSH_SECONDS.labels(flow).observe(time.monotonic() - started)
+        LAST_FLUSH.labels(flow).set(time.time())
         log.info(
             "sink %s: wrote %d rows in %d files (flush %d)",
             self.prefix.rstrip("-"),
@@ -275,6 +324,7 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
         flush_rows: int = 500_000,
         fs_options: dict[str, Any] | None = None,
         slow_writes_s: float = 0.0,
+        storage_retry_s: float = 300.0,
     ) -> None:
         options = storage_options(root) if fs_options is None else fs_options
         self.fs, path = fsspec.core.url_to_fs(root, **options)
@@ -289,6 +339,12 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
         self.flush_rows = flush_rows
         # Test aid only: hold every file open this long, so crash tests can kill mid-write.
         self.slow_writes_s = slow_writes_s
+        self.storage_retry_s = storage_retry_s
+        self.retries = STORAGE_RETRIES.labels(flow)
+
+    def retry(self, action: Callable[[], T], what: str) -> T:
+        """`retry` with this sink's time budget, counting retries."""
+        return retry(action, what, give_up_after_s=self.storage_retry_s, on_retry=self.retries.inc)
 
     def list_parts(self) -> list[str]:
         return [str(i) for i in range(self.parts)]
@@ -316,4 +372,4 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
                 df.write_parquet(f, compression="zstd")
                 time.sleep(self.slow_writes_s)
 
-        retry(upload, f"upload {path}")
+        self.retry(upload, f"upload {path}")

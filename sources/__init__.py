@@ -15,15 +15,18 @@ from sources.kafka import KafkaSource, check_topics
 from sources.replay import ReplaySource
 
 
-def source_for(settings: Settings, shape: Shape) -> Source[RawBatch]:
-    """The source the settings ask for, reading records of `shape`."""
+def source_for(settings: Settings, shape: Shape, dataflow: str) -> Source[RawBatch]:
+    """The source the settings ask for, reading records of `shape` for `dataflow`."""
     if settings.source == "replay":
         return ReplaySource(
-            settings.replay_file(f"{shape}.jsonl"), settings.batch_size, settings.max_future_skew_s
+            settings.replay_file(f"{shape}.jsonl"),
+            settings.batch_size,
+            settings.max_future_skew_s,
+            dataflow,
         )
     if settings.source == "datagen":
         return DatagenSource(
-            shape, settings.datagen_rate, settings.datagen_count, settings.batch_size
+            shape, settings.datagen_rate, settings.datagen_count, settings.batch_size, dataflow
         )
     kafka = settings.kafka
     if kafka is None:
@@ -37,4 +40,5 @@ def source_for(settings: Settings, shape: Shape) -> Source[RawBatch]:
         settings.batch_size,
         settings.idle_timeout_s,
         settings.max_future_skew_s,
+        dataflow,
     )

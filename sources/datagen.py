@@ -15,6 +15,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from events import datagen
 from events.schema import RawBatch
+from monitoring.metrics import InputMeter
 from operators.batches import END, Origins
 
 Shape = Literal["clickstream", "user_clickstream"]
@@ -22,7 +23,13 @@ Shape = Literal["clickstream", "user_clickstream"]
 
 class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
     def __init__(
-        self, shape: Shape, rate: float, count: int | None, batch_size: int, produced: int
+        self,
+        shape: Shape,
+        rate: float,
+        count: int | None,
+        batch_size: int,
+        dataflow: str,
+        produced: int,
     ) -> None:
         self.shape = shape
         self.topic = "clickstream" if shape == "clickstream" else "USER_CLICKSTREAM"
@@ -36,6 +43,7 @@ class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
         self.started_at = produced
         self.high = 0
         self.finished = False
+        self.meter = InputMeter(dataflow, f"datagen {self.topic}")
 
     def next_batch(self) -> list[RawBatch]:
         if self.finished:
@@ -63,6 +71,11 @@ class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
             self.high = max(self.high, now)
         at_end = self.count is not None and self.produced >= self.count
         self.finished = at_end
+        self.meter.read(self.topic, 0, n)
+        if at_end:
+            self.meter.finished()
+        else:
+            self.meter.polled(n, waiting=False)
         return [
             RawBatch(
                 "datagen",
@@ -92,8 +105,14 @@ class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
 
 class DatagenSource(FixedPartitionedSource[RawBatch, int]):
     def __init__(
-        self, shape: Shape, rate: float, count: int | None = None, batch_size: int = 2_000
+        self,
+        shape: Shape,
+        rate: float,
+        count: int | None = None,
+        batch_size: int = 2_000,
+        dataflow: str = "",
     ) -> None:
+        self.dataflow = dataflow
         self.shape = shape
         self.rate = rate
         self.count = count
@@ -106,5 +125,5 @@ class DatagenSource(FixedPartitionedSource[RawBatch, int]):
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _DatagenPartition:
         return _DatagenPartition(
-            self.shape, self.rate, self.count, self.batch_size, resume_state or 0
+            self.shape, self.rate, self.count, self.batch_size, self.dataflow, resume_state or 0
         )

@@ -35,6 +35,8 @@ from confluent_kafka.admin import AdminClient
 
 from config import ConfigError, KafkaSettings
 from events.schema import RawBatch, RawRecord
+from monitoring.metrics import InputMeter
+from monitoring.progress import PROGRESS
 from operators.batches import END, NEVER, Origins
 from sources.skew import FutureGuard
 
@@ -179,6 +181,11 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             if self.offset == OFFSET_BEGINNING:
                 self.offset = low
         self.consumer.assign([tp])
+        self.meter = InputMeter(source.dataflow, self.part)
+        self.lag = 0
+        self.next_lag = 0.0
+        if self.end is not None:
+            PROGRESS.expect(max(self.end - max(self.offset, 0), 0), "records")
         log.info(
             "kafka %s: reading from offset %s%s",
             self.part,
@@ -200,6 +207,9 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             raise StopIteration
         if self._at_end():
             self.finished = True
+            self.meter.lag(self.topic, self.partition, 0)
+            self.meter.finished()
+            PROGRESS.advance(0, last=True)
             log.info(
                 "kafka %s: end offset %s reached after %d records", self.part, self.end, self.read
             )
@@ -215,7 +225,13 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             raise KafkaSourceError(self.fatal)
         now = time.monotonic()
         self.busy = bool(messages)
+        if now >= self.next_lag:
+            self._measure_lag(now)
+        self.meter.polled(len(messages), waiting=self.lag > 0)
         if messages:
+            self.meter.read(self.topic, self.partition, len(messages))
+            if self.end is not None:
+                PROGRESS.advance(len(messages))
             if self.outage_since is not None:
                 if now - self.outage_since > 1.0:
                     log.warning(
@@ -295,6 +311,20 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             special=special,
         )
 
+    def _measure_lag(self, now: float) -> None:
+        """End offset minus the next offset to read, from the client's cached figures
+        (refreshed by its fetches), at most once a second."""
+        self.next_lag = now + 1.0
+        try:
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(self.topic, self.partition), cached=True
+            )
+        except KafkaException:
+            return
+        if high >= 0:
+            self.lag = max(high - (self.offset if self.offset >= 0 else low), 0)
+            self.meter.lag(self.topic, self.partition, self.lag)
+
     def _caught_up(self) -> bool:
         """Read up to the end offset the broker last reported, and the broker is there.
 
@@ -350,8 +380,10 @@ class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
         batch_size: int = 2_000,
         idle_timeout_s: float = 10.0,
         max_future_skew_s: float = 3600.0,
+        dataflow: str = "",
     ) -> None:
         self.kafka = kafka
+        self.dataflow = dataflow
         self.max_future_skew_s = max_future_skew_s
         self.topic = topic
         self.partitions = partitions

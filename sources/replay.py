@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from itertools import islice
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from events.schema import RawBatch, RawRecord
+from monitoring.metrics import InputMeter
+from monitoring.progress import PROGRESS
 from operators.batches import END, Origins
 from sources.progress import PartitionProgress
 from sources.skew import FutureGuard
@@ -82,7 +85,12 @@ def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
 
 class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
     def __init__(
-        self, path: Path, batch_size: int, max_future_skew_s: float, resume: tuple | None
+        self,
+        path: Path,
+        batch_size: int,
+        max_future_skew_s: float,
+        dataflow: str,
+        resume: tuple | None,
     ) -> None:
         self.path = path
         self.batch_size = batch_size
@@ -99,6 +107,8 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.file = path.open("rb")
         self.file.seek(self.position)
         self.done = False
+        self.meter = InputMeter(dataflow, f"replay {path.name}")
+        PROGRESS.expect(max(path.stat().st_size - self.position, 0), "bytes")
 
     def next_batch(self) -> list[RawBatch]:
         if self.done:
@@ -119,6 +129,8 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
                 records = [parse_line(line, n) for n, line in numbered]
         if len(records) != len(lines):  # a line held more than one JSON value
             records = [parse_line(line, first + i) for i, line in enumerate(lines)]
+        topics = [r.topic for r in records]
+        partitions = [r.partition for r in records]
         times: list[int] = []
         marks: list[int] = []  # the record's own Kafka partition: judges lateness
         lows: list[int] = []  # the whole file (least advanced partition): holds the watermark
@@ -146,9 +158,16 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             lows.append(low)
             if record.ts is None or record.error is not None:
                 special[i] = record
-        self.position = self.file.tell()
+        position = self.file.tell()
+        PROGRESS.advance(position - self.position, last=self.done)
+        self.position = position
+        for (topic, partition), n in Counter(zip(topics, partitions, strict=True)).items():
+            self.meter.read(topic, partition, n)
         if self.done:
+            self.meter.finished()
             log.info("replay %s: end of file after %d lines", self.path, self.line_number)
+        else:
+            self.meter.polled(len(records), waiting=True)
         end = END if self.done else progress.low
         return [
             RawBatch(
@@ -159,11 +178,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
                 marks,
                 end,
                 lows=lows,
-                origins=Origins(
-                    [r.topic for r in records],
-                    [r.partition for r in records],
-                    [r.offset for r in records],
-                ),
+                origins=Origins(topics, partitions, [r.offset for r in records]),
                 keys=[r.key for r in records],
                 special=special,
             )
@@ -180,8 +195,13 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
     """One partition: the whole file, read in order."""
 
     def __init__(
-        self, path: Path, batch_size: int = 2_000, max_future_skew_s: float = 3600.0
+        self,
+        path: Path,
+        batch_size: int = 2_000,
+        max_future_skew_s: float = 3600.0,
+        dataflow: str = "",
     ) -> None:
+        self.dataflow = dataflow
         self.path = path
         self.batch_size = batch_size
         self.max_future_skew_s = max_future_skew_s
@@ -192,4 +212,6 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: tuple | None
     ) -> _ReplayPartition:
-        return _ReplayPartition(self.path, self.batch_size, self.max_future_skew_s, resume_state)
+        return _ReplayPartition(
+            self.path, self.batch_size, self.max_future_skew_s, self.dataflow, resume_state
+        )

@@ -65,7 +65,7 @@ def read_and_parse(settings: Settings, shape_name: str, shape: type) -> Dataflow
     from tools.bench import CountingSink  # here: tools.bench imports this module
 
     flow = Dataflow(f"read_and_parse_{shape_name}")
-    raw = op.input("read", flow, source_for(settings, shape_name))  # type: ignore[arg-type]
+    raw = op.input("read", flow, source_for(settings, shape_name, flow.flow_id))  # type: ignore[arg-type]
     op.output("count", op.map("parse", raw, Parser(shape, flow.flow_id)), CountingSink())
     return flow
 

@@ -116,7 +116,9 @@ def test_a_far_future_record_is_a_dead_letter_from_kafka(
     # this guards against write to topics (and brokers) that allow them
     allow_future = {"message.timestamp.after.max.ms": str(2**63 - 1)}
     create_topics(
-        kafka, {kafka.clickstream_topic: allow_future, kafka.user_clickstream_topic: allow_future}, 4
+        kafka,
+        {kafka.clickstream_topic: allow_future, kafka.user_clickstream_topic: allow_future},
+        4,
     )
     produce_dump(kafka, dumps[1] / FILES[0], kafka.clickstream_topic)
     produce_dump(kafka, dumps[1] / FILES[1], kafka.user_clickstream_topic)

@@ -1,0 +1,1 @@
+"""Metrics, health and progress of a running dataflow (`/metrics`, `/health`, progress bar)."""

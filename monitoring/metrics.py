@@ -1,0 +1,168 @@
+"""The pipeline's Prometheus metrics, in the default registry.
+
+Counters are bumped once per batch (a source batch, a list of late events, a
+flush), never per record, so keeping them costs nothing measurable (`just bench`
+has the row). Window state (watermark, open windows) is not pushed at all: it is
+read from the live operators when Prometheus scrapes.
+
+Bytewax's own per-step metrics are served by Bytewax's API server
+(`BYTEWAX_DATAFLOW_API_ENABLED=1`, port 3030), which includes these too.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from monitoring.health import HEALTH
+from operators.windows import WindowStats
+
+# `_created` series double the output and no dashboard here uses them
+disable_created_metrics()
+
+RECORDS_READ = Counter(
+    "clickstream_records_read",
+    "Records read from the input, per Kafka topic and partition.",
+    ["dataflow", "topic", "partition"],
+)
+DEAD_LETTERS_TOTAL = Counter(
+    "clickstream_dead_letters",
+    "Records set aside in dead_letters, per kind of reason.",
+    ["dataflow", "reason"],
+)
+LATE_EVENTS_TOTAL = Counter(
+    "clickstream_late_events",
+    "Rows written to late_events: records that missed some or all of a table's windows.",
+    ["dataflow", "table"],
+)
+ROWS_WRITTEN = Counter(
+    "clickstream_rows_written", "Rows written to the output tables.", ["dataflow", "table"]
+)
+FILES_WRITTEN = Counter(
+    "clickstream_files_written", "Files written to the output tables.", ["dataflow", "table"]
+)
+LAST_FLUSH = Gauge(
+    "clickstream_last_flush_timestamp_seconds",
+    "When a sink partition last wrote its buffered rows (Unix time).",
+    ["dataflow"],
+)
+FLUSH_SECONDS = Histogram(
+    "clickstream_flush_duration_seconds",
+    "Time to write one flush (all its files) to storage.",
+    ["dataflow"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+STORAGE_RETRIES = Counter(
+    "clickstream_storage_retries",
+    "Storage requests retried after a transient error (our retries, after gcsfs's own).",
+    ["dataflow"],
+)
+CONSUMER_LAG = Gauge(
+    "clickstream_consumer_lag_records",
+    "Kafka end offset minus the next offset to read, per partition.",
+    ["dataflow", "topic", "partition"],
+)
+JOIN_TABLE_SIZE = Gauge(
+    "clickstream_join_table_rows",
+    "Rows held in the lookup table of a join (users of enrich).",
+    ["dataflow", "join"],
+)
+SINK_KEPT_ORIGINS = Gauge(
+    "clickstream_kafka_sink_kept_origins",
+    "Inputs the Kafka sink found already written and waits to see again after a restart.",
+    ["dataflow", "topic", "part"],
+)
+
+
+def reason_kind(reason: str) -> str:
+    """A dead letter's reason without its details, so the label set stays small.
+
+    ```python
+    reason_kind("not JSON: input data was truncated")       # "not JSON"
+    reason_kind("timestamp 2100-01-01T00:00:00.000Z is ...") # "timestamp in the future"
+    ```
+    """
+    if reason.startswith("timestamp "):
+        return "timestamp in the future"
+    if reason.startswith("bad replay line"):
+        return "bad replay line"
+    return reason.split(":", 1)[0]
+
+
+class _WindowCollector(Collector):
+    """Watermark and open windows of every table, read from its shards at scrape time."""
+
+    def __init__(self) -> None:
+        self.tables: dict[tuple[str, str], weakref.ref[WindowStats]] = {}
+
+    def watch(self, dataflow: str, table: str, stats: WindowStats) -> None:
+        self.tables[(dataflow, table)] = weakref.ref(stats)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        watermark = GaugeMetricFamily(
+            "clickstream_watermark_timestamp_seconds",
+            "Event-time watermark of a table (Unix time): windows ending before it are final.",
+            labels=["dataflow", "table"],
+        )
+        open_windows = GaugeMetricFamily(
+            "clickstream_open_windows",
+            "Window state held: (key, pane) counts of sliding and tumbling windows, open sessions.",
+            labels=["dataflow", "table"],
+        )
+        for (dataflow, table), ref in list(self.tables.items()):
+            stats = ref()
+            if stats is None:
+                continue
+            wm = stats.watermark_ms()
+            if wm is not None:
+                watermark.add_metric([dataflow, table], wm / 1000.0)
+            open_windows.add_metric([dataflow, table], stats.open_windows())
+        yield watermark
+        yield open_windows
+
+
+_windows = _WindowCollector()
+REGISTRY.register(_windows)
+
+
+def watch_windows(dataflow: str, table: str, stats: WindowStats) -> None:
+    """Export a `count_window`'s watermark and state size as the table's."""
+    _windows.watch(dataflow, table, stats)
+
+
+class InputMeter:
+    """Metrics and health of one source partition, updated once per batch.
+
+    ```python
+    meter = InputMeter("clickstream", "clickstream#0")
+    meter.read("clickstream", 0, len(batch))       # records read
+    meter.lag("clickstream", 0, end_offset - next_offset)
+    meter.polled(len(batch), waiting=lag > 0)
+    ```
+    """
+
+    def __init__(self, dataflow: str, part: str) -> None:
+        self.dataflow = dataflow
+        self.part = part
+        self.children: dict[tuple[str, int], Counter] = {}
+
+    def read(self, topic: str, partition: int, n: int) -> None:
+        child = self.children.get((topic, partition))
+        if child is None:
+            child = self.children[(topic, partition)] = RECORDS_READ.labels(
+                self.dataflow, topic, str(partition)
+            )
+        child.inc(n)
+
+    def lag(self, topic: str, partition: int, records: int) -> None:
+        CONSUMER_LAG.labels(self.dataflow, topic, str(partition)).set(records)
+
+    def polled(self, read: int, waiting: bool) -> None:
+        HEALTH.polled(self.part, read, waiting)
+
+    def finished(self) -> None:
+        HEALTH.finished(self.part)

@@ -1,0 +1,82 @@
+"""The health rules and the plain progress line, without a dataflow around them."""
+
+from __future__ import annotations
+
+import time
+
+from monitoring.health import Health
+from monitoring.metrics import reason_kind
+from monitoring.progress import Progress
+from monitoring.server import process_id
+
+
+def test_input_waiting_but_not_read_for_the_stall_timeout_is_unhealthy():
+    health = Health(stall_timeout_s=0.2)
+    health.polled("clickstream#0", read=100, waiting=True)
+    assert health.problems() == []
+    for _ in range(5):
+        time.sleep(0.06)
+        health.polled("clickstream#0", read=0, waiting=True)
+    [problem] = health.problems()
+    assert problem.startswith("clickstream#0: input waiting, nothing read for")
+    health.polled("clickstream#0", read=10, waiting=True)
+    assert health.problems() == []
+
+
+def test_a_caught_up_input_may_read_nothing_for_ever():
+    health = Health(stall_timeout_s=0.1)
+    health.polled("clickstream#0", read=0, waiting=False)
+    for _ in range(4):
+        time.sleep(0.05)
+        health.polled("clickstream#0", read=0, waiting=False)
+    assert health.problems() == []
+
+
+def test_an_input_not_polled_for_the_stall_timeout_is_unhealthy_until_it_finishes():
+    # its worker is stuck (for example in a sink that cannot write)
+    health = Health(stall_timeout_s=0.1)
+    health.polled("replay", read=10, waiting=False)
+    time.sleep(0.15)
+    assert health.problems()[0].startswith("replay: not polled for")
+    health.finished("replay")
+    assert health.problems() == []
+
+
+def test_storage_failure_is_unhealthy_until_a_write_succeeds():
+    health = Health()
+    health.storage_failed("upload gs://b/x: OSError: refused")
+    assert "storage writes failing" in health.problems()[0]
+    health.storage_ok()
+    assert health.problems() == []
+
+
+def test_progress_line_gives_share_rate_and_time_left():
+    progress = Progress()
+    progress.expect(1_000_000, "records")
+    assert progress.started is not None
+    progress.started -= 4.0
+    progress.done = 400_000
+    line = progress.line(time.monotonic())
+    assert line.startswith(" 40% (400k/1.00M records) 100k records/s"), line
+    assert "00:06 left" in line
+
+
+def test_dead_letter_reasons_are_grouped_without_their_details():
+    assert reason_kind("not JSON: input data was truncated") == "not JSON"
+    assert reason_kind("invalid Click: Expected `int`, got `str` - at `$.userid`") == (
+        "invalid Click"
+    )
+    assert reason_kind("timestamp 2100-01-01T00:00:00.000Z is more than 3600 s ahead") == (
+        "timestamp in the future"
+    )
+    assert reason_kind("no record timestamp") == "no record timestamp"
+
+
+def test_process_id_is_read_like_bytewax_run(monkeypatch):
+    monkeypatch.delenv("BYTEWAX_PROCESS_ID", raising=False)
+    run = "/x/site-packages/bytewax/run.py"
+    assert process_id([run, "dataflows.clickstream:flow", "-i", "3", "-a", "a:1;b:2"]) == 3
+    assert process_id([run, "dataflows.clickstream:flow", "--process-id", "2"]) == 2
+    assert process_id([run, "dataflows.clickstream:flow"]) == 0
+    monkeypatch.setenv("BYTEWAX_PROCESS_ID", "1")
+    assert process_id(["pytest"]) == 1
