@@ -23,6 +23,7 @@ import logging
 import time
 import zlib
 from collections import defaultdict
+from collections.abc import Callable
 from typing import NamedTuple
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -78,6 +79,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
         topic: str,
         name: str,
         resume: State | None,
+        owns: Callable[[tuple[str, int]], bool],
         slow_writes_s: float = 0.0,
         dataflow: str = "",
     ) -> None:
@@ -96,7 +98,10 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
         self.written: Written = {k: set(offsets) for k, offsets in pending.items()}
         found, self.saved = self._read_back(kafka, saved)
         for k, offsets in found.items():
-            self.written.setdefault(k, set()).update(offsets)
+            # what other sink partitions wrote never comes here: keeping it would only
+            # grow the state (a first start reads the whole topic)
+            if owns(k):
+                self.written.setdefault(k, set()).update(offsets)
         if self.written:
             log.info(
                 "kafka sink %s: %d records already in %s will not be written again",
@@ -290,6 +295,7 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
         self.slow_writes_s = slow_writes_s
 
     def part_of(self, record: KafkaRecord) -> str:
+        # keep in step with `owns` in build_part
         return str(0 if record.origin is None else record.origin[1] % self.parts)
 
     def group(self, records: list[KafkaRecord]) -> list[tuple[str, list[KafkaRecord]]]:
@@ -309,6 +315,11 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
         self, step_id: str, for_part: str, resume_state: State | None
     ) -> _TopicPartition:
         name = f"{step_id}/{for_part}"
+        part = int(for_part)
+
+        def owns(input_partition: tuple[str, int]) -> bool:
+            return input_partition[1] % self.parts == part
+
         return _TopicPartition(
-            self.kafka, self.topic, name, resume_state, self.slow_writes_s, self.dataflow
+            self.kafka, self.topic, name, resume_state, owns, self.slow_writes_s, self.dataflow
         )

@@ -134,3 +134,18 @@ def test_read_back_sees_records_whose_transaction_is_not_settled(kafka_bootstrap
     got = sorted(origin for *_, origin in _read(sink.kafka, topic_name))
     assert got == sorted(f"clicks/0/{o}".encode() for o in range(5))
     assert restarted.skipped == 3
+
+
+def test_a_first_start_keeps_only_its_own_inputs_origins(kafka_bootstrap, topic_name):
+    # sink partitions are built when their first record comes; one built after another
+    # has written reads those records back too, but their inputs never come to it
+    sink = _sink(kafka_bootstrap, topic_name, partitions=2, parts=2)
+    first = sink.build_part("write", "0", None)
+    first.write_batch([_records(range(50), partition=0)])
+    first.close()
+    late = sink.build_part("write", "1", None)
+    assert late.written == {}
+    late.write_batch([_records(range(20), partition=1)])
+    late.close()
+    assert sorted(sink.group(_records(range(3), partition=0)))[0][0] == "0"
+    assert len(_read(sink.kafka, topic_name)) == 70
