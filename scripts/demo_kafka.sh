@@ -11,13 +11,13 @@ seconds=${1:-60}
 rate=${2:-200}
 
 own_broker=1
-if $py -m tools.kafka_broker env >/dev/null 2>&1; then own_broker=0; fi
-eval "$($py -m tools.kafka_broker up)"
+if $py -m infra.kafka_broker env >/dev/null 2>&1; then own_broker=0; fi
+eval "$($py -m infra.kafka_broker up)"
 pids=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    if [ "$own_broker" = 1 ]; then $py -m tools.kafka_broker down; fi
+    if [ "$own_broker" = 1 ]; then $py -m infra.kafka_broker down; fi
 }
 trap cleanup EXIT
 
@@ -25,15 +25,19 @@ export CLICKSTREAM_SOURCE=kafka CLICKSTREAM_OUTPUT=output-kafka
 rm -rf output-kafka
 $py -m tools.produce --rate "$rate" --duration "$seconds" --partitions 4 &
 producer=$!
+pids+=("$producer")
 sleep 3  # the producer creates the topics
 $py -m bytewax.run dataflows.enrich:flow -w 2 &
 pids+=($!)
 wait "$producer"
 echo "demo: producer done; waiting for the join to catch up"
 $py -m tools.produce --wait-enriched 90
-kill -TERM "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
+kill -TERM "${pids[1]}"; wait "${pids[1]}" 2>/dev/null || true; pids=()
 echo "demo: reading both topics to their end with the table dataflows"
 KAFKA_STOP_AT_END=true $py -m bytewax.run dataflows.clickstream:flow &
+pids+=($!)
 KAFKA_STOP_AT_END=true $py -m bytewax.run dataflows.user_clickstream:flow &
-wait %1 %2 2>/dev/null || wait
+pids+=($!)
+for pid in "${pids[@]}"; do wait "$pid"; done
+pids=()
 $py -m tools.show output-kafka

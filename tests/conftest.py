@@ -12,10 +12,25 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
 
-from tools import kafka_broker
-from tools.gcs_emulator import GcsEmulator
+from infra import kafka_broker
+from infra.gcs_emulator import GcsEmulator
+from tests.processes import kill_all, mark_suite, wait_left_behind
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+mark_suite()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if a broker, emulator or dataflow the suite started is still alive
+    after every fixture has been torn down; then stop them, so nothing outlives it."""
+    found = wait_left_behind()
+    if not found:
+        return
+    lines = "\n".join(f"  pid {pid}: {cmd}" for pid, cmd in found)
+    print(f"\nerror: the test suite left {len(found)} processes running:\n{lines}")
+    kill_all(found)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 EntryPoint = Callable[[Dataflow], None]
 

@@ -1,14 +1,61 @@
-"""Running dataflows as `python -m bytewax.run` processes, as users do."""
+"""Running dataflows as `python -m bytewax.run` processes, as users do, and making sure
+the suite leaves none of its processes behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Every process the suite starts inherits this variable (clean_env keeps it), even
+# one whose parent died: what still carries it at the end was left behind.
+SUITE_MARK_VAR = "TEST_SUITE_RUN"
 
 
 def clean_env(**settings: str) -> dict[str, str]:
     """This process's environment without any pipeline settings, plus `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
     return {**env, **settings}
+
+
+def mark_suite() -> None:
+    """Mark this process's environment, so its descendants can be found at the end."""
+    os.environ.setdefault(SUITE_MARK_VAR, uuid.uuid4().hex)
+
+
+def left_behind() -> list[tuple[int, str]]:
+    """(pid, command line) of every live process other than this one that carries the mark."""
+    mark = f"{SUITE_MARK_VAR}={os.environ[SUITE_MARK_VAR]}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if state != "Z":
+            found.append((int(entry.name), cmdline.strip()[:200]))
+    return found
+
+
+def wait_left_behind(grace_s: float = 5.0) -> list[tuple[int, str]]:
+    """`left_behind()`, after giving processes that are stopping `grace_s` to go."""
+    deadline = time.monotonic() + grace_s
+    while (found := left_behind()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return found
+
+
+def kill_all(found: list[tuple[int, str]]) -> None:
+    for pid, _ in found:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
