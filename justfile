@@ -23,11 +23,11 @@ demo rate="2000" count="60000": setup
 
 # Start a local Apache Kafka broker (jars from Maven Central; needs Java 17+ and Maven).
 kafka-up: setup
-    {{python}} -m tools.kafka_broker up
+    {{python}} -m infra.kafka_broker up
 
 # Stop the local broker.
 kafka-down: setup
-    {{python}} -m tools.kafka_broker down
+    {{python}} -m infra.kafka_broker down
 
 # Produce datagen records into Kafka (KAFKA_BOOTSTRAP_SERVERS or the local broker).
 produce *args: setup
@@ -53,4 +53,8 @@ lint: setup
 
 # Benchmarks against Bytewax's built-in windowing and the raw Kafka ceiling (figures, not tests).
 bench *args: setup
-    {{python}} -m tools.bench {{args}}
+    {{python}} -m benchmarks.run {{args}}
+
+# State and memory over 6 h of event time, 10,000 users, 5M records per dataflow.
+soak *args: setup
+    {{python}} -m benchmarks.soak {{args}}

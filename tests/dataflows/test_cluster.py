@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from infra.kafka_broker import free_port
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
-from tools.kafka_broker import free_port
 from tools.replay_gen import generate
 
 

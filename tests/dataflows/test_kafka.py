@@ -17,10 +17,10 @@ import dataflows.enrich
 import dataflows.user_clickstream
 from config import KafkaSettings, Settings
 from events import datagen
+from infra.kafka_broker import SASL_USERS, Broker
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
 from tests.topics import read_topic
-from tools.kafka_broker import SASL_USERS, Broker
 from tools.produce import create_topics, produce_dump, producer
 from tools.replay_gen import generate
 

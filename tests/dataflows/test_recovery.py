@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from infra.kafka_broker import free_port
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
 from tests.topics import read_topic
-from tools.kafka_broker import free_port
 from tools.replay_gen import generate
 
 TABLES = ["pages_per_min", "errors_per_min_alert", "late_events", "dead_letters"]

@@ -188,7 +188,7 @@ def test_metrics_of_two_kafka_processes_agree_with_input_and_output(
         for line in (tmp_path / "dump" / "clickstream.jsonl").read_bytes().splitlines()
     )
     port = _free_ports(2)
-    from tools.kafka_broker import free_port
+    from infra.kafka_broker import free_port
 
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     env = clean_env(

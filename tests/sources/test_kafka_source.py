@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from config import KafkaSettings
+from infra.kafka_broker import Broker
 from operators.batches import END, NEVER
 from sources.kafka import KafkaSource
-from tools.kafka_broker import Broker
 from tools.produce import create_topics, producer
 
 

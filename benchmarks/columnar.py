@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
 from itertools import islice
 from operator import attrgetter
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import msgspec
 import polars as pl
 
+from benchmarks.common import Record
 from events.schema import UserClick
 from operators.batches import TimedBatch
 from operators.windows import combine_panes, combine_sessions
@@ -95,7 +95,7 @@ def with_polars(batches: list[TimedBatch]) -> int:
     return rows
 
 
-def bench_columnar(scale: float, record: Callable[[str, str, float, str, float], None]) -> None:
+def bench_columnar(scale: float, record: Record) -> None:
     n = int(300_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp), events=n, rate=500, partitions=4, jitter_ms=20_000, seed=5)

@@ -1,0 +1,1 @@
+"""Benchmarks, each against a named baseline in the same run (`just bench`), and the soak."""
