@@ -15,11 +15,7 @@ setup:
 
 # The main job on the embedded default: datagen -> both dataflows -> ./output, then print the tables.
 demo rate="2000" count="60000": setup
-    rm -rf output
-    CLICKSTREAM_DATAGEN_RATE={{rate}} CLICKSTREAM_DATAGEN_COUNT={{count}} {{python}} -m bytewax.run dataflows.clickstream:flow & \
-    CLICKSTREAM_DATAGEN_RATE={{rate}} CLICKSTREAM_DATAGEN_COUNT={{count}} {{python}} -m bytewax.run dataflows.user_clickstream:flow & \
-    wait
-    {{python}} -m tools.show output
+    scripts/demo.sh {{rate}} {{count}}
 
 # Start a local Apache Kafka broker (jars from Maven Central; needs Java 17+ and Maven).
 kafka-up: setup

@@ -62,20 +62,27 @@ def produce_dump(kafka: KafkaSettings, dump: Path, topic: str | None = None) -> 
     """Produce a kcat -J dump as it was: same partitions, keys, payloads and timestamps."""
     p = producer(kafka)
     n = 0
-    for line in dump.read_bytes().splitlines():
-        rec = orjson.loads(line)
-        payload = rec.get("payload")
-        send(
-            p,
-            topic or rec["topic"],
-            value=None if payload is None else payload.encode(),
-            key=None if rec.get("key") is None else rec["key"].encode(),
-            partition=rec["partition"],
-            timestamp=rec["ts"],
-        )
-        n += 1
+    with dump.open("rb") as lines:
+        for line in lines:
+            if line.isspace():
+                continue
+            _produce_line(p, line, topic)
+            n += 1
     _flush(p)
     return n
+
+
+def _produce_line(p: Producer, line: bytes, topic: str | None) -> None:
+    rec = orjson.loads(line)
+    payload = rec.get("payload")
+    send(
+        p,
+        topic or rec["topic"],
+        value=None if payload is None else payload.encode(),
+        key=None if rec.get("key") is None else rec["key"].encode(),
+        partition=rec["partition"],
+        timestamp=rec["ts"],
+    )
 
 
 def send(p: Producer, topic: str, **kwargs: object) -> None:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job on the embedded default: datagen into both table dataflows, tables to
+# ./output, then printed. Both dataflows stop with the script (Ctrl-C included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py=.venv/bin/python
+rate=${1:-2000}
+count=${2:-60000}
+case "$rate$count" in *[!0-9.]*) echo "usage: just demo [RATE] [COUNT] (numbers)" >&2; exit 2;; esac
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+rm -rf output
+export CLICKSTREAM_DATAGEN_RATE="$rate" CLICKSTREAM_DATAGEN_COUNT="$count"
+$py -m bytewax.run dataflows.clickstream:flow &
+pids+=($!)
+$py -m bytewax.run dataflows.user_clickstream:flow &
+pids+=($!)
+for pid in "${pids[@]}"; do wait "$pid"; done
+pids=()
+$py -m tools.show output
