@@ -17,6 +17,10 @@ setup:
 demo rate="2000" count="60000": setup
     scripts/demo.sh {{rate}} {{count}}
 
+# SQL over the output tables, e.g. `just query "select count(*) from pages_per_min"`; no SQL: a prompt.
+query *args: setup
+    {{python}} -m tools.query {{args}}
+
 # Start a local Apache Kafka broker (jars from Maven Central; needs Java 17+ and Maven).
 kafka-up: setup
     {{python}} -m infra.kafka_broker up
