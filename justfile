@@ -41,9 +41,18 @@ demo-kafka seconds="60" rate="200": setup
 run-recoverable flow *args: setup
     scripts/run_recoverable.sh {{flow}} {{args}}
 
-# Run the whole test suite.
+# Run the whole test suite (installs headless Chromium for the dashboard test if missing).
 test *args: setup
+    scripts/setup_browser.sh
     {{python}} -m pytest {{args}}
+
+# The live dashboard of the output tables (http://127.0.0.1:8050/).
+dashboard *args: setup
+    {{python}} -m tools.dashboard {{args}}
+
+# One self-contained HTML file with the dashboard's charts: `just report output report.html`.
+report output="output" file="report.html": setup
+    {{python}} -m tools.report {{output}} {{file}}
 
 # ruff and mypy.
 lint: setup

@@ -24,3 +24,7 @@ pids+=($!)
 for pid in "${pids[@]}"; do wait "$pid"; done
 pids=()
 $py -m tools.show output
+echo
+echo "Query it:      just query \"select * from pages_per_min order by pages desc limit 10\""
+echo "Look at it:    just dashboard --output output    (then open http://127.0.0.1:8050/)"
+echo "Share it:      just report output report.html"

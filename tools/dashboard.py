@@ -1,0 +1,164 @@
+"""A live dashboard of the output tables, like the notebook's `display()` charts.
+
+    python -m tools.dashboard [--output OUT] [--port 8050] [--metrics URL]
+
+Serves a page (Plotly Dash; its JavaScript is bundled in the Python packages and
+served by this process, no CDN) on `CLICKSTREAM_DASHBOARD_PORT` (8050) that reads
+the tables again every `CLICKSTREAM_DASHBOARD_REFRESH` seconds (5) while the
+dataflows write: pages per minute of the top users, errors per status with the
+alert threshold and the alerting windows, sessions as a timeline, users seen from
+several IPs or cities in a minute, and pipeline health (rows per table, newest
+window against the clock, dead letters and late events by reason, and the
+figures of `/metrics` when `--metrics` points at it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+import urllib.request
+from typing import Any
+
+import dash
+from dash import dash_table, dcc, html
+from prometheus_client.parser import text_string_to_metric_families
+
+from tools import charts
+from tools.query import connect
+
+METRICS = (
+    "clickstream_records_read_total",
+    "clickstream_rows_written_total",
+    "clickstream_dead_letters_total",
+    "clickstream_late_events_total",
+    "clickstream_open_windows",
+    "clickstream_consumer_lag_records",
+)
+
+
+def metric_figures(url: str) -> list[dict[str, Any]]:
+    """The main figures of a `/metrics` endpoint, summed over labels."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError as ex:
+        return [{"metric": url, "value": f"unreachable: {ex}"}]
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in METRICS:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return [{"metric": name, "value": f"{value:,.0f}"} for name, value in totals.items()]
+
+
+def _table(id_: str) -> Any:
+    # DataTable is generated at import time, so type checkers cannot see it
+    return dash_table.DataTable(  # type: ignore[attr-defined]
+        id=id_, page_size=10, style_cell={"fontFamily": "monospace", "fontSize": 12}
+    )
+
+
+def make_app(output: str, refresh_s: float, metrics_url: str | None) -> dash.Dash:
+    app = dash.Dash(__name__, title="Clickstream", serve_locally=True)
+    graph: Any = {"displayModeBar": False}
+    app.layout = html.Div(
+        [
+            html.H2("Clickstream"),
+            html.Div(
+                [
+                    html.Span(id="refreshed"),
+                    " · newest window end: ",
+                    html.Span(id="newest"),
+                    " · ",
+                    html.Span(id="sessions-drawn"),
+                ]
+            ),
+            dcc.Interval(id="tick", interval=int(refresh_s * 1000)),
+            html.Div(
+                [
+                    dcc.Graph(id="pages-chart", config=graph),
+                    dcc.Graph(id="errors-chart", config=graph),
+                    dcc.Graph(id="sessions-chart", config=graph),
+                    dcc.Graph(id="ip-chart", config=graph),
+                ],
+                style={"display": "grid", "gridTemplateColumns": "1fr 1fr"},
+            ),
+            html.Div(
+                [
+                    html.Div([html.H4("Alerting windows (errors > 5)"), _table("alerts")]),
+                    html.Div([html.H4("Pipeline health"), _table("health")]),
+                    html.Div([html.H4("Dead letters and late events"), _table("reasons")]),
+                    html.Div([html.H4("Metrics"), _table("metrics")]),
+                ],
+                style={"display": "grid", "gridTemplateColumns": "1fr 1fr", "gap": "12px"},
+                id="health-panel",
+            ),
+        ],
+        style={"fontFamily": "sans-serif", "margin": "12px"},
+    )
+
+    @app.callback(
+        [
+            dash.Output("pages-chart", "figure"),
+            dash.Output("errors-chart", "figure"),
+            dash.Output("sessions-chart", "figure"),
+            dash.Output("ip-chart", "figure"),
+            dash.Output("alerts", "data"),
+            dash.Output("health", "data"),
+            dash.Output("reasons", "data"),
+            dash.Output("metrics", "data"),
+            dash.Output("newest", "children"),
+            dash.Output("sessions-drawn", "children"),
+            dash.Output("refreshed", "children"),
+        ],
+        dash.Input("tick", "n_intervals"),
+    )
+    def refresh(_: int | None) -> tuple:
+        # a new connection each time: it lists the files the dataflows wrote since
+        built = charts.build(connect(output))
+        metrics = metric_figures(metrics_url) if metrics_url else []
+        return (
+            built.pages,
+            built.errors,
+            built.sessions,
+            built.ip_activity,
+            built.alerts,
+            built.health,
+            built.reasons,
+            metrics,
+            built.newest_window_end or "none yet",
+            f"{built.sessions_drawn} sessions drawn",
+            f"refreshed {time.strftime('%H:%M:%S')}",
+        )
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.dashboard", description="live charts of the output tables"
+    )
+    parser.add_argument("--output", default=os.environ.get("CLICKSTREAM_OUTPUT", "./output"))
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("CLICKSTREAM_DASHBOARD_PORT", "8050"))
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other hosts")
+    parser.add_argument(
+        "--refresh",
+        type=float,
+        default=float(os.environ.get("CLICKSTREAM_DASHBOARD_REFRESH", "5")),
+        help="seconds between refreshes",
+    )
+    parser.add_argument("--metrics", help="a /metrics URL whose figures to show")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    print(f"dashboard of {args.output} on http://{args.host}:{args.port}/", flush=True)
+    make_app(args.output, args.refresh, args.metrics).run(
+        host=args.host, port=args.port, debug=False
+    )
+
+
+if __name__ == "__main__":
+    main()
