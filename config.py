@@ -7,11 +7,13 @@ raises `ConfigError` with a one-line message naming the variable;
 Kafka connection settings use the names Confluent users know
 (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_SASL_USERNAME`, ...) and may be completed by a
 librdkafka properties file (`KAFKA_CONFIG_FILE`), such as the `client.properties`
-Confluent Cloud hands out. Secrets are wrapped in `Secret` so they never print.
+Confluent Cloud hands out, in its librdkafka or its Java flavour (`sasl.jaas.config`,
+see `jaas`). Secrets are wrapped in `Secret` so they never print.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NoReturn, TypeVar
+
+import jaas
 
 T = TypeVar("T")
 
@@ -52,8 +56,22 @@ class Secret:
 
 # librdkafka properties whose values must never be printed.
 _SECRET_PROPERTIES = frozenset(
-    {"sasl.password", "ssl.key.password", "ssl.keystore.password", "sasl.oauthbearer.client.secret"}
+    {
+        "sasl.password",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "sasl.oauthbearer.client.secret",
+        "sasl.jaas.config",
+    }
 )
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logging.getLogger(__name__).warning(message)
 
 
 def _parse_properties(text: str, origin: str) -> dict[str, str]:
@@ -100,6 +118,25 @@ class KafkaSettings:
             except OSError as ex:
                 raise ConfigError(f"KAFKA_CONFIG_FILE: cannot read {path}: {ex.strerror}") from None
             for key, value in _parse_properties(text, str(path)).items():
+                if jaas.is_java_only(key):
+                    _warn_once(f"KAFKA_CONFIG_FILE: {key} is a Java client setting; ignored")
+                    continue
+                props[key] = Secret(value) if key in _SECRET_PROPERTIES else value
+        # Java's singular name; librdkafka's is sasl.mechanisms
+        if "sasl.mechanism" in props:
+            props.setdefault("sasl.mechanisms", props.pop("sasl.mechanism"))
+        jaas_config = env.get("KAFKA_SASL_JAAS_CONFIG") or props.pop("sasl.jaas.config", None)
+        props.pop("sasl.jaas.config", None)
+        if jaas_config:
+            mechanism = env.get("KAFKA_SASL_MECHANISM") or props.get("sasl.mechanisms")
+            try:
+                translated = jaas.translate(
+                    jaas_config.get() if isinstance(jaas_config, Secret) else jaas_config,
+                    str(mechanism) if mechanism else None,
+                )
+            except jaas.JaasError as ex:
+                raise ConfigError(str(ex)) from None
+            for key, value in translated.items():
                 props[key] = Secret(value) if key in _SECRET_PROPERTIES else value
         bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or str(props.pop("bootstrap.servers", ""))
         props.pop("bootstrap.servers", None)

@@ -8,7 +8,8 @@ once with Maven into .cache/kafka/libs. The broker runs on 127.0.0.1 with free
 ports, in its own directory, and is stopped by its PID. It has three listeners:
 
 - PLAINTEXT, for tests and demos,
-- SASL_PLAINTEXT with PLAIN users (`alice` / `alice-secret`),
+- SASL_PLAINTEXT with PLAIN users (`alice` / `alice-secret`) and SCRAM-SHA-256/512
+  users (`bob` / `bob-secret`),
 - SASL_SSL with the same users and a self-signed certificate made by keytool,
   whose CA file is written next to it for clients (`ssl.ca.location`).
 
@@ -37,6 +38,7 @@ POM = ROOT / "infra" / "kafka" / "pom.xml"
 DEFAULT_RUN_DIR = ROOT / ".cache" / "kafka" / "run"
 
 SASL_USERS = {"alice": "alice-secret"}
+SCRAM_USERS = {"bob": "bob-secret"}  # SCRAM-SHA-256 and SCRAM-SHA-512, on both SASL listeners
 ADMIN = ("admin", "admin-secret")
 STORE_PASSWORD = "broker-store-secret"
 
@@ -208,6 +210,7 @@ def _server_properties(
         f"org.apache.kafka.common.security.plain.PlainLoginModule required "
         f'username="{ADMIN[0]}" password="{ADMIN[1]}" {users};'
     )
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
     return "\n".join(
         [
             "process.roles=broker,controller",
@@ -221,9 +224,14 @@ def _server_properties(
             "SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "sasl.enabled.mechanisms=PLAIN",
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
             f"listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}",
             f"listener.name.sasl_ssl.plain.sasl.jaas.config={jaas}",
+            *(
+                f"listener.name.{listener}.{mech}.sasl.jaas.config={scram}"
+                for listener in ("sasl_plaintext", "sasl_ssl")
+                for mech in ("scram-sha-256", "scram-sha-512")
+            ),
             f"ssl.keystore.location={workdir / 'server.p12'}",
             "ssl.keystore.type=PKCS12",
             f"ssl.keystore.password={STORE_PASSWORD}",
@@ -276,6 +284,12 @@ def start(workdir: Path | None = None, timeout: float = 120.0) -> Broker:
             cluster_id,
             "-c",
             str(config),
+            *(
+                arg
+                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+                for user, password in SCRAM_USERS.items()
+                for arg in ("--add-scram", f"{mech}=[name={user},password={password}]")
+            ),
         ],
         capture_output=True,
         text=True,

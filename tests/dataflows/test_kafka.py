@@ -17,7 +17,7 @@ import dataflows.enrich
 import dataflows.user_clickstream
 from config import KafkaSettings, Settings
 from events import datagen
-from infra.kafka_broker import SASL_USERS, Broker
+from infra.kafka_broker import SASL_USERS, SCRAM_USERS, Broker
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
 from tests.topics import read_topic
@@ -399,3 +399,63 @@ def test_tailing_run_emits_closed_windows_without_end_of_input(
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_java_credentials_plain_and_scram(own_broker: Broker, tmp_path):
+    # the same topic read with the credentials people bring from Java and Spark
+    _fill(own_broker.bootstrap, "clickstream", 1_000)
+    user, password = next(iter(SASL_USERS.items()))
+    scram_user, scram_password = next(iter(SCRAM_USERS.items()))
+    plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    java_props = tmp_path / "client.properties"
+    java_props.write_text(
+        "# Confluent Cloud's client.properties for Java clients\n"
+        f"bootstrap.servers={own_broker.ssl_bootstrap}\n"
+        "security.protocol=SASL_SSL\n"
+        f"sasl.jaas.config={plain} required username='{user}' password='{password}';\n"
+        "sasl.mechanism=PLAIN\n"
+        "client.dns.lookup=use_all_dns_ips\n"
+        "session.timeout.ms=45000\n"
+        "acks=all\n"
+        f"ssl.ca.location={own_broker.ca_file}\n"
+    )
+    base = {"CLICKSTREAM_SOURCE": "kafka", "KAFKA_STOP_AT_END": "true"}
+    sasl = {
+        **base,
+        "KAFKA_BOOTSTRAP_SERVERS": own_broker.sasl_bootstrap,
+        "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    }
+    runs = {
+        "java-file": {**base, "KAFKA_CONFIG_FILE": str(java_props)},
+        "notebook": {  # the notebook's kafka.sasl.jaas.config, Databricks' shaded class
+            **sasl,
+            "KAFKA_SASL_JAAS_CONFIG": f"kafkashaded.{plain} required "
+            f'username="{user}" password="{password}";',
+        },
+        "scram": {
+            **sasl,
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-256",
+            "KAFKA_SASL_JAAS_CONFIG": "org.apache.kafka.common.security.scram.ScramLoginModule "
+            f"required username='{scram_user}' password='{scram_password}';",
+        },
+    }
+    tables = []
+    for name, env in runs.items():
+        proc = _run_flow({**env, "CLICKSTREAM_OUTPUT": str(tmp_path / name)})
+        assert proc.returncode == 0, (name, proc.stderr[-3000:])
+        assert password not in proc.stderr and scram_password not in proc.stderr
+        tables.append(set(read_rows(tmp_path / name, "pages_per_min")))
+    assert tables[0] and tables[0] == tables[1] == tables[2]
+
+    # a wrong password, and a module that cannot be translated: one line, no secret
+    wrong = f"{plain} required username='{user}' password='wrong-pa55word';"
+    custom = "com.example.VaultLoginModule required password='wrong-pa55word';"
+    for jaas_line, message in (
+        (wrong, "refused the connection"),
+        (custom, "login module com.example.VaultLoginModule cannot be translated"),
+    ):
+        proc = _run_flow({**sasl, "KAFKA_SASL_JAAS_CONFIG": jaas_line}, timeout=60)
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], proc.stderr
+        assert "wrong-pa55word" not in proc.stderr + proc.stdout
