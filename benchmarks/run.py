@@ -27,6 +27,7 @@ of its own. Nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import subprocess
@@ -60,38 +61,24 @@ def write_results() -> None:
     print("\n" + text)
 
 
+# group -> (module, function(scale, record)); imported only when run: each group runs in
+# a process of its own and loads only what it needs
+GROUPS = {
+    "operators": ("benchmarks.windowing", "bench_operators"),
+    "dataflows": ("benchmarks.replay", "bench_dataflows"),
+    "kafka": ("benchmarks.kafka", "bench_kafka"),
+    "sink": ("benchmarks.sink", "bench_sink"),
+    "recovery": ("benchmarks.sink", "bench_recovery"),
+    "columnar": ("benchmarks.columnar", "bench_columnar"),
+    "metrics": ("benchmarks.metrics_cost", "bench_metrics"),
+}
+
+
 def run_group(group: str, scale: float) -> None:
-    # imported here: each group runs in a process of its own and loads only what it needs
-    if group == "operators":
-        from benchmarks.windowing import bench_operators
-
-        bench_operators(scale, record)
-    elif group == "dataflows":
-        from benchmarks.replay import bench_dataflows
-
-        bench_dataflows(scale, record)
-    elif group == "kafka":
-        from benchmarks.kafka import bench_kafka
-
-        bench_kafka(scale, record)
-    elif group == "sink":
-        from benchmarks.sink import bench_sink
-
-        bench_sink(scale, record)
-    elif group == "recovery":
-        from benchmarks.sink import bench_recovery
-
-        bench_recovery(scale, record)
-    elif group == "columnar":
-        from benchmarks.columnar import bench_columnar
-
-        bench_columnar(scale, record)
-    elif group == "metrics":
-        from benchmarks.metrics_cost import bench_metrics
-
-        bench_metrics(scale, record)
-    else:
-        raise SystemExit(f"error: unknown benchmark group {group!r}")
+    if group not in GROUPS:
+        raise SystemExit(f"error: unknown benchmark group {group!r}; one of {', '.join(GROUPS)}")
+    module, function = GROUPS[group]
+    getattr(importlib.import_module(module), function)(scale, record)
 
 
 def main() -> None:

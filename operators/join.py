@@ -16,7 +16,6 @@ idle stops holding the other back (see `TimedBatch.idle`).
 from __future__ import annotations
 
 import heapq
-import weakref
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -27,7 +26,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from operators.batches import Origin, TimedBatch
 from operators.clock import Clock
-from operators.windows import DEFAULT_SHARDS, ShardCache
+from operators.windows import DEFAULT_SHARDS, LiveShards, ShardCache
 
 L = TypeVar("L")
 R = TypeVar("R")
@@ -81,18 +80,8 @@ class _Router:
         ]
 
 
-class JoinStats:
-    """What a `lookup_join` holds in this process, for monitoring; any thread may ask."""
-
-    def __init__(self) -> None:
-        self.shards: weakref.WeakSet[_JoinLogic] = weakref.WeakSet()
-
-    def _live(self) -> list[_JoinLogic]:
-        while True:
-            try:
-                return list(self.shards)
-            except RuntimeError:  # a shard was being built at that moment
-                continue
+class JoinStats(LiveShards["_JoinLogic"]):
+    """What a `lookup_join` holds in this process: its table and waiting events."""
 
     def table_rows(self) -> int:
         """Right records held (users, for enrich)."""

@@ -121,22 +121,30 @@ class LateEvent(NamedTuple, Generic[E]):
     origin: Origin | None = None
 
 
-class WindowStats:
-    """What a `count_window` holds in this process, for monitoring; any thread may ask.
+S = TypeVar("S")
 
-    Reads the live shards without locking: a figure may be a batch old.
-    """
 
-    def __init__(self, delay_ms: int) -> None:
-        self.delay = delay_ms
-        self.shards: weakref.WeakSet[_ShardLogic] = weakref.WeakSet()
+class LiveShards(Generic[S]):
+    """The state shards of one operator in this process, for monitoring: any thread may
+    read them, without locking, so a figure may be a batch old."""
 
-    def _live(self) -> list[_ShardLogic]:
+    def __init__(self) -> None:
+        self.shards: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _live(self) -> list[S]:
         while True:
             try:
                 return list(self.shards)
             except RuntimeError:  # a shard was being built at that moment
                 continue
+
+
+class WindowStats(LiveShards["_ShardLogic"]):
+    """What a `count_window` holds in this process: its watermark and state size."""
+
+    def __init__(self, delay_ms: int) -> None:
+        super().__init__()
+        self.delay = delay_ms
 
     def watermark_ms(self) -> int | None:
         """The least watermark over this process's shards; None before any progress and

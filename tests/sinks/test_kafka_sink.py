@@ -34,6 +34,17 @@ def _sink(bootstrap: str, topic: str, partitions: int, parts: int) -> KafkaTopic
     return KafkaTopicSink(kafka, topic, parts=parts)
 
 
+def _other_writers_transaction(bootstrap: str, topic: str) -> Producer:
+    """Another writer's transaction with the records of inputs 0-2, flushed, not ended."""
+    other = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
+    other.init_transactions(30)
+    other.begin_transaction()
+    for o in range(3):
+        other.produce(topic, b"v", b"k", headers=[("origin", f"clicks/0/{o}".encode())])
+    other.flush(30)
+    return other
+
+
 def test_a_restart_writes_each_input_once(kafka_bootstrap, topic_name):
     sink = _sink(kafka_bootstrap, topic_name, partitions=3, parts=2)
 
@@ -102,12 +113,7 @@ def test_read_back_ends_at_a_transaction_marker(kafka_bootstrap, topic_name):
     # another writer's transaction leaves a commit marker as the last offset: an
     # offset with no record to read, which must still end the read-back
     sink = _sink(kafka_bootstrap, topic_name, partitions=1, parts=1)
-    other = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": topic_name})
-    other.init_transactions(30)
-    other.begin_transaction()
-    for o in range(3):
-        other.produce(topic_name, b"v", b"k", headers=[("origin", f"clicks/0/{o}".encode())])
-    other.commit_transaction(30)
+    _other_writers_transaction(kafka_bootstrap, topic_name).commit_transaction(30)
     restarted = sink.build_part("write", "0", None)
     restarted.write_batch([_records(range(5), partition=0)])
     restarted.close()
@@ -121,12 +127,7 @@ def test_read_back_sees_records_whose_transaction_is_not_settled(kafka_bootstrap
     # they do, a read_committed consumer's end offset stops short of those records. The
     # read-back must still find them: an open transaction holds that moment still.
     sink = _sink(kafka_bootstrap, topic_name, partitions=1, parts=1)
-    other = Producer({"bootstrap.servers": kafka_bootstrap, "transactional.id": topic_name})
-    other.init_transactions(30)
-    other.begin_transaction()
-    for o in range(3):
-        other.produce(topic_name, b"v", b"k", headers=[("origin", f"clicks/0/{o}".encode())])
-    other.flush(30)  # in the log, transaction still open
+    other = _other_writers_transaction(kafka_bootstrap, topic_name)  # open, records in the log
     restarted = sink.build_part("write", "0", None)
     restarted.write_batch([_records(range(5), partition=0)])
     restarted.close()
