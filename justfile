@@ -1,6 +1,8 @@
 # Clickstream analytics on Bytewax. `just demo` runs it, `just test` checks it.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
+# Arguments reach commands as "$@", quoted as given (SQL with spaces stays one argument).
+set positional-arguments
 
 python := ".venv/bin/python"
 export PYTHONUNBUFFERED := "1"
@@ -11,15 +13,17 @@ default:
 
 # Build .venv with everything (quick when already done).
 setup:
-    scripts/setup.sh
+    @scripts/setup.sh
 
 # The main job on the embedded default: datagen -> both dataflows -> ./output, then print the tables.
+[no-exit-message]
 demo rate="2000" count="60000": setup
-    scripts/demo.sh {{rate}} {{count}}
+    @scripts/demo.sh "$@"
 
 # SQL over the output tables, e.g. `just query "select count(*) from pages_per_min"`; no SQL: a prompt.
+[no-exit-message]
 query *args: setup
-    {{python}} -m tools.query {{args}}
+    @{{python}} -m tools.query "$@"
 
 # Start a local Apache Kafka broker (jars from Maven Central; needs Java 17+ and Maven).
 kafka-up: setup
@@ -30,29 +34,34 @@ kafka-down: setup
     {{python}} -m infra.kafka_broker down
 
 # Produce datagen records into Kafka (KAFKA_BOOTSTRAP_SERVERS or the local broker).
+[no-exit-message]
 produce *args: setup
-    {{python}} -m tools.produce {{args}}
+    @{{python}} -m tools.produce "$@"
 
 # The full local mode: broker, producer, users join, both table dataflows, tables printed.
+[no-exit-message]
 demo-kafka seconds="60" rate="200": setup
-    scripts/demo_kafka.sh {{seconds}} {{rate}}
+    @scripts/demo_kafka.sh "$@"
 
 # Run a dataflow with recovery (resumes after a crash), e.g. `just run-recoverable clickstream -w 2`.
+[no-exit-message]
 run-recoverable flow *args: setup
-    scripts/run_recoverable.sh {{flow}} {{args}}
+    @scripts/run_recoverable.sh "$@"
 
 # Run the whole test suite (installs headless Chromium for the dashboard test if missing).
 test *args: setup
-    scripts/setup_browser.sh
-    {{python}} -m pytest {{args}}
+    @scripts/setup_browser.sh
+    {{python}} -m pytest "$@"
 
 # The live dashboard of the output tables (http://127.0.0.1:8050/).
+[no-exit-message]
 dashboard *args: setup
-    {{python}} -m tools.dashboard {{args}}
+    @{{python}} -m tools.dashboard "$@"
 
 # One self-contained HTML file with the dashboard's charts: `just report output report.html`.
+[no-exit-message]
 report output="output" file="report.html": setup
-    {{python}} -m tools.report {{output}} {{file}}
+    @{{python}} -m tools.report "$@"
 
 # ruff and mypy.
 lint: setup
@@ -62,8 +71,8 @@ lint: setup
 
 # Benchmarks against Bytewax's built-in windowing and the raw Kafka ceiling (figures, not tests).
 bench *args: setup
-    {{python}} -m benchmarks.run {{args}}
+    {{python}} -m benchmarks.run "$@"
 
 # State and memory over 6 h of event time, 10,000 users, 5M records per dataflow.
 soak *args: setup
-    {{python}} -m benchmarks.soak {{args}}
+    {{python}} -m benchmarks.soak "$@"

@@ -14,14 +14,15 @@ import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
 from config import Settings, exit_on_config_error
-from events.parse import DeadLetter, Parser
+from events.parse import DeadLetter, Parser, reason_kind
 from events.schema import RawBatch
 from monitoring.health import HEALTH
-from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, reason_kind, watch_windows
+from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_windows
 from monitoring.server import serve
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, WindowCount, WindowOut
 from sinks.parquet import ParquetSink, SinkItem, Table, TableRows
+from sinks.storage import check_output
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
 from sources.datagen import Shape
@@ -138,6 +139,7 @@ def write_tables(
 
     streams.append(op.map("dead_letter_rows", dead, dead_rows))
     streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))
+    check_output(settings.output)
     sink = ParquetSink(
         settings.output,
         name,

@@ -59,7 +59,9 @@ def build(settings: Settings) -> Dataflow:
         raise ConfigError("dataflows.enrich reads Kafka: set CLICKSTREAM_SOURCE=kafka")
     # the output topic too: the sink reads it back on start, so it must exist
     counts = check_topics(
-        kafka, [kafka.clickstream_topic, kafka.users_topic, kafka.user_clickstream_topic]
+        kafka,
+        [kafka.clickstream_topic, kafka.users_topic, kafka.user_clickstream_topic],
+        writes=[kafka.user_clickstream_topic],
     )
     flow = Dataflow("enrich")
     raw_clicks = op.input(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from itertools import compress
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -50,6 +51,21 @@ def dead_letter(record: RawRecord, reason: str) -> DeadLetter:
     )
 
 
+def reason_kind(reason: str) -> str:
+    """A dead letter's reason without its details, so the label set stays small.
+
+    ```python
+    reason_kind("not JSON: input data was truncated")       # "not JSON"
+    reason_kind("timestamp 2100-01-01T00:00:00.000Z is ...") # "timestamp in the future"
+    ```
+    """
+    if reason.startswith("timestamp "):
+        return "timestamp in the future"
+    if reason.startswith("bad replay line"):
+        return "bad replay line"
+    return reason.split(":", 1)[0]
+
+
 class Parser(Generic[E]):
     """Callable step: `RawBatch` -> (`TimedBatch[E]`, dead letters).
 
@@ -75,6 +91,11 @@ class Parser(Generic[E]):
         self.dead = 0
         self.log_every_s = log_every_s
         self.next_log = time.monotonic() + log_every_s
+        # records and dead letters in mostly-dead batches, and their reasons, since the
+        # last warning
+        self.mostly_dead = [0, 0]
+        self.dead_reasons: Counter[str] = Counter()
+        self.next_dead_warning = 0.0
 
     def event_of(self, record: RawRecord) -> E | str:
         """The typed event of a record, or why there is none."""
@@ -109,6 +130,8 @@ class Parser(Generic[E]):
         self.read += len(batch.events)
         self.parsed += len(out.events)
         self.dead += len(dead)
+        if len(dead) * 2 > len(batch.events):
+            self._warn_mostly_dead(len(batch.events), dead)
         if batch.at_end or time.monotonic() >= self.next_log:
             self.next_log = time.monotonic() + self.log_every_s
             log.info(
@@ -120,6 +143,29 @@ class Parser(Generic[E]):
                 f"; {batch.part} at end of input" if batch.at_end else "",
             )
         return out, dead
+
+    def _warn_mostly_dead(self, records: int, dead: list[DeadLetter]) -> None:
+        """More than half of a batch is dead letters: the wrong topic or shape, most
+        likely. Say so in the log (once a minute), not only in the table."""
+        self.mostly_dead[0] += records
+        self.mostly_dead[1] += len(dead)
+        self.dead_reasons.update(reason_kind(d.reason) for d in dead)
+        now = time.monotonic()
+        if now < self.next_dead_warning:
+            return
+        self.next_dead_warning = now + 60.0
+        top = ", ".join(f"{reason} ({n})" for reason, n in self.dead_reasons.most_common(3))
+        log.warning(
+            "%s: %d of %d records in batches that were mostly dead letters: %s; "
+            "is this the right topic and record shape (%s)?",
+            self.name,
+            self.mostly_dead[1],
+            self.mostly_dead[0],
+            top,
+            self.shape.__name__,
+        )
+        self.mostly_dead = [0, 0]
+        self.dead_reasons.clear()
 
     def _one_by_one(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter]]:
         keep: list[bool] = []

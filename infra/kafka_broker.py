@@ -37,7 +37,7 @@ LIBS = ROOT / ".cache" / "kafka" / "libs"
 POM = ROOT / "infra" / "kafka" / "pom.xml"
 DEFAULT_RUN_DIR = ROOT / ".cache" / "kafka" / "run"
 
-SASL_USERS = {"alice": "alice-secret"}
+SASL_USERS = {"alice": "alice-secret", "carol": "carol-secret"}
 SCRAM_USERS = {"bob": "bob-secret"}  # SCRAM-SHA-256 and SCRAM-SHA-512, on both SASL listeners
 ADMIN = ("admin", "admin-secret")
 STORE_PASSWORD = "broker-store-secret"
@@ -203,7 +203,7 @@ def _make_certificate(workdir: Path) -> Path:
 
 
 def _server_properties(
-    workdir: Path, port: int, sasl_port: int, ssl_port: int, controller_port: int
+    workdir: Path, port: int, sasl_port: int, ssl_port: int, controller_port: int, acls: bool
 ) -> str:
     users = " ".join(f'user_{u}="{p}"' for u, p in {**SASL_USERS, ADMIN[0]: ADMIN[1]}.items())
     jaas = (
@@ -246,13 +246,24 @@ def _server_properties(
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             "log.retention.hours=-1",
+            *(_ACLS if acls else []),
             "",
         ]
     )
 
 
-def start(workdir: Path | None = None, timeout: float = 120.0) -> Broker:
-    """Fetch the jars if needed, then format and start a broker in `workdir`."""
+# An authorizer: the PLAINTEXT listener (tests, the controller) is a super user, as is
+# the SASL admin; a topic with ACLs is only for the principals they name.
+_ACLS = [
+    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+    f"super.users=User:ANONYMOUS;User:{ADMIN[0]}",
+    "allow.everyone.if.no.acl.found=true",
+]
+
+
+def start(workdir: Path | None = None, timeout: float = 120.0, acls: bool = False) -> Broker:
+    """Fetch the jars if needed, then format and start a broker in `workdir` (with an
+    ACL authorizer when `acls`)."""
     workdir = Path(workdir) if workdir else DEFAULT_RUN_DIR
     libs = ensure_jars()
     if workdir.exists():
@@ -264,7 +275,7 @@ def start(workdir: Path | None = None, timeout: float = 120.0) -> Broker:
     port, sasl_port, ssl_port, controller_port = ports
     ca_file = _make_certificate(workdir)
     config = workdir / "server.properties"
-    config.write_text(_server_properties(workdir, port, sasl_port, ssl_port, controller_port))
+    config.write_text(_server_properties(workdir, port, sasl_port, ssl_port, controller_port, acls))
     cluster_id = str(uuid.uuid4())  # StorageTool wants base64; use its own generator below
     proc = subprocess.run(
         [_java(), "-cp", f"{libs}/*", "kafka.tools.StorageTool", "random-uuid"],

@@ -78,21 +78,6 @@ SINK_KEPT_ORIGINS = Gauge(
 )
 
 
-def reason_kind(reason: str) -> str:
-    """A dead letter's reason without its details, so the label set stays small.
-
-    ```python
-    reason_kind("not JSON: input data was truncated")       # "not JSON"
-    reason_kind("timestamp 2100-01-01T00:00:00.000Z is ...") # "timestamp in the future"
-    ```
-    """
-    if reason.startswith("timestamp "):
-        return "timestamp in the future"
-    if reason.startswith("bad replay line"):
-        return "bad replay line"
-    return reason.split(":", 1)[0]
-
-
 class _WindowCollector(Collector):
     """Watermark and open windows of every table, read from its shards at scrape time."""
 

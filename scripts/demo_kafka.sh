@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 py=.venv/bin/python
 seconds=${1:-60}
 rate=${2:-200}
+case "$seconds$rate" in
+    '' | *[!0-9.]*) echo "usage: just demo-kafka [SECONDS] [RATE] (numbers)" >&2; exit 2 ;;
+esac
 
 own_broker=1
 if $py -m infra.kafka_broker env >/dev/null 2>&1; then own_broker=0; fi

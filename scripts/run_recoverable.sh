@@ -8,9 +8,17 @@
 # snapshot and the output tables hold every row exactly once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-flow=${1:?usage: run_recoverable.sh FLOW [bytewax.run flags]}
+usage="usage: just run-recoverable FLOW [bytewax.run flags], FLOW one of: clickstream, user_clickstream, enrich"
+flow=${1:-}
+case "$flow" in
+    clickstream | user_clickstream | enrich) ;;
+    *) echo "$usage" >&2; exit 2 ;;
+esac
 shift
 dir=${CLICKSTREAM_RECOVERY_DIR:-./recovery/$flow}
+# Check the settings, inputs and outputs (one line and exit 2 when wrong) before the
+# recovery store is made, so a bad start leaves nothing behind.
+.venv/bin/python -c "import dataflows.$flow as m; m.flow"
 if [ ! -f "$dir/.initialized" ]; then
     mkdir -p "$dir"
     .venv/bin/python -m bytewax.recovery "$dir" "${CLICKSTREAM_RECOVERY_PARTS:-4}"

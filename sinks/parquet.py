@@ -22,21 +22,17 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
-# gcsfs probes buckets over gRPC unless told otherwise; the GCS emulator never
-# answers, so every call would wait 60 s. Must be set before gcsfs is imported.
-os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
-
 import fsspec
 import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from monitoring.health import HEALTH
 from monitoring.metrics import (
     FILES_WRITTEN,
     FLUSH_SECONDS,
@@ -44,70 +40,9 @@ from monitoring.metrics import (
     ROWS_WRITTEN,
     STORAGE_RETRIES,
 )
+from sinks.storage import StorageFailure, retry, stop, storage_options
 
 log = logging.getLogger(__name__)
-
-
-class _StorageRetries(logging.Filter):
-    """gcsfs retries failed requests for about 30 s on its own, logging them at DEBUG and
-    the last with a traceback. Keep one WARNING line per 30 s, without the traceback,
-    so an outage of the storage shows in our logs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.last = -1e9
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "retrying after exception" not in message and "out of retries" not in message:
-            return record.levelno >= logging.WARNING and "non-retriable" not in message
-        now = time.monotonic()
-        if now - self.last < 30.0:
-            return False
-        self.last = now
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        record.msg, record.args, record.exc_info, record.exc_text = (
-            f"storage request failed, retrying: {message.split('exception: ', 1)[-1]}",
-            None,
-            None,
-            None,
-        )
-        return True
-
-
-_gcsfs_log = logging.getLogger("gcsfs")
-_gcsfs_log.setLevel(logging.DEBUG)
-_gcsfs_log.addFilter(_StorageRetries())
-
-
-def _retryable() -> tuple[type[BaseException], ...]:
-    errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
-    try:
-        from gcsfs.retry import HttpError
-
-        errors += (HttpError,)
-    except ImportError:
-        pass
-    return errors
-
-
-RETRYABLE = _retryable()
-
-
-def storage_options(url: str) -> dict[str, Any]:
-    """fsspec options for an output URL: the GCS emulator when STORAGE_EMULATOR_HOST is set.
-
-    Passing the endpoint explicitly (rather than letting gcsfs read the variable) also
-    keeps fsspec's instance cache from handing out a client for another endpoint.
-    Otherwise credentials come the usual Google way (application default credentials,
-    GOOGLE_APPLICATION_CREDENTIALS).
-    """
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
-    if url.startswith(("gs://", "gcs://")) and emulator:
-        if not emulator.startswith("http"):
-            emulator = f"http://{emulator}"
-        return {"endpoint_url": emulator, "token": "anon"}
-    return {}
 
 
 T = TypeVar("T")
@@ -136,62 +71,6 @@ class TableRows(NamedTuple):
 
 SinkItem = TableRows | None  # None is a tick: lets a quiet partition flush on time
 SinkState = tuple[int, dict[str, list[tuple]]]
-
-
-def retry(
-    action: Callable[[], T],
-    what: str,
-    *,
-    give_up_after_s: float = 300.0,
-    first_wait_s: float = 0.5,
-    on_retry: Callable[[], None] | None = None,
-) -> T:
-    """Run `action`, retrying transient storage errors with exponential backoff.
-
-    Waits 0.5 s, doubling up to 30 s between attempts. Once `give_up_after_s` have
-    passed (5 minutes by default, `CLICKSTREAM_STORAGE_RETRY_TIMEOUT`), `/health`
-    turns 503 so an orchestrator can restart the process, and the attempts go on at
-    the longest wait: if the storage comes back first, the run carries on and
-    `/health` is 200 again.
-    """
-    wait = first_wait_s
-    longest = min(30.0, max(0.5, give_up_after_s / 10))
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        try:
-            result = action()
-        except RETRYABLE as ex:
-            attempt += 1
-            if on_retry is not None:
-                on_retry()
-            if time.monotonic() - started >= give_up_after_s:
-                if HEALTH.storage_error is None:
-                    log.error(
-                        "%s still failing after %.0f s (%s: %s); unhealthy, retrying every %.1f s",
-                        what,
-                        time.monotonic() - started,
-                        type(ex).__name__,
-                        ex,
-                        longest,
-                    )
-                HEALTH.storage_failed(f"{what}: {type(ex).__name__}: {ex}")
-            else:
-                log.warning(
-                    "%s failed (%s: %s); retry %d in %.1f s",
-                    what,
-                    type(ex).__name__,
-                    ex,
-                    attempt,
-                    wait,
-                )
-            time.sleep(wait)
-            wait = min(wait * 2, longest)
-            continue
-        if attempt and HEALTH.storage_error is not None:
-            log.info("%s succeeded after %d retries; healthy again", what, attempt)
-            HEALTH.storage_ok()
-        return result
 
 
 class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
@@ -229,6 +108,10 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
             )
 
     def write_batch(self, values: list[SinkItem]) -> None:
+        with self.sink.stop_on_failure():
+            self._add(values)
+
+    def _add(self, values: list[SinkItem]) -> None:
         for item in values:
             if item is None or not item.rows:
                 continue
@@ -301,7 +184,8 @@ class _ParquetPartition(StatefulSinkPartition[SinkItem, SinkState]):
         return self.seq, {t: list(rows) for t, rows in self.pending.items() if rows}
 
     def close(self) -> None:
-        self.flush()
+        with self.sink.stop_on_failure():
+            self.flush()
         log.info("sink %s: closed after %d rows", self.prefix.rstrip("-"), self.written)
 
 
@@ -326,6 +210,7 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
         slow_writes_s: float = 0.0,
         storage_retry_s: float = 300.0,
     ) -> None:
+        self.url = root
         options = storage_options(root) if fs_options is None else fs_options
         self.fs, path = fsspec.core.url_to_fs(root, **options)
         self.root = path.rstrip("/")
@@ -355,16 +240,29 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
     def build_part(
         self, step_id: str, for_part: str, resume_state: SinkState | None
     ) -> _ParquetPartition:
-        return _ParquetPartition(self, int(for_part), resume_state)
+        with self.stop_on_failure():
+            return _ParquetPartition(self, int(for_part), resume_state)
+
+    @contextmanager
+    def stop_on_failure(self) -> Iterator[None]:
+        """A storage error that will not heal stops the process with one line."""
+        try:
+            yield
+        except StorageFailure as ex:
+            stop(f"CLICKSTREAM_OUTPUT {self.url}: {ex}")
 
     def write_file(self, df: pl.DataFrame, directory: str, path: str) -> None:
         fs = self.fs
         if self.local:
-            fs.makedirs(directory, exist_ok=True)
-            hidden = f"{directory}/.{path.rsplit('/', 1)[1]}.tmp"
-            df.write_parquet(hidden, compression="zstd")
-            time.sleep(self.slow_writes_s)
-            os.replace(hidden, path)  # atomic: readers see the whole file or none
+
+            def write_local() -> None:
+                fs.makedirs(directory, exist_ok=True)
+                hidden = f"{directory}/.{path.rsplit('/', 1)[1]}.tmp"
+                df.write_parquet(hidden, compression="zstd")
+                time.sleep(self.slow_writes_s)
+                os.replace(hidden, path)  # atomic: readers see the whole file or none
+
+            self.retry(write_local, f"write {path}")
             return
 
         def upload() -> None:

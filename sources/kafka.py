@@ -29,9 +29,10 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
+    TopicCollection,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AclOperation, AdminClient
 
 from config import ConfigError, KafkaSettings
 from events.schema import RawBatch, RawRecord
@@ -99,9 +100,14 @@ _REFUSALS = ("authentication", "ssl handshake", "certificate verify", "sasl")
 
 
 def check_topics(
-    kafka: KafkaSettings, topics: list[str], timeout_s: float = 20.0
+    kafka: KafkaSettings,
+    topics: list[str],
+    timeout_s: float = 20.0,
+    writes: list[str] | None = None,
 ) -> dict[str, int]:
-    """Partition count per topic; a `ConfigError` that says what is wrong otherwise.
+    """Partition count per topic; a `ConfigError` that says what is wrong otherwise: a
+    topic that does not exist or that we may not read, or one of `writes` that we may
+    not write to.
 
     Runs when a dataflow is built, so bad credentials or a wrong address stop
     `python -m bytewax.run` with one clear line instead of retrying forever.
@@ -133,10 +139,42 @@ def check_topics(
     counts = {}
     for topic in topics:
         md = metadata.topics.get(topic)
+        if md is None:
+            # a topic we may not describe is left out of the full listing: ask for it
+            # by name, so the broker says whether it is missing or forbidden
+            md = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if md is not None and md.error is not None and md.error.code() in _DENIED:
+            raise ConfigError(
+                f"Kafka topic {topic!r} at {where}: not authorized "
+                f"({md.error.name()}); grant this principal READ and DESCRIBE on it"
+            )
         if md is None or md.error is not None or not md.partitions:
             raise ConfigError(f"Kafka topic {topic!r} does not exist at {where}")
         counts[topic] = len(md.partitions)
+    if writes:
+        _check_writable(admin, writes, where)
     return counts
+
+
+_DENIED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+
+
+def _check_writable(admin: AdminClient, topics: list[str], where: str) -> None:
+    """The broker's answer to: may we write to `topics`? (Nothing is written to ask.)"""
+    futures = admin.describe_topics(
+        TopicCollection(topics), request_timeout=20, include_authorized_operations=True
+    )
+    for topic, future in futures.items():
+        try:
+            ops = future.result().authorized_operations
+        except KafkaException as ex:
+            raise ConfigError(f"Kafka topic {topic!r} at {where}: {ex.args[0].str()}") from None
+        # None: the broker runs without an authorizer, everything is allowed
+        if ops is not None and not {AclOperation.WRITE, AclOperation.ALL} & set(ops):
+            raise ConfigError(
+                f"Kafka topic {topic!r} at {where}: not authorized to write "
+                "(TOPIC_AUTHORIZATION_FAILED); grant this principal WRITE on it"
+            )
 
 
 class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):

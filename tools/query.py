@@ -25,7 +25,8 @@ import duckdb
 import fsspec
 import polars as pl
 
-from sinks.parquet import Table, storage_options
+from sinks.parquet import Table
+from sinks.storage import storage_options
 from sinks.tables import ALL_TABLES
 
 _SQL_TYPES = {pl.Int64: "BIGINT", pl.String: "VARCHAR", pl.Binary: "BLOB"}

@@ -11,7 +11,7 @@ import sys
 import fsspec
 import polars as pl
 
-from sinks.parquet import storage_options  # also keeps gcsfs off its gRPC bucket probe
+from sinks.storage import storage_options  # also keeps gcsfs off its gRPC bucket probe
 from sinks.tables import ALL_TABLES
 
 

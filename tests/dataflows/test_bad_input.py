@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
+from bytewax.testing import run_main
 
 import dataflows.clickstream
 import dataflows.user_clickstream
 from config import Settings
 from tests.tables import read_rows
-from tools.replay_gen import kcat_line
+from tools.replay_gen import generate, kcat_line
 
 GOOD_CLICK = {
     "ip": "1.2.3.4",
@@ -120,3 +122,22 @@ def test_user_clickstream_bad_records(tmp_path):
     assert "missing required field `IP`" in reasons[0] + reasons[1]
     # the two good join misses form one session with a null username
     assert [r[0] for r in read_rows(out, "click_user_sessions")] == [None]
+
+
+def test_reading_the_wrong_shape_is_a_warning_in_the_log(tmp_path, caplog):
+    # user_clickstream records fed to the clickstream dataflow: every one a dead letter
+    generate(tmp_path / "dump", events=3_000, rate=20, seed=2)
+    (tmp_path / "dump" / "clickstream.jsonl").write_bytes(
+        (tmp_path / "dump" / "user_clickstream.jsonl").read_bytes()
+    )
+    settings = Settings(
+        source="replay", replay_path=tmp_path / "dump", output=str(tmp_path / "out"), batch_size=500
+    )
+    with caplog.at_level(logging.WARNING, logger="events.parse"):
+        run_main(dataflows.clickstream.build(settings))
+    warnings = [r.getMessage() for r in caplog.records if "mostly dead letters" in r.getMessage()]
+    # once a minute, however many batches: this run takes seconds
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("clickstream: 500 of 500 records in batches that were mostly")
+    assert "invalid Click (500)" in warnings[0] and "record shape (Click)" in warnings[0]
+    assert len(read_rows(tmp_path / "out", "dead_letters")) == 3_000

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from events.parse import reason_kind
 from monitoring.health import Health
-from monitoring.metrics import reason_kind
 from monitoring.progress import Progress
 from monitoring.server import process_id
 

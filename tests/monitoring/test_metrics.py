@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import KafkaSettings
-from monitoring.metrics import reason_kind
+from events.parse import reason_kind
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
 from tools.produce import create_topics, produce_dump
