@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import sys
 import time
 import uuid
@@ -72,7 +73,7 @@ def is_transient(ex: BaseException) -> bool:
         return bool(gcs_is_retriable(ex))
     if isinstance(ex, ValueError | FileNotFoundError | FileExistsError | IsADirectoryError):
         return False
-    if isinstance(ex, PermissionError) or (isinstance(ex, OSError) and ex.errno in _PERMANENT):
+    if isinstance(ex, PermissionError) or _errno_of(ex) in _PERMANENT:
         return False
     if isinstance(ex, OSError) and str(ex).startswith("Forbidden"):  # gcsfs's 403
         return False
@@ -84,6 +85,17 @@ def is_transient(ex: BaseException) -> bool:
 _PERMANENT = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
 
 
+def _errno_of(ex: BaseException) -> int | None:
+    """The errno of an OS error, also of one raised by Rust code (Polars' writer), which
+    only names it in the message: "Read-only file system (os error 30)"."""
+    if not isinstance(ex, OSError):
+        return None
+    if ex.errno is not None:
+        return ex.errno
+    found = re.search(r"\(os error (\d+)\)", str(ex))
+    return int(found.group(1)) if found else None
+
+
 def _no_credentials(ex: BaseException) -> bool:
     return type(ex).__name__ == "DefaultCredentialsError"
 
@@ -92,8 +104,8 @@ def cause(ex: BaseException) -> str:
     """What went wrong, in a few words: not found, permission denied, no credentials."""
     if isinstance(ex, OSError) and str(ex).startswith("Forbidden"):  # gcsfs's 403
         return "permission denied (403)"
-    if isinstance(ex, OSError) and ex.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"permission denied ({ex.strerror})"
+    if _errno_of(ex) in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"permission denied ({os.strerror(_errno_of(ex) or 0)})"
     if isinstance(ex, FileNotFoundError) and ex.errno is None:  # gcsfs's 404: the path
         return f"not found (404: {ex.args[0] if ex.args else ''})"
     if isinstance(ex, OSError) and ex.strerror:

@@ -34,6 +34,11 @@ class DefaultCredentialsError(Exception):
         (FileNotFoundError("b/o"), False, "not found (404: b/o)"),
         (ValueError("Bad Request: b/o\ninvalid"), False, "Bad Request"),
         (PermissionError(13, "Permission denied", "/x"), False, "permission denied"),
+        (
+            OSError("Read-only file system (os error 30): /o/x"),
+            False,
+            "permission denied (Read-only",
+        ),
         (DefaultCredentialsError("none"), False, "no Google credentials"),
     ],
 )
@@ -149,3 +154,26 @@ def test_an_output_turned_unwritable_mid_run_stops_it_with_one_line(tmp_path):
             proc.kill()
     line = _one_error_line(log.read_text())
     assert line.startswith(f"error: CLICKSTREAM_OUTPUT {output}: write "), line
+
+
+def test_write_permission_revoked_mid_run_stops_it_with_one_line(tmp_path):
+    # root ignores file modes, but not a file system remounted read-only
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", str(mnt)], check=True)
+    output = mnt / "out"
+    proc = None
+    try:
+        proc, log = _live_run({"CLICKSTREAM_OUTPUT": str(output)}, tmp_path)
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
+        revoked = time.monotonic()
+        assert proc.wait(timeout=60) == 2
+        assert time.monotonic() - revoked < 30
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+    line = _one_error_line(log.read_text())
+    assert line.startswith(f"error: CLICKSTREAM_OUTPUT {output}: write "), line
+    assert line.endswith("permission denied (Read-only file system)"), line
