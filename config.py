@@ -212,7 +212,7 @@ class Settings:
     # Storage errors are retried with backoff; past this long /health turns 503.
     storage_retry_s: float = 300.0
     # Test aid (CLICKSTREAM_TEST_SLOW_WRITES): seconds each output file stays half-written,
-    # and each write to Kafka sleeps; so crash tests can kill a run mid-write.
+    # and how long each record written to Kafka waits; so crash tests can kill a run mid-write.
     test_slow_writes_s: float = 0.0
 
     def replay_file(self, topic_file: str) -> Path:

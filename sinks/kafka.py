@@ -247,7 +247,10 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
         self.producer.poll(0)
         self._raise_failures()
         if self.slow_writes_s:
-            time.sleep(self.slow_writes_s)  # test aid: slow enough to be killed mid-run
+            # test aid: slow enough to be killed mid-run. Per record, not per call: Bytewax
+            # hands a slow sink more per call, so a sleep per call does not bound the rate
+            # (the enrich crash test then finished before its kills, under load)
+            time.sleep(self.slow_writes_s * sum(map(len, values)))
 
     def _raise_failures(self) -> None:
         if self.failures:

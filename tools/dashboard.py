@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 import time
 import urllib.request
 from typing import Any
@@ -27,6 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tools import charts
 from tools.query import connect
+
+log = logging.getLogger(__name__)
 
 METRICS = (
     "clickstream_records_read_total",
@@ -60,7 +63,43 @@ def _table(id_: str) -> Any:
     )
 
 
+class Latest:
+    """The charts, built again and again in a thread of their own.
+
+    A page's refresh only picks up the newest build, so it answers at once however
+    long the queries take: had the page waited for them, a refresh slower than the
+    refresh interval would be dropped as stale by Dash every time, and the page would
+    never update.
+    """
+
+    def __init__(self, output: str, refresh_s: float, metrics_url: str | None) -> None:
+        self.output = output
+        self.refresh_s = refresh_s
+        self.metrics_url = metrics_url
+        self.ready = threading.Event()
+        self.value: tuple[charts.Charts, list[dict[str, Any]], float] | None = None
+        threading.Thread(target=self._run, name="charts", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                # a new connection each time: it lists the files written since
+                built = charts.build(connect(self.output))
+                metrics = metric_figures(self.metrics_url) if self.metrics_url else []
+                self.value = (built, metrics, time.time())
+                self.ready.set()
+            except Exception:  # a file that vanished under the query, say: try again
+                log.exception("building the charts failed; trying again")
+            time.sleep(self.refresh_s)
+
+    def get(self) -> tuple[charts.Charts, list[dict[str, Any]], float]:
+        self.ready.wait()
+        assert self.value is not None
+        return self.value
+
+
 def make_app(output: str, refresh_s: float, metrics_url: str | None) -> dash.Dash:
+    latest = Latest(output, refresh_s, metrics_url)
     app = dash.Dash(__name__, title="Clickstream", serve_locally=True)
     graph: Any = {"displayModeBar": False}
     app.layout = html.Div(
@@ -116,9 +155,7 @@ def make_app(output: str, refresh_s: float, metrics_url: str | None) -> dash.Das
         dash.Input("tick", "n_intervals"),
     )
     def refresh(_: int | None) -> tuple:
-        # a new connection each time: it lists the files the dataflows wrote since
-        built = charts.build(connect(output))
-        metrics = metric_figures(metrics_url) if metrics_url else []
+        built, metrics, at = latest.get()
         return (
             built.pages,
             built.errors,
@@ -130,7 +167,7 @@ def make_app(output: str, refresh_s: float, metrics_url: str | None) -> dash.Das
             metrics,
             built.newest_window_end or "none yet",
             f"{built.sessions_drawn} sessions drawn",
-            f"refreshed {time.strftime('%H:%M:%S')}",
+            f"refreshed {time.strftime('%H:%M:%S', time.localtime(at))}",
         )
 
     return app
@@ -153,6 +190,9 @@ def main() -> None:
     )
     parser.add_argument("--metrics", help="a /metrics URL whose figures to show")
     args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     print(f"dashboard of {args.output} on http://{args.host}:{args.port}/", flush=True)
     make_app(args.output, args.refresh, args.metrics).run(

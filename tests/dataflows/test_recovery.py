@@ -250,9 +250,9 @@ def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_pa
         CLICKSTREAM_USERS_TOPIC=crashed.users_topic,
         USER_CLICKSTREAM_TOPIC=crashed.user_clickstream_topic,
         CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
-        # slow enough to be killed a few times
+        # slow enough to be killed a few times: at most 1,000 records a second
         CLICKSTREAM_BATCH_SIZE="10",
-        CLICKSTREAM_TEST_SLOW_WRITES="0.01",
+        CLICKSTREAM_TEST_SLOW_WRITES="0.001",
     )
     log = tmp_path / "run.log"
     story = crash_and_resume(
