@@ -125,8 +125,9 @@ class KafkaSettings:
         # Java's singular name; librdkafka's is sasl.mechanisms
         if "sasl.mechanism" in props:
             props.setdefault("sasl.mechanisms", props.pop("sasl.mechanism"))
-        jaas_config = env.get("KAFKA_SASL_JAAS_CONFIG") or props.pop("sasl.jaas.config", None)
-        props.pop("sasl.jaas.config", None)
+        # the variable wins over the file's line, which librdkafka must not see either way
+        from_file = props.pop("sasl.jaas.config", None)
+        jaas_config = env.get("KAFKA_SASL_JAAS_CONFIG") or from_file
         if jaas_config:
             mechanism = env.get("KAFKA_SASL_MECHANISM") or props.get("sasl.mechanisms")
             try:

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
-from bytewax.testing import run_main
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.metrics import Counter, Gauge, Histogram
 
 import dataflows.clickstream
 from benchmarks.common import Record
-from config import Settings
+from benchmarks.replay import best_replay_rate
 from monitoring.health import Health
 from tools.replay_gen import generate
 
@@ -56,31 +54,24 @@ def _scraped_every_second() -> Iterator[None]:
         thread.join()
 
 
-def _best_rate(dump: Path, tmp: str, n: int, label: str) -> float:
-    rate = 0.0
-    for attempt in range(3):
-        settings = Settings(
-            source="replay", replay_path=dump, output=str(Path(tmp, f"{label}{attempt}"))
-        )
-        start = time.perf_counter()
-        run_main(dataflows.clickstream.build(settings))
-        rate = max(rate, n / (time.perf_counter() - start))
-    return rate
-
-
 def bench_metrics(scale: float, record: Record) -> None:
     n = int(300_000 * scale)
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp, "dump")
         generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=5)
         print(f"metrics: clickstream replay of {n:,} records, metrics on and off", flush=True)
+        build = dataflows.clickstream.build
         rates: dict[str, float] = {}
         # interleaved rounds, so drift of this machine hits both sides alike
         for _ in range(2):
             with _scraped_every_second():
-                rates["on"] = max(rates.get("on", 0.0), _best_rate(dump, tmp, n, "on"))
+                rates["on"] = max(
+                    rates.get("on", 0.0), best_replay_rate(build, dump, Path(tmp, "on"), n)
+                )
             with _no_metrics():
-                rates["off"] = max(rates.get("off", 0.0), _best_rate(dump, tmp, n, "off"))
+                rates["off"] = max(
+                    rates.get("off", 0.0), best_replay_rate(build, dump, Path(tmp, "off"), n)
+                )
         record(
             "metrics",
             "clickstream replay with metrics (scraped every second)",

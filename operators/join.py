@@ -81,15 +81,11 @@ class _Router:
 
 
 class JoinStats(LiveShards["_JoinLogic"]):
-    """What a `lookup_join` holds in this process: its table and waiting events."""
+    """What a `lookup_join` holds in this process: its table."""
 
     def table_rows(self) -> int:
         """Right records held (users, for enrich)."""
         return sum(len(shard.table) for shard in self._live())
-
-    def waiting(self) -> int:
-        """Events of both sides waiting for the other side to catch up in event time."""
-        return sum(len(shard.pending) for shard in self._live())
 
 
 class _JoinLogic(StatefulBatchLogic[_SideMsg, list[Joined], Any]):

@@ -298,8 +298,11 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
         self.slow_writes_s = slow_writes_s
 
     def part_of(self, record: KafkaRecord) -> str:
-        # keep in step with `owns` in build_part
-        return str(0 if record.origin is None else record.origin[1] % self.parts)
+        return str(0 if record.origin is None else self._part_of_input(record.origin[1]))
+
+    def _part_of_input(self, input_partition: int) -> int:
+        """The sink partition that writes every record of an input partition."""
+        return input_partition % self.parts
 
     def group(self, records: list[KafkaRecord]) -> list[tuple[str, list[KafkaRecord]]]:
         """`records` keyed by their sink partition."""
@@ -321,7 +324,7 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
         part = int(for_part)
 
         def owns(input_partition: tuple[str, int]) -> bool:
-            return input_partition[1] % self.parts == part
+            return self._part_of_input(input_partition[1]) == part
 
         return _TopicPartition(
             self.kafka, self.topic, name, resume_state, owns, self.slow_writes_s, self.dataflow

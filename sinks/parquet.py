@@ -40,7 +40,7 @@ from monitoring.metrics import (
     ROWS_WRITTEN,
     STORAGE_RETRIES,
 )
-from sinks.storage import StorageFailure, retry, stop, storage_options
+from sinks.storage import StorageFailure, is_local, retry, stop, storage_options
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +214,7 @@ class ParquetSink(FixedPartitionedSink[SinkItem, SinkState]):
         options = storage_options(root) if fs_options is None else fs_options
         self.fs, path = fsspec.core.url_to_fs(root, **options)
         self.root = path.rstrip("/")
-        self.local = "file" in (
-            self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        )
+        self.local = is_local(self.fs)
         self.flow = flow
         self.tables = {t.name: t for t in tables}
         self.parts = parts

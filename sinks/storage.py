@@ -73,9 +73,7 @@ def is_transient(ex: BaseException) -> bool:
         return bool(gcs_is_retriable(ex))
     if isinstance(ex, ValueError | FileNotFoundError | FileExistsError | IsADirectoryError):
         return False
-    if isinstance(ex, PermissionError) or _errno_of(ex) in _PERMANENT:
-        return False
-    if isinstance(ex, OSError) and str(ex).startswith("Forbidden"):  # gcsfs's 403
+    if isinstance(ex, PermissionError) or _errno_of(ex) in _PERMANENT or _forbidden(ex):
         return False
     if _no_credentials(ex):
         return False
@@ -96,13 +94,18 @@ def _errno_of(ex: BaseException) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def _forbidden(ex: BaseException) -> bool:
+    """gcsfs's 403: a plain OSError whose message starts with "Forbidden"."""
+    return isinstance(ex, OSError) and str(ex).startswith("Forbidden")
+
+
 def _no_credentials(ex: BaseException) -> bool:
     return type(ex).__name__ == "DefaultCredentialsError"
 
 
 def cause(ex: BaseException) -> str:
     """What went wrong, in a few words: not found, permission denied, no credentials."""
-    if isinstance(ex, OSError) and str(ex).startswith("Forbidden"):  # gcsfs's 403
+    if _forbidden(ex):
         return "permission denied (403)"
     if _errno_of(ex) in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"permission denied ({os.strerror(_errno_of(ex) or 0)})"
@@ -147,6 +150,19 @@ def output_fs(url: str) -> tuple[Any, str]:
     return fs, path.rstrip("/")
 
 
+def is_local(fs: Any) -> bool:
+    """Whether an fsspec filesystem is the local disk."""
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def table_files(fs: Any, root: str, table: str) -> list[str]:
+    """The data files of `table` under `root`, sorted; not the hidden half-written ones."""
+    base = f"{root.rstrip('/')}/{table}"
+    if not fs.exists(base):
+        return []
+    return sorted(f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f)
+
+
 def check_output(url: str) -> None:
     """Make sure the run can write to `url`: create it, write a probe and remove it.
 
@@ -155,8 +171,7 @@ def check_output(url: str) -> None:
     """
     try:
         fs, root = output_fs(url)
-        local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-        if local:
+        if is_local(fs):
             try:
                 fs.makedirs(root, exist_ok=True)
             except OSError as ex:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +23,21 @@ def clean_env(**settings: str) -> dict[str, str]:
     """This process's environment without any pipeline settings, plus `settings`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
     return {**env, **settings}
+
+
+def run_flow(
+    settings: dict[str, str], flow: str = "clickstream", timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`python -m bytewax.run dataflows.FLOW:flow` with only `settings` for the pipeline,
+    to the end; its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
+        cwd=ROOT,
+        env=clean_env(**settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def mark_suite() -> None:

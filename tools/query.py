@@ -22,11 +22,10 @@ import sys
 from collections.abc import Sequence
 
 import duckdb
-import fsspec
 import polars as pl
 
 from sinks.parquet import Table
-from sinks.storage import storage_options
+from sinks.storage import is_local, output_fs, table_files
 from sinks.tables import ALL_TABLES
 
 _SQL_TYPES = {pl.Int64: "BIGINT", pl.String: "VARCHAR", pl.Binary: "BLOB"}
@@ -34,13 +33,12 @@ _SQL_TYPES = {pl.Int64: "BIGINT", pl.String: "VARCHAR", pl.Binary: "BLOB"}
 
 def _files(output: str, table: str) -> list[str]:
     """The table's data files as URLs DuckDB can open (through fsspec for remote ones)."""
-    fs, root = fsspec.core.url_to_fs(output, **storage_options(output))
-    base = f"{root.rstrip('/')}/{table}"
-    if not fs.exists(base):
-        return []
-    found = [f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f]
+    fs, root = output_fs(output)
+    found = table_files(fs, root, table)
+    if is_local(fs):
+        return found
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return sorted(found if protocol in ("file", "local") else [f"{protocol}://{f}" for f in found])
+    return [f"{protocol}://{f}" for f in found]
 
 
 def _empty_view(table: Table) -> str:
@@ -56,8 +54,8 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per output table under `output`."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    if "://" in output and not output.startswith("file://"):
-        fs, _ = fsspec.core.url_to_fs(output, **storage_options(output))
+    fs, _ = output_fs(output)
+    if not is_local(fs):
         con.register_filesystem(fs)
     for table in ALL_TABLES:
         files = _files(output, table.name)

@@ -8,20 +8,16 @@ from __future__ import annotations
 import os
 import sys
 
-import fsspec
 import polars as pl
 
-from sinks.storage import storage_options  # also keeps gcsfs off its gRPC bucket probe
+from sinks.storage import output_fs, table_files  # also keeps gcsfs off its gRPC probe
 from sinks.tables import ALL_TABLES
 
 
 def read_table(output: str, table: str) -> pl.DataFrame | None:
     """A table's rows with its hive columns, from any fsspec location; None without files."""
-    fs, root = fsspec.core.url_to_fs(output, **storage_options(output))
-    base = f"{root.rstrip('/')}/{table}"
-    if not fs.exists(base):
-        return None
-    files = [f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f]
+    fs, root = output_fs(output)
+    files = table_files(fs, root, table)
     if not files:
         return None
     frames = []

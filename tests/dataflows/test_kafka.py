@@ -18,7 +18,7 @@ import dataflows.user_clickstream
 from config import KafkaSettings, Settings
 from events import datagen
 from infra.kafka_broker import SASL_USERS, SCRAM_USERS, Broker
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, run_flow
 from tests.tables import expected_tables, read_rows
 from tests.topics import read_topic
 from tools.produce import create_topics, produce_dump, producer
@@ -175,18 +175,6 @@ def test_enrich_joins_users_as_of_click_time_with_misses(kafka_bootstrap, topic_
     ]
 
 
-def _run_flow(env: dict[str, str], flow: str = "clickstream", timeout: float = 120):
-    clean = clean_env()
-    return subprocess.run(
-        [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def _fill(bootstrap: str, topic: str, n: int) -> None:
     kafka = _kafka(bootstrap, clickstream_topic=topic)
     create_topics(kafka, {topic: {}}, 4)
@@ -219,7 +207,7 @@ def test_sasl_plain_and_sasl_ssl_with_credentials(own_broker: Broker, tmp_path):
         "KAFKA_BOOTSTRAP_SERVERS": own_broker.sasl_bootstrap,
         "CLICKSTREAM_OUTPUT": str(tmp_path / "sasl"),
     }
-    proc = _run_flow(sasl)
+    proc = run_flow(sasl)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert password not in proc.stderr
     assert read_rows(tmp_path / "sasl", "pages_per_min")
@@ -233,7 +221,7 @@ def test_sasl_plain_and_sasl_ssl_with_credentials(own_broker: Broker, tmp_path):
         f"sasl.username={user}\nsasl.password={password}\n"
         f"ssl.ca.location={own_broker.ca_file}\n"
     )
-    proc = _run_flow(
+    proc = run_flow(
         {
             "CLICKSTREAM_SOURCE": "kafka",
             "KAFKA_STOP_AT_END": "true",
@@ -247,7 +235,7 @@ def test_sasl_plain_and_sasl_ssl_with_credentials(own_broker: Broker, tmp_path):
     )
 
     # wrong password: refused with one clear line, and the secret is not printed
-    proc = _run_flow({**sasl, "KAFKA_SASL_PASSWORD": "not-the-password"}, timeout=60)
+    proc = run_flow({**sasl, "KAFKA_SASL_PASSWORD": "not-the-password"}, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
@@ -301,7 +289,7 @@ def test_broker_outage_mid_run_loses_and_duplicates_nothing(own_broker: Broker, 
     text = log_path.read_text()
     assert "waiting for the broker" in text
     # the same input read straight from a healthy broker
-    clean_run = _run_flow(
+    clean_run = run_flow(
         {
             **env,
             "KAFKA_CONFIG_FILE": "",
@@ -324,7 +312,7 @@ def test_enrich_without_its_output_topic_is_one_clear_line(kafka_bootstrap, topi
         kafka_bootstrap, clickstream_topic=f"{topic_name}-c", users_topic=f"{topic_name}-u"
     )
     create_topics(kafka, {kafka.clickstream_topic: {}, kafka.users_topic: {}}, 2)
-    proc = _run_flow(
+    proc = run_flow(
         {
             "CLICKSTREAM_SOURCE": "kafka",
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -344,7 +332,7 @@ def test_enrich_without_its_output_topic_is_one_clear_line(kafka_bootstrap, topi
 def test_invalid_librdkafka_setting_is_one_clear_line(kafka_bootstrap, tmp_path):
     props = tmp_path / "client.properties"
     props.write_text("fetch.max.bytes=100\n")
-    proc = _run_flow(
+    proc = run_flow(
         {
             "CLICKSTREAM_SOURCE": "kafka",
             "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
@@ -441,7 +429,7 @@ def test_java_credentials_plain_and_scram(own_broker: Broker, tmp_path):
     }
     tables = []
     for name, env in runs.items():
-        proc = _run_flow({**env, "CLICKSTREAM_OUTPUT": str(tmp_path / name)})
+        proc = run_flow({**env, "CLICKSTREAM_OUTPUT": str(tmp_path / name)})
         assert proc.returncode == 0, (name, proc.stderr[-3000:])
         assert password not in proc.stderr and scram_password not in proc.stderr
         tables.append(set(read_rows(tmp_path / name, "pages_per_min")))
@@ -454,7 +442,7 @@ def test_java_credentials_plain_and_scram(own_broker: Broker, tmp_path):
         (wrong, "refused the connection"),
         (custom, "login module com.example.VaultLoginModule cannot be translated"),
     ):
-        proc = _run_flow({**sasl, "KAFKA_SASL_JAAS_CONFIG": jaas_line}, timeout=60)
+        proc = run_flow({**sasl, "KAFKA_SASL_JAAS_CONFIG": jaas_line}, timeout=60)
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], proc.stderr

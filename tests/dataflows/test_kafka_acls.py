@@ -5,7 +5,6 @@ one line and exit status 2, before anything is read or written."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from confluent_kafka.admin import (
 from config import KafkaSettings
 from infra import kafka_broker
 from infra.kafka_broker import SASL_USERS
-from tests.processes import ROOT, clean_env
+from tests.processes import run_flow
 from tools.produce import create_topics
 
 ALICE, CAROL = "alice", "carol"
@@ -58,24 +57,21 @@ def acl_broker(tmp_path: Path) -> Iterator[kafka_broker.Broker]:
         broker.stop()
 
 
-def _run(broker: kafka_broker.Broker, user: str, flow: str, output: Path):
-    env = clean_env(
-        CLICKSTREAM_SOURCE="kafka",
-        KAFKA_STOP_AT_END="true",
-        KAFKA_BOOTSTRAP_SERVERS=broker.sasl_bootstrap,
-        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
-        KAFKA_SASL_MECHANISM="PLAIN",
-        KAFKA_SASL_USERNAME=user,
-        KAFKA_SASL_PASSWORD=SASL_USERS[user],
-        CLICKSTREAM_OUTPUT=str(output),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+def _run(
+    broker: kafka_broker.Broker, user: str, flow: str, output: Path
+) -> subprocess.CompletedProcess[str]:
+    return run_flow(
+        {
+            "CLICKSTREAM_SOURCE": "kafka",
+            "KAFKA_STOP_AT_END": "true",
+            "KAFKA_BOOTSTRAP_SERVERS": broker.sasl_bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "KAFKA_SASL_MECHANISM": "PLAIN",
+            "KAFKA_SASL_USERNAME": user,
+            "KAFKA_SASL_PASSWORD": SASL_USERS[user],
+            "CLICKSTREAM_OUTPUT": str(output),
+        },
+        flow,
     )
 
 

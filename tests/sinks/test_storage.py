@@ -14,7 +14,7 @@ import pytest
 from gcsfs.retry import HttpError
 
 from sinks.storage import cause, is_transient, output_fs
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, run_flow
 from tools.replay_gen import generate
 
 
@@ -47,15 +47,8 @@ def test_retry_only_what_can_succeed(error, transient, says):
     assert says.lower() in cause(error).lower()
 
 
-def _run(env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
-        cwd=ROOT,
-        env=clean_env(CLICKSTREAM_DATAGEN_COUNT="100", **env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return run_flow({"CLICKSTREAM_DATAGEN_COUNT": "100", **env}, timeout=60)
 
 
 def _one_error_line(stderr: str) -> str:
