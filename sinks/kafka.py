@@ -32,7 +32,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from config import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
-from sources.kafka import client_config
+from sources.kafka import client_config, end_offsets
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
             ends: Offsets = {}
             starts: list[TopicPartition] = []
             for p in range(self.partitions):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, p), timeout=30
-                )
+                low, high = end_offsets(consumer, TopicPartition(self.topic, p))
                 ends[p] = high
                 start = max(saved.get(p, low), low)
                 if start < high:

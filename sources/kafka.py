@@ -87,6 +87,34 @@ def client_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
     return {**kafka.librdkafka_config(), "logger": librdkafka_log, **extra}
 
 
+# Answers of a partition whose leader is not ready yet, as just after the topic was
+# created: they go away by asking again.
+_NOT_READY = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
+
+def end_offsets(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """The low and high offsets of a partition, asked again while its leader is not ready.
+
+    ```python
+    low, high = end_offsets(consumer, TopicPartition("clickstream", 0))
+    ```
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as ex:
+            if ex.args[0].code() not in _NOT_READY or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
@@ -214,7 +242,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         tp = TopicPartition(self.topic, partition, self.offset)
         self.end: int | None = None
         if source.kafka.stop_at_end:
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=30)
+            low, high = end_offsets(self.consumer, tp)
             self.end = high
             if self.offset == OFFSET_BEGINNING:
                 self.offset = low

@@ -6,6 +6,8 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, TopicPartition
 
+from sources.kafka import end_offsets
+
 
 class Record(NamedTuple):
     partition: int
@@ -25,7 +27,7 @@ def read_topic(bootstrap: str, topic: str) -> list[Record]:
     out = []
     try:
         for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = end_offsets(consumer, TopicPartition(topic, p))
             consumer.assign([TopicPartition(topic, p, low)])
             # by offset, not by count: a transaction marker takes an offset too
             while low < high:

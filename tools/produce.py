@@ -27,7 +27,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from config import ConfigError, KafkaSettings, fail
 from events import datagen
-from sources.kafka import client_config
+from sources.kafka import client_config, end_offsets
 
 
 def create_topics(kafka: KafkaSettings, topics: dict[str, dict[str, str]], partitions: int) -> None:
@@ -185,7 +185,7 @@ def total_records(kafka: KafkaSettings, topic: str) -> int:
         md = consumer.list_topics(topic, timeout=20).topics[topic]
         total = 0
         for p in md.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=20)
+            low, high = end_offsets(consumer, TopicPartition(topic, p))
             total += high - low
         return total
     finally:
