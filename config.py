@@ -189,6 +189,8 @@ class Settings:
     # A kcat -J dump, or a directory holding clickstream.jsonl and user_clickstream.jsonl.
     replay_path: Path | None = None
     output: str = "./output"
+    # How tables are stored: hive-partitioned Parquet files, or Delta Lake tables.
+    table_format: Literal["parquet", "delta"] = "parquet"
     # datagen: events per second (per dataflow) and how many (None: forever).
     datagen_rate: float = 200.0
     datagen_count: int | None = None
@@ -249,10 +251,16 @@ class Settings:
         output = env.get("CLICKSTREAM_OUTPUT", "./output").strip()
         if not output:
             raise ConfigError("CLICKSTREAM_OUTPUT: must not be empty")
+        table_format = env.get("CLICKSTREAM_TABLE_FORMAT", "parquet").strip().lower()
+        if table_format not in ("parquet", "delta"):
+            raise ConfigError(
+                f"CLICKSTREAM_TABLE_FORMAT: {table_format!r} is not one of parquet, delta"
+            )
         return cls(
             source=source,
             replay_path=replay_path,
             output=output,
+            table_format=table_format,  # type: ignore[arg-type]
             datagen_rate=_parse(env, "CLICKSTREAM_DATAGEN_RATE", float, 200.0, minimum=0.001),
             datagen_count=_parse(env, "CLICKSTREAM_DATAGEN_COUNT", int, None, minimum=0),
             idle_timeout_s=_parse(env, "CLICKSTREAM_IDLE_TIMEOUT", float, 10.0, minimum=0.1),

@@ -21,7 +21,9 @@ from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_wind
 from monitoring.server import serve
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, WindowCount, WindowOut
-from sinks.parquet import ParquetSink, SinkItem, Table, TableRows
+from sinks.base import SinkItem, Table, TableRows
+from sinks.delta import DeltaSink
+from sinks.parquet import ParquetSink
 from sinks.storage import check_output
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
@@ -140,7 +142,8 @@ def write_tables(
     streams.append(op.map("dead_letter_rows", dead, dead_rows))
     streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))
     check_output(settings.output)
-    sink = ParquetSink(
+    sink_class = DeltaSink if settings.table_format == "delta" else ParquetSink
+    sink = sink_class(
         settings.output,
         name,
         [t for t, _, _ in windows] + [LATE_EVENTS, DEAD_LETTERS],
@@ -150,4 +153,5 @@ def write_tables(
         slow_writes_s=settings.test_slow_writes_s,
         storage_retry_s=settings.storage_retry_s,
     )
+    sink.prepare()
     op.output("write", op.merge("rows", *streams), sink)

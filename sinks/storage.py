@@ -10,10 +10,12 @@ write its output stops that way before it reads a record (`check_output`).
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import re
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -77,6 +79,8 @@ def is_transient(ex: BaseException) -> bool:
         return False
     if _no_credentials(ex):
         return False
+    if type(ex).__module__.startswith("deltalake"):
+        return _delta_transient(ex)
     return isinstance(ex, OSError | TimeoutError | ConnectionError) or bool(gcs_is_retriable(ex))
 
 
@@ -97,6 +101,18 @@ def _errno_of(ex: BaseException) -> int | None:
 def _forbidden(ex: BaseException) -> bool:
     """gcsfs's 403: a plain OSError whose message starts with "Forbidden"."""
     return isinstance(ex, OSError) and str(ex).startswith("Forbidden")
+
+
+def _delta_transient(ex: BaseException) -> bool:
+    """deltalake raises its own exceptions with object_store's message: a lost commit race
+    past its retries, a 5xx, 429 or a lost connection can heal."""
+    if type(ex).__name__ == "CommitFailedError":
+        return True
+    text = str(ex).lower()
+    return any(
+        hint in text
+        for hint in ("connection", "timed out", "timeout", " 500", " 502", " 503", " 504", " 429")
+    )
 
 
 def _no_credentials(ex: BaseException) -> bool:
@@ -144,6 +160,40 @@ def storage_options(url: str) -> dict[str, Any]:
     return {}
 
 
+def delta_storage_options(url: str) -> dict[str, str]:
+    """deltalake (object_store) options for an output URL.
+
+    On GCS, credentials come the Google way as for fsspec (GOOGLE_APPLICATION_CREDENTIALS,
+    application default credentials). Against the emulator, object_store needs a
+    service-account file naming the endpoint; `STORAGE_EMULATOR_XML_HOST`, when set, is
+    the endpoint for object_store's XML API calls (see `infra.gcs_emulator`).
+    """
+    emulator = os.environ.get("STORAGE_EMULATOR_XML_HOST") or os.environ.get(
+        "STORAGE_EMULATOR_HOST"
+    )
+    if not url.startswith(("gs://", "gcs://")) or not emulator:
+        return {}
+    if not emulator.startswith("http"):
+        emulator = f"http://{emulator}"
+    path = os.path.join(
+        tempfile.gettempdir(),
+        f"clickstream-emulator-{uuid.uuid5(uuid.NAMESPACE_URL, emulator).hex}.json",
+    )
+    if not os.path.exists(path):
+        key = {
+            "gcs_base_url": emulator,
+            "disable_oauth": True,
+            "client_email": "",
+            "private_key": "",
+            "private_key_id": "",
+        }
+        hidden = f"{path}.{os.getpid()}"
+        with open(hidden, "w") as f:
+            json.dump(key, f)
+        os.replace(hidden, path)
+    return {"google_service_account_path": path}
+
+
 def output_fs(url: str) -> tuple[Any, str]:
     """The fsspec filesystem and root path of an output URL."""
     fs, path = fsspec.core.url_to_fs(url, **storage_options(url))
@@ -156,10 +206,17 @@ def is_local(fs: Any) -> bool:
 
 
 def table_files(fs: Any, root: str, table: str) -> list[str]:
-    """The data files of `table` under `root`, sorted; not the hidden half-written ones."""
+    """The data files of `table` under `root`, sorted: a Delta table's current files, or
+    the Parquet files of a directory (not the hidden half-written ones)."""
     base = f"{root.rstrip('/')}/{table}"
     if not fs.exists(base):
         return []
+    if fs.exists(f"{base}/_delta_log"):
+        from deltalake import DeltaTable  # only for Delta output
+
+        url = base if is_local(fs) else f"gs://{base}"
+        uris = DeltaTable(url, storage_options=delta_storage_options(url)).file_uris()
+        return sorted(u.split("://", 1)[-1] for u in uris)
     return sorted(f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from sinks.parquet import Table
+from sinks.base import Table
 
 _WINDOW = frozenset({"event_start", "event_end"})
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import orjson
@@ -16,23 +15,9 @@ NO_LATENESS = 10**15
 
 
 def read_rows(output: str | Path, table: str) -> list[tuple]:
-    """All rows of a table as tuples, timestamps as epoch ms; [] when there are no files."""
-    if str(output).startswith("gs://"):
-        return _read_gcs_rows(str(output), table)
-    files = (
-        sorted(str(p) for p in Path(output, table).rglob("*.parquet") if not p.name.startswith("."))
-        if os.path.isdir(Path(output, table))
-        else []
-    )
-    if not files:
-        return []
-    df = pl.read_parquet(files, hive_partitioning=True).drop("event_date", "event_hour")
-    df = df.with_columns(pl.col(pl.Datetime).dt.epoch("ms"))
-    return df.rows()
-
-
-def _read_gcs_rows(output: str, table: str) -> list[tuple]:
-    df = read_table(output, table)
+    """All rows of a table (Parquet or Delta) as tuples, timestamps as epoch ms; [] when
+    it has no files."""
+    df = read_table(str(output), table)
     if df is None:
         return []
     df = df.drop("event_date", "event_hour")

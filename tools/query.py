@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import duckdb
 import polars as pl
 
-from sinks.parquet import Table
+from sinks.base import Table
 from sinks.storage import is_local, output_fs, table_files
 from sinks.tables import ALL_TABLES
 

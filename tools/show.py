@@ -10,20 +10,25 @@ import sys
 
 import polars as pl
 
-from sinks.storage import output_fs, table_files  # also keeps gcsfs off its gRPC probe
+from sinks.storage import is_local, output_fs, table_files  # also keeps gcsfs off its gRPC probe
 from sinks.tables import ALL_TABLES
 
 
 def read_table(output: str, table: str) -> pl.DataFrame | None:
-    """A table's rows with its hive columns, from any fsspec location; None without files."""
+    """A table's rows (Parquet or Delta) with its hive columns as strings, from any fsspec
+    location; None without files."""
     fs, root = output_fs(output)
     files = table_files(fs, root, table)
     if not files:
         return None
     frames = []
+    local = is_local(fs)
     for f in files:
-        with fs.open(f, "rb") as fh:
-            df = pl.read_parquet(fh)
+        if local:
+            df = pl.read_parquet(f)
+        else:
+            with fs.open(f, "rb") as fh:
+                df = pl.read_parquet(fh)
         parts = dict(p.split("=", 1) for p in f.split("/") if "=" in p)
         frames.append(
             df.with_columns(

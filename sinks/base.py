@@ -1,0 +1,249 @@
+"""What both table sinks (Parquet, Delta) share: the table description, the frame a
+flush writes, and the buffering of rows until a flush is due (by size or by time).
+
+A sink partition numbers its flushes (`seq`); its snapshot holds the next `seq` and
+the rows it has buffered. How a flush reaches storage, and how a resumed partition
+makes sure nothing is stored twice, is each format's own business.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, NamedTuple, TypeVar
+
+import fsspec
+import polars as pl
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+
+from monitoring.metrics import (
+    FILES_WRITTEN,
+    FLUSH_SECONDS,
+    LAST_FLUSH,
+    ROWS_WRITTEN,
+    STORAGE_RETRIES,
+)
+from sinks.storage import StorageFailure, is_local, retry, stop, storage_options
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+S = TypeVar("S")
+
+HIVE_COLUMNS = ("event_date", "event_hour")
+
+
+@dataclass(frozen=True)
+class Table:
+    """One output table: column names and types in row order.
+
+    `timestamps` name the columns given as epoch milliseconds in rows and stored as
+    UTC timestamps; `partition_by` is the one the hive partitions come from.
+    """
+
+    name: str
+    columns: Sequence[tuple[str, pl.DataType | type[pl.DataType]]]
+    partition_by: str
+    timestamps: frozenset[str] = field(default_factory=frozenset)
+
+
+class TableRows(NamedTuple):
+    """Rows for one table, each a tuple in the table's column order."""
+
+    table: str
+    rows: list[tuple]
+
+
+SinkItem = TableRows | None  # None is a tick: lets a quiet partition flush on time
+
+
+def frame(table: Table, rows: list[tuple]) -> pl.DataFrame:
+    """The rows as typed columns (timestamps UTC, microseconds) plus `event_date` and
+    `event_hour` (strings, UTC) from the table's partition column."""
+    df = pl.DataFrame(rows, schema=[c for c, _ in table.columns], orient="row")
+    df = df.with_columns(
+        [pl.col(c).cast(t) for c, t in table.columns if c not in table.timestamps]
+        + [
+            pl.col(c).cast(pl.Int64).cast(pl.Datetime("ms", "UTC")).dt.cast_time_unit("us")
+            for c in table.timestamps
+        ]
+    )
+    stamp = pl.col(table.partition_by).fill_null(datetime.now(UTC))
+    return df.with_columns(
+        event_date=stamp.dt.strftime("%Y-%m-%d"), event_hour=stamp.dt.strftime("%H")
+    )
+
+
+def hive_parts(df: pl.DataFrame) -> Iterator[tuple[str, str, pl.DataFrame]]:
+    """(event_date, event_hour, rows without those two columns) per hive partition."""
+    for (date, hour), part in df.partition_by(
+        list(HIVE_COLUMNS), as_dict=True, include_key=False
+    ).items():
+        yield str(date), str(hour), part
+
+
+def rows_of(df: pl.DataFrame, table: Table) -> list[tuple]:
+    """A frame read back from storage as rows in the sink's own form (epoch ms)."""
+    df = df.select([c for c, _ in table.columns])
+    return df.with_columns(pl.col(list(table.timestamps)).dt.epoch("ms")).rows()
+
+
+class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
+    """Buffers rows per table and hands them to `write_flush` when a flush is due."""
+
+    def __init__(self, sink: TableSink, part: int, seq: int, pending: dict[str, list]) -> None:
+        self.sink = sink
+        self.part = part
+        self.name = f"{sink.flow}-p{part:03d}"
+        self.seq = seq
+        self.pending: dict[str, list[tuple]] = {}
+        self.pending_rows = 0
+        self.oldest: float | None = None
+        self.written = 0
+        for table, rows in pending.items():
+            self.buffer(table, list(rows))
+
+    def write_flush(self, pending: dict[str, list[tuple]]) -> dict[str, int]:
+        """Store one flush (numbered `self.seq`); returns the files written per table."""
+        raise NotImplementedError
+
+    def admit(self, table: str, rows: list[tuple]) -> list[tuple]:
+        """The rows to buffer out of those given (all of them unless a format says not)."""
+        return rows
+
+    def buffer(self, table: str, rows: list[tuple]) -> None:
+        rows = self.admit(table, rows)
+        if not rows:
+            return
+        self.pending.setdefault(table, []).extend(rows)
+        self.pending_rows += len(rows)
+        if self.oldest is None:
+            self.oldest = time.monotonic()
+
+    def write_batch(self, values: list[SinkItem]) -> None:
+        with self.sink.stop_on_failure():
+            for item in values:
+                if item is not None and item.rows:
+                    self.buffer(item.table, item.rows)
+            if self.pending_rows >= self.sink.flush_rows or (
+                self.oldest is not None
+                and time.monotonic() - self.oldest >= self.sink.flush_interval_s
+            ):
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.pending_rows:
+            return
+        log.info("sink %s: writing flush %d (%d rows)", self.name, self.seq, self.pending_rows)
+        started = time.monotonic()
+        files = self.write_flush(self.pending)
+        flow = self.sink.flow
+        for table, rows in self.pending.items():
+            ROWS_WRITTEN.labels(flow, table).inc(len(rows))
+            FILES_WRITTEN.labels(flow, table).inc(files.get(table, 0))
+        FLUSH_SECONDS.labels(flow).observe(time.monotonic() - started)
+        LAST_FLUSH.labels(flow).set(time.time())
+        log.info(
+            "sink %s: wrote %d rows in %d files (flush %d)",
+            self.name,
+            self.pending_rows,
+            sum(files.values()),
+            self.seq,
+        )
+        self.written += self.pending_rows
+        self.seq += 1
+        self.pending = {}
+        self.pending_rows = 0
+        self.oldest = None
+
+    def close(self) -> None:
+        with self.sink.stop_on_failure():
+            self.flush()
+        log.info("sink %s: closed after %d rows", self.name, self.written)
+
+
+class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
+    """A sink of `TableRows` under one output location; keys route to `parts` partitions.
+
+    Item keys are partition numbers as strings (`"0"`..`"parts-1"`), so every
+    partition can be sent a tick. The number of partitions is part of the
+    recovery state: keep it fixed for an output location.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        flow: str,
+        tables: Sequence[Table],
+        *,
+        parts: int = 4,
+        flush_interval_s: float = 4.0,
+        flush_rows: int = 500_000,
+        fs_options: dict[str, Any] | None = None,
+        slow_writes_s: float = 0.0,
+        storage_retry_s: float = 300.0,
+    ) -> None:
+        self.url = root.rstrip("/")
+        options = storage_options(root) if fs_options is None else fs_options
+        self.fs, path = fsspec.core.url_to_fs(root, **options)
+        self.root = path.rstrip("/")
+        self.local = is_local(self.fs)
+        self.flow = flow
+        self.tables = {t.name: t for t in tables}
+        self.parts = parts
+        self.flush_interval_s = flush_interval_s
+        self.flush_rows = flush_rows
+        # Test aid only: hold every file open this long, so crash tests can kill mid-write.
+        self.slow_writes_s = slow_writes_s
+        self.storage_retry_s = storage_retry_s
+        self.retries = STORAGE_RETRIES.labels(flow)
+
+    def prepare(self) -> None:
+        """Check the tables under the output before the run (a `ConfigError` if unfit)."""
+
+    def retry(self, action: Callable[[], T], what: str) -> T:
+        """`retry` with this sink's time budget, counting retries."""
+        return retry(action, what, give_up_after_s=self.storage_retry_s, on_retry=self.retries.inc)
+
+    def list_parts(self) -> list[str]:
+        return [str(i) for i in range(self.parts)]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key)
+
+    @contextmanager
+    def stop_on_failure(self) -> Iterator[None]:
+        """A storage error that will not heal stops the process with one line."""
+        try:
+            yield
+        except StorageFailure as ex:
+            stop(f"CLICKSTREAM_OUTPUT {self.url}: {ex}")
+
+    def write_file(self, df: pl.DataFrame, directory: str, path: str) -> int:
+        """Write `df` as one zstd Parquet file that readers see whole or not at all;
+        returns its size in bytes."""
+        fs = self.fs
+        if self.local:
+
+            def write_local() -> int:
+                fs.makedirs(directory, exist_ok=True)
+                hidden = f"{directory}/.{path.rsplit('/', 1)[1]}.tmp"
+                df.write_parquet(hidden, compression="zstd")
+                time.sleep(self.slow_writes_s)
+                os.replace(hidden, path)  # atomic: readers see the whole file or none
+                return os.path.getsize(path)
+
+            return self.retry(write_local, f"write {path}")
+
+        def upload() -> int:
+            with fs.open(path, "wb") as f:
+                df.write_parquet(f, compression="zstd")
+                time.sleep(self.slow_writes_s)
+                return int(f.tell())
+
+        return self.retry(upload, f"upload {path}")

@@ -1,0 +1,311 @@
+"""Delta Lake tables (`CLICKSTREAM_TABLE_FORMAT=delta`), with Polars building the data files.
+
+Each table is a Delta table at `<root>/<table>`, partitioned by `event_date` (date)
+and `event_hour` (int), with the same columns as the Parquet format. A flush of a
+sink partition writes its Parquet files under the table (names from the flow, the
+partition and the flush number, so a rewrite lands on the same name), then commits
+them in one Delta transaction per table. The commit carries an application
+transaction (`txn`): app id `clickstream/<flow>/p<partition>`, version the flush
+number, as Spark's Delta sink and kafka-delta-ingest do.
+
+Exactly once, and readers never see a duplicate or a row disappear: a resumed
+partition (snapshot with flush number `seq`, or none: 0) reads from the log every
+commit of its own app id numbered `seq` or later, i.e. what the interrupted run
+committed after the snapshot, and holds those rows as *already committed*. The
+replayed input produces them again (window rows are a function of the events, not
+of timing), and each replayed row equal to an already committed one is dropped
+instead of buffered, until none is left. Nothing committed is ever removed or
+rewritten by the sink, so a reader polling the table during a crash and resume
+sees every row once: before the crash, after it, and after the resume. The rows
+still to be matched are part of the snapshot, so a crash during the resume is
+handled the same way. New flushes are numbered after the last committed one.
+
+Appends of several partitions and processes to one table do not conflict in
+Delta (blind appends); a commit that loses the race for a log version is rebased
+and retried by delta-rs, and a commit retried after a failure first checks the
+log for its own `txn`, so a commit that did land is not made twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import orjson
+import polars as pl
+from deltalake import DeltaTable, Field, Schema
+from deltalake.schema import PrimitiveType
+from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
+
+from config import ConfigError
+from sinks.base import (
+    HIVE_COLUMNS,
+    BufferedPartition,
+    Table,
+    TableSink,
+    frame,
+    hive_parts,
+    rows_of,
+)
+from sinks.storage import StorageFailure, delta_storage_options
+
+log = logging.getLogger(__name__)
+
+# next flush number, buffered rows, rows committed after the snapshot not yet replayed
+SinkState = tuple[int, dict[str, list[tuple]], dict[str, list[tuple[tuple, int]]]]
+
+_DELTA_TYPES: dict[Any, str] = {pl.Int64: "long", pl.String: "string", pl.Binary: "binary"}
+
+
+def delta_schema(table: Table) -> Schema:
+    """The Delta schema of a table: its columns, then the two partition columns."""
+    fields = [
+        Field(name, PrimitiveType("timestamp" if name in table.timestamps else _DELTA_TYPES[kind]))
+        for name, kind in table.columns
+    ]
+    fields += [
+        Field("event_date", PrimitiveType("date")),
+        Field("event_hour", PrimitiveType("integer")),
+    ]
+    return Schema(fields)
+
+
+def _schema_text(schema: Schema) -> list[tuple[str, str]]:
+    return [(f.name, str(f.type)) for f in schema.fields]
+
+
+def _stats(df: pl.DataFrame, table: Table) -> str:
+    """Delta file statistics: row count, nulls, and min/max of the number and time columns
+    (strings are left out: Delta's truncation rules for them are not worth the risk)."""
+    ranged = [c for c, kind in table.columns if kind == pl.Int64 or c in table.timestamps]
+    nulls = df.null_count().row(0, named=True)
+    low = df.select(ranged).min().row(0, named=True)
+    high = df.select(ranged).max().row(0, named=True)
+
+    def value(v: Any) -> Any:
+        return v.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if hasattr(v, "strftime") else v
+
+    return json.dumps(
+        {
+            "numRecords": df.height,
+            "minValues": {c: value(v) for c, v in low.items() if v is not None},
+            "maxValues": {c: value(v) for c, v in high.items() if v is not None},
+            "nullCount": nulls,
+        }
+    )
+
+
+class _DeltaPartition(BufferedPartition[SinkState]):
+    def __init__(self, sink: DeltaSink, part: int, resume: SinkState | None) -> None:
+        seq, pending, taken = resume if resume is not None else (0, {}, {})
+        self.delta = sink
+        self.app_id = f"clickstream/{sink.flow}/p{part}"
+        self.committed: dict[str, Counter[tuple]] = {t: Counter(dict(r)) for t, r in taken.items()}
+        # Each worker thread keeps its own table objects: they are not shared across threads.
+        self.open: dict[str, DeltaTable] = {}
+        last = seq - 1
+        for table in sink.tables:
+            version = self.table(table).transaction_version(self.app_id)
+            if version is not None and version >= seq:
+                rows = self._committed_since(table, seq)
+                self.committed.setdefault(table, Counter()).update(rows)
+                last = max(last, version)
+                log.info(
+                    "sink %s: %s: flushes %d..%d were committed after the last snapshot "
+                    "(%d rows); replayed rows equal to them are not written again",
+                    self.app_id,
+                    table,
+                    seq,
+                    version,
+                    len(rows),
+                )
+        self.committed = {t: c for t, c in self.committed.items() if c}
+        super().__init__(sink, part, last + 1, pending)
+
+    def _committed_since(self, table: str, seq: int) -> list[tuple]:
+        """The rows of this app id's commits numbered `seq` or later, newest log first."""
+        sink = self.delta
+        base = f"{sink.root}/{table}"
+        paths: list[str] = []
+        version = self.table(table).version()
+        while version >= 0:
+            entry = f"{base}/_delta_log/{version:020d}.json"
+            try:
+                text: bytes = sink.retry(partial(sink.fs.cat_file, entry), f"read {entry}")
+            except StorageFailure as ex:
+                raise StorageFailure(
+                    f"{table}: cannot take back what flush {seq} and later committed: {ex}"
+                ) from None
+            actions = [orjson.loads(line) for line in text.splitlines() if line.strip()]
+            ours = [
+                a["txn"]["version"] for a in actions if a.get("txn", {}).get("appId") == self.app_id
+            ]
+            if ours and ours[0] < seq:
+                break
+            if ours:
+                paths += [a["add"]["path"] for a in actions if "add" in a]
+            version -= 1
+        rows: list[tuple] = []
+        for path in paths:
+            full = f"{base}/{path}"
+            try:
+                data: bytes = sink.retry(partial(sink.fs.cat_file, full), f"read {full}")
+            except StorageFailure as ex:
+                raise StorageFailure(
+                    f"{table}: a file committed after the last snapshot is gone ({ex}); "
+                    "was the table vacuumed with a retention shorter than the run's downtime?"
+                ) from None
+            rows += rows_of(pl.read_parquet(data), sink.tables[table])
+        return rows
+
+    def admit(self, table: str, rows: list[tuple]) -> list[tuple]:
+        committed = self.committed.get(table)
+        if not committed:
+            return rows
+        fresh = []
+        for row in rows:
+            if committed[row] > 0:
+                committed[row] -= 1
+                if not committed[row]:
+                    del committed[row]
+            else:
+                fresh.append(row)
+        if not committed:
+            del self.committed[table]
+            log.info(
+                "sink %s: %s: every row committed before the resume was replayed",
+                self.app_id,
+                table,
+            )
+        return fresh
+
+    def write_flush(self, pending: dict[str, list[tuple]]) -> dict[str, int]:
+        files = {}
+        sink = self.delta
+        for table_name, rows in pending.items():
+            table = sink.tables[table_name]
+            actions: list[AddAction | RemoveAction] = []
+            for date, hour, part in hive_parts(frame(table, rows)):
+                hive = f"event_date={date}/event_hour={hour}"
+                relative = f"{hive}/{self.name}-{self.seq:010d}.parquet"
+                directory = f"{sink.root}/{table_name}/{hive}"
+                size = sink.write_file(part, directory, f"{sink.root}/{table_name}/{relative}")
+                actions.append(
+                    AddAction(
+                        relative,
+                        size,
+                        {"event_date": date, "event_hour": str(int(hour))},
+                        int(time.time() * 1000),
+                        True,
+                        _stats(part, table),
+                    )
+                )
+            self.commit(table_name, actions)
+            files[table_name] = len(actions)
+        return files
+
+    def table(self, name: str) -> DeltaTable:
+        """The table, brought up to the newest version of its log."""
+        found = self.open.get(name)
+        if found is None:
+            found = self.open[name] = self.delta.open(name)
+        else:
+            self.delta.retry(found.update_incremental, f"read the log of {self.delta.uri(name)}")
+        return found
+
+    def commit(self, name: str, actions: list[AddAction | RemoveAction]) -> None:
+        """Commit `actions` as this flush of this app id, once, even when retried."""
+        attempts = 0
+        seq = self.seq
+
+        def attempt() -> None:
+            nonlocal attempts
+            attempts += 1
+            table = self.table(name)
+            if attempts > 1 and (table.transaction_version(self.app_id) or -1) >= seq:
+                return  # the failed attempt did land
+            table.create_write_transaction(
+                actions,
+                "append",
+                self.delta.schemas[name],
+                partition_by=list(HIVE_COLUMNS),
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(self.app_id, seq)], max_commit_retries=100
+                ),
+            )
+
+        self.delta.retry(attempt, f"commit flush {seq} of {self.app_id} to {self.delta.uri(name)}")
+
+    def snapshot(self) -> SinkState:
+        return (
+            self.seq,
+            {t: list(rows) for t, rows in self.pending.items() if rows},
+            {t: list(c.items()) for t, c in self.committed.items()},
+        )
+
+
+class DeltaSink(TableSink[SinkState]):
+    """Writes `TableRows` to Delta tables, one commit per table and flush (see the module)."""
+
+    def __init__(self, root: str, flow: str, tables: Sequence[Table], **kwargs: Any) -> None:
+        super().__init__(root, flow, tables, **kwargs)
+        self.delta_options = delta_storage_options(root)
+        self.schemas = {t.name: delta_schema(t) for t in tables}
+
+    def uri(self, table: str) -> str:
+        return f"{self.url}/{table}"
+
+    def prepare(self) -> None:
+        """Create missing tables; a location that holds something else is a `ConfigError`.
+
+        Nothing is written when any table is wrong.
+        """
+        missing = []
+        for name, schema in self.schemas.items():
+            uri = self.uri(name)
+            if DeltaTable.is_deltatable(uri, storage_options=self.delta_options):
+                found = DeltaTable(uri, storage_options=self.delta_options)
+                if _schema_text(found.schema()) != _schema_text(schema):
+                    theirs = ", ".join(f"{n} {t}" for n, t in _schema_text(found.schema()))
+                    raise ConfigError(
+                        f"CLICKSTREAM_OUTPUT {uri} is a Delta table with other columns "
+                        f"({theirs[:300]}); write to another location"
+                    )
+                if list(found.metadata().partition_columns) != list(HIVE_COLUMNS):
+                    raise ConfigError(
+                        f"CLICKSTREAM_OUTPUT {uri} is a Delta table partitioned by "
+                        f"{found.metadata().partition_columns}, not {list(HIVE_COLUMNS)}"
+                    )
+            elif self.fs.exists(f"{self.root}/{name}") and self.fs.ls(f"{self.root}/{name}"):
+                raise ConfigError(
+                    f"CLICKSTREAM_OUTPUT {uri} holds files but is not a Delta table "
+                    "(Parquet output? set CLICKSTREAM_TABLE_FORMAT=parquet or write elsewhere)"
+                )
+            else:
+                missing.append(name)
+        for name in missing:
+            DeltaTable.create(
+                self.uri(name),
+                self.schemas[name],
+                partition_by=list(HIVE_COLUMNS),
+                mode="ignore",  # another process may create it at the same moment
+                name=name,
+                storage_options=self.delta_options,
+            )
+
+    def open(self, name: str) -> DeltaTable:
+        return self.retry(
+            lambda: DeltaTable(self.uri(name), storage_options=self.delta_options),
+            f"open {self.uri(name)}",
+        )
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: SinkState | None
+    ) -> _DeltaPartition:
+        with self.stop_on_failure():
+            return _DeltaPartition(self, int(for_part), resume_state)
