@@ -185,11 +185,11 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         return fresh
 
     def write_flush(self, pending: dict[str, list[tuple]]) -> dict[str, int]:
-        files = {}
         sink = self.delta
+        staged: dict[str, list[AddAction | RemoveAction]] = {}
         for table_name, rows in pending.items():
             table = sink.tables[table_name]
-            actions: list[AddAction | RemoveAction] = []
+            actions = staged[table_name] = []
             for date, hour, part in hive_parts(frame(table, rows)):
                 hive = f"event_date={date}/event_hour={hour}"
                 relative = f"{hive}/{self.name}-{self.seq:010d}.parquet"
@@ -205,9 +205,10 @@ class _DeltaPartition(BufferedPartition[SinkState]):
                         _stats(part, table),
                     )
                 )
+        log.info("sink %s: committing flush %d", self.name, self.seq)
+        for table_name, actions in staged.items():
             self.commit(table_name, actions)
-            files[table_name] = len(actions)
-        return files
+        return {t: len(a) for t, a in staged.items()}
 
     def table(self, name: str) -> DeltaTable:
         """The table, brought up to the newest version of its log."""

@@ -205,9 +205,10 @@ def is_local(fs: Any) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
-def table_files(fs: Any, root: str, table: str) -> list[str]:
-    """The data files of `table` under `root`, sorted: a Delta table's current files, or
-    the Parquet files of a directory (not the hidden half-written ones)."""
+def table_files(fs: Any, root: str, table: str, version: int | None = None) -> list[str]:
+    """The data files of `table` under `root`, sorted: a Delta table's files (of its
+    current version, or `version`), or the Parquet files of a directory (not the hidden
+    half-written ones)."""
     base = f"{root.rstrip('/')}/{table}"
     if not fs.exists(base):
         return []
@@ -215,7 +216,8 @@ def table_files(fs: Any, root: str, table: str) -> list[str]:
         from deltalake import DeltaTable  # only for Delta output
 
         url = base if is_local(fs) else f"gs://{base}"
-        uris = DeltaTable(url, storage_options=delta_storage_options(url)).file_uris()
+        found = DeltaTable(url, version=version, storage_options=delta_storage_options(url))
+        uris = found.file_uris()
         return sorted(u.split("://", 1)[-1] for u in uris)
     return sorted(f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f)
 

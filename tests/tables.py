@@ -14,10 +14,10 @@ S = 1_000
 NO_LATENESS = 10**15
 
 
-def read_rows(output: str | Path, table: str) -> list[tuple]:
+def read_rows(output: str | Path, table: str, version: int | None = None) -> list[tuple]:
     """All rows of a table (Parquet or Delta) as tuples, timestamps as epoch ms; [] when
     it has no files."""
-    df = read_table(str(output), table)
+    df = read_table(str(output), table, version)
     if df is None:
         return []
     df = df.drop("event_date", "event_hour")

@@ -14,11 +14,11 @@ from sinks.storage import is_local, output_fs, table_files  # also keeps gcsfs o
 from sinks.tables import ALL_TABLES
 
 
-def read_table(output: str, table: str) -> pl.DataFrame | None:
+def read_table(output: str, table: str, version: int | None = None) -> pl.DataFrame | None:
     """A table's rows (Parquet or Delta) with its hive columns as strings, from any fsspec
-    location; None without files."""
+    location (a Delta table at its current version, or `version`); None without files."""
     fs, root = output_fs(output)
-    files = table_files(fs, root, table)
+    files = table_files(fs, root, table, version)
     if not files:
         return None
     frames = []

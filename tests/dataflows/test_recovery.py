@@ -9,8 +9,10 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,10 +84,13 @@ def crash_and_resume(
     seed: int = 0,
     flow: str = "clickstream",
     during_flush: bool = True,
+    flush_marker: str = "writing flush",
+    alongside: Callable[[int], subprocess.Popen | None] | None = None,
 ) -> list[str]:
-    """Kill -9 the run `kills` times (if `during_flush`, every other time in the middle of
-    a file write), resuming each time with a different layout; then let it finish.
-    Returns what happened."""
+    """Kill -9 the run `kills` times (if `during_flush`, every other time just after
+    `flush_marker` is logged: in the middle of a flush), resuming each time with a
+    different layout; then let it finish. `alongside(i)` may start a process that runs
+    during run `i` and is killed with it. Returns what happened."""
     rng = random.Random(seed)
     recovery.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
@@ -95,10 +100,11 @@ def crash_and_resume(
         layout = layouts[i % len(layouts)]
         mark = log.stat().st_size if log.exists() else 0
         procs = _start(env, recovery, layout, log, flow)
+        helper = alongside(i) if alongside else None
         if i % 2 and during_flush:
             # wait until a flush starts, then kill while files are being written
             deadline = time.monotonic() + 60
-            while "writing flush" not in log.read_text()[mark:]:
+            while flush_marker not in log.read_text()[mark:]:
                 assert time.monotonic() < deadline, "no flush started"
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.1))
@@ -109,10 +115,10 @@ def crash_and_resume(
         assert all(p.poll() is None for p in procs), (
             f"run {i} ended before it could be killed:\n{log.read_text()[mark:][-2000:]}"
         )
-        for p in procs:
+        for p in procs if helper is None else [*procs, helper]:
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
-        story.append(f"killed {layout} {moment}")
+        story.append(f"killed {layout} {moment}" + (" and maintain" if helper else ""))
     procs = _start(env, recovery, "1 worker", log, flow)
     for p in procs:
         assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
@@ -172,6 +178,92 @@ def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, tmp_path):
     assert log.count("resuming at line") >= 3, "most restarts should resume mid-input"
     assert "removed" in log, "a resume should clean up what the killed run wrote"
     assert not [p for p in out.rglob(".*.tmp")], "no half-written files left behind"
+
+
+class _PollingReader(threading.Thread):
+    """Reads a Delta table again and again while the test runs: every version it sees
+    must hold no duplicate row and every row of the versions seen before."""
+
+    def __init__(self, output: Path, table: str) -> None:
+        super().__init__(daemon=True)
+        self.output, self.table = output, table
+        self.stopped = threading.Event()
+        self.reads = 0
+        self.versions: set[int] = set()
+        self.problems: list[str] = []
+
+    def run(self) -> None:
+        from deltalake import DeltaTable
+
+        uri = str(self.output / self.table)
+        seen: Counter = Counter()
+        while not self.stopped.is_set():
+            try:
+                table = DeltaTable(uri)
+            except Exception:  # not created yet
+                time.sleep(0.05)
+                continue
+            rows = Counter(read_rows(self.output, self.table, version=table.version()))
+            self.reads += 1
+            self.versions.add(table.version())
+            duplicated = sum(n - 1 for n in rows.values() if n > 1)
+            if duplicated:
+                self.problems.append(f"version {table.version()}: {duplicated} duplicates")
+            gone = sum((seen - rows).values())
+            if gone:
+                self.problems.append(f"version {table.version()}: {gone} rows disappeared")
+            seen = rows
+
+
+@pytest.mark.slow
+def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
+    _reference(big_dump, tmp_path / "reference")
+    out = tmp_path / "out"
+    env = clean_env(
+        CLICKSTREAM_SOURCE=f"replay:{big_dump}",
+        CLICKSTREAM_OUTPUT=str(out),
+        CLICKSTREAM_TABLE_FORMAT="delta",
+        **SLOW,
+    )
+    maintain_log = (tmp_path / "maintain.log").open("a")
+
+    def maintain(i: int) -> subprocess.Popen | None:
+        if i % 3 != 2 or not out.exists():
+            return None
+        return subprocess.Popen(
+            [sys.executable, "-m", "tools.maintain", str(out), "--retention-hours", "1"],
+            cwd=ROOT,
+            env=env,
+            stdout=maintain_log,
+            stderr=subprocess.STDOUT,
+        )
+
+    reader = _PollingReader(out, "pages_per_min")
+    reader.start()
+    try:
+        story = crash_and_resume(
+            env,
+            tmp_path / "recovery",
+            tmp_path / "run.log",
+            kills=6,
+            seed=7,
+            flush_marker="committing flush",
+            alongside=maintain,
+        )
+        # maintain while the last run writes, to its end
+        finish = maintain(2)
+        assert finish is not None and finish.wait(timeout=300) == 0
+    finally:
+        reader.stopped.set()
+        reader.join()
+    assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2, story
+    assert sum("maintain" in s for s in story) >= 2, story
+    _assert_same_tables(out, tmp_path / "reference")
+    log = (tmp_path / "run.log").read_text()
+    assert "committed after the last snapshot" in log, "no resume met its own commits"
+    assert "compacted" in (tmp_path / "maintain.log").read_text()
+    assert reader.reads >= 20 and len(reader.versions) >= 10, (reader.reads, reader.versions)
+    assert not reader.problems, reader.problems[:5]
 
 
 @pytest.mark.slow
