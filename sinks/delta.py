@@ -76,7 +76,8 @@ def delta_schema(table: Table) -> Schema:
 
 
 def _schema_text(schema: Schema) -> list[tuple[str, str]]:
-    return [(f.name, str(f.type)) for f in schema.fields]
+    """(name, type) per column, types as Delta names them (`long`, `timestamp`...)."""
+    return [(f.name, str(getattr(f.type, "type", f.type))) for f in schema.fields]
 
 
 def _stats(df: pl.DataFrame, table: Table) -> str:

@@ -7,14 +7,17 @@ import sys
 
 import pytest
 
+from config import KafkaSettings
 from infra.kafka_broker import free_port
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
+from tools.produce import create_topics, produce_dump
 from tools.replay_gen import generate
 
 
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
 @pytest.mark.parametrize("flow", ["clickstream", "user_clickstream"])
-def test_two_processes_equal_one_worker(flow, tmp_path):
+def test_two_processes_equal_one_worker(flow, tmp_path, table_format):
     dump = tmp_path / "dump"
     generate(
         dump,
@@ -27,7 +30,58 @@ def test_two_processes_equal_one_worker(flow, tmp_path):
         pause_ms=100_000,
     )
     clean = clean_env()
-    env = {**clean, "CLICKSTREAM_SOURCE": f"replay:{dump}", "CLICKSTREAM_OUTPUT": str(tmp_path)}
+    env = {
+        **clean,
+        "CLICKSTREAM_SOURCE": f"replay:{dump}",
+        "CLICKSTREAM_OUTPUT": str(tmp_path),
+        "CLICKSTREAM_TABLE_FORMAT": table_format,
+    }
+    _run_two_processes(flow, env)
+    expected = expected_tables(dump)
+    tables = (
+        ["pages_per_min", "errors_per_min_alert"]
+        if flow == "clickstream"
+        else ["click_user_sessions", "user_ip_activity"]
+    )
+    for table in tables:
+        got = read_rows(tmp_path, table)
+        assert len(got) == len(set(got)) and set(got) == expected[table], table
+
+
+@pytest.mark.kafka
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
+def test_two_processes_from_kafka_equal_the_replay(
+    kafka_bootstrap, topic_name, tmp_path, table_format
+):
+    dump = tmp_path / "dump"
+    generate(dump, events=6_000, rate=40, partitions=4, jitter_ms=20_000, seed=23)
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap,
+        clickstream_topic=f"{topic_name}-c",
+        user_clickstream_topic=f"{topic_name}-u",
+    )
+    create_topics(kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, 4)
+    produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
+    produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+    env = clean_env(
+        CLICKSTREAM_SOURCE="kafka",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+        KAFKA_STOP_AT_END="true",
+        CLICKSTREAM_TOPIC=kafka.clickstream_topic,
+        USER_CLICKSTREAM_TOPIC=kafka.user_clickstream_topic,
+        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
+        CLICKSTREAM_TABLE_FORMAT=table_format,
+    )
+    for flow in ("clickstream", "user_clickstream"):
+        _run_two_processes(flow, env)
+    for table, rows in expected_tables(dump).items():
+        got = read_rows(tmp_path / "out", table)
+        assert len(got) == len(set(got)) and set(got) == rows, table
+        assert rows, table
+
+
+def _run_two_processes(flow: str, env: dict[str, str]) -> None:
+    """`bytewax.run FLOW -i 0/1 -w 2` as two processes on localhost, to the end."""
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     procs = [
         subprocess.Popen(
@@ -53,12 +107,3 @@ def test_two_processes_equal_one_worker(flow, tmp_path):
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()[-2000:]
-    expected = expected_tables(dump)
-    tables = (
-        ["pages_per_min", "errors_per_min_alert"]
-        if flow == "clickstream"
-        else ["click_user_sessions", "user_ip_activity"]
-    )
-    for table in tables:
-        got = read_rows(tmp_path, table)
-        assert len(got) == len(set(got)) and set(got) == expected[table], table

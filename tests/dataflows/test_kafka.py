@@ -47,7 +47,10 @@ def _kafka(bootstrap: str, **topics: str) -> KafkaSettings:
     return KafkaSettings(bootstrap_servers=bootstrap, stop_at_end=True, **topics)  # type: ignore[arg-type]
 
 
-def test_bounded_kafka_run_equals_replay(entry_point, kafka_bootstrap, topic_name, dump, tmp_path):
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
+def test_bounded_kafka_run_equals_replay(
+    entry_point, kafka_bootstrap, topic_name, dump, tmp_path, table_format
+):
     kafka = _kafka(
         kafka_bootstrap,
         clickstream_topic=f"{topic_name}-c",
@@ -57,7 +60,12 @@ def test_bounded_kafka_run_equals_replay(entry_point, kafka_bootstrap, topic_nam
     produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
     produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
 
-    from_kafka = Settings(source="kafka", kafka=kafka, output=str(tmp_path / "kafka"))
+    from_kafka = Settings(
+        source="kafka",
+        kafka=kafka,
+        output=str(tmp_path / "kafka"),
+        table_format=table_format,  # type: ignore[arg-type]
+    )
     entry_point(dataflows.clickstream.build(from_kafka))
     entry_point(dataflows.user_clickstream.build(from_kafka))
     from_replay = Settings(source="replay", replay_path=dump, output=str(tmp_path / "replay"))

@@ -40,15 +40,24 @@ def expected(replay_dir: Path) -> dict[str, set[tuple]]:
     return expected_tables(replay_dir)
 
 
-def _settings(replay_dir: Path, output: Path, batch_size: int) -> Settings:
+def _settings(
+    replay_dir: Path, output: Path, batch_size: int, table_format: str = "parquet"
+) -> Settings:
     return Settings(
-        source="replay", replay_path=replay_dir, output=str(output), batch_size=batch_size
+        source="replay",
+        replay_path=replay_dir,
+        output=str(output),
+        batch_size=batch_size,
+        table_format=table_format,  # type: ignore[arg-type]
     )
 
 
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
 @pytest.mark.parametrize("batch_size", [1, 500])
-def test_replay_gives_the_exact_tables(entry_point, replay_dir, expected, tmp_path, batch_size):
-    settings = _settings(replay_dir, tmp_path, batch_size)
+def test_replay_gives_the_exact_tables(
+    entry_point, replay_dir, expected, tmp_path, batch_size, table_format
+):
+    settings = _settings(replay_dir, tmp_path, batch_size, table_format)
     entry_point(dataflows.clickstream.build(settings))
     entry_point(dataflows.user_clickstream.build(settings))
     for table, rows in expected.items():
@@ -71,11 +80,13 @@ def test_backfill_dump_partition_by_partition_is_not_late(tmp_path):
     assert set(read_rows(out, "pages_per_min")) == expected_tables(dump)["pages_per_min"]
 
 
-def test_python_m_bytewax_run_with_two_workers(replay_dir, expected, tmp_path):
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
+def test_python_m_bytewax_run_with_two_workers(replay_dir, expected, tmp_path, table_format):
     env = {
         **os.environ,
         "CLICKSTREAM_SOURCE": f"replay:{replay_dir}",
         "CLICKSTREAM_OUTPUT": str(tmp_path),
+        "CLICKSTREAM_TABLE_FORMAT": table_format,
     }
     for flow in ("clickstream", "user_clickstream"):
         subprocess.run(

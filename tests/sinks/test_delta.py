@@ -1,0 +1,212 @@
+"""The Delta sink: one commit per flush with its app txn, the resume that takes back what
+was committed after the snapshot, concurrent appends, the schema readers see, bad output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+from sinks.base import TableRows
+from sinks.delta import DeltaSink
+from sinks.parquet import ParquetSink
+from sinks.tables import ALL_TABLES, DEAD_LETTERS, LATE_EVENTS, PAGES_PER_MIN
+from tests.processes import ROOT, clean_env, run_flow
+from tests.tables import read_rows
+from tools.replay_gen import generate
+
+HOUR = 3_600_000
+T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR
+
+
+def _rows(n: int, start: int = T0, first: int = 0) -> list[tuple]:
+    return [
+        (i % 7, start + i * 5_000, start + i * 5_000 + 60_000, i + 1)
+        for i in range(first, first + n)
+    ]
+
+
+def _sink(tmp_path, parts: int = 1, flow: str = "flow") -> DeltaSink:
+    sink = DeltaSink(str(tmp_path), flow, [PAGES_PER_MIN], parts=parts, flush_rows=1)
+    sink.prepare()
+    return sink
+
+
+def _log(table_dir) -> list[list[dict]]:
+    return [
+        [json.loads(line) for line in entry.read_text().splitlines()]
+        for entry in sorted((table_dir / "_delta_log").glob("*.json"))
+    ]
+
+
+def test_each_flush_is_one_commit_with_its_app_transaction(tmp_path):
+    part = _sink(tmp_path).build_part("out", "0", None)
+    part.write_batch([TableRows("pages_per_min", _rows(5) + _rows(2, start=T0 + HOUR))])
+    part.write_batch([TableRows("pages_per_min", _rows(3, first=10))])
+    part.close()
+    commits = _log(tmp_path / "pages_per_min")[1:]  # version 0 creates the table
+    assert [[a["txn"] for a in c if "txn" in a] for c in commits] == [
+        [{"appId": "clickstream/flow/p0", "version": 0}],
+        [{"appId": "clickstream/flow/p0", "version": 1}],
+    ]
+    adds = [[a["add"] for a in c if "add" in a] for c in commits]
+    assert [len(a) for a in adds] == [2, 1]  # one file per hour partition
+    first = adds[0][0]
+    hour = int(pl.from_epoch(pl.Series([T0]), "ms").dt.hour()[0])
+    assert first["partitionValues"]["event_hour"] == str(hour)
+    stats = json.loads(first["stats"])
+    assert stats["numRecords"] == 5
+    assert stats["minValues"]["pages"] == 1 and stats["maxValues"]["pages"] == 5
+    table = DeltaTable(str(tmp_path / "pages_per_min"))
+    assert table.transaction_version("clickstream/flow/p0") == 1
+    df = pl.read_delta(str(tmp_path / "pages_per_min"))
+    assert df.height == 10
+    assert df.schema["event_start"] == pl.Datetime("us", "UTC")
+    assert df.schema["event_date"] == pl.Date and df.schema["event_hour"] == pl.Int32
+    assert sorted(read_rows(tmp_path, "pages_per_min")) == sorted(
+        _rows(5) + _rows(2, start=T0 + HOUR) + _rows(3, first=10)
+    )
+
+
+def test_resume_drops_replayed_rows_that_were_committed_after_the_snapshot(tmp_path):
+    sink = _sink(tmp_path)
+    part = sink.build_part("out", "0", None)
+    part.write_batch([TableRows("pages_per_min", _rows(2))])
+    state = part.snapshot()  # the last committed epoch: flush 0 done, next is 1
+    part.write_batch([TableRows("pages_per_min", _rows(3, first=2))])
+    part.write_batch([TableRows("pages_per_min", _rows(1, first=5))])  # then kill -9
+
+    resumed = _sink(tmp_path).build_part("out", "0", state)
+    assert resumed.seq == 3, "new flushes are numbered after the last committed one"
+    # the replay produces the same rows again, in other batches, then new ones
+    resumed.write_batch([TableRows("pages_per_min", _rows(2, first=2))])
+    assert read_rows(tmp_path, "pages_per_min") and resumed.pending_rows == 0
+    snap = resumed.snapshot()
+    assert sum(n for _, n in snap[2]["pages_per_min"]) == 2, "still to be replayed"
+    resumed.write_batch([TableRows("pages_per_min", _rows(2, first=4) + _rows(2, first=6))])
+    resumed.close()
+    got = Counter(read_rows(tmp_path, "pages_per_min"))
+    assert got == Counter(_rows(8)), got
+    assert DeltaTable(str(tmp_path / "pages_per_min")).transaction_version(resumed.app_id) == 3
+
+
+def test_run_without_recovery_state_over_its_own_output_adds_nothing_twice(tmp_path):
+    part = _sink(tmp_path).build_part("out", "0", None)
+    part.write_batch([TableRows("pages_per_min", _rows(4))])
+    part.close()
+    version = DeltaTable(str(tmp_path / "pages_per_min")).version()
+    again = _sink(tmp_path).build_part("out", "0", None)
+    again.write_batch([TableRows("pages_per_min", _rows(4))])
+    again.close()
+    assert DeltaTable(str(tmp_path / "pages_per_min")).version() == version
+    assert Counter(read_rows(tmp_path, "pages_per_min")) == Counter(_rows(4))
+
+
+_APPEND = """
+import sys
+from sinks.base import TableRows
+from sinks.delta import DeltaSink
+from sinks.tables import LATE_EVENTS
+
+flow = sys.argv[2]
+sink = DeltaSink(sys.argv[1], flow, [LATE_EVENTS], parts=1, flush_rows=1)
+part = sink.build_part("out", "0", None)
+for i in range(int(sys.argv[3])):
+    row = (flow, "t", str(i), 1_700_000_000_000 + i, 0, 1, 1, "late", "c", 0, i)
+    part.write_batch([TableRows("late_events", [row])])
+part.close()
+"""
+
+
+def test_concurrent_appends_from_several_processes_all_land_once(tmp_path):
+    DeltaSink(str(tmp_path), "setup", [LATE_EVENTS]).prepare()
+    flows, flushes = ["a", "b", "c"], 25
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _APPEND, str(tmp_path), flow, str(flushes)],
+            cwd=ROOT,
+            env=clean_env(),
+            stderr=subprocess.PIPE,
+        )
+        for flow in flows
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()[-2000:]
+    rows = read_rows(tmp_path, "late_events")
+    assert len(rows) == len(set(rows)) == len(flows) * flushes
+    table = DeltaTable(str(tmp_path / "late_events"))
+    assert table.version() == len(flows) * flushes
+    for flow in flows:
+        assert table.transaction_version(f"clickstream/{flow}/p0") == flushes - 1
+
+
+@pytest.mark.parametrize(
+    ("first", "then", "message"),
+    [
+        ("parquet", "delta", "holds files but is not a Delta table"),
+        ("delta", "parquet", "is a Delta table; set CLICKSTREAM_TABLE_FORMAT=delta"),
+    ],
+)
+def test_output_of_the_other_format_is_one_line_at_start(tmp_path, first, then, message):
+    dump = tmp_path / "dump"
+    generate(dump, events=500, rate=20, partitions=1, jitter_ms=0, seed=3)
+    env = {"CLICKSTREAM_SOURCE": f"replay:{dump}", "CLICKSTREAM_OUTPUT": str(tmp_path / "out")}
+    assert run_flow({**env, "CLICKSTREAM_TABLE_FORMAT": first}).returncode == 0
+    before = sorted(p for p in (tmp_path / "out").rglob("*"))
+    proc = run_flow({**env, "CLICKSTREAM_TABLE_FORMAT": then})
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert sorted(p for p in (tmp_path / "out").rglob("*")) == before, "nothing written"
+
+
+def test_delta_table_with_other_columns_is_one_line_at_start(tmp_path):
+    other = pl.DataFrame({"userid": [1], "note": ["x"]})
+    other.write_delta(str(tmp_path / "out" / "pages_per_min"))
+    dump = tmp_path / "dump"
+    generate(dump, events=200, rate=20, partitions=1, jitter_ms=0, seed=3)
+    before = sorted(p for p in (tmp_path / "out").rglob("*"))
+    proc = run_flow(
+        {
+            "CLICKSTREAM_SOURCE": f"replay:{dump}",
+            "CLICKSTREAM_OUTPUT": str(tmp_path / "out"),
+            "CLICKSTREAM_TABLE_FORMAT": "delta",
+        }
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "is a Delta table with other columns (userid long, note string)" in lines[0]
+    assert sorted(p for p in (tmp_path / "out").rglob("*")) == before, "nothing written"
+
+
+def test_every_table_has_the_same_columns_and_types_in_both_formats(tmp_path):
+    for table in ALL_TABLES:
+        rows = [
+            tuple(
+                T0
+                if name in table.timestamps
+                else (b"x" if kind == pl.Binary else 1)
+                if kind != pl.String
+                else "s"
+                for name, kind in table.columns
+            )
+        ]
+        for fmt, sink_class in (("parquet", ParquetSink), ("delta", DeltaSink)):
+            sink = sink_class(str(tmp_path / fmt), "flow", [table], parts=1)
+            sink.prepare()
+            part = sink.build_part("out", "0", None)
+            part.write_batch([TableRows(table.name, rows)])
+            part.close()
+        parquet = read_rows(tmp_path / "parquet", table.name)
+        assert read_rows(tmp_path / "delta", table.name) == parquet == rows, table.name
+    schema = DeltaTable(str(tmp_path / "delta" / DEAD_LETTERS.name)).schema()
+    types = {f.name: str(f.type) for f in schema.fields}
+    assert types["ts"] == 'PrimitiveType("timestamp")', types
+    assert types["payload"] == 'PrimitiveType("binary")', types
