@@ -64,7 +64,7 @@ def test_bounded_kafka_run_equals_replay(
         source="kafka",
         kafka=kafka,
         output=str(tmp_path / "kafka"),
-        table_format=table_format,  # type: ignore[arg-type]
+        table_format=table_format,
     )
     entry_point(dataflows.clickstream.build(from_kafka))
     entry_point(dataflows.user_clickstream.build(from_kafka))
