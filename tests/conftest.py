@@ -79,11 +79,13 @@ def topic_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def gcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator]:
-    """fake-gcs-server with a bucket `clickstream`; STORAGE_EMULATOR_HOST points at it."""
+    """fake-gcs-server with a bucket `clickstream`; STORAGE_EMULATOR_HOST points at it,
+    STORAGE_EMULATOR_XML_HOST at its XML proxy (for deltalake)."""
     emulator = GcsEmulator(tmp_path / "gcs" / "root")
     emulator.create_bucket("clickstream")
     emulator.start()
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+    monkeypatch.setenv("STORAGE_EMULATOR_XML_HOST", emulator.xml_url)
     try:
         yield emulator
     finally:

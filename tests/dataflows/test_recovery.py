@@ -268,12 +268,15 @@ def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.gcs
-def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs):
+@pytest.mark.parametrize("table_format", ["parquet", "delta"])
+def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table_format):
     _reference(big_dump, tmp_path / "reference")
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}",
         CLICKSTREAM_OUTPUT="gs://clickstream/tables",
+        CLICKSTREAM_TABLE_FORMAT=table_format,
         STORAGE_EMULATOR_HOST=gcs.url,
+        STORAGE_EMULATOR_XML_HOST=gcs.xml_url,
         **SLOW,
     )
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 
 import polars as pl
@@ -15,6 +16,7 @@ from deltalake import DeltaTable
 from sinks.base import TableRows
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
+from sinks.storage import delta_storage_options
 from sinks.tables import ALL_TABLES, DEAD_LETTERS, LATE_EVENTS, PAGES_PER_MIN
 from tests.processes import ROOT, clean_env, run_flow
 from tests.tables import read_rows
@@ -111,6 +113,7 @@ _APPEND = """
 import sys
 from sinks.base import TableRows
 from sinks.delta import DeltaSink
+from sinks.storage import delta_storage_options
 from sinks.tables import LATE_EVENTS
 
 flow = sys.argv[2]
@@ -123,27 +126,62 @@ part.close()
 """
 
 
-def test_concurrent_appends_from_several_processes_all_land_once(tmp_path):
-    DeltaSink(str(tmp_path), "setup", [LATE_EVENTS]).prepare()
-    flows, flushes = ["a", "b", "c"], 25
+def _concurrent_appends(output: str, env: dict[str, str]) -> None:
+    DeltaSink(output, "setup", [LATE_EVENTS]).prepare()
+    flows, flushes = ["a", "b", "c"], 20
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _APPEND, str(tmp_path), flow, str(flushes)],
+            [sys.executable, "-c", _APPEND, output, flow, str(flushes)],
             cwd=ROOT,
-            env=clean_env(),
+            env=env,
             stderr=subprocess.PIPE,
         )
         for flow in flows
     ]
     for p in procs:
-        _, err = p.communicate(timeout=120)
+        _, err = p.communicate(timeout=180)
         assert p.returncode == 0, err.decode()[-2000:]
-    rows = read_rows(tmp_path, "late_events")
+    rows = read_rows(output, "late_events")
     assert len(rows) == len(set(rows)) == len(flows) * flushes
-    table = DeltaTable(str(tmp_path / "late_events"))
-    assert table.version() == len(flows) * flushes
+    uri = f"{output}/late_events"
+    table = DeltaTable(uri, storage_options=delta_storage_options(uri))
+    assert table.version() == len(flows) * flushes, "one log version per commit, none lost"
     for flow in flows:
         assert table.transaction_version(f"clickstream/{flow}/p0") == flushes - 1
+
+
+def test_concurrent_appends_from_several_processes_all_land_once(tmp_path):
+    _concurrent_appends(str(tmp_path), clean_env())
+
+
+@pytest.mark.gcs
+def test_concurrent_appends_on_the_gcs_emulator_all_land_once(gcs):
+    env = clean_env(STORAGE_EMULATOR_HOST=gcs.url, STORAGE_EMULATOR_XML_HOST=gcs.xml_url)
+    _concurrent_appends("gs://clickstream/delta", env)
+
+
+@pytest.mark.gcs
+def test_emulator_proxy_refuses_a_second_put_if_absent_and_answers_an_etag(gcs):
+    import http.client
+    from urllib.parse import urlsplit
+
+    where = urlsplit(gcs.xml_url)
+    answers = []
+    for body in (b"first", b"second"):
+        conn = http.client.HTTPConnection(where.hostname, where.port)
+        conn.request(
+            "PUT",
+            "/clickstream/log%2F00001.json",
+            body=body,
+            headers={"x-goog-if-generation-match": "0"},
+        )
+        answer = conn.getresponse()
+        answer.read()
+        answers.append((answer.status, answer.getheader("ETag")))
+    assert answers[0][0] == 200 and answers[0][1]
+    assert answers[1] == (412, None)
+    with urllib.request.urlopen(f"{gcs.url}/clickstream/log%2F00001.json") as stored:
+        assert stored.read() == b"first"
 
 
 @pytest.mark.parametrize(
