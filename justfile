@@ -69,9 +69,18 @@ lint: setup
     {{python}} -m ruff format --check .
     {{python}} -m mypy .
 
+# Compact, vacuum and checkpoint Delta output: `just maintain output --retention-hours 168`.
+[no-exit-message]
+maintain output="output" *args: setup
+    @{{python}} -m tools.maintain "$@"
+
 # Benchmarks against Bytewax's built-in windowing and the raw Kafka ceiling (figures, not tests).
 bench *args: setup
     {{python}} -m benchmarks.run "$@"
+
+# Delta tables after a live run (default 30 min), before and after `just maintain`.
+bench-compaction *args: setup
+    {{python}} -m benchmarks.compaction "$@"
 
 # State and memory over 6 h of event time, 10,000 users, 5M records per dataflow.
 soak *args: setup

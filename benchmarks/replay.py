@@ -16,7 +16,12 @@ from benchmarks.common import Record
 
 
 def best_replay_rate(
-    build: Callable[[Any], Dataflow], dump: Path, outputs: Path, n: int, runs: int = 3
+    build: Callable[[Any], Dataflow],
+    dump: Path,
+    outputs: Path,
+    n: int,
+    runs: int = 3,
+    table_format: str = "parquet",
 ) -> float:
     """Records per second of the best of `runs` runs of a dataflow over a replay dump,
     each into its own output under `outputs`: this machine is noisy."""
@@ -24,7 +29,12 @@ def best_replay_rate(
 
     rate = 0.0
     for attempt in range(runs):
-        settings = Settings(source="replay", replay_path=dump, output=str(outputs / str(attempt)))
+        settings = Settings(
+            source="replay",
+            replay_path=dump,
+            output=str(outputs / str(attempt)),
+            table_format=table_format,  # type: ignore[arg-type]
+        )
         start = time.perf_counter()
         run_main(build(settings))
         rate = max(rate, n / (time.perf_counter() - start))
@@ -76,3 +86,7 @@ def bench_dataflows(scale: float, record: Record) -> None:
             rate = best_replay_rate(build, dump, Path(tmp, name), n)
             ceiling = max(_parse_ceiling(dump / file, shape) for _ in range(3))
             record("dataflow", f"{name} replay -> Parquet", rate, "read + JSON-parse only", ceiling)
+            delta = best_replay_rate(
+                build, dump, Path(tmp, f"{name}-delta"), n, table_format="delta"
+            )
+            record("dataflow", f"{name} replay -> Delta", delta, "the same to Parquet", rate)

@@ -1,7 +1,7 @@
 """Output and recovery figures (`just bench --only sink,recovery`; `--live` for freshness).
 
 - sink: rows/s the Parquet sink writes to the GCS emulator, against the same rows to
-  local disk.
+  local disk; the Delta sink against the Parquet sink, on local disk and on the emulator.
 - recovery: the clickstream dataflow on a replay with `-s 1` and `-s 10` recovery,
   against the same run without recovery.
 - live (`python -m benchmarks.sink --live 150`): datagen in real time into GCS for that
@@ -24,15 +24,18 @@ from pathlib import Path
 
 from benchmarks.common import Record
 from infra.gcs_emulator import GcsEmulator
-from sinks.parquet import ParquetSink, TableRows
+from sinks.base import TableRows, TableSink
+from sinks.delta import DeltaSink
+from sinks.parquet import ParquetSink
 from sinks.tables import ALL_TABLES, PAGES_PER_MIN
 from tools.replay_gen import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _write_rows(output: str, n: int) -> float:
-    sink = ParquetSink(output, "bench", [PAGES_PER_MIN], parts=1, flush_rows=100_000)
+def _write_rows(output: str, n: int, sink_class: type[TableSink] = ParquetSink) -> float:
+    sink = sink_class(output, "bench", [PAGES_PER_MIN], parts=1, flush_rows=100_000)
+    sink.prepare()
     part = sink.build_part("out", "0", None)
     rows = [(i % 1000, 1_700_000_000_000 + i * 5, 1_700_000_060_000 + i * 5, i) for i in range(n)]
     start = time.perf_counter()
@@ -49,16 +52,21 @@ def bench_sink(scale: float, record: Record) -> None:
         emulator.create_bucket("bench")
         emulator.start()
         os.environ["STORAGE_EMULATOR_HOST"] = emulator.url
+        os.environ["STORAGE_EMULATOR_XML_HOST"] = emulator.xml_url
         try:
             print(f"sink: {n:,} rows in flushes of 100,000", flush=True)
             gcs = _write_rows("gs://bench/out", n)
             local = _write_rows(str(Path(tmp, "local")), n)
+            delta_gcs = _write_rows("gs://bench/delta", n, DeltaSink)
+            delta_local = _write_rows(str(Path(tmp, "delta")), n, DeltaSink)
             record(
                 "sink", "Parquet rows to the GCS emulator", gcs, "same rows to local disk", local
             )
+            record("sink", "Delta rows to local disk", delta_local, "Parquet to local disk", local)
+            record("sink", "Delta rows to the GCS emulator", delta_gcs, "Parquet to it", gcs)
         finally:
             emulator.stop()
-            del os.environ["STORAGE_EMULATOR_HOST"]
+            del os.environ["STORAGE_EMULATOR_HOST"], os.environ["STORAGE_EMULATOR_XML_HOST"]
 
 
 def _run(env: dict[str, str], args: list[str]) -> float:
