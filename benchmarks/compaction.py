@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -95,7 +96,7 @@ def measure(output: Path) -> list[str]:
         if not before.files:
             continue
         disk_before = _on_disk(table_dir)
-        read_before = _best(lambda u=uri: pl.read_delta(u))
+        read_before = _best(partial(pl.read_delta, uri))
         rows = pl.read_delta(uri).height
         compact(table, 128)
         table.update_incremental()
@@ -109,14 +110,14 @@ def measure(output: Path) -> list[str]:
         def one_key(u: str, k: str = key, v: object = value) -> object:
             return pl.scan_delta(u).filter(pl.col(k) == v).collect()
 
-        filtered = _best(lambda u=uri: one_key(u))
+        filtered = _best(partial(one_key, uri))
         DeltaTable(str(copy)).optimize.z_order([key])
-        filtered_z = _best(lambda u=str(copy): one_key(u))
+        filtered_z = _best(partial(one_key, str(copy)))
         shutil.rmtree(copy.parent)
         vacuum(table, 0)
         checkpoint(table)
         after = size(table)
-        read_after = _best(lambda u=uri: pl.read_delta(u))
+        read_after = _best(partial(pl.read_delta, uri))
         lines.append(
             f"| {table_dir.name} | {rows:,} | {before.files:,} | {before.bytes / 1e3:,.0f} | "
             f"{read_before * 1000:.0f} ms | {after.files:,} | {after.bytes / 1e3:,.0f} | "
