@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
+from tools.show import read_table
+
 KEYS = {
     "pages_per_min": ["userid"],
     "errors_per_min_alert": ["status"],
@@ -22,7 +24,10 @@ KEYS = {
 
 
 def ours(output: Path, table: str) -> pl.DataFrame:
-    df = pl.read_parquet(f"{output}/{table}/**/*.parquet", hive_partitioning=True)
+    """Our table (Parquet or Delta), times as epoch ms like the CSVs."""
+    df = read_table(str(output), table)
+    if df is None:
+        raise SystemExit(f"error: {output}/{table}: no files")
     return df.drop("event_date", "event_hour").with_columns(
         pl.col("event_start").dt.epoch("ms"), pl.col("event_end").dt.epoch("ms")
     )

@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -35,9 +37,11 @@ def query(*args: str, output: str | Path, stdin: str | None = None, **env: str):
     )
 
 
-@pytest.fixture(scope="module")
-def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Both dataflows over a dump with late records (jitter past the delay) and a bad one."""
+@pytest.fixture(scope="module", params=["parquet", "delta"])
+def output(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """Both dataflows over a dump with late records (jitter past the delay) and a bad one,
+    as Parquet and as Delta tables (the latter compacted by `tools.maintain`, so its
+    files are partly ours and partly delta-rs's)."""
     dump = tmp_path_factory.mktemp("dump")
     generate(dump, events=3_000, rate=20, partitions=2, jitter_ms=90_000, seed=9)
     lines = (dump / "clickstream.jsonl").read_bytes().splitlines()
@@ -46,9 +50,23 @@ def output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lines.insert(11, orjson.dumps(bad))
     (dump / "clickstream.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path_factory.mktemp("out")
-    settings = Settings(source="replay", replay_path=dump, output=str(out))
+    settings = Settings(
+        source="replay",
+        replay_path=dump,
+        output=str(out),
+        table_format=request.param,
+        flush_rows=500,  # several files per partition, for compaction to merge
+    )
     run_main(dataflows.clickstream.build(settings))
     run_main(dataflows.user_clickstream.build(settings))
+    if request.param == "delta":
+        before = {t.name: Counter(read_rows(out, t.name)) for t in ALL_TABLES}
+        maintain = [sys.executable, "-m", "tools.maintain", str(out), "--tables", "pages_per_min"]
+        done = subprocess.run(maintain, cwd=ROOT, env=clean_env(), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        found = re.search(r"pages_per_min: compacted (\d+) files.* -> (\d+) files", done.stdout)
+        assert found and int(found[2]) < int(found[1]), done.stdout
+        assert {t.name: Counter(read_rows(out, t.name)) for t in ALL_TABLES} == before
     for table in ALL_TABLES:
         assert read_rows(out, table.name), f"{table.name}: the test data should fill it"
     return out
