@@ -51,6 +51,7 @@ run-recoverable flow *args: setup
 # Run the whole test suite (installs headless Chromium for the dashboard test if missing).
 test *args: setup
     @scripts/setup_browser.sh
+    @scripts/setup_spark.sh
     {{python}} -m pytest "$@"
 
 # The live dashboard of the output tables (http://127.0.0.1:8050/).
