@@ -283,7 +283,7 @@ class DeltaSink(TableSink[SinkState]):
                         f"CLICKSTREAM_OUTPUT {uri} is a Delta table partitioned by "
                         f"{found.metadata().partition_columns}, not {list(HIVE_COLUMNS)}"
                     )
-            elif self.fs.exists(f"{self.root}/{name}") and self.fs.ls(f"{self.root}/{name}"):
+            elif self._holds_other_files(name):
                 raise ConfigError(
                     f"CLICKSTREAM_OUTPUT {uri} holds files but is not a Delta table "
                     "(Parquet output? set CLICKSTREAM_TABLE_FORMAT=parquet or write elsewhere)"
@@ -291,14 +291,29 @@ class DeltaSink(TableSink[SinkState]):
             else:
                 missing.append(name)
         for name in missing:
-            DeltaTable.create(
-                self.uri(name),
-                self.schemas[name],
-                partition_by=list(HIVE_COLUMNS),
-                mode="ignore",  # another process may create it at the same moment
-                name=name,
-                storage_options=self.delta_options,
-            )
+            uri = self.uri(name)
+            try:
+                DeltaTable.create(
+                    uri,
+                    self.schemas[name],
+                    partition_by=list(HIVE_COLUMNS),
+                    mode="ignore",
+                    name=name,
+                    storage_options=self.delta_options,
+                )
+            except Exception:
+                # Another process of the cluster created it at the same moment and won
+                # version 0 (put-if-absent); anything else is raised again.
+                if not DeltaTable.is_deltatable(uri, storage_options=self.delta_options):
+                    raise
+
+    def _holds_other_files(self, name: str) -> bool:
+        """Whether the table's directory holds anything but a log being created (another
+        process of the cluster may be creating the table right now)."""
+        base = f"{self.root}/{name}"
+        if not self.fs.exists(base):
+            return False
+        return any(p.rstrip("/").rsplit("/", 1)[-1] != "_delta_log" for p in self.fs.ls(base))
 
     def open(self, name: str) -> DeltaTable:
         return self.retry(

@@ -4,17 +4,19 @@ was committed after the snapshot, concurrent appends, the schema readers see, ba
 from __future__ import annotations
 
 import json
+import multiprocessing
 import subprocess
 import sys
 import urllib.request
 from collections import Counter
+from typing import Any
 
 import polars as pl
 import pytest
 from deltalake import DeltaTable
 
 from sinks.base import TableRows
-from sinks.delta import DeltaSink
+from sinks.delta import DeltaSink, delta_schema
 from sinks.parquet import ParquetSink
 from sinks.storage import delta_storage_options
 from sinks.tables import ALL_TABLES, DEAD_LETTERS, LATE_EVENTS, PAGES_PER_MIN
@@ -112,7 +114,7 @@ def test_run_without_recovery_state_over_its_own_output_adds_nothing_twice(tmp_p
 _APPEND = """
 import sys
 from sinks.base import TableRows
-from sinks.delta import DeltaSink
+from sinks.delta import DeltaSink, delta_schema
 from sinks.storage import delta_storage_options
 from sinks.tables import LATE_EVENTS
 
@@ -248,3 +250,29 @@ def test_every_table_has_the_same_columns_and_types_in_both_formats(tmp_path):
     types = {f.name: str(f.type) for f in schema.fields}
     assert types["ts"] == 'PrimitiveType("timestamp")', types
     assert types["payload"] == 'PrimitiveType("binary")', types
+
+
+def _prepare_together(root: str, rounds: int, barrier: Any) -> None:
+    for round_ in range(rounds):
+        barrier.wait(timeout=60)  # all processes start each round together
+        DeltaSink(f"{root}/{round_}", "flow", ALL_TABLES).prepare()
+
+
+def test_processes_of_a_cluster_create_the_tables_at_the_same_moment(tmp_path):
+    # Before the fix, 2 rounds in 10 failed: a process saw another's half-created log as
+    # "holds files but is not a Delta table". (spawn: deltalake's runtime cannot fork.)
+    context = multiprocessing.get_context("spawn")
+    rounds, barrier = 10, context.Barrier(4)
+    procs = [
+        context.Process(target=_prepare_together, args=(str(tmp_path), rounds, barrier))
+        for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    for round_ in range(rounds):
+        for table in ALL_TABLES:
+            found = DeltaTable(f"{tmp_path}/{round_}/{table.name}").schema()
+            assert found.fields == delta_schema(table).fields
