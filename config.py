@@ -203,6 +203,8 @@ class Settings:
     # Buffered output rows are written at least this often (the seed's trigger was 4 s).
     flush_interval_s: float = 4.0
     flush_rows: int = 500_000
+    # Delta: a sink partition compacts an hour partition once it writes two hours past it.
+    delta_compact_closed_hours: bool = False
     # Records per input batch; bigger is faster, any value gives the same tables.
     batch_size: int = 2_000
     kafka: KafkaSettings | None = None
@@ -267,6 +269,7 @@ class Settings:
             max_future_skew_s=_parse(env, "CLICKSTREAM_MAX_FUTURE_SKEW", float, 3600.0, minimum=0),
             flush_interval_s=_parse(env, "CLICKSTREAM_FLUSH_INTERVAL", float, 4.0, minimum=0.1),
             flush_rows=_parse(env, "CLICKSTREAM_FLUSH_ROWS", int, 500_000, minimum=1),
+            delta_compact_closed_hours=_parse_bool(env, "CLICKSTREAM_DELTA_COMPACT", False),
             batch_size=_parse(env, "CLICKSTREAM_BATCH_SIZE", int, 2_000, minimum=1),
             kafka=kafka,
             metrics_port=_parse(env, "CLICKSTREAM_METRICS_PORT", int, None, minimum=0),

@@ -21,7 +21,7 @@ from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_wind
 from monitoring.server import serve
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, WindowCount, WindowOut
-from sinks.base import SinkItem, Table, TableRows
+from sinks.base import SinkItem, Table, TableRows, TableSink
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
 from sinks.storage import check_output
@@ -142,16 +142,19 @@ def write_tables(
     streams.append(op.map("dead_letter_rows", dead, dead_rows))
     streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))
     check_output(settings.output)
-    sink_class = DeltaSink if settings.table_format == "delta" else ParquetSink
-    sink = sink_class(
-        settings.output,
-        name,
-        [t for t, _, _ in windows] + [LATE_EVENTS, DEAD_LETTERS],
-        parts=SINK_PARTS,
-        flush_interval_s=settings.flush_interval_s,
-        flush_rows=settings.flush_rows,
-        slow_writes_s=settings.test_slow_writes_s,
-        storage_retry_s=settings.storage_retry_s,
-    )
+    tables = [t for t, _, _ in windows] + [LATE_EVENTS, DEAD_LETTERS]
+    options: dict[str, Any] = {
+        "parts": SINK_PARTS,
+        "flush_interval_s": settings.flush_interval_s,
+        "flush_rows": settings.flush_rows,
+        "slow_writes_s": settings.test_slow_writes_s,
+        "storage_retry_s": settings.storage_retry_s,
+    }
+    sink: TableSink
+    if settings.table_format == "delta":
+        compact = settings.delta_compact_closed_hours
+        sink = DeltaSink(settings.output, name, tables, compact_closed_hours=compact, **options)
+    else:
+        sink = ParquetSink(settings.output, name, tables, **options)
     sink.prepare()
     op.output("write", op.merge("rows", *streams), sink)

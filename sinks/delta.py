@@ -33,6 +33,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -109,6 +110,8 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         self.committed: dict[str, Counter[tuple]] = {t: Counter(dict(r)) for t, r in taken.items()}
         # Each worker thread keeps its own table objects: they are not shared across threads.
         self.open: dict[str, DeltaTable] = {}
+        # (date, hour) partitions written since the start, per table; not yet compacted
+        self.hours: dict[str, set[tuple[str, int]]] = {}
         last = seq - 1
         for table in sink.tables:
             version = self.table(table).transaction_version(self.app_id)
@@ -192,6 +195,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
             table = sink.tables[table_name]
             actions = staged[table_name] = []
             for date, hour, part in hive_parts(frame(table, rows)):
+                self.hours.setdefault(table_name, set()).add((date, int(hour)))
                 hive = f"event_date={date}/event_hour={hour}"
                 relative = f"{hive}/{self.name}-{self.seq:010d}.parquet"
                 directory = f"{sink.root}/{table_name}/{hive}"
@@ -209,7 +213,51 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         log.info("sink %s: committing flush %d", self.name, self.seq)
         for table_name, actions in staged.items():
             self.commit(table_name, actions)
+        if sink.compact_closed_hours:
+            for table_name, actions in staged.items():
+                hours = self.hours.setdefault(table_name, set())
+                hours.update(
+                    (
+                        a.partition_values["event_date"] or "",
+                        int(a.partition_values["event_hour"] or 0),
+                    )
+                    for a in actions
+                    if isinstance(a, AddAction)
+                )
+                self._compact_closed(table_name, hours)
         return {t: len(a) for t, a in staged.items()}
+
+    def _compact_closed(self, table: str, hours: set[tuple[str, int]]) -> None:
+        """Compact the hours this partition wrote that lie two hours or more before the
+        newest one it wrote: their windows are closed, so few files will follow there.
+        (A late file after that is merged by the next `tools.maintain`.)"""
+
+        def stamp(hour: tuple[str, int]) -> datetime:
+            return datetime.fromisoformat(hour[0]).replace(hour=hour[1])
+
+        newest = max(map(stamp, hours))
+        for closed in sorted(h for h in hours if newest - stamp(h) >= timedelta(hours=2)):
+            date, hour = closed
+            started = time.monotonic()
+            result = self.delta.retry(
+                partial(
+                    self.table(table).optimize.compact,
+                    partition_filters=[("event_date", "=", date), ("event_hour", "=", str(hour))],
+                    commit_properties=CommitProperties(max_commit_retries=100),
+                ),
+                f"compact {self.delta.uri(table)} {date} {hour:02d}h",
+            )
+            hours.discard(closed)
+            log.info(
+                "sink %s: %s: compacted %s %02dh: %d files into %d (%.1f s)",
+                self.name,
+                table,
+                date,
+                hour,
+                result.get("numFilesRemoved", 0),
+                result.get("numFilesAdded", 0),
+                time.monotonic() - started,
+            )
 
     def table(self, name: str) -> DeltaTable:
         """The table, brought up to the newest version of its log."""
@@ -254,8 +302,18 @@ class _DeltaPartition(BufferedPartition[SinkState]):
 class DeltaSink(TableSink[SinkState]):
     """Writes `TableRows` to Delta tables, one commit per table and flush (see the module)."""
 
-    def __init__(self, root: str, flow: str, tables: Sequence[Table], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        root: str,
+        flow: str,
+        tables: Sequence[Table],
+        *,
+        compact_closed_hours: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(root, flow, tables, **kwargs)
+        # Compact an hour partition once this partition writes two hours past it.
+        self.compact_closed_hours = compact_closed_hours
         self.delta_options = delta_storage_options(root)
         self.schemas = {t.name: delta_schema(t) for t in tables}
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.request
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -276,3 +277,50 @@ def test_processes_of_a_cluster_create_the_tables_at_the_same_moment(tmp_path):
         for table in ALL_TABLES:
             found = DeltaTable(f"{tmp_path}/{round_}/{table.name}").schema()
             assert found.fields == delta_schema(table).fields
+
+
+def test_sink_compacts_closed_hours_itself_when_asked(tmp_path):
+    from bytewax.testing import run_main
+
+    import dataflows.clickstream
+    from config import Settings
+
+    dump = tmp_path / "dump"
+    midnight = 1_699_920_000_000  # 2023-11-14 00:00 UTC: hours 0 to 3 of one day
+    generate(dump, events=12_000, rate=1, partitions=2, jitter_ms=5_000, seed=8, start_ms=midnight)
+    outputs = {}
+    for name, compact in (("plain", False), ("compacted", True)):
+        outputs[name] = tmp_path / name
+        run_main(
+            dataflows.clickstream.build(
+                Settings(
+                    source="replay",
+                    replay_path=dump,
+                    output=str(outputs[name]),
+                    table_format="delta",
+                    batch_size=100,
+                    flush_rows=50,  # many small files
+                    delta_compact_closed_hours=compact,
+                )
+            )
+        )
+    files = {}
+    for name, output in outputs.items():
+        adds = DeltaTable(str(output / "pages_per_min")).get_add_actions(flatten=True)
+        dates = adds.column("partition.event_date").to_pylist()
+        hours = adds.column("partition.event_hour").to_pylist()
+        files[name] = Counter(
+            datetime.combine(d, datetime.min.time()) + timedelta(hours=h)
+            for d, h in zip(dates, hours, strict=True)
+        )
+    assert len(files["plain"]) >= 4, "the data should span several hours"
+    newest = max(files["plain"])
+    for hour, n in files["compacted"].items():
+        if newest - hour >= timedelta(hours=2):
+            assert n == 1 < files["plain"][hour], (hour, files)
+        else:
+            assert n > 1, (hour, files)  # still open: left alone
+    for table in ("pages_per_min", "errors_per_min_alert"):
+        assert Counter(read_rows(outputs["compacted"], table)) == Counter(
+            read_rows(outputs["plain"], table)
+        )
