@@ -48,7 +48,7 @@ def main() -> None:
     for table in (t.name for t in ALL_TABLES):
         df = read_table(output, table)
         if df is None:
-            print(f"\n{table}: no files")
+            print(f"\n{table}: no rows")
             continue
         print(f"\n{table}: {df.height} rows")
         df = df.drop("event_date", "event_hour", "key", "payload", strict=False)
