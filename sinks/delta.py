@@ -138,13 +138,10 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         paths: list[str] = []
         version = self.table(table).version()
         while version >= 0:
-            entry = f"{base}/_delta_log/{version:020d}.json"
-            try:
-                text: bytes = sink.retry(partial(sink.fs.cat_file, entry), f"read {entry}")
-            except StorageFailure as ex:
-                raise StorageFailure(
-                    f"{table}: cannot take back what flush {seq} and later committed: {ex}"
-                ) from None
+            text = self._read(
+                f"{base}/_delta_log/{version:020d}.json",
+                f"{table}: cannot take back what flush {seq} and later committed",
+            )
             actions = [orjson.loads(line) for line in text.splitlines() if line.strip()]
             ours = [
                 a["txn"]["version"] for a in actions if a.get("txn", {}).get("appId") == self.app_id
@@ -156,16 +153,20 @@ class _DeltaPartition(BufferedPartition[SinkState]):
             version -= 1
         rows: list[tuple] = []
         for path in paths:
-            full = f"{base}/{path}"
-            try:
-                data: bytes = sink.retry(partial(sink.fs.cat_file, full), f"read {full}")
-            except StorageFailure as ex:
-                raise StorageFailure(
-                    f"{table}: a file committed after the last snapshot is gone ({ex}); "
-                    "was the table vacuumed with a retention shorter than the run's downtime?"
-                ) from None
+            data = self._read(
+                f"{base}/{path}",
+                f"{table}: a file committed after the last snapshot is gone (vacuumed with a "
+                "retention shorter than the run's downtime?)",
+            )
             rows += rows_of(pl.read_parquet(data), sink.tables[table])
         return rows
+
+    def _read(self, path: str, failure: str) -> bytes:
+        try:
+            data: bytes = self.delta.retry(partial(self.delta.fs.cat_file, path), f"read {path}")
+        except StorageFailure as ex:
+            raise StorageFailure(f"{failure}: {ex}") from None
+        return data
 
     def admit(self, table: str, rows: list[tuple]) -> list[tuple]:
         committed = self.committed.get(table)
