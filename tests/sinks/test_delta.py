@@ -324,3 +324,16 @@ def test_sink_compacts_closed_hours_itself_when_asked(tmp_path):
         assert Counter(read_rows(outputs["compacted"], table)) == Counter(
             read_rows(outputs["plain"], table)
         )
+
+
+def test_resume_whose_committed_files_were_vacuumed_is_one_clear_failure(tmp_path):
+    from sinks.delta import _DeltaPartition
+    from sinks.storage import StorageFailure
+
+    sink = _sink(tmp_path)
+    part = sink.build_part("out", "0", None)
+    part.write_batch([TableRows("pages_per_min", _rows(3))])
+    for f in (tmp_path / "pages_per_min").rglob("*.parquet"):
+        f.unlink()  # as a vacuum with a too short retention would
+    with pytest.raises(StorageFailure, match="a file committed after the last snapshot is gone"):
+        _DeltaPartition(sink, 0, None)
