@@ -196,7 +196,8 @@ class _DeltaPartition(BufferedPartition[SinkState]):
             table = sink.tables[table_name]
             actions = staged[table_name] = []
             for date, hour, part in hive_parts(frame(table, rows)):
-                self.hours.setdefault(table_name, set()).add((date, int(hour)))
+                if sink.compact_closed_hours:
+                    self.hours.setdefault(table_name, set()).add((date, int(hour)))
                 hive = f"event_date={date}/event_hour={hour}"
                 relative = f"{hive}/{self.name}-{self.seq:010d}.parquet"
                 directory = f"{sink.root}/{table_name}/{hive}"
@@ -215,17 +216,8 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         for table_name, actions in staged.items():
             self.commit(table_name, actions)
         if sink.compact_closed_hours:
-            for table_name, actions in staged.items():
-                hours = self.hours.setdefault(table_name, set())
-                hours.update(
-                    (
-                        a.partition_values["event_date"] or "",
-                        int(a.partition_values["event_hour"] or 0),
-                    )
-                    for a in actions
-                    if isinstance(a, AddAction)
-                )
-                self._compact_closed(table_name, hours)
+            for table_name in staged:
+                self._compact_closed(table_name, self.hours[table_name])
         return {t: len(a) for t, a in staged.items()}
 
     def _compact_closed(self, table: str, hours: set[tuple[str, int]]) -> None:
