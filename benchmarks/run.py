@@ -6,18 +6,21 @@
    against Bytewax's built-in `count_window` with the equivalent windower, on the
    same events, single worker, at 40 and at 100,000 distinct keys.
 2. dataflows: each whole dataflow from a replay file to Parquet, single worker,
-   against the raw ceiling: reading and JSON-parsing the same file, no dataflow.
+   against the raw ceiling: reading and JSON-parsing the same file, no dataflow;
+   and the same dataflow writing Delta tables against it writing Parquet.
 3. kafka: each dataflow reading a pre-filled topic from the real broker (bounded
    run) against confluent-kafka consuming and parsing the same topic; and our Kafka
    source with the parser alone in a Bytewax dataflow (no windows, no sink) against
    the same ceiling, the floor under any dataflow built this way.
-4. sink, recovery: Parquet to the GCS emulator against local disk; recovery on/off.
+4. sink, recovery: Parquet to the GCS emulator against local disk; Delta against
+   Parquet, on local disk and on the emulator; recovery on/off.
 5. columnar: the map-side combine of `user_clickstream` done with Polars group-bys
    against ours, on the same decoded batches.
 6. metrics: the `clickstream` dataflow with its metrics (scraped every second)
    against the same run with every metric update a no-op.
 
-The soak (state and memory over hours of event time) is `python -m benchmarks.soak`.
+The soak (state and memory over hours of event time) is `python -m benchmarks.soak`;
+Delta compaction after a live run is `python -m benchmarks.compaction`.
 
 Figures are events per second of wall time on this machine; they are printed as a
 Markdown table and written to bench-results/latest.md. Each group runs in a process
