@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import subprocess
 import sys
 import urllib.request
@@ -129,9 +130,9 @@ part.close()
 """
 
 
-def _concurrent_appends(output: str, env: dict[str, str]) -> None:
+def _concurrent_appends(output: str, env: dict[str, str], flushes: int) -> None:
     DeltaSink(output, "setup", [LATE_EVENTS]).prepare()
-    flows, flushes = ["a", "b", "c"], 20
+    flows = ["a", "b", "c"]
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _APPEND, output, flow, str(flushes)],
@@ -154,13 +155,26 @@ def _concurrent_appends(output: str, env: dict[str, str]) -> None:
 
 
 def test_concurrent_appends_from_several_processes_all_land_once(tmp_path):
-    _concurrent_appends(str(tmp_path), clean_env())
+    _concurrent_appends(str(tmp_path), clean_env(), flushes=20)
 
 
 @pytest.mark.gcs
-def test_concurrent_appends_on_the_gcs_emulator_all_land_once(gcs):
+def test_concurrent_appends_and_maintain_on_the_gcs_emulator(gcs):
     env = clean_env(STORAGE_EMULATOR_HOST=gcs.url, STORAGE_EMULATOR_XML_HOST=gcs.xml_url)
-    _concurrent_appends("gs://clickstream/delta", env)
+    _concurrent_appends("gs://clickstream/delta", env, flushes=8)
+    before = Counter(read_rows("gs://clickstream/delta", "late_events"))
+    maintain = subprocess.run(
+        [sys.executable, "-m", "tools.maintain", "gs://clickstream/delta"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert maintain.returncode == 0, maintain.stdout + maintain.stderr
+    assert re.search(r"late_events: compacted \d+ files.* -> 1 files", maintain.stdout)
+    assert "late_events: checkpoint at version" in maintain.stdout
+    assert Counter(read_rows("gs://clickstream/delta", "late_events")) == before
 
 
 @pytest.mark.gcs
