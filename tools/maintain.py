@@ -1,7 +1,7 @@
 """Maintain the Delta tables under an output location: compact, vacuum, checkpoint.
 
     python -m tools.maintain OUTPUT [--retention-hours 168] [--target-mb 128]
-                             [--tables pages_per_min,...] [--skip-vacuum]
+                             [--tables pages_per_min,...] [--skip-vacuum] [--every SECONDS]
 
 Per table:
 1. **compact** (OPTIMIZE): the small files of each partition are rewritten as files of
@@ -18,6 +18,7 @@ Per table:
 Safe while the dataflows write and safe to kill at any moment: every step either
 commits atomically or deletes only files that no version younger than the
 retention refers to. Prints one line per step with files and bytes before and after.
+`--every S` runs a pass every S seconds until stopped (a sidecar next to the dataflows).
 """
 
 from __future__ import annotations
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-mb", type=int, default=128)
     parser.add_argument("--tables", help="comma-separated table names (default: all)")
     parser.add_argument("--skip-vacuum", action="store_true")
+    parser.add_argument("--every", type=float, help="repeat every this many seconds")
     args = parser.parse_args(argv)
     with exit_on_config_error():
         if args.retention_hours < MIN_RETENTION_HOURS:
@@ -138,15 +140,18 @@ def main(argv: list[str] | None = None) -> int:
                 "a resuming dataflow and running readers need the files of recent versions"
             )
         tables = delta_tables(args.output, args.tables.split(",") if args.tables else None)
-    for name, uri in tables:
-        maintain_table(
-            name,
-            uri,
-            retention_hours=args.retention_hours,
-            target_mb=args.target_mb,
-            skip_vacuum=args.skip_vacuum,
-        )
-    return 0
+    while True:
+        for name, uri in tables:
+            maintain_table(
+                name,
+                uri,
+                retention_hours=args.retention_hours,
+                target_mb=args.target_mb,
+                skip_vacuum=args.skip_vacuum,
+            )
+        if args.every is None:
+            return 0
+        time.sleep(args.every)
 
 
 if __name__ == "__main__":
