@@ -33,7 +33,7 @@ from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
 from config import ConfigError, exit_on_config_error
-from sinks.storage import delta_storage_options, output_fs
+from sinks.storage import cause, delta_storage_options, output_fs
 from sinks.tables import ALL_TABLES
 
 log = logging.getLogger(__name__)
@@ -142,13 +142,18 @@ def main(argv: list[str] | None = None) -> int:
         tables = delta_tables(args.output, args.tables.split(",") if args.tables else None)
     while True:
         for name, uri in tables:
-            maintain_table(
-                name,
-                uri,
-                retention_hours=args.retention_hours,
-                target_mb=args.target_mb,
-                skip_vacuum=args.skip_vacuum,
-            )
+            try:
+                maintain_table(
+                    name,
+                    uri,
+                    retention_hours=args.retention_hours,
+                    target_mb=args.target_mb,
+                    skip_vacuum=args.skip_vacuum,
+                )
+            except Exception as ex:  # one line; a sidecar tries again on its next pass
+                print(f"error: {name}: {cause(ex)}", file=sys.stderr, flush=True)
+                if args.every is None:
+                    return 1
         if args.every is None:
             return 0
         time.sleep(args.every)
