@@ -70,9 +70,9 @@ lint: setup
     {{python}} -m ruff format --check .
     {{python}} -m mypy .
 
-# Compact, vacuum and checkpoint Delta output: `just maintain output --retention-hours 168`.
+# Compact, vacuum and checkpoint Delta output: `just maintain [OUTPUT] [--retention-hours 168]`.
 [no-exit-message]
-maintain output="output" *args: setup
+maintain *args: setup
     @{{python}} -m tools.maintain "$@"
 
 # Benchmarks against Bytewax's built-in windowing and the raw Kafka ceiling (figures, not tests).

@@ -1,7 +1,7 @@
 """Maintain the Delta tables under an output location: compact, vacuum, checkpoint.
 
-    python -m tools.maintain OUTPUT [--retention-hours 168] [--target-mb 128]
-                             [--tables pages_per_min,...] [--skip-vacuum] [--every SECONDS]
+    python -m tools.maintain [OUTPUT] [--retention-hours 168] [--target-mb 128]
+                               [--tables pages_per_min,...] [--skip-vacuum] [--every SECONDS]
 
 Per table:
 1. **compact** (OPTIMIZE): the small files of each partition are rewritten as files of
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -126,7 +127,13 @@ def maintain_table(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.maintain", description=__doc__)
-    parser.add_argument("output", help="the output location (a directory or gs://bucket/prefix)")
+    parser.add_argument(
+        "output",
+        nargs="?",
+        default=os.environ.get("CLICKSTREAM_OUTPUT", "./output"),
+        help="the output location, a directory or gs://bucket/prefix "
+        "(default: $CLICKSTREAM_OUTPUT or ./output)",
+    )
     parser.add_argument("--retention-hours", type=float, default=168.0)
     parser.add_argument("--target-mb", type=int, default=128)
     parser.add_argument("--tables", help="comma-separated table names (default: all)")
