@@ -4,14 +4,12 @@ was committed after the snapshot, concurrent appends, the schema readers see, ba
 from __future__ import annotations
 
 import json
-import multiprocessing
 import re
 import subprocess
 import sys
 import urllib.request
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
 
 import polars as pl
 import pytest
@@ -267,26 +265,41 @@ def test_every_table_has_the_same_columns_and_types_in_both_formats(tmp_path):
     assert types["payload"] == 'PrimitiveType("binary")', types
 
 
-def _prepare_together(root: str, rounds: int, barrier: Any) -> None:
-    for round_ in range(rounds):
-        barrier.wait(timeout=60)  # all processes start each round together
-        DeltaSink(f"{root}/{round_}", "flow", ALL_TABLES).prepare()
+_PREPARE_TOGETHER = """
+import sys, time
+from pathlib import Path
+from sinks.delta import DeltaSink
+from sinks.tables import ALL_TABLES
+
+root, me, processes, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for round_ in range(rounds):
+    # a barrier in files: every process starts each round together
+    (root / f"ready-{round_}-{me}").touch()
+    deadline = time.monotonic() + 30
+    while len(list(root.glob(f"ready-{round_}-*"))) < processes:
+        if time.monotonic() > deadline:
+            sys.exit(f"round {round_}: another process never came")
+        time.sleep(0.001)
+    DeltaSink(str(root / str(round_)), "flow", ALL_TABLES).prepare()
+"""
 
 
 def test_processes_of_a_cluster_create_the_tables_at_the_same_moment(tmp_path):
     # Before the fix, 2 rounds in 10 failed: a process saw another's half-created log as
-    # "holds files but is not a Delta table". (spawn: deltalake's runtime cannot fork.)
-    context = multiprocessing.get_context("spawn")
-    rounds, barrier = 10, context.Barrier(4)
+    # "holds files but is not a Delta table".
+    processes, rounds = 4, 10
     procs = [
-        context.Process(target=_prepare_together, args=(str(tmp_path), rounds, barrier))
-        for _ in range(4)
+        subprocess.Popen(
+            [sys.executable, "-c", _PREPARE_TOGETHER, str(tmp_path), str(i), "4", str(rounds)],
+            cwd=ROOT,
+            env=clean_env(),
+            stderr=subprocess.PIPE,
+        )
+        for i in range(processes)
     ]
     for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()[-2000:]
     for round_ in range(rounds):
         for table in ALL_TABLES:
             found = DeltaTable(f"{tmp_path}/{round_}/{table.name}").schema()
