@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 dir=.cache/spark
 if [ ! -x "$dir/venv/bin/python" ] || ! "$dir/venv/bin/python" -c "import pyspark" 2>/dev/null; then
     echo "setup: installing pyspark 4.0.1 into $dir/venv"
-    python3.11 -m venv "$dir/venv"
+    "$(command -v python3.11 || command -v python3)" -m venv "$dir/venv"
     "$dir/venv/bin/pip" install -q "pyspark==4.0.1"
 fi
 if ! ls "$dir"/jars/delta-spark_2.13-4.0.0.jar >/dev/null 2>&1; then
