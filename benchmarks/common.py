@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_dataflows(env: dict[str, str]) -> list[subprocess.Popen]:
+    """Both table dataflows as `python -m bytewax.run` processes with `env`, output discarded."""
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for flow in ("clickstream", "user_clickstream")
+    ]
+
 
 Record = Callable[[str, str, float, str, float], None]
 """`record(group, name, rate, baseline, baseline_rate)`: one row of the results."""

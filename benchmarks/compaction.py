@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,9 +26,9 @@ from pathlib import Path
 import polars as pl
 from deltalake import DeltaTable
 
+from benchmarks.common import start_dataflows
 from tools.maintain import Size, checkpoint, compact, size, vacuum
 
-ROOT = Path(__file__).resolve().parents[1]
 GROUP_KEY = {
     "pages_per_min": "userid",
     "errors_per_min_alert": "status",
@@ -64,16 +62,7 @@ def live_run(output: Path, minutes: float) -> None:
         "CLICKSTREAM_TABLE_FORMAT": "delta",
     }
     print(f"live: both dataflows on datagen for {minutes:g} min into {output}", flush=True)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for flow in ("clickstream", "user_clickstream")
-    ]
+    procs = start_dataflows(env)
     try:
         time.sleep(minutes * 60)
     finally:

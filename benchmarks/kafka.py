@@ -30,7 +30,7 @@ from events.schema import Click, UserClick
 from infra import kafka_broker
 from sources import source_for
 from sources.kafka import client_config
-from tools.produce import create_topics, produce_dump
+from tools.produce import produce_replay
 from tools.replay_gen import generate
 
 
@@ -102,9 +102,7 @@ def bench_kafka(scale: float, record: Record) -> None:
                 clickstream_topic=f"bench-clickstream-{suffix}",
                 user_clickstream_topic=f"bench-user-clickstream-{suffix}",
             )
-            create_topics(kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, 4)
-            produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
-            produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+            produce_replay(kafka, dump, 4)
             print(f"kafka: {n:,} records in 4 partitions, bounded run, 1 worker", flush=True)
             flows: list[tuple[str, Callable[[Settings], Dataflow], str, type]] = [
                 ("clickstream", dataflows.clickstream.build, kafka.clickstream_topic, Click),

@@ -22,15 +22,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchmarks.common import Record
+from benchmarks.common import ROOT, Record, start_dataflows
 from infra.gcs_emulator import GcsEmulator
 from sinks.base import TableRows, TableSink
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
 from sinks.tables import ALL_TABLES, PAGES_PER_MIN
 from tools.replay_gen import generate
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _write_rows(output: str, n: int, sink_class: type[TableSink] = ParquetSink) -> float:
@@ -127,16 +125,7 @@ def live(seconds: float) -> None:
             "CLICKSTREAM_DATAGEN_RATE": "500",
             "CLICKSTREAM_OUTPUT": "gs://live/out",
         }
-        procs = [
-            subprocess.Popen(
-                [sys.executable, "-m", "bytewax.run", f"dataflows.{f}:flow"],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            for f in ("clickstream", "user_clickstream")
-        ]
+        procs = start_dataflows(env)
         os.environ["STORAGE_EMULATOR_HOST"] = emulator.url  # for reading back below
         time.sleep(seconds)
         for p in procs:

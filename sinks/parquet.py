@@ -24,6 +24,7 @@ from functools import partial
 
 from config import ConfigError
 from sinks.base import BufferedPartition, SinkItem, Table, TableRows, TableSink, frame, hive_parts
+from sinks.storage import is_delta_table
 
 __all__ = ["ParquetSink", "SinkItem", "Table", "TableRows"]
 
@@ -79,7 +80,7 @@ class ParquetSink(TableSink[SinkState]):
 
     def prepare(self) -> None:
         for table in self.tables:
-            if self.fs.exists(f"{self.root}/{table}/_delta_log"):
+            if is_delta_table(self.fs, f"{self.root}/{table}"):
                 raise ConfigError(
                     f"CLICKSTREAM_OUTPUT {self.url}/{table} is a Delta table; set "
                     "CLICKSTREAM_TABLE_FORMAT=delta or write elsewhere"

@@ -205,6 +205,11 @@ def is_local(fs: Any) -> bool:
     return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
 
+def is_delta_table(fs: Any, path: str) -> bool:
+    """Whether `path` on `fs` is a Delta table (has a transaction log)."""
+    return bool(fs.exists(f"{path.rstrip('/')}/_delta_log"))
+
+
 def table_files(fs: Any, root: str, table: str, version: int | None = None) -> list[str]:
     """The data files of `table` under `root`, sorted: a Delta table's files (of its
     current version, or `version`), or the Parquet files of a directory (not the hidden
@@ -212,7 +217,7 @@ def table_files(fs: Any, root: str, table: str, version: int | None = None) -> l
     base = f"{root.rstrip('/')}/{table}"
     if not fs.exists(base):
         return []
-    if fs.exists(f"{base}/_delta_log"):
+    if is_delta_table(fs, base):
         from deltalake import DeltaTable  # only for Delta output
 
         url = base if is_local(fs) else f"gs://{base}"

@@ -34,7 +34,7 @@ from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
 from config import ConfigError, exit_on_config_error
-from sinks.storage import cause, delta_storage_options, output_fs
+from sinks.storage import cause, delta_storage_options, is_delta_table, output_fs
 from sinks.tables import ALL_TABLES
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def delta_tables(output: str, names: list[str] | None = None) -> list[tuple[str,
     for table in ALL_TABLES:
         if names and table.name not in names:
             continue
-        if fs.exists(f"{root}/{table.name}/_delta_log"):
+        if is_delta_table(fs, f"{root}/{table.name}"):
             found.append((table.name, f"{output.rstrip('/')}/{table.name}"))
     if not found:
         raise ConfigError(f"{output}: no Delta tables here (CLICKSTREAM_TABLE_FORMAT=delta output)")

@@ -72,6 +72,16 @@ def produce_dump(kafka: KafkaSettings, dump: Path, topic: str | None = None) -> 
     return n
 
 
+def produce_replay(kafka: KafkaSettings, replay_dir: Path, partitions: int) -> None:
+    """Create the clickstream and USER_CLICKSTREAM topics of `kafka` and produce a replay
+    directory's two dumps into them (as `tools.replay_gen` writes them)."""
+    create_topics(
+        kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, partitions
+    )
+    produce_dump(kafka, replay_dir / "clickstream.jsonl", kafka.clickstream_topic)
+    produce_dump(kafka, replay_dir / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+
+
 def _produce_line(p: Producer, line: bytes, topic: str | None) -> None:
     rec = orjson.loads(line)
     payload = rec.get("payload")

@@ -11,7 +11,7 @@ from config import KafkaSettings
 from infra.kafka_broker import free_port
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
-from tools.produce import create_topics, produce_dump
+from tools.produce import produce_replay
 from tools.replay_gen import generate
 
 
@@ -60,9 +60,7 @@ def test_two_processes_from_kafka_equal_the_replay(
         clickstream_topic=f"{topic_name}-c",
         user_clickstream_topic=f"{topic_name}-u",
     )
-    create_topics(kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, 4)
-    produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
-    produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+    produce_replay(kafka, dump, 4)
     env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,

@@ -21,7 +21,7 @@ from infra.kafka_broker import SASL_USERS, SCRAM_USERS, Broker
 from tests.processes import ROOT, clean_env, run_flow
 from tests.tables import expected_tables, read_rows
 from tests.topics import read_topic
-from tools.produce import create_topics, produce_dump, producer
+from tools.produce import create_topics, produce_replay, producer
 from tools.replay_gen import generate
 
 S = 1_000
@@ -56,9 +56,7 @@ def test_bounded_kafka_run_equals_replay(
         clickstream_topic=f"{topic_name}-c",
         user_clickstream_topic=f"{topic_name}-u",
     )
-    create_topics(kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, 4)
-    produce_dump(kafka, dump / "clickstream.jsonl", kafka.clickstream_topic)
-    produce_dump(kafka, dump / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+    produce_replay(kafka, dump, 4)
 
     from_kafka = Settings(
         source="kafka",
