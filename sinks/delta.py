@@ -103,9 +103,11 @@ def _stats(df: pl.DataFrame, table: Table) -> str:
 
 
 class _DeltaPartition(BufferedPartition[SinkState]):
+    sink: DeltaSink
+
     def __init__(self, sink: DeltaSink, part: int, resume: SinkState | None) -> None:
         seq, pending, taken = resume if resume is not None else (0, {}, {})
-        self.delta = sink
+        self.sink = sink  # before the base's __init__: the take-back below needs it
         self.app_id = f"clickstream/{sink.flow}/p{part}"
         self.committed: dict[str, Counter[tuple]] = {t: Counter(dict(r)) for t, r in taken.items()}
         # Each worker thread keeps its own table objects: they are not shared across threads.
@@ -133,7 +135,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
 
     def _committed_since(self, table: str, seq: int) -> list[tuple]:
         """The rows of this app id's commits numbered `seq` or later, newest log first."""
-        sink = self.delta
+        sink = self.sink
         base = f"{sink.root}/{table}"
         paths: list[str] = []
         version = self.table(table).version()
@@ -163,7 +165,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
 
     def _read(self, path: str, failure: str) -> bytes:
         try:
-            data: bytes = self.delta.retry(partial(self.delta.fs.cat_file, path), f"read {path}")
+            data: bytes = self.sink.retry(partial(self.sink.fs.cat_file, path), f"read {path}")
         except StorageFailure as ex:
             raise StorageFailure(f"{failure}: {ex}") from None
         return data
@@ -190,7 +192,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         return fresh
 
     def write_flush(self, pending: dict[str, list[tuple]]) -> dict[str, int]:
-        sink = self.delta
+        sink = self.sink
         staged: dict[str, list[AddAction | RemoveAction]] = {}
         for table_name, rows in pending.items():
             table = sink.tables[table_name]
@@ -232,13 +234,13 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         for closed in sorted(h for h in hours if newest - stamp(h) >= timedelta(hours=2)):
             date, hour = closed
             started = time.monotonic()
-            result = self.delta.retry(
+            result = self.sink.retry(
                 partial(
                     self.table(table).optimize.compact,
                     partition_filters=[("event_date", "=", date), ("event_hour", "=", str(hour))],
                     commit_properties=CommitProperties(max_commit_retries=100),
                 ),
-                f"compact {self.delta.uri(table)} {date} {hour:02d}h",
+                f"compact {self.sink.uri(table)} {date} {hour:02d}h",
             )
             hours.discard(closed)
             log.info(
@@ -256,9 +258,9 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         """The table, brought up to the newest version of its log."""
         found = self.open.get(name)
         if found is None:
-            found = self.open[name] = self.delta.open(name)
+            found = self.open[name] = self.sink.open(name)
         else:
-            self.delta.retry(found.update_incremental, f"read the log of {self.delta.uri(name)}")
+            self.sink.retry(found.update_incremental, f"read the log of {self.sink.uri(name)}")
         return found
 
     def commit(self, name: str, actions: list[AddAction | RemoveAction]) -> None:
@@ -275,14 +277,14 @@ class _DeltaPartition(BufferedPartition[SinkState]):
             table.create_write_transaction(
                 actions,
                 "append",
-                self.delta.schemas[name],
+                self.sink.schemas[name],
                 partition_by=list(HIVE_COLUMNS),
                 commit_properties=CommitProperties(
                     app_transactions=[Transaction(self.app_id, seq)], max_commit_retries=100
                 ),
             )
 
-        self.delta.retry(attempt, f"commit flush {seq} of {self.app_id} to {self.delta.uri(name)}")
+        self.sink.retry(attempt, f"commit flush {seq} of {self.app_id} to {self.sink.uri(name)}")
 
     def snapshot(self) -> SinkState:
         return (
