@@ -11,7 +11,8 @@ export PYTHONUNBUFFERED := "1"
 default:
     @just --list
 
-# Build .venv with everything (quick when already done).
+# Build .venv with exactly what uv.lock names (instant when nothing changed).
+[no-exit-message]
 setup:
     @scripts/setup.sh
 
@@ -53,6 +54,14 @@ test *args: setup
     @scripts/setup_browser.sh
     @scripts/setup_spark.sh
     {{python}} -m pytest "$@"
+
+# The edit-test loop: every test that needs no broker, emulator, browser or Spark and is not slow.
+test-fast *args: setup
+    TEST_FAST=1 {{python}} -m pytest -m "not (kafka or gcs or browser or spark or slow)" "$@"
+
+# Refresh uv.lock to the newest releases within pyproject.toml's ranges, then run the suite on them.
+upgrade *args:
+    @scripts/upgrade.sh "$@"
 
 # The live dashboard of the output tables (http://127.0.0.1:8050/).
 [no-exit-message]

@@ -35,6 +35,17 @@ class DeadLetter(NamedTuple):
     reason: str
 
 
+def is_utf8(raw: bytes | str) -> bool:
+    """Whether a payload is valid UTF-8 (a str: whether it encodes as UTF-8). msgspec reports
+    bad UTF-8 as `UnicodeDecodeError` up to 0.22 and as `msgspec.DecodeError` from 0.23 on,
+    so the bytes are asked, not the error."""
+    try:
+        raw.encode() if isinstance(raw, str) else raw.decode()
+    except UnicodeError:
+        return False
+    return True
+
+
 def _as_bytes(raw: bytes | str | None) -> bytes | None:
     return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
 
@@ -110,10 +121,8 @@ class Parser(Generic[E]):
             return self.decoder.decode(record.value)
         except msgspec.ValidationError as ex:
             return f"invalid {self.shape.__name__}: {ex}"
-        except UnicodeDecodeError:
-            return "payload is not UTF-8"
-        except msgspec.DecodeError as ex:
-            return f"not JSON: {ex}"
+        except (msgspec.DecodeError, UnicodeDecodeError) as ex:
+            return f"not JSON: {ex}" if is_utf8(record.value) else "payload is not UTF-8"
 
     def __call__(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter]]:
         events: list[E] | None = None

@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
-# Builds .venv with the product and its dev tools. Re-running is quick: it only
-# reinstalls when pyproject.toml changed since the last successful run.
+# Builds .venv with exactly the versions uv.lock names (the product and its dev tools, with
+# their hashes). Instant when nothing changed: it re-syncs only when uv.lock, pyproject.toml,
+# the pinned uv or the interpreter changed since the last successful run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pick_python() {
-    for candidate in "${PYTHON:-}" python3.12 python3.11 python3.10 python3; do
-        [ -n "$candidate" ] || continue
-        if command -v "$candidate" >/dev/null 2>&1 &&
-            "$candidate" -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] < (3, 13)))' 2>/dev/null; then
-            echo "$candidate"
-            return
-        fi
-    done
-    echo "error: need Python 3.10-3.12 (bytewax 0.21.1 has no wheels for 3.13+); set PYTHON=" >&2
-    exit 1
+uv_dir=.cache/uv
+export UV="$uv_dir/bin/uv"
+
+# uv itself, pinned with its hashes in scripts/uv-requirements.txt, in a venv of its own.
+bootstrap_uv() {
+    local python=$1
+    local want
+    want=$(sha256sum scripts/uv-requirements.txt | cut -d' ' -f1)
+    [ -x "$UV" ] && [ "$(cat "$uv_dir/.installed" 2>/dev/null)" = "$want" ] && return
+    rm -rf "$uv_dir"
+    "$python" -m venv "$uv_dir"
+    "$uv_dir/bin/python" -m pip install --quiet --disable-pip-version-check \
+        --require-hashes --no-deps -r scripts/uv-requirements.txt
+    echo "$want" > "$uv_dir/.installed"
 }
 
+if ! python=$(scripts/find_python.sh 2>/dev/null); then
+    # No 3.10-3.12 outside uv: any python3 can bring uv, whose own Pythons are searched last.
+    if [ ! -x "$UV" ] && command -v python3 >/dev/null 2>&1; then
+        bootstrap_uv python3 2>/dev/null || true
+    fi
+    python=$(scripts/find_python.sh)
+fi
+
 stamp=.venv/.installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat uv.lock pyproject.toml scripts/uv-requirements.txt <(echo "$python") | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
-[ -x .venv/bin/python ] || "$(pick_python)" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+bootstrap_uv "$python"
+# --frozen: install what the lock names, never re-resolve (tests/test_lock.py fails when the
+# lock no longer matches pyproject.toml); exact: packages the lock does not name are removed.
+UV_PROJECT_ENVIRONMENT=.venv "$UV" sync --quiet --frozen --extra dev --python "$python"
 echo "$want" > "$stamp"
-echo "setup: .venv ready"
+echo "setup: .venv ready ($("$python" --version), packages from uv.lock)"

@@ -17,6 +17,7 @@ from pathlib import Path
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from events.parse import is_utf8
 from events.schema import RawBatch, RawRecord
 from monitoring.metrics import InputMeter
 from monitoring.progress import PROGRESS
@@ -62,24 +63,24 @@ def parse_line(line: bytes, number: int) -> RawRecord:
     """One dump line as a record; an unreadable line becomes a record with `error`."""
     try:
         return _decode_line(line)
-    except UnicodeDecodeError:
-        # kcat writes payload bytes as they are; recover the coordinates at least.
-        try:
-            rec = _decode_line(line.decode("utf-8", "replace").encode())
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: not UTF-8")
-        return RawRecord(
-            rec.topic, rec.partition, rec.offset, rec.ts, rec.key, line, "payload is not UTF-8"
-        )
-    except (msgspec.DecodeError, msgspec.ValidationError) as ex:
-        return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: {ex}")
+    except (msgspec.DecodeError, UnicodeDecodeError) as ex:  # ValidationError is a DecodeError
+        if is_utf8(line):
+            return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: {ex}")
+    # kcat writes payload bytes as they are; recover the coordinates at least.
+    try:
+        rec = _decode_line(line.decode("utf-8", "replace").encode())
+    except msgspec.DecodeError:
+        return RawRecord("", -1, -1, None, None, line, f"bad replay line {number}: not UTF-8")
+    return RawRecord(
+        rec.topic, rec.partition, rec.offset, rec.ts, rec.key, line, "payload is not UTF-8"
+    )
 
 
 def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
     """Decode many lines in one call; only when that fails, line by line."""
     try:
         return _decode_lines(b"[" + b",".join(lines) + b"]")
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return [parse_line(line, first_number + i) for i, line in enumerate(lines)]
 
 

@@ -4,9 +4,11 @@ as Bytewax's own tests do, so every flow is checked both ways."""
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bytewax.dataflow import Dataflow
@@ -18,6 +20,47 @@ from tests.processes import kill_all, mark_suite, wait_left_behind
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 mark_suite()
+
+# A test is marked by the real components its fixtures start, so `-m "not kafka"` selects
+# exactly the tests that start no broker (`just test-fast` leaves out all of these).
+MARK_OF_FIXTURE = {
+    "kafka_bootstrap": "kafka",
+    "own_broker": "kafka",
+    "acl_broker": "kafka",
+    "gcs": "gcs",
+    "browser": "browser",
+    "spark_python": "spark",
+}
+# What a test-fast run must never start: a test that does is missing its fixture's mark.
+COMPONENTS = {"java", "fake-gcs-server", "chromium", "chromedriver"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            if name in MARK_OF_FIXTURE:
+                item.add_marker(MARK_OF_FIXTURE[name])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("TEST_FAST") == "1":
+        _refuse_components()
+
+
+def _refuse_components() -> None:
+    """In `just test-fast`, starting a broker, emulator or browser fails the test at once."""
+    popen_init = subprocess.Popen.__init__
+
+    def guarded(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [args] if isinstance(args, str | os.PathLike) else list(args)
+        program = Path(str(argv[0])).name if argv else ""
+        if program in COMPONENTS:
+            raise RuntimeError(
+                f"test-fast: this test starts {program}; give it the fixture that marks it"
+            )
+        popen_init(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = guarded  # type: ignore[method-assign]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

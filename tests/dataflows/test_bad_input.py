@@ -12,6 +12,7 @@ from bytewax.testing import run_main
 import dataflows.clickstream
 import dataflows.user_clickstream
 from config import Settings
+from events.parse import is_utf8
 from tests.tables import read_rows
 from tools.replay_gen import generate, kcat_line
 
@@ -44,20 +45,12 @@ def _dump(path: Path, topic: str, payloads: Sequence[bytes | None], raw_lines: l
             # line that is not UTF-8 either
             escaped = (
                 orjson.dumps(payload.decode())
-                if _utf8(payload)
+                if is_utf8(payload)
                 else b'"' + payload.replace(b'"', b'\\"') + b'"'
             )
             text = text.replace(b'"__PAYLOAD__"', escaped)
         lines.append(text)
     path.write_bytes(b"\n".join(lines + raw_lines) + b"\n")
-
-
-def _utf8(raw: bytes) -> bool:
-    try:
-        raw.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
 
 
 BAD_CLICKS: dict[str, bytes | None] = {

@@ -48,7 +48,6 @@ def test_two_processes_equal_one_worker(flow, tmp_path, table_format):
         assert len(got) == len(set(got)) and set(got) == expected[table], table
 
 
-@pytest.mark.kafka
 @pytest.mark.parametrize("table_format", ["parquet", "delta"])
 def test_two_processes_from_kafka_equal_the_replay(
     kafka_bootstrap, topic_name, tmp_path, table_format

@@ -286,7 +286,6 @@ def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.gcs
 @pytest.mark.parametrize("table_format", ["parquet", "delta"])
 def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table_format):
     _reference(big_dump, tmp_path / "reference")
@@ -309,7 +308,6 @@ def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table
 
 
 @pytest.mark.slow
-@pytest.mark.kafka
 def test_kill_9_and_resume_is_exactly_once_on_kafka(
     big_dump, tmp_path, kafka_bootstrap, topic_name
 ):
@@ -336,7 +334,6 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
 
 
 @pytest.mark.slow
-@pytest.mark.kafka
 def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_path, topic_name):
     from bytewax.testing import run_main
 

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from config import KafkaSettings
@@ -220,7 +219,6 @@ def test_metrics_of_two_kafka_processes_agree_with_input_and_output(
     assert_agrees_with_output(samples, tmp_path / "out", "clickstream")
 
 
-@pytest.mark.gcs
 def test_health_is_503_while_storage_fails_past_its_retries_and_200_after(gcs, tmp_path):
     port = _free_ports(1)
     env = clean_env(

@@ -156,7 +156,6 @@ def test_concurrent_appends_from_several_processes_all_land_once(tmp_path):
     _concurrent_appends(str(tmp_path), clean_env(), flushes=20)
 
 
-@pytest.mark.gcs
 def test_concurrent_appends_and_maintain_on_the_gcs_emulator(gcs):
     env = clean_env(STORAGE_EMULATOR_HOST=gcs.url, STORAGE_EMULATOR_XML_HOST=gcs.xml_url)
     _concurrent_appends("gs://clickstream/delta", env, flushes=8)
@@ -175,7 +174,6 @@ def test_concurrent_appends_and_maintain_on_the_gcs_emulator(gcs):
     assert Counter(read_rows("gs://clickstream/delta", "late_events")) == before
 
 
-@pytest.mark.gcs
 def test_emulator_proxy_refuses_a_second_put_if_absent_and_answers_an_etag(gcs):
     import http.client
     from urllib.parse import urlsplit

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
+import pytest
 from bytewax.testing import run_main
 
 import dataflows.clickstream
@@ -19,9 +21,16 @@ from tools.replay_gen import generate
 SPARK = ROOT / ".cache" / "spark"
 
 
-def test_spark_reads_the_delta_tables_as_the_parquet_ones(tmp_path):
+@pytest.fixture
+def spark_python() -> Path:
+    """The Python of Spark's own venv (scripts/setup_spark.sh makes it)."""
     python = SPARK / "venv" / "bin" / "python"
     assert python.exists(), "run scripts/setup_spark.sh (`just test` does)"
+    return python
+
+
+def test_spark_reads_the_delta_tables_as_the_parquet_ones(spark_python, tmp_path):
+    python = spark_python
     dump = tmp_path / "dump"
     # jitter past the delays: late events too; and one bad record: a dead letter
     generate(dump, events=8_000, rate=40, partitions=3, jitter_ms=90_000, seed=5)

@@ -8,7 +8,6 @@ import time
 
 import duckdb
 import polars as pl
-import pytest
 
 from sinks.parquet import ParquetSink, TableRows
 from sinks.tables import PAGES_PER_MIN
@@ -77,7 +76,6 @@ def test_buffered_rows_are_flushed_by_age(tmp_path):
     assert len(read_rows(tmp_path, "pages_per_min")) == 3
 
 
-@pytest.mark.gcs
 def test_dataflow_writes_the_same_tables_to_gcs(gcs, tmp_path):
     from bytewax.testing import run_main
 
@@ -102,7 +100,6 @@ def test_dataflow_writes_the_same_tables_to_gcs(gcs, tmp_path):
         assert got
 
 
-@pytest.mark.gcs
 def test_storage_outage_is_retried_and_nothing_is_lost(gcs, tmp_path):
     dump = tmp_path / "dump"
     generate(dump, events=60_000, rate=100, partitions=2, jitter_ms=20_000, seed=8)

@@ -75,7 +75,6 @@ def test_a_local_output_we_cannot_write_is_one_line_at_start(tmp_path, output, m
     assert regular.read_text() == "keep" and sorted(tmp_path.iterdir()) == [regular]
 
 
-@pytest.mark.gcs
 def test_a_bucket_that_does_not_exist_is_one_line_at_start(gcs):
     started = time.monotonic()
     proc = _run({"CLICKSTREAM_OUTPUT": "gs://nobucket/x", "STORAGE_EMULATOR_HOST": gcs.url})
@@ -114,7 +113,6 @@ def _live_run(env: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen, Pa
     return proc, log
 
 
-@pytest.mark.gcs
 def test_a_bucket_deleted_mid_run_stops_it_with_one_line(gcs, tmp_path):
     output = "gs://clickstream/out"
     proc, log = _live_run(

@@ -26,7 +26,8 @@ from tools.replay_gen import generate
 METRICS_PORT = free_port()
 
 
-def _browser() -> webdriver.Chrome:
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
     """Debian's chromium and chromium-driver (scripts/setup_browser.sh installs them)."""
     binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
     assert binary and driver, (
@@ -37,7 +38,11 @@ def _browser() -> webdriver.Chrome:
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
         options.add_argument(arg)
     options.add_argument("--window-size=1500,1900")
-    return webdriver.Chrome(options=options, service=Service(driver))
+    chrome = webdriver.Chrome(options=options, service=Service(driver))
+    try:
+        yield chrome
+    finally:
+        chrome.quit()
 
 
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -100,7 +105,7 @@ def _wait(what: str, check, timeout_s: float):
         time.sleep(1)
 
 
-def test_dashboard_in_a_real_browser_matches_sql_and_refreshes(live_output, tmp_path):
+def test_dashboard_in_a_real_browser_matches_sql_and_refreshes(live_output, browser, tmp_path):
     port = free_port()
     dashboard = _start(
         [
@@ -118,7 +123,7 @@ def test_dashboard_in_a_real_browser_matches_sql_and_refreshes(live_output, tmp_
         clean_env(),
         tmp_path / "dashboard.log",
     )
-    driver = _browser()
+    driver = browser
     try:
         url = f"http://127.0.0.1:{port}/"
         _wait("the dashboard", lambda: _get(driver, url), 60)
@@ -178,7 +183,6 @@ def test_dashboard_in_a_real_browser_matches_sql_and_refreshes(live_output, tmp_
         # a later refresh shows newer windows of the live table
         _wait("newer data", lambda: driver.find_element("id", "newest").text > first, 60)
     finally:
-        driver.quit()
         dashboard.kill()
         dashboard.wait()
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000

@@ -172,7 +172,6 @@ def test_the_prompt_runs_statements_until_quit(output):
     assert "Parser Error" in proc.stderr.decode()  # and the prompt went on
 
 
-@pytest.mark.gcs
 def test_tables_on_gcs(gcs, tmp_path):
     dump = tmp_path / "dump"
     generate(dump, events=1_500, rate=20, partitions=2, jitter_ms=20_000, seed=4)
