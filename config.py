@@ -99,6 +99,14 @@ class KafkaSettings:
     user_clickstream_topic: str = "USER_CLICKSTREAM"
     users_topic: str = "clickstream_users"
     stop_at_end: bool = False
+    # Offsets are committed here for Kafka's lag tools only; reads start where the
+    # recovery store says. None: clickstream-<dataflow>.
+    group_id: str | None = None
+    # How often a running dataflow looks for partitions added to its topics; 0: never.
+    partition_discovery_s: float = 30.0
+    # A partition whose next offset was deleted (retention) stops the run; False: the
+    # gap is counted, logged and a dead letter, and reading goes on from the earliest.
+    fail_on_data_loss: bool = True
 
     def librdkafka_config(self) -> dict[str, str]:
         """The config dict for confluent-kafka clients, secrets revealed."""
@@ -175,7 +183,16 @@ class KafkaSettings:
             user_clickstream_topic=env.get("USER_CLICKSTREAM_TOPIC", "USER_CLICKSTREAM"),
             users_topic=env.get("CLICKSTREAM_USERS_TOPIC", "clickstream_users"),
             stop_at_end=_parse_bool(env, "KAFKA_STOP_AT_END", False),
+            group_id=env.get("KAFKA_GROUP_ID", "").strip() or None,
+            partition_discovery_s=_parse(
+                env, "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL", float, 30.0, minimum=0
+            ),
+            fail_on_data_loss=_parse_bool(env, "CLICKSTREAM_FAIL_ON_DATA_LOSS", True),
         )
+
+    def group(self, dataflow: str) -> str:
+        """The consumer group a dataflow commits its offsets to."""
+        return self.group_id or f"clickstream-{dataflow}"
 
 
 SourceKind = Literal["datagen", "replay", "kafka"]
@@ -318,6 +335,14 @@ def fail(message: str) -> NoReturn:
     """Print a one-line error and exit, without a traceback."""
     print(f"error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def stop(message: str) -> NoReturn:
+    """Stop the whole process with one line, from a worker thread, where raising would end
+    in Bytewax's panic and traceback. The recovery store keeps the last committed epoch."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(2)
 
 
 @contextmanager

@@ -35,6 +35,11 @@ class DeadLetter(NamedTuple):
     reason: str
 
 
+# The reason of a dead letter that stands for records deleted before they were read (a
+# retention gap, see sources.kafka): a gap, not a bad record.
+RECORDS_LOST = "records lost"
+
+
 def is_utf8(raw: bytes | str) -> bool:
     """Whether a payload is valid UTF-8 (a str: whether it encodes as UTF-8). msgspec reports
     bad UTF-8 as `UnicodeDecodeError` up to 0.22 and as `msgspec.DecodeError` from 0.23 on,
@@ -139,8 +144,9 @@ class Parser(Generic[E]):
         self.read += len(batch.events)
         self.parsed += len(out.events)
         self.dead += len(dead)
-        if len(dead) * 2 > len(batch.events):
-            self._warn_mostly_dead(len(batch.events), dead)
+        bad = [d for d in dead if not d.reason.startswith(RECORDS_LOST)] if dead else dead
+        if len(bad) * 2 > len(batch.events):
+            self._warn_mostly_dead(len(batch.events), bad)
         if batch.at_end or time.monotonic() >= self.next_log:
             self.next_log = time.monotonic() + self.log_every_s
             log.info(

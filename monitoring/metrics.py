@@ -29,6 +29,12 @@ RECORDS_READ = Counter(
     "Records read from the input, per Kafka topic and partition.",
     ["dataflow", "topic", "partition"],
 )
+RECORDS_LOST = Counter(
+    "clickstream_records_lost",
+    "Records deleted from Kafka (retention) before they were read, per topic and partition;"
+    " counted only with CLICKSTREAM_FAIL_ON_DATA_LOSS=false, which reads on past the gap.",
+    ["dataflow", "topic", "partition"],
+)
 DEAD_LETTERS_TOTAL = Counter(
     "clickstream_dead_letters",
     "Records set aside in dead_letters, per kind of reason.",
@@ -142,6 +148,9 @@ class InputMeter:
                 self.dataflow, topic, str(partition)
             )
         child.inc(n)
+
+    def lost(self, topic: str, partition: int, records: int) -> None:
+        RECORDS_LOST.labels(self.dataflow, topic, str(partition)).inc(records)
 
     def lag(self, topic: str, partition: int, records: int) -> None:
         CONSUMER_LAG.labels(self.dataflow, topic, str(partition)).set(records)

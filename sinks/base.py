@@ -21,6 +21,7 @@ import fsspec
 import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from config import stop
 from monitoring.metrics import (
     FILES_WRITTEN,
     FLUSH_SECONDS,
@@ -28,7 +29,7 @@ from monitoring.metrics import (
     ROWS_WRITTEN,
     STORAGE_RETRIES,
 )
-from sinks.storage import StorageFailure, is_local, retry, stop, storage_options
+from sinks.storage import StorageFailure, is_local, retry, storage_options
 
 log = logging.getLogger(__name__)
 

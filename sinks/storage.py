@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import re
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 # gcsfs probes buckets over gRPC unless told otherwise; the GCS emulator never
 # answers, so every call would wait 60 s. Must be set before gcsfs is imported.
@@ -254,14 +253,6 @@ def check_output(url: str) -> None:
         raise
     except Exception as ex:
         raise ConfigError(f"CLICKSTREAM_OUTPUT {url}: {cause(ex)}") from None
-
-
-def stop(message: str) -> NoReturn:
-    """Stop the whole process with one line: from a worker thread, raising would end in
-    Bytewax's panic and traceback. The recovery store keeps the last committed epoch."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    logging.shutdown()
-    os._exit(2)
 
 
 def retry(

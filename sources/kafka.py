@@ -1,11 +1,26 @@
 """Read a Kafka topic from the earliest offset, one Bytewax partition per Kafka partition.
 
-Like Bytewax's `KafkaSource`, it assigns partitions (no consumer group) and keeps
-the next offset of each partition as its recovery state, so a resumed run continues
-exactly after the last committed batch. Unlike it, each partition reports its
-event-time progress (the Kafka record timestamps) for the watermark, turns idle
-after `idle_timeout_s` without records so a quiet partition stops holding the
-others back, and can stop at the end offsets seen at start (a bounded backfill).
+Like Bytewax's `KafkaSource`, it assigns partitions and keeps the next offset of each
+partition as its recovery state, so a resumed run continues exactly after the last
+committed batch. Unlike it, each partition reports its event-time progress (the
+Kafka record timestamps) for the watermark, turns idle after `idle_timeout_s`
+without records so a quiet partition stops holding the others back, and can stop at
+the end offsets seen at start (a bounded backfill).
+
+The topic may change under a running dataflow:
+- Partitions added while it runs are read from their earliest offset. Bytewax lists
+  source partitions once, when the dataflow is built, so a live run lists spare ones
+  named after the Kafka partitions to come ("2", "3", ...): a spare one looks for its
+  partition every `partition_discovery_s` and starts reading once it exists. Each
+  Bytewax partition is one Kafka partition by name, so its resume state is found
+  again whatever the worker count. A topic that grows past the spares, loses
+  partitions or is deleted stops the run with one line.
+- Offsets deleted by retention before they were read stop the run with one line
+  (`fail_on_data_loss`), or are counted, logged and written as one dead letter per
+  gap while reading goes on from the earliest offset still there. librdkafka's
+  `auto.offset.reset` is `error`, so nothing ever jumps to the latest offset.
+- Next offsets are committed to a consumer group one epoch behind what was read,
+  for Kafka's lag tools only: where a read starts is the recovery store's business.
 
 A broker that goes away is waited for: librdkafka reconnects and the partition
 continues from its own offset, so nothing is lost or read twice. Authentication
@@ -14,8 +29,10 @@ failures and other fatal errors stop the run with a clear message.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -26,6 +43,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
+    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Message,
@@ -34,7 +52,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AclOperation, AdminClient
 
-from config import ConfigError, KafkaSettings
+from config import ConfigError, KafkaSettings, stop
+from events.parse import RECORDS_LOST
 from events.schema import RawBatch, RawRecord
 from monitoring.metrics import InputMeter
 from monitoring.progress import PROGRESS
@@ -69,17 +88,12 @@ librdkafka_log.addFilter(_Repeats())
 _FATAL = {
     KafkaError._AUTHENTICATION,
     KafkaError.TOPIC_AUTHORIZATION_FAILED,
-    KafkaError.GROUP_AUTHORIZATION_FAILED,
     KafkaError.SASL_AUTHENTICATION_FAILED,
     KafkaError._UNKNOWN_TOPIC,
     KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError._SSL,
     KafkaError._INVALID_ARG,
 }
-
-
-class KafkaSourceError(RuntimeError):
-    """A Kafka error that retrying will not fix (bad credentials, missing topic)."""
 
 
 def client_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
@@ -205,65 +219,194 @@ def _check_writable(admin: AdminClient, topics: list[str], where: str) -> None:
             )
 
 
+# What the broker says of a topic that is not there (any more).
+_GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+# No offset committed yet (real offsets are >= 0; librdkafka's logical ones are -1..-2).
+_NOTHING = -1_000
+
+
+def spare_parts(partitions: int) -> int:
+    """How many Kafka partitions a dataflow can follow when the topic has `partitions`:
+    twice as many, at least 16 more, and at least 64. The list must never be shorter than
+    the one a recovery store was written with (Bytewax refuses a state it was not asked
+    for with a panic); the floor keeps that so for a topic made again with fewer
+    partitions, which then stops with one line instead."""
+    return max(2 * partitions, partitions + 16, 64)
+
+
+class _TopicWatch:
+    """How many partitions a topic has, asked at most once per `interval_s` for all the
+    source partitions of a process. A topic that lost partitions or is gone stops the
+    run with one line: its offsets no longer mean what the recovery store says."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str, count: int, interval_s: float) -> None:
+        self.kafka = kafka
+        self.topic = topic
+        self.count = count
+        self.interval_s = interval_s
+        self.next_check = time.monotonic() + interval_s
+        self.lock = threading.Lock()
+        self.admin: AdminClient | None = None
+        self.admin_lock = threading.Lock()
+
+    def partitions(self) -> int:
+        if self.interval_s <= 0 or time.monotonic() < self.next_check:
+            return self.count
+        with self.lock:
+            if time.monotonic() >= self.next_check:
+                self._ask()
+                self.next_check = time.monotonic() + self.interval_s
+        return self.count
+
+    def admin_client(self) -> AdminClient:
+        """One admin client per topic and process (topic metadata, group offsets)."""
+        with self.admin_lock:
+            if self.admin is None:
+                self.admin = AdminClient(client_config(self.kafka))
+            return self.admin
+
+    def _ask(self) -> None:
+        try:
+            md = self.admin_client().list_topics(self.topic, timeout=5).topics.get(self.topic)
+        except KafkaException:
+            return  # the broker is away: the partitions say so themselves
+        if md is None or (md.error is not None and md.error.code() in _GONE):
+            stop(f"Kafka topic {self.topic!r} was deleted while the dataflow read it")
+        if md.error is not None or not md.partitions:
+            return  # e.g. no leader yet: ask again next time
+        count = len(md.partitions)
+        if count < self.count:
+            stop(
+                f"Kafka topic {self.topic!r} has {count} partitions, fewer than the "
+                f"{self.count} it had: it was deleted and made again, so the offsets read so "
+                "far mean nothing there; start with a new recovery store and output"
+            )
+        if count > self.count:
+            log.info(
+                "kafka %s: %d partitions, was %d; reading the new ones from their earliest offset",
+                self.topic,
+                count,
+                self.count,
+            )
+            self.count = count
+
+
 class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
+    """Kafka partition `partition` of the topic. One that does not exist yet (a spare,
+    see the module docstring) reads nothing until it does."""
+
     def __init__(
         self,
         source: KafkaSource,
         partition: int,
         resume: tuple | None,
     ) -> None:
+        self.source = source
         self.topic = source.topic
         self.partition = partition
         self.part = f"{source.topic}#{partition}"
-        self.parts = source.partitions
+        self.watch = source.watch()
         self.batch_size = source.batch_size
         self.idle_timeout = source.idle_timeout_s
         self.future = FutureGuard(source.max_future_skew_s)
-        # next offset, event-time progress, whether it has ever been idle
-        if resume is not None and len(resume) == 2:
-            # A store from before `was_idle` existed: its history is unknown, so take the
-            # path that is exact either way.
-            resume = (*resume, True)
-        self.offset, self.high, self.was_idle = resume or (OFFSET_BEGINNING, NEVER, False)
+        self.meter = InputMeter(source.dataflow, self.part)
+        self.group = source.kafka.group(source.dataflow)
+        self.consumer: Consumer | None = None
+        self.end: int | None = None
+        self.offset, self.high, self.was_idle = OFFSET_BEGINNING, NEVER, False
+        self.committed = self.to_commit = _NOTHING
+        self.committing: concurrent.futures.Future | None = None
+        self.lost: RawRecord | None = None
+        self.out_of_range = False
         self.outage_since: float | None = None
         self.fatal: str | None = None
-        self.consumer = Consumer(
-            client_config(
-                source.kafka,
-                **{
-                    # librdkafka wants a group id even though we only assign partitions
-                    "group.id": "clickstream-bytewax",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "error_cb": self._on_error,
-                },
-            )
-        )
-        tp = TopicPartition(self.topic, partition, self.offset)
-        self.end: int | None = None
-        if source.kafka.stop_at_end:
-            low, high = end_offsets(self.consumer, tp)
-            self.end = high
-            if self.offset == OFFSET_BEGINNING:
-                self.offset = low
-        self.consumer.assign([tp])
-        self.meter = InputMeter(source.dataflow, self.part)
         self.lag = 0
         self.next_lag = 0.0
-        if self.end is not None:
-            PROGRESS.expect(max(self.end - max(self.offset, 0), 0), "records")
-        log.info(
-            "kafka %s: reading from offset %s%s",
-            self.part,
-            "earliest" if self.offset < 0 else self.offset,
-            f" to end offset {self.end}" if self.end is not None else " (tailing)",
-        )
         self.last_read = time.monotonic()
         self.last_sent = 0.0
         self.sent_idle = False
         self.finished = False
         self.read = 0
         self.busy = False
+        if partition < self.watch.partitions():
+            self._open(resume, new=False)
+        elif resume is not None and resume[0] >= 0:
+            stop(
+                f"kafka {self.part}: the recovery store has an offset for this partition, "
+                f"but topic {self.topic!r} has only {self.watch.partitions()} partitions now: "
+                "it was deleted and made again; start with a new recovery store and output"
+            )
+        else:
+            # a bounded run reads the partitions there are when it starts
+            self.finished = source.kafka.stop_at_end
+
+    def _open(self, resume: tuple | None, new: bool) -> None:
+        # next offset, event-time progress, whether it has ever been idle
+        if resume is not None and len(resume) == 2:
+            # A store from before `was_idle` existed: its history is unknown, so take the
+            # path that is exact either way.
+            resume = (*resume, True)
+        # A partition found while running may be behind the stream's watermark: like one
+        # that was idle, its events are judged against that watermark.
+        self.offset, self.high, self.was_idle = resume or (OFFSET_BEGINNING, NEVER, new)
+        kafka = self.source.kafka
+        self.consumer = Consumer(
+            client_config(
+                kafka,
+                **{
+                    "group.id": self.group,
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    # an offset that is gone is an error here, never a silent jump
+                    "auto.offset.reset": "error",
+                    "error_cb": self._on_error,
+                },
+            )
+        )
+        tp = TopicPartition(self.topic, self.partition)
+        low, high = end_offsets(self.consumer, tp)
+        if self.offset >= 0:
+            self._check_range(low, high)
+        else:  # the earliest, as a number: what a gap found later is counted from
+            self.offset = low
+        if kafka.stop_at_end:
+            self.end = high
+            PROGRESS.expect(max(high - self.offset, 0), "records")
+        self.consumer.assign([TopicPartition(self.topic, self.partition, self.offset)])
+        log.info(
+            "kafka %s: %sreading from offset %s%s",
+            self.part,
+            "new partition, " if new else "",
+            self.offset,
+            f" to end offset {self.end}" if self.end is not None else " (tailing)",
+        )
+
+    def _check_range(self, low: int, high: int) -> None:
+        """The next offset against the partition's offsets now: records deleted before
+        they were read are data loss, never skipped in silence."""
+        if self.offset > high:
+            stop(
+                f"kafka {self.part}: the next offset to read is {self.offset}, past the end "
+                f"offset {high}: the topic was deleted and made again; start with a new "
+                "recovery store and output"
+            )
+        if self.offset >= low:
+            return
+        lost = low - self.offset
+        gap = f"offsets {self.offset}..{low - 1} ({lost} records) deleted before they were read"
+        if self.source.kafka.fail_on_data_loss:
+            stop(
+                f"kafka topic {self.topic!r} partition {self.partition}: data loss: the next "
+                f"offset to read is {self.offset} but the earliest still there is {low}; "
+                f"{lost} records were deleted (retention) before they were read; "
+                f"CLICKSTREAM_FAIL_ON_DATA_LOSS=false reads on from {low}"
+            )
+        log.warning("kafka %s: data loss: %s; reading on from %d", self.part, gap, low)
+        self.meter.lost(self.topic, self.partition, lost)
+        self.lost = RawRecord(
+            self.topic, self.partition, self.offset, None, None, None, f"{RECORDS_LOST}: {gap}"
+        )
+        self.offset = low
 
     def _at_end(self) -> bool:
         return self.end is not None and self.offset >= 0 and self.offset >= self.end
@@ -271,6 +414,13 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
     def next_batch(self) -> list[RawBatch]:
         if self.finished:
             raise StopIteration
+        if self.consumer is None:
+            if self.partition >= self.watch.partitions():
+                return []
+            self._open(None, new=True)
+        assert self.consumer is not None
+        if self.lost is not None:
+            return [self._lost_batch()]
         if self._at_end():
             self.finished = True
             self.meter.lag(self.topic, self.partition, 0)
@@ -279,16 +429,20 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             log.info(
                 "kafka %s: end offset %s reached after %d records", self.part, self.end, self.read
             )
-            return [RawBatch(self.part, self.parts, progress=END, was_idle=self.was_idle)]
+            return [RawBatch(self.part, self._parts(), progress=END, was_idle=self.was_idle)]
         messages = self.consumer.consume(self.batch_size, timeout=0)
         errors = list(map(Message.error, messages))
-        if errors.count(None) != len(errors):
+        # `is`, not `==`: KafkaError == None leaves a TypeError pending in confluent-kafka
+        if any(err is not None for err in errors):
             for err in errors:
                 if err is not None:
                     self._on_error(err)
             messages = [msg for msg, err in zip(messages, errors, strict=True) if err is None]
         if self.fatal is not None:
-            raise KafkaSourceError(self.fatal)
+            stop(self.fatal)
+        if self.out_of_range and not messages:
+            self._reopen()
+            return [self._lost_batch()] if self.lost is not None else []
         now = time.monotonic()
         self.busy = bool(messages)
         if now >= self.next_lag:
@@ -321,10 +475,39 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.was_idle = self.was_idle or idle
             return [
                 RawBatch(
-                    self.part, self.parts, progress=progress, idle=idle, was_idle=self.was_idle
+                    self.part, self._parts(), progress=progress, idle=idle, was_idle=self.was_idle
                 )
             ]
         return []
+
+    def _parts(self) -> int:
+        """How many Kafka partitions hold the watermark: those of the topic now."""
+        return self.watch.partitions()
+
+    def _reopen(self) -> None:
+        """The next offset went out of range while running (retention overtook us)."""
+        assert self.consumer is not None
+        self.out_of_range = False
+        tp = TopicPartition(self.topic, self.partition)
+        self._check_range(*end_offsets(self.consumer, tp))
+        self.consumer.assign([TopicPartition(self.topic, self.partition, self.offset)])
+
+    def _lost_batch(self) -> RawBatch:
+        """The gap as one dead letter, standing at the progress so far (it moves no time)."""
+        assert self.lost is not None
+        record, self.lost = self.lost, None
+        return RawBatch(
+            self.part,
+            self._parts(),
+            [None],
+            [self.high],
+            [self.high],
+            self.high,
+            origins=Origins(self.topic, self.partition, [record.offset]),
+            was_idle=self.was_idle,
+            keys=[None],
+            special={0: record},
+        )
 
     def _batch(self, messages: list[Message]) -> RawBatch:
         """Records in columns; one pass per column keeps the per-record cost in C."""
@@ -366,7 +549,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.read += n
         return RawBatch(
             self.part,
-            self.parts,
+            self._parts(),
             values,
             times,
             marks,
@@ -381,6 +564,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         """End offset minus the next offset to read, from the client's cached figures
         (refreshed by its fetches), at most once a second."""
         self.next_lag = now + 1.0
+        assert self.consumer is not None
         try:
             low, high = self.consumer.get_watermark_offsets(
                 TopicPartition(self.topic, self.partition), cached=True
@@ -398,7 +582,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         have records waiting, and letting the watermark run ahead of them would make
         them late.
         """
-        if self.outage_since is not None:
+        if self.outage_since is not None or self.consumer is None:
             return False
         tp = TopicPartition(self.topic, self.partition)
         try:
@@ -413,6 +597,13 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         """Errors of records and of the client (`error_cb`, served by `consume`)."""
         if err.code() == KafkaError._PARTITION_EOF:
             return
+        if err.code() == KafkaError._AUTO_OFFSET_RESET:
+            self.out_of_range = True  # retention deleted the next offset: see _reopen
+            return
+        if err.code() in _GONE:
+            # it existed when the dataflow was built (check_topics)
+            self.fatal = f"Kafka topic {self.topic!r} was deleted while the dataflow read it"
+            return
         if err.fatal() or err.code() in _FATAL:
             self.fatal = f"kafka {self.part}: {err.str()}"
             return
@@ -422,21 +613,71 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
 
     def next_awake(self) -> datetime | None:
         # Poll again at once while there is data; soon while records are coming (the
-        # first fetch, a fetch between two batches); otherwise a little later.
+        # first fetch, a fetch between two batches); otherwise a little later. A spare
+        # asks the (cached) partition count once a second.
         if self.finished or self.busy:
             return None
+        if self.consumer is None:
+            return datetime.now(UTC) + timedelta(seconds=1)
         quiet_s = time.monotonic() - self.last_read
         return datetime.now(UTC) + timedelta(milliseconds=2 if quiet_s < 1.0 else 50)
 
     def snapshot(self) -> tuple:
+        # Bytewax snapshots once every output has finished the epoch before, so the
+        # offset of the previous snapshot is what the group may show as read.
+        self._commit(self.to_commit)
+        self.to_commit = self.offset
+        if self.consumer is None:
+            # A spare that opens on resume will be behind the stream, as after idling.
+            return OFFSET_BEGINNING, NEVER, True
         return self.offset, self.high, self.was_idle
 
     def close(self) -> None:
-        self.consumer.close()
+        if self.consumer is not None:
+            self._commit(self.offset, wait_s=5.0)
+            self.consumer.close()
+
+    def _commit(self, offset: int, wait_s: float = 0.0) -> None:
+        """The next offset to the consumer group, for Kafka's lag tools (never read back).
+
+        Through the admin API, not the consumer: our consumers never join the group, so
+        a group we may not use costs no coordinator wait. One request at a time, so an
+        older offset never lands after a newer one."""
+        if self.consumer is None or offset < 0 or offset == self.committed:
+            return
+        if self.committing is not None and not self.committing.done():
+            if wait_s <= 0:
+                return  # the next snapshot commits a newer one
+            concurrent.futures.wait([self.committing], timeout=wait_s)
+        self.committed = offset
+        request = ConsumerGroupTopicPartitions(
+            self.group, [TopicPartition(self.topic, self.partition, offset)]
+        )
+        admin = self.watch.admin_client()
+        future = admin.alter_consumer_group_offsets([request], request_timeout=10)[self.group]
+        future.add_done_callback(self._on_commit)
+        self.committing = future
+        if wait_s > 0:
+            concurrent.futures.wait([future], timeout=wait_s)
+
+    def _on_commit(self, future: concurrent.futures.Future) -> None:
+        """The broker's answer to a commit; a refusal is one warning per topic and process."""
+        err = future.exception()
+        if err is None or self.source.commit_refused:
+            return
+        self.source.commit_refused = True
+        log.warning(
+            "kafka %s: cannot commit offsets to consumer group %r (%s); reading goes on, but "
+            "Kafka's lag tools will not show this dataflow: grant READ on the group",
+            self.part,
+            self.group,
+            err.args[0].name() if isinstance(err, KafkaException) else err,
+        )
 
 
 class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
-    """Every partition of `topic`, from the earliest offset, with event-time progress."""
+    """Every partition of `topic`, from the earliest offset, with event-time progress;
+    `partitions` is how many it has now. Partitions added later are read too."""
 
     def __init__(
         self,
@@ -455,9 +696,26 @@ class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
         self.partitions = partitions
         self.batch_size = batch_size
         self.idle_timeout_s = idle_timeout_s
+        self._watch: _TopicWatch | None = None
+        self._lock = threading.Lock()
+        # A refused offset commit is logged once per topic and process.
+        self.commit_refused = False
+
+    def watch(self) -> _TopicWatch:
+        """The partition count, shared by this process's partitions of the topic."""
+        with self._lock:
+            if self._watch is None:
+                self._watch = _TopicWatch(
+                    self.kafka,
+                    self.topic,
+                    self.partitions,
+                    0.0 if self.kafka.stop_at_end else self.kafka.partition_discovery_s,
+                )
+            return self._watch
 
     def list_parts(self) -> list[str]:
-        return [str(p) for p in range(self.partitions)]
+        # The partitions there are and spares for those to come (the module docstring).
+        return [str(p) for p in range(spare_parts(self.partitions))]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: tuple | None

@@ -12,6 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
+from infra.kafka_broker import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Every process the suite starts inherits this variable (clean_env keeps it), even
@@ -38,6 +40,36 @@ def run_flow(
         text=True,
         timeout=timeout,
     )
+
+
+def start_flow(
+    env: dict[str, str],
+    layout: str,
+    log: Path,
+    flow: str = "clickstream",
+    recovery: Path | None = None,
+) -> list[subprocess.Popen]:
+    """Start `python -m bytewax.run dataflows.FLOW:flow` as "1 worker", "-w 2" or
+    "2 processes" (on localhost), with the recovery store `recovery` (snapshots every
+    second), its output appended to `log`."""
+    base = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"]
+    if recovery is not None:
+        base += ["-r", str(recovery), "-s", "1", "-b", "0"]
+    out = log.open("a")
+    if layout == "2 processes":
+        addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+        return [
+            subprocess.Popen(
+                [*base, "-i", str(i), "-a", addresses],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            for i in (0, 1)
+        ]
+    flags = ["-w", "2"] if layout == "-w 2" else []
+    return [subprocess.Popen(base + flags, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)]
 
 
 def mark_suite() -> None:

@@ -30,6 +30,30 @@ def test_defaults_run_the_embedded_datagen():
             {
                 "CLICKSTREAM_SOURCE": "kafka",
                 "KAFKA_BOOTSTRAP_SERVERS": "x:1",
+                "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL": "-1",
+            },
+            "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL: must be at least 0",
+        ),
+        (
+            {
+                "CLICKSTREAM_SOURCE": "kafka",
+                "KAFKA_BOOTSTRAP_SERVERS": "x:1",
+                "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL": "often",
+            },
+            "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL: expected a number",
+        ),
+        (
+            {
+                "CLICKSTREAM_SOURCE": "kafka",
+                "KAFKA_BOOTSTRAP_SERVERS": "x:1",
+                "CLICKSTREAM_FAIL_ON_DATA_LOSS": "sometimes",
+            },
+            "CLICKSTREAM_FAIL_ON_DATA_LOSS: expected true or false",
+        ),
+        (
+            {
+                "CLICKSTREAM_SOURCE": "kafka",
+                "KAFKA_BOOTSTRAP_SERVERS": "x:1",
                 "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             },
             "needs KAFKA_SASL_USERNAME",

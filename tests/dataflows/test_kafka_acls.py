@@ -30,7 +30,8 @@ ALICE, CAROL = "alice", "carol"
 @pytest.fixture
 def acl_broker(tmp_path: Path) -> Iterator[kafka_broker.Broker]:
     """Topics clickstream, clickstream_users and USER_CLICKSTREAM; alice may read all of
-    them but not write USER_CLICKSTREAM; carol may use none."""
+    them but not write USER_CLICKSTREAM nor use the group clickstream-clickstream; carol
+    may use none."""
     broker = kafka_broker.start(tmp_path / "kafka", acls=True)
     try:
         kafka = KafkaSettings(bootstrap_servers=broker.bootstrap)
@@ -50,6 +51,18 @@ def acl_broker(tmp_path: Path) -> Iterator[kafka_broker.Broker]:
             for topic in topics
             for operation in (AclOperation.READ, AclOperation.DESCRIBE)
         ]
+        # nor commit offsets to her dataflow's consumer group (what has no ACL is allowed)
+        grants.append(
+            AclBinding(
+                ResourceType.GROUP,
+                "clickstream-clickstream",
+                ResourcePatternType.LITERAL,
+                f"User:{ALICE}",
+                "*",
+                AclOperation.READ,
+                AclPermissionType.DENY,
+            )
+        )
         for future in admin.create_acls(grants).values():
             future.result(timeout=30)
         yield broker
@@ -93,6 +106,11 @@ def test_topics_we_may_not_read_or_write_are_one_line_at_start(acl_broker, tmp_p
     assert "Kafka topic 'USER_CLICKSTREAM'" in line and "not authorized to write" in line, line
     assert not (tmp_path / "enrich").exists()
 
-    # and reading what she may read works: the check does not refuse the allowed
+    # and reading what she may read works: the check does not refuse the allowed; she may
+    # not commit offsets to the group (no READ on it), which is one warning, not a stop
     proc = _run(acl_broker, ALICE, "clickstream", tmp_path / "alice")
     assert proc.returncode == 0, proc.stderr[-2000:]
+    refused = [line for line in proc.stderr.splitlines() if "cannot commit offsets" in line]
+    assert len(refused) == 1 and " WARNING " in refused[0], refused
+    assert "consumer group 'clickstream-clickstream'" in refused[0]
+    assert "GROUP_AUTHORIZATION_FAILED" in refused[0] and "grant READ on the group" in refused[0]

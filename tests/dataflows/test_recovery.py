@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka_broker import free_port
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, start_flow
 from tests.tables import read_rows
 from tests.topics import read_topic
 from tools.replay_gen import generate
@@ -41,39 +40,6 @@ def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pause_ms=90_000,
     )
     return out
-
-
-def _start(
-    env: dict[str, str], recovery: Path, layout: str, log: Path, flow: str
-) -> list[subprocess.Popen]:
-    """Start a dataflow as one worker, two workers, or two processes."""
-    base = [
-        sys.executable,
-        "-m",
-        "bytewax.run",
-        f"dataflows.{flow}:flow",
-        "-r",
-        str(recovery),
-        "-s",
-        "1",
-        "-b",
-        "0",
-    ]
-    out = log.open("a")
-    if layout == "2 processes":
-        addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-        return [
-            subprocess.Popen(
-                [*base, "-i", str(i), "-a", addresses],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            for i in (0, 1)
-        ]
-    flags = ["-w", "2"] if layout == "-w 2" else []
-    return [subprocess.Popen(base + flags, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)]
 
 
 def crash_and_resume(
@@ -99,7 +65,7 @@ def crash_and_resume(
     for i in range(kills):
         layout = layouts[i % len(layouts)]
         mark = log.stat().st_size if log.exists() else 0
-        procs = _start(env, recovery, layout, log, flow)
+        procs = start_flow(env, layout, log, flow, recovery)
         helper = alongside(i) if alongside else None
         if i % 2 and during_flush:
             # wait until a flush starts, then kill while files are being written
@@ -120,7 +86,7 @@ def crash_and_resume(
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
         story.append(f"killed {layout} {moment}" + (" and maintain" if helper else ""))
-    procs = _start(env, recovery, "1 worker", log, flow)
+    procs = start_flow(env, "1 worker", log, flow, recovery)
     for p in procs:
         assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
     return story
