@@ -184,6 +184,54 @@ def test_partitions_added_while_running_are_read_from_their_earliest(
     assert read_rows(tmp_path / "out", "late_events") == []
 
 
+def test_a_resume_after_partitions_were_added_on_another_worker_count_is_exact(
+    kafka_bootstrap, topic_name, tmp_path
+):
+    """Grown from 2 to 4 partitions while running on 1 worker with recovery, killed after
+    reading the new ones, resumed as a bounded run on 2 workers: the tables are exact."""
+    dump = tmp_path / "dump"
+    generate(dump, events=4_000, rate=100, partitions=4, seed=12)
+    records = _records(dump)
+    split = records[0]["ts"] + 20 * S
+    before = [r for r in records if r["partition"] < 2 and r["ts"] < split]
+    new = [r for r in records if r["partition"] >= 2 and r["ts"] >= split]
+    after = [r for r in records if r["partition"] < 2 and r["ts"] >= split]
+    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
+    create_topics(kafka, {topic_name: {}}, 2)
+    _produce(kafka, topic_name, before)
+    recovery, out, log = tmp_path / "recovery", tmp_path / "out", tmp_path / "flow.log"
+    recovery.mkdir()
+    _make_store(recovery, 2)
+    port = free_port()
+    env = _env(
+        kafka_bootstrap,
+        topic_name,
+        out,
+        CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL="1",
+        CLICKSTREAM_IDLE_TIMEOUT="3600",
+        CLICKSTREAM_METRICS_PORT=str(port),
+    )
+    with _running(start_flow(env, "1 worker", log, FLOW, recovery)) as [proc]:
+        admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+        _wait_for("the start", lambda: _text(log).count("reading from offset") >= 2)
+        admin.create_partitions([NewPartitions(topic_name, 4)])[topic_name].result(timeout=30)
+        _wait_for("4 partitions", lambda: len(_partitions(admin, topic_name)) == 4)
+        _produce(kafka, topic_name, new)
+        _wait_for("all read", lambda: _read_total(port) == len(before) + len(new))
+        read_at = _committed_epoch(recovery)
+        _wait_for("a snapshot after that", lambda: _committed_epoch(recovery) >= read_at + 2)
+        proc.send_signal(signal.SIGKILL)
+    _produce(kafka, topic_name, after)
+    bounded = {**env, "KAFKA_STOP_AT_END": "true"}
+    [proc] = start_flow(bounded, "-w 2", tmp_path / "resume.log", FLOW, recovery)
+    assert proc.wait(timeout=120) == 0, _text(tmp_path / "resume.log")[-2000:]
+    assert _text(tmp_path / "resume.log").count("reading from offset") == 4
+    for table, rows in _expected(before + new + after).items():
+        got = read_rows(out, table)
+        assert len(got) == len(set(got)) and set(got) == rows, table
+    assert read_rows(out, "late_events") == []
+
+
 def _partitions(admin: AdminClient, topic: str) -> dict:
     return admin.list_topics(topic, timeout=10).topics[topic].partitions
 
@@ -202,9 +250,9 @@ def _committed_epoch(recovery: Path) -> int:
     return max((r[2] for r in _store(recovery) if r[0] == "c"), default=-1)
 
 
-def _make_store(recovery: Path) -> None:
+def _make_store(recovery: Path, partitions: int = 1) -> None:
     subprocess.run(
-        [sys.executable, "-m", "bytewax.recovery", str(recovery), "1"],
+        [sys.executable, "-m", "bytewax.recovery", str(recovery), str(partitions)],
         check=True,
         capture_output=True,
     )
