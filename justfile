@@ -57,7 +57,7 @@ test *args: setup
 
 # The edit-test loop: every test that needs no broker, emulator, browser or Spark and is not slow.
 test-fast *args: setup
-    TEST_FAST=1 {{python}} -m pytest -m "not (kafka or gcs or browser or spark or slow)" "$@"
+    TEST_FAST=1 {{python}} -m pytest -n 2 -m "not (kafka or gcs or browser or spark or slow)" "$@"
 
 # Refresh uv.lock to the newest releases within pyproject.toml's ranges, then run the suite on them.
 upgrade *args:

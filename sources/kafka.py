@@ -243,6 +243,8 @@ class _TopicWatch:
         self.kafka = kafka
         self.topic = topic
         self.count = count
+        # the Kafka partitions this run has source partitions for
+        self.capacity = spare_parts(count)
         self.interval_s = interval_s
         self.next_check = time.monotonic() + interval_s
         self.lock = threading.Lock()
@@ -288,7 +290,20 @@ class _TopicWatch:
                 count,
                 self.count,
             )
+            if count > self.capacity:
+                log.warning(
+                    "kafka %s: %d partitions, more than the %d this run can follow; "
+                    "partitions %d and up are read after a restart",
+                    self.topic,
+                    count,
+                    self.capacity,
+                    self.capacity,
+                )
             self.count = count
+
+    def followed(self) -> int:
+        """How many partitions hold the watermark: those there are and that this run reads."""
+        return min(self.partitions(), self.capacity)
 
 
 class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
@@ -481,8 +496,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         return []
 
     def _parts(self) -> int:
-        """How many Kafka partitions hold the watermark: those of the topic now."""
-        return self.watch.partitions()
+        """How many Kafka partitions hold the watermark."""
+        return self.watch.followed()
 
     def _reopen(self) -> None:
         """The next offset went out of range while running (retention overtook us)."""
@@ -715,7 +730,7 @@ class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
 
     def list_parts(self) -> list[str]:
         # The partitions there are and spares for those to come (the module docstring).
-        return [str(p) for p in range(spare_parts(self.partitions))]
+        return [str(p) for p in range(self.watch().capacity)]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: tuple | None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -72,9 +73,23 @@ def start_flow(
     return [subprocess.Popen(base + flags, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)]
 
 
+def committed_epoch(recovery: Path) -> int:
+    """The newest epoch a Bytewax recovery store has committed; -1 before the first."""
+    newest = -1
+    for part in recovery.glob("*.sqlite3"):
+        with contextlib.closing(sqlite3.connect(part)) as db:
+            (epoch,) = db.execute("SELECT max(commit_epoch) FROM commits").fetchone()
+        newest = max(newest, -1 if epoch is None else epoch)
+    return newest
+
+
 def mark_suite() -> None:
-    """Mark this process's environment, so its descendants can be found at the end."""
-    os.environ.setdefault(SUITE_MARK_VAR, uuid.uuid4().hex)
+    """Mark this process's environment, so its descendants can be found at the end. Each
+    pytest-xdist worker (`just test-fast`) checks its own: a mark of its own."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ[SUITE_MARK_VAR] = uuid.uuid4().hex
+    else:
+        os.environ.setdefault(SUITE_MARK_VAR, uuid.uuid4().hex)
 
 
 def left_behind() -> list[tuple[int, str]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, clean_env, start_flow
+from tests.processes import ROOT, clean_env, committed_epoch, start_flow
 from tests.tables import read_rows
 from tests.topics import read_topic
 from tools.replay_gen import generate
@@ -76,7 +76,14 @@ def crash_and_resume(
             time.sleep(rng.uniform(0.0, 0.1))
             moment = "during a flush"
         else:
-            time.sleep(rng.uniform(2.0, 4.0))  # startup takes about 1 s
+            # once this run has committed an epoch of its own (startup takes about 1 s,
+            # more on a loaded machine), so that the next run resumes mid-input
+            start = committed_epoch(recovery)
+            deadline = time.monotonic() + 60
+            while committed_epoch(recovery) <= start:
+                assert time.monotonic() < deadline, "no epoch committed"
+                time.sleep(0.05)
+            time.sleep(rng.uniform(1.0, 3.0))
             moment = "at a random moment"
         assert all(p.poll() is None for p in procs), (
             f"run {i} ended before it could be killed:\n{log.read_text()[mark:][-2000:]}"

@@ -24,7 +24,7 @@ from config import KafkaSettings
 from events import datagen
 from infra.kafka_broker import free_port
 from tests.monitoring.test_metrics import scrape, total
-from tests.processes import clean_env, start_flow
+from tests.processes import clean_env, committed_epoch, start_flow
 from tests.reference import sliding_reference
 from tests.tables import NO_LATENESS, read_rows
 from tools.produce import create_topics, producer, send
@@ -218,8 +218,8 @@ def test_a_resume_after_partitions_were_added_on_another_worker_count_is_exact(
         _wait_for("4 partitions", lambda: len(_partitions(admin, topic_name)) == 4)
         _produce(kafka, topic_name, new)
         _wait_for("all read", lambda: _read_total(port) == len(before) + len(new))
-        read_at = _committed_epoch(recovery)
-        _wait_for("a snapshot after that", lambda: _committed_epoch(recovery) >= read_at + 2)
+        read_at = committed_epoch(recovery)
+        _wait_for("a snapshot after that", lambda: committed_epoch(recovery) >= read_at + 2)
         proc.send_signal(signal.SIGKILL)
     _produce(kafka, topic_name, after)
     bounded = {**env, "KAFKA_STOP_AT_END": "true"}
@@ -244,10 +244,6 @@ def _store(recovery: Path) -> list[tuple]:
             rows += db.execute("SELECT 's', step_id, state_key, snap_epoch FROM snaps").fetchall()
             rows += db.execute("SELECT 'c', part_index, commit_epoch FROM commits").fetchall()
     return sorted(rows)
-
-
-def _committed_epoch(recovery: Path) -> int:
-    return max((r[2] for r in _store(recovery) if r[0] == "c"), default=-1)
 
 
 def _make_store(recovery: Path, partitions: int = 1) -> None:
@@ -284,8 +280,8 @@ def test_retention_gap_before_a_resume_is_one_line_or_a_counted_dead_letter(
     env = _env(kafka_bootstrap, topic_name, out, CLICKSTREAM_METRICS_PORT=str(port))
     with _running(start_flow(env, "1 worker", log, FLOW, recovery)) as [proc]:
         _wait_for("3,000 read", lambda: _read_total(port) == 3_000)
-        read_at = _committed_epoch(recovery)
-        _wait_for("a snapshot after that", lambda: _committed_epoch(recovery) >= read_at + 2)
+        read_at = committed_epoch(recovery)
+        _wait_for("a snapshot after that", lambda: committed_epoch(recovery) >= read_at + 2)
         proc.send_signal(signal.SIGKILL)
     _produce(kafka, topic_name, records[3_000:])
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
