@@ -33,10 +33,9 @@ def load_dump(path: Path) -> list[tuple[int, dict]]:
     return out
 
 
-def expected_tables(replay_dir: Path) -> dict[str, set[tuple]]:
-    """The four tables from a dump whose records are never later than the delays."""
-    clicks = load_dump(replay_dir / "clickstream.jsonl")
-    joined = load_dump(replay_dir / "user_clickstream.jsonl")
+def clickstream_tables(clicks: list[tuple[int, dict]]) -> dict[str, set[tuple]]:
+    """pages_per_min and errors_per_min_alert of (ts, click) pairs never later than the
+    delays."""
     pages, _ = sliding_reference(
         [(int(c["userid"]), ts) for ts, c in clicks if "html" in c["request"]],
         60 * S,
@@ -50,6 +49,13 @@ def expected_tables(replay_dir: Path) -> dict[str, set[tuple]]:
         NO_LATENESS,
         lambda n: n > 5,
     )
+    return {"pages_per_min": pages, "errors_per_min_alert": errors}
+
+
+def expected_tables(replay_dir: Path) -> dict[str, set[tuple]]:
+    """The four tables from a dump whose records are never later than the delays."""
+    clicks = load_dump(replay_dir / "clickstream.jsonl")
+    joined = load_dump(replay_dir / "user_clickstream.jsonl")
     sessions, _ = session_reference([(u["USERNAME"], ts) for ts, u in joined], 30 * S, NO_LATENESS)
     activity, _ = sliding_reference(
         [((u["USERNAME"], u["IP"], u["CITY"]), ts) for ts, u in joined],
@@ -59,8 +65,7 @@ def expected_tables(replay_dir: Path) -> dict[str, set[tuple]]:
         lambda n: n > 1,
     )
     return {
-        "pages_per_min": pages,
-        "errors_per_min_alert": errors,
+        **clickstream_tables(clicks),
         "click_user_sessions": sessions,
         "user_ip_activity": {(*k, s, e, n) for k, s, e, n in activity},  # type: ignore[misc]
     }

@@ -25,8 +25,7 @@ from events import datagen
 from infra.kafka_broker import free_port
 from tests.monitoring.test_metrics import scrape, total
 from tests.processes import clean_env, committed_epoch, start_flow
-from tests.reference import sliding_reference
-from tests.tables import NO_LATENESS, read_rows
+from tests.tables import clickstream_tables, read_rows
 from tools.produce import create_topics, producer, send
 from tools.replay_gen import generate
 
@@ -87,21 +86,18 @@ def _closer(partition: int, ts: int) -> dict[str, Any]:
 
 def _expected(records: list[dict[str, Any]]) -> dict[str, set[tuple]]:
     """pages_per_min and errors_per_min_alert of `records`, none of them late."""
-    clicks = [(r["ts"], orjson.loads(r["payload"])) for r in records]
-    pages, _ = sliding_reference(
-        [(int(c["userid"]), ts) for ts, c in clicks if "html" in c["request"]],
-        60 * S,
-        5 * S,
-        NO_LATENESS,
-    )
-    errors, _ = sliding_reference(
-        [(int(c["status"]), ts) for ts, c in clicks if int(c["status"]) > 400],
-        60 * S,
-        20 * S,
-        NO_LATENESS,
-        lambda n: n > 5,
-    )
-    return {"pages_per_min": pages, "errors_per_min_alert": errors}
+    return clickstream_tables([(r["ts"], orjson.loads(r["payload"])) for r in records])
+
+
+def _grown(records: list[dict[str, Any]]) -> tuple[list, list, list]:
+    """A 4-partition dump as a topic that grows from 2 to 4 partitions 20 s in: what
+    partitions 0 and 1 hold before, what the new ones hold (only later records), and
+    what partitions 0 and 1 get after."""
+    split = records[0]["ts"] + 20 * S
+    before = [r for r in records if r["partition"] < 2 and r["ts"] < split]
+    new = [r for r in records if r["partition"] >= 2 and r["ts"] >= split]
+    after = [r for r in records if r["partition"] < 2 and r["ts"] >= split]
+    return before, new, after
 
 
 def _wait_for(
@@ -141,10 +137,7 @@ def test_partitions_added_while_running_are_read_from_their_earliest(
     dump = tmp_path / "dump"
     generate(dump, events=4_000, rate=100, partitions=4, seed=11)  # 40 s, in order
     records = _records(dump)
-    split = records[0]["ts"] + 20 * S
-    before = [r for r in records if r["partition"] < 2 and r["ts"] < split]
-    new = [r for r in records if r["partition"] >= 2 and r["ts"] >= split]
-    after = [r for r in records if r["partition"] < 2 and r["ts"] >= split]
+    before, new, after = _grown(records)
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     create_topics(kafka, {topic_name: {}}, 2)
     _produce(kafka, topic_name, before)
@@ -192,10 +185,7 @@ def test_a_resume_after_partitions_were_added_on_another_worker_count_is_exact(
     dump = tmp_path / "dump"
     generate(dump, events=4_000, rate=100, partitions=4, seed=12)
     records = _records(dump)
-    split = records[0]["ts"] + 20 * S
-    before = [r for r in records if r["partition"] < 2 and r["ts"] < split]
-    new = [r for r in records if r["partition"] >= 2 and r["ts"] >= split]
-    after = [r for r in records if r["partition"] < 2 and r["ts"] >= split]
+    before, new, after = _grown(records)
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap)
     create_topics(kafka, {topic_name: {}}, 2)
     _produce(kafka, topic_name, before)
