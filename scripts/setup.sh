@@ -35,7 +35,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 bootstrap_uv "$python"
-# --frozen: install what the lock names, never re-resolve (tests/test_lock.py fails when the
+# --frozen: install what the lock names, never re-resolve (tests/test_install.py fails when the
 # lock no longer matches pyproject.toml); exact: packages the lock does not name are removed.
 UV_PROJECT_ENVIRONMENT=.venv "$UV" sync --quiet --frozen --extra dev --python "$python"
 echo "$want" > "$stamp"
