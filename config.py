@@ -233,6 +233,8 @@ class Settings:
     stall_timeout_s: float = 60.0
     # Storage errors are retried with backoff; past this long /health turns 503.
     storage_retry_s: float = 300.0
+    # One writer per dataflow: a lease not renewed for this long may be taken over.
+    lease_timeout_s: float = 30.0
     # Test aid (CLICKSTREAM_TEST_SLOW_WRITES): seconds each output file stays half-written,
     # and how long each record written to Kafka waits; so crash tests can kill a run mid-write.
     test_slow_writes_s: float = 0.0
@@ -295,6 +297,7 @@ class Settings:
             storage_retry_s=_parse(
                 env, "CLICKSTREAM_STORAGE_RETRY_TIMEOUT", float, 300.0, minimum=0
             ),
+            lease_timeout_s=_parse(env, "CLICKSTREAM_LEASE_TIMEOUT", float, 30.0, minimum=1),
             test_slow_writes_s=_parse(env, "CLICKSTREAM_TEST_SLOW_WRITES", float, 0.0, minimum=0),
         )
 

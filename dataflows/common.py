@@ -21,6 +21,7 @@ from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_wind
 from monitoring.server import serve
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, WindowCount, WindowOut
+from ownership import claim, fence
 from sinks.base import SinkItem, Table, TableRows, TableSink
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
@@ -63,10 +64,18 @@ def read_events(
     # make Python rescan them all the time (measured: +4% to +21% throughput).
     gc.set_threshold(50_000, 20, 100)
     raw = op.input("read", flow, source_for(settings, shape, flow.flow_id))
+    # A process that lost its lease (paused, then woken) stops here, before its next
+    # batch can reach a table or a snapshot.
+    raw = op.map("fence", raw, _fenced)
     parsed = op.map("parse", raw, Parser(event_type, flow.flow_id))
     events = op.map("events", parsed, lambda p: p[0])
     dead = op.filter_map("dead", parsed, lambda p: p[1] or None)
     return raw, events, dead
+
+
+def _fenced(batch: RawBatch) -> RawBatch:
+    fence()
+    return batch
 
 
 class _Ticker:
@@ -141,8 +150,10 @@ def write_tables(
 
     streams.append(op.map("dead_letter_rows", dead, dead_rows))
     streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))
-    check_output(settings.output)
     tables = [t for t, _, _ in windows] + [LATE_EVENTS, DEAD_LETTERS]
+    check_output(settings.output)
+    definition = {t.name: out.definition for t, out, _ in windows}
+    claim(settings, name, definition | {t.name: "rows" for t in tables[len(windows) :]})
     options: dict[str, Any] = {
         "parts": SINK_PARTS,
         "flush_interval_s": settings.flush_interval_s,

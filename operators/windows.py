@@ -40,6 +40,7 @@ goes to its shard and is judged one by one. Both paths give the same windows.
 from __future__ import annotations
 
 import heapq
+import inspect
 import weakref
 import zlib
 from collections import Counter, defaultdict
@@ -47,7 +48,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
-from operator import sub
+from operator import attrgetter, itemgetter, sub
 from time import monotonic
 from typing import Any, Generic, NamedTuple, TypeVar
 
@@ -167,6 +168,9 @@ class WindowOut(Generic[E]):
     counts: Stream[list[WindowCount]]
     late: Stream[list[LateEvent[E]]]
     stats: WindowStats
+    # What the counts mean (window, delay, key, where, having, shards), as text: a
+    # recovery store saved under one definition must not resume under another.
+    definition: str = ""
 
 
 @dataclass(slots=True)
@@ -714,4 +718,20 @@ def count_window(
     results = op.key_rm("unshard", op.stateful_batch("count", keyed, build))
     counts = op.filter_map("counts", results, lambda r: r[0] or None)
     late = op.filter_map("late", results, lambda r: r[1] or None)
-    return WindowOut(counts, late, stats)
+    definition = (
+        f"{window}, delay {delay_ms} ms, key {describe(key)}, where {describe(where)}, "
+        f"having {describe(having)}, {shards} shards"
+    )
+    return WindowOut(counts, late, stats, definition)
+
+
+def describe(fn: Callable | None) -> str:
+    """A function as stable text: `attrgetter('userid')`, or a lambda's source line."""
+    if fn is None:
+        return "none"
+    if isinstance(fn, attrgetter | itemgetter):
+        return repr(fn).removeprefix("operator.")
+    try:
+        return " ".join(inspect.getsource(fn).split()).rstrip(",")
+    except (OSError, TypeError):
+        return getattr(fn, "__qualname__", repr(fn))

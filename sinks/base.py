@@ -29,6 +29,7 @@ from monitoring.metrics import (
     ROWS_WRITTEN,
     STORAGE_RETRIES,
 )
+from ownership import fence
 from sinks.storage import StorageFailure, is_local, retry, storage_options
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,15 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
         self.pending_rows = 0
         self.oldest: float | None = None
         self.written = 0
+        self.token = 0  # the fencing token of the flush being written (see `ownership`)
         for table, rows in pending.items():
             self.buffer(table, list(rows))
+
+    def file_name(self) -> str:
+        """The name of this flush's file in each hive partition: the flow, partition, flush
+        number and the writer's fencing token."""
+        token = f"-t{self.token}" if self.token else ""
+        return f"{self.name}-{self.seq:010d}{token}.parquet"
 
     def write_flush(self, pending: dict[str, list[tuple]]) -> dict[str, int]:
         """Store one flush (numbered `self.seq`); returns the files written per table."""
@@ -142,6 +150,7 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
             return
         log.info("sink %s: writing flush %d (%d rows)", self.name, self.seq, self.pending_rows)
         started = time.monotonic()
+        self.token = fence()
         files = self.write_flush(self.pending)
         flow = self.sink.flow
         for table, rows in self.pending.items():
@@ -229,6 +238,8 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         """Write `df` as one zstd Parquet file that readers see whole or not at all;
         returns its size in bytes."""
         fs = self.fs
+        # The lease is checked right before a file becomes visible: a process paused
+        # mid-write and taken over meanwhile stops here instead.
         if self.local:
 
             def write_local() -> int:
@@ -236,6 +247,7 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
                 hidden = f"{directory}/.{path.rsplit('/', 1)[1]}.tmp"
                 df.write_parquet(hidden, compression="zstd")
                 time.sleep(self.slow_writes_s)
+                fence()
                 os.replace(hidden, path)  # atomic: readers see the whole file or none
                 return os.path.getsize(path)
 
@@ -245,6 +257,7 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
             with fs.open(path, "wb") as f:
                 df.write_parquet(f, compression="zstd")
                 time.sleep(self.slow_writes_s)
+                fence()  # the object is uploaded when `f` closes
                 return int(f.tell())
 
         return self.retry(upload, f"upload {path}")

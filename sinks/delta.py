@@ -43,7 +43,8 @@ from deltalake import DeltaTable, Field, Schema
 from deltalake.schema import PrimitiveType
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
-from config import ConfigError
+from config import ConfigError, stop
+from ownership import fence
 from sinks.base import (
     HIVE_COLUMNS,
     BufferedPartition,
@@ -109,13 +110,19 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         seq, pending, taken = resume if resume is not None else (0, {}, {})
         self.sink = sink  # before the base's __init__: the take-back below needs it
         self.app_id = f"clickstream/{sink.flow}/p{part}"
+        # The fencing `txn`: its version is the token of the lease holder that committed
+        # last; a commit by an older holder (a zombie) is refused, see `commit`.
+        self.owner_id = f"{self.app_id}/owner"
         self.committed: dict[str, Counter[tuple]] = {t: Counter(dict(r)) for t, r in taken.items()}
         # Each worker thread keeps its own table objects: they are not shared across threads.
         self.open: dict[str, DeltaTable] = {}
         # (date, hour) partitions written since the start, per table; not yet compacted
         self.hours: dict[str, set[tuple[str, int]]] = {}
         last = seq - 1
+        token = fence()
         for table in sink.tables:
+            if token:
+                self.claim(table, token)
             version = self.table(table).transaction_version(self.app_id)
             if version is not None and version >= seq:
                 rows = self._committed_since(table, seq)
@@ -201,7 +208,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
                 if sink.compact_closed_hours:
                     self.hours.setdefault(table_name, set()).add((date, int(hour)))
                 hive = f"event_date={date}/event_hour={hour}"
-                relative = f"{hive}/{self.name}-{self.seq:010d}.parquet"
+                relative = f"{hive}/{self.file_name()}"
                 directory = f"{sink.root}/{table_name}/{hive}"
                 size = sink.write_file(part, directory, f"{sink.root}/{table_name}/{relative}")
                 actions.append(
@@ -263,30 +270,61 @@ class _DeltaPartition(BufferedPartition[SinkState]):
             self.sink.retry(found.update_incremental, f"read the log of {self.sink.uri(name)}")
         return found
 
-    def commit(self, name: str, actions: list[AddAction | RemoveAction]) -> None:
-        """Commit `actions` as this flush of this app id, once, even when retried."""
+    def claim(self, name: str, token: int) -> None:
+        """Commit this holder's token to the table before reading what was committed
+        after the snapshot: from then on, an older holder's commit is refused."""
+        self.commit(name, [], flush=False)
+
+    def _fenced(self, table: DeltaTable) -> list[Transaction]:
+        """The fencing `txn` of a commit, once sure no newer lease holder committed."""
+        token = fence()
+        if not token:
+            return []
+        newest = table.transaction_version(self.owner_id) or 0
+        if newest > token:
+            stop(
+                f"dataflow {self.sink.flow}: {self.sink.uri('')} was committed to by a newer "
+                f"lease holder (token {newest}, this process has {token}); this process stops "
+                "without writing anything more"
+            )
+        return [Transaction(self.owner_id, token)]
+
+    def commit(
+        self, name: str, actions: list[AddAction | RemoveAction], *, flush: bool = True
+    ) -> None:
+        """Commit `actions` as this flush of this app id (or, `flush=False`, only the
+        fencing `txn`), once, even when retried. Two holders racing on one partition
+        both name its owner `txn`, so delta-rs fails one of them (a conflict); its
+        retry finds the newer token and stops."""
         attempts = 0
-        seq = self.seq
+        seq = self.seq if flush else None
 
         def attempt() -> None:
             nonlocal attempts
             attempts += 1
             table = self.table(name)
-            if attempts > 1 and (table.transaction_version(self.app_id) or -1) >= seq:
+            fenced = self._fenced(table)
+            if seq is None:
+                if not fenced:
+                    return
+            elif attempts > 1 and (table.transaction_version(self.app_id) or -1) >= seq:
                 return  # the failed attempt did land
+            flushed = [] if seq is None else [Transaction(self.app_id, seq)]
             table.create_write_transaction(
                 actions,
                 "append",
                 self.sink.schemas[name],
                 partition_by=list(HIVE_COLUMNS),
                 commit_properties=CommitProperties(
-                    app_transactions=[Transaction(self.app_id, seq)], max_commit_retries=100
+                    app_transactions=flushed + fenced, max_commit_retries=100
                 ),
             )
 
-        self.sink.retry(attempt, f"commit flush {seq} of {self.app_id} to {self.sink.uri(name)}")
+        what = f"flush {seq}" if flush else "the lease token"
+        self.sink.retry(attempt, f"commit {what} of {self.app_id} to {self.sink.uri(name)}")
 
     def snapshot(self) -> SinkState:
+        fence()
         return (
             self.seq,
             {t: list(rows) for t, rows in self.pending.items() if rows},

@@ -2,8 +2,10 @@
 own timestamp.
 
 Each record carries the place its input was read from (an `origin` header:
-`topic/partition/offset`). A crash repeats the input read since the last snapshot,
-and with it some records that were already written. So on start a sink partition
+`topic/partition/offset`) and, under `python -m bytewax.run`, the fencing token of
+the process that wrote it (a `lease-token` header, see `ownership`). A crash
+repeats the input read since the last snapshot, and with it some records that were
+already written. So on start a sink partition
 reads what was written after its last snapshot (on a first start: the whole topic)
 and does not write those inputs again. Inputs it has not seen again yet stay in its
 snapshots, so a second crash during the replay forgets nothing. That is exact
@@ -32,11 +34,14 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from config import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
+from ownership import fence
 from sources.kafka import client_config, end_offsets
 
 log = logging.getLogger(__name__)
 
 ORIGIN_HEADER = "origin"
+# the fencing token of the lease holder that wrote a record (see `ownership`)
+LEASE_HEADER = "lease-token"
 
 # output partition -> the offset after the last record this sink partition saw acknowledged
 Offsets = dict[int, int]
@@ -220,6 +225,8 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
 
     def write_batch(self, values: list[list[KafkaRecord]]) -> None:
         produce, parts = self.producer.produce, self.partitions
+        token = fence()
+        lease = [(LEASE_HEADER, str(token).encode())] if token else []
         for records in values:
             for key, value, ts, origin in records:
                 headers: list[tuple[str, str | bytes | None]] | None = None
@@ -227,7 +234,9 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
                     if self.written and self._already_written(origin):
                         self.skipped += 1
                         continue
-                    headers = [(ORIGIN_HEADER, _origin_header(origin))]
+                    headers = [(ORIGIN_HEADER, _origin_header(origin)), *lease]
+                elif lease:
+                    headers = [*lease]
                 while True:
                     try:
                         produce(
@@ -255,6 +264,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
             raise RuntimeError(f"producing to {self.topic} failed: {self.failures[0]}")
 
     def snapshot(self) -> State:
+        fence()
         while self.producer.flush(10):
             log.warning("waiting for Kafka to acknowledge records to %s", self.topic)
         self._raise_failures()

@@ -1,6 +1,6 @@
 """Partitioned Parquet tables, written through fsspec (local paths, gs://, ...).
 
-Layout: `<root>/<table>/event_date=YYYY-MM-DD/event_hour=HH/<flow>-p<part>-<seq>.parquet`,
+Layout: `<root>/<table>/event_date=YYYY-MM-DD/event_hour=HH/<flow>-p<part>-<seq>-t<token>.parquet`,
 hive partitions from each table's time column (UTC), files built with Polars
 (zstd), readable by Polars, DuckDB, Spark and BigQuery. The partition columns are
 in the path only, as those readers expect.
@@ -11,6 +11,9 @@ deletes its own files numbered `seq` or above: whatever an interrupted run wrote
 after that snapshot. The replayed input then writes those rows again, so every
 row is stored once. A partition built without a snapshot owns nothing yet and
 deletes all its own files: a rerun replaces, never adds.
+
+The token is the writer's fencing token (`ownership`; no `-t` part outside
+`python -m bytewax.run`): a file always names the lease holder that wrote it.
 
 Readers never see half a file: a local file is written under a hidden name and
 renamed; a GCS object becomes visible only when its single upload completes.
@@ -23,6 +26,7 @@ import re
 from functools import partial
 
 from config import ConfigError
+from ownership import fence
 from sinks.base import BufferedPartition, SinkItem, Table, TableRows, TableSink, frame, hive_parts
 from sinks.storage import is_delta_table
 
@@ -42,7 +46,7 @@ class _ParquetPartition(BufferedPartition[SinkState]):
     def _remove_stale(self, from_seq: int) -> None:
         fs, root = self.sink.fs, self.sink.root
         # Also matches the hidden temporary file of a local write that was cut short.
-        name = re.compile(r"/(\.?)" + re.escape(self.name) + r"-(\d+)\.parquet(\.tmp)?$")
+        name = re.compile(r"/(\.?)" + re.escape(self.name) + r"-(\d+)(?:-t\d+)?\.parquet(\.tmp)?$")
         stale = []
         for table in self.sink.tables:
             base = f"{root}/{table}"
@@ -66,12 +70,13 @@ class _ParquetPartition(BufferedPartition[SinkState]):
             files[table_name] = 0
             for date, hour, part in hive_parts(frame(table, rows)):
                 directory = f"{self.sink.root}/{table.name}/event_date={date}/event_hour={hour}"
-                path = f"{directory}/{self.name}-{self.seq:010d}.parquet"
+                path = f"{directory}/{self.file_name()}"
                 self.sink.write_file(part, directory, path)
                 files[table_name] += 1
         return files
 
     def snapshot(self) -> SinkState:
+        fence()
         return self.seq, {t: list(rows) for t, rows in self.pending.items() if rows}
 
 

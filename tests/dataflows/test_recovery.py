@@ -18,11 +18,9 @@ from pathlib import Path
 import pytest
 
 from tests.processes import ROOT, clean_env, committed_epoch, start_flow
-from tests.tables import read_rows
+from tests.tables import assert_same_tables, read_rows, reference_run
 from tests.topics import read_topic
 from tools.replay_gen import generate
-
-TABLES = ["pages_per_min", "errors_per_min_alert", "late_events", "dead_letters"]
 
 
 @pytest.fixture(scope="module")
@@ -99,39 +97,6 @@ def crash_and_resume(
     return story
 
 
-def _assert_same_tables(
-    got_output: str | Path, want_output: str | Path, ignore_topic: bool = False
-) -> None:
-    def rows(output: str | Path, table: str) -> list[tuple]:
-        out = read_rows(output, table)
-        if ignore_topic and table == "late_events":  # the Kafka topic has a test-only name
-            out = [(*r[:8], "", *r[9:]) for r in out]
-        return out
-
-    for table in TABLES:
-        got = Counter(rows(got_output, table))
-        want = Counter(rows(want_output, table))
-        duplicates = {r: n for r, n in got.items() if n > 1}
-        assert not duplicates, f"{table}: {len(duplicates)} duplicated rows"
-        assert got == want, (
-            f"{table}: {len(want - got)} missing, {len(got - want)} extra "
-            f"of {sum(want.values())} rows"
-        )
-    assert read_rows(want_output, "pages_per_min"), "the reference should have rows"
-
-
-def _reference(dump: Path, out: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
-        cwd=ROOT,
-        env=clean_env(CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(out)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-
-
 # Slow enough to be killed many times: small batches, frequent flushes, slow file writes.
 SLOW = {
     "CLICKSTREAM_BATCH_SIZE": "20",
@@ -142,12 +107,12 @@ SLOW = {
 
 @pytest.mark.slow
 def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, tmp_path):
-    _reference(big_dump, tmp_path / "reference")
+    reference_run(big_dump, tmp_path / "reference")
     out = tmp_path / "out"
     env = clean_env(CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW)
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=1)
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2
-    _assert_same_tables(out, tmp_path / "reference")
+    assert_same_tables(out, tmp_path / "reference")
     log = (tmp_path / "run.log").read_text()
     assert log.count("resuming at line") >= 3, "most restarts should resume mid-input"
     assert "removed" in log, "a resume should clean up what the killed run wrote"
@@ -191,7 +156,7 @@ class _PollingReader(threading.Thread):
 
 @pytest.mark.slow
 def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
-    _reference(big_dump, tmp_path / "reference")
+    reference_run(big_dump, tmp_path / "reference")
     out = tmp_path / "out"
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}",
@@ -249,7 +214,7 @@ def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
         reader.join()
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2, story
     assert sum("maintain" in s for s in story) >= 2, story
-    _assert_same_tables(out, tmp_path / "reference")
+    assert_same_tables(out, tmp_path / "reference")
     log = (tmp_path / "run.log").read_text()
     assert "committed after the last snapshot" in log, "no resume met its own commits"
     passes = (tmp_path / "maintain.log").read_text().count("pages_per_min: checkpoint")
@@ -261,7 +226,7 @@ def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("table_format", ["parquet", "delta"])
 def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table_format):
-    _reference(big_dump, tmp_path / "reference")
+    reference_run(big_dump, tmp_path / "reference")
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}",
         CLICKSTREAM_OUTPUT="gs://clickstream/tables",
@@ -277,7 +242,7 @@ def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table
         env["CLICKSTREAM_FLUSH_INTERVAL"] = "1"
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", kills, seed=2)
     assert len(story) == kills
-    _assert_same_tables("gs://clickstream/tables", tmp_path / "reference")
+    assert_same_tables("gs://clickstream/tables", tmp_path / "reference")
 
 
 @pytest.mark.slow
@@ -290,7 +255,7 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, clickstream_topic=topic_name)
     create_topics(kafka, {topic_name: {}}, 3)
     produce_dump(kafka, big_dump / "clickstream.jsonl", topic_name)
-    _reference(big_dump, tmp_path / "reference")
+    reference_run(big_dump, tmp_path / "reference")
     out = tmp_path / "out"
     env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
@@ -303,7 +268,7 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=3)
     assert len(story) >= 5
     # the uninterrupted run is a replay of the same records: Kafka and replay agree
-    _assert_same_tables(out, tmp_path / "reference", ignore_topic=True)
+    assert_same_tables(out, tmp_path / "reference", ignore_topic=True)
 
 
 @pytest.mark.slow

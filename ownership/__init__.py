@@ -1,0 +1,201 @@
+"""One writer per dataflow: who may write a recovery store and an output, and since when.
+
+Under `python -m bytewax.run`, every process of a dataflow takes, before it touches
+the recovery store or the output, a lease (`ownership.lease`) on its share of both:
+
+- `<recovery dir>/.lease-<flow>-process-<i>.json`, and
+- `<output>/_leases/<flow>/process-<i>.json` (local disk, or GCS with generation
+  preconditions),
+
+where `i` is its process id (`-i`). Each process holds its own share because each
+writes on its own: a share is checked by the process that writes under it, with
+no message between processes, and a cluster restarted with fewer processes takes
+over (and releases) the shares of the ones it no longer has, so a zombie of any of
+them is fenced too. Process 0 exists in every cluster, so a second instance of a
+dataflow always meets a held share and stops (`claim`).
+
+While running, `fence()` is called before every write: each output file, Delta
+commit, Kafka batch and snapshot. It returns the fencing token the writer puts into
+what it commits (flush file names, the Delta `txn`, a Kafka header), and stops the
+process with one line once the lease was taken over. See `ownership.lease` for why
+that holds for a process that was paused.
+
+A takeover from a holder that did not release its lease (killed, or paused and
+presumed dead) also gives the recovery store new files (`rotate_store`): a
+zombie keeps writing to the old, unlinked ones, which nobody reads.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import re
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config import ConfigError, Settings, stop
+from ownership.definition import check_definition
+from ownership.lease import GcsPlace, Lease, LeaseHeld, LeaseLost, LocalPlace, Place
+from sinks.storage import StorageFailure, is_local, output_fs, retry
+
+__all__ = ["RunArgs", "check_definition", "claim", "fence", "run_args"]
+
+log = logging.getLogger(__name__)
+
+_LEASE: tuple[str, Lease] | None = None  # (flow, lease) of this process
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """What `python -m bytewax.run` was told about recovery and the cluster."""
+
+    recovery: Path | None
+    process: int
+    processes: int
+
+
+def run_args() -> RunArgs | None:
+    """This process's `python -m bytewax.run` flags, or None when the dataflow runs any
+    other way (`bytewax.testing`, a notebook): there is no run to guard then."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is None or spec.name != "bytewax.run":
+        return None
+    from bytewax.run import _parse_args  # the flags bytewax.run itself was given
+
+    args = _parse_args()
+    addresses = [a for a in (args.addresses or "").split(";") if a.strip()]
+    return RunArgs(args.recovery_directory, args.process_id or 0, max(1, len(addresses)))
+
+
+def _places(settings: Settings, flow: str, run: RunArgs, process: int) -> list[Place]:
+    places: list[Place] = []
+    if run.recovery is not None:
+        places.append(LocalPlace(f"{run.recovery}/.lease-{flow}-process-{process}.json"))
+    fs, root = output_fs(settings.output)
+    path = f"{root}/_leases/{flow}/process-{process}.json"
+    places.append(LocalPlace(path) if is_local(fs) else GcsPlace(fs, path))
+    return places
+
+
+def _shares(settings: Settings, flow: str, run: RunArgs) -> set[int]:
+    """The process ids that ever held a share of this dataflow's leases."""
+    found: set[int] = set()
+    name = re.compile(r"process-(\d+)\.json$")
+    if run.recovery is not None:
+        paths = [p.name for p in run.recovery.glob(f".lease-{flow}-*")]
+        found |= {int(m.group(1)) for p in paths if (m := name.search(p))}
+    fs, root = output_fs(settings.output)
+    base = f"{root}/_leases/{flow}"
+    if retry(lambda: fs.exists(base), f"list {base}"):
+        paths = retry(lambda: fs.ls(base, detail=False, refresh=True), f"list {base}")
+        found |= {int(m.group(1)) for p in paths if (m := name.search(p))}
+    return found
+
+
+def _lease(settings: Settings, flow: str, run: RunArgs, process: int) -> Lease:
+    def retry_storage(action: Callable[[], Any], what: str) -> Any:
+        return retry(action, what, give_up_after_s=settings.storage_retry_s)
+
+    return Lease(_places(settings, flow, run, process), settings.lease_timeout_s, retry_storage)
+
+
+def claim(settings: Settings, flow: str, definition: dict[str, str]) -> None:
+    """Take this process's lease on the recovery store and the output, and check that
+    the store was written by this same dataflow definition. A `ConfigError` (one line,
+    exit 2, nothing changed) when another live process holds it or the dataflow changed.
+    Does nothing outside `python -m bytewax.run`."""
+    run = run_args()
+    if run is None:
+        return
+    try:
+        _claim(settings, flow, definition, run)
+    except StorageFailure as ex:
+        raise ConfigError(f"dataflow {flow}: cannot take its lease: {ex}") from None
+
+
+def _claim(settings: Settings, flow: str, definition: dict[str, str], run: RunArgs) -> None:
+    global _LEASE
+    if run.process == 0:
+        # Shares of processes this run does not have: a zombie of an earlier, bigger
+        # cluster may hold one. Take each over and give it up at once: fenced.
+        for stale in sorted(_shares(settings, flow, run) - set(range(run.processes))):
+            old = _lease(settings, flow, run, stale)
+            try:
+                old.acquire()
+            except LeaseHeld as ex:
+                raise ConfigError(_held_message(flow, ex)) from None
+            old.release()
+    lease = _lease(settings, flow, run, run.process)
+    try:
+        token = lease.acquire()
+    except LeaseHeld as ex:
+        raise ConfigError(_held_message(flow, ex)) from None
+    atexit.register(lease.release)
+    if run.recovery is not None:
+        check_definition(run.recovery, flow, definition)
+        if lease.took_over:
+            rotate_store(run.recovery)
+    log.info(
+        "dataflow %s process %d: holds its lease (token %d, timeout %.0f s)",
+        flow,
+        run.process,
+        token,
+        settings.lease_timeout_s,
+    )
+    lease.start_renewing(on_lost=lambda message: stop(_lost_message(flow, message)))
+    _LEASE = flow, lease
+
+
+def _held_message(flow: str, ex: LeaseHeld) -> str:
+    return (
+        f"dataflow {flow} is already running: {ex}; stop that one first (a holder that died "
+        "on another host frees it when it expires)"
+    )
+
+
+def _lost_message(flow: str, message: str) -> str:
+    return (
+        f"dataflow {flow}: this process lost its lease ({message}); another instance took "
+        "over, so this one stops without writing anything more"
+    )
+
+
+def fence() -> int:
+    """Before a write: the fencing token, once sure this process still holds its lease.
+
+    Stops the process with one line when the lease was taken over. 0 when the
+    dataflow runs outside `python -m bytewax.run` (no lease to hold)."""
+    if _LEASE is None:
+        return 0
+    flow, lease = _LEASE
+    try:
+        return lease.check()
+    except LeaseLost as ex:
+        stop(_lost_message(flow, str(ex)))
+
+
+def rotate_store(recovery: Path) -> None:
+    """Give every SQLite file of the recovery store a new inode with the same content.
+
+    A process that still has the old files open (a paused zombie) goes on writing to
+    them, but they are unlinked: nothing it writes reaches the store this run uses."""
+    for part in sorted(recovery.glob("*.sqlite3")):
+        fresh = part.with_name(f".{part.name}.rotating")
+        fresh.unlink(missing_ok=True)
+        with (
+            contextlib.closing(sqlite3.connect(part)) as old,
+            contextlib.closing(sqlite3.connect(fresh)) as new,
+        ):
+            old.backup(new)
+            new.execute("PRAGMA journal_mode=WAL")
+        for suffix in ("-wal", "-shm"):
+            Path(f"{part}{suffix}").unlink(missing_ok=True)
+        os.replace(fresh, part)
+    log.info("recovery store %s: new files after a takeover (the old ones are unlinked)", recovery)

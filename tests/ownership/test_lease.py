@@ -1,0 +1,178 @@
+"""The lease itself, on local disk and on GCS (fake-gcs-server): one winner of a race,
+takeover only when free, a fencing token that grows, and a paused holder that finds
+out before it writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from ownership.lease import (
+    GcsPlace,
+    Holder,
+    Lease,
+    LeaseHeld,
+    LeaseLost,
+    LocalPlace,
+    Place,
+)
+from sinks.storage import output_fs
+
+
+def _plain(action: Any, what: str) -> Any:
+    return action()
+
+
+@pytest.fixture(params=["local", "gcs"])
+def place(request: pytest.FixtureRequest, tmp_path) -> Place:
+    """A fresh lease place on local disk, or in the GCS emulator."""
+    if request.param == "local":
+        return LocalPlace(str(tmp_path / "leases" / "process-0.json"))
+    request.getfixturevalue("gcs")
+    fs, root = output_fs("gs://clickstream/out")
+    return GcsPlace(fs, f"{root}/_leases/flow/process-0.json")
+
+
+def _foreign(token: int, renewed_ago_s: float, timeout_s: float = 30.0, **kw: Any) -> Holder:
+    """A holder on another host, last renewed `renewed_ago_s` ago."""
+    now = time.time()
+    return Holder(
+        token, "other-host", "other-boot", 4242, 1, now - 100, now - renewed_ago_s, timeout_s, **kw
+    )
+
+
+def test_a_swap_against_a_stale_version_is_refused(place):
+    holder, version = place.read()
+    assert holder is None
+    first = place.swap(_foreign(1, 0), version)
+    assert first is not None
+    assert place.swap(_foreign(2, 0), version) is None, "a stale version must not win"
+    now, version = place.read()
+    assert (now.token if now else None, version) == (1, first)
+    assert place.swap(_foreign(2, 0), first) is not None
+
+
+def test_of_two_racing_processes_exactly_one_takes_the_lease(place):
+    _, version = place.read()
+    results: list[int | None] = []
+    barrier = threading.Barrier(8)
+
+    def race(i: int) -> None:
+        barrier.wait()
+        results.append(place.swap(_foreign(i, 0), version))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is not None for r in results) == 1, results
+
+
+def test_a_live_holder_refuses_a_second_one_and_names_itself(place):
+    place.swap(_foreign(3, 1.0), 0)
+    lease = Lease([place], 30.0, _plain)
+    with pytest.raises(LeaseHeld) as refused:
+        lease.acquire()
+    message = str(refused.value)
+    assert "other-host" in message and "pid 4242" in message
+    assert "since" in message and "last renewed" in message
+    assert place.read()[0].token == 3, "a refused start must change nothing"
+
+
+def test_an_expired_lease_is_taken_over_with_a_bigger_token(place):
+    place.swap(_foreign(3, 40.0, timeout_s=30.0), 0)
+    lease = Lease([place], 30.0, _plain)
+    assert lease.acquire() == 4
+    assert lease.took_over
+    assert place.read()[0].is_me()
+
+
+def test_a_released_lease_is_free_at_once(place):
+    place.swap(_foreign(3, 0.0, released=True), 0)
+    lease = Lease([place], 30.0, _plain)
+    assert lease.acquire() == 4
+    assert not lease.took_over
+
+
+def test_the_lease_of_a_dead_process_on_this_host_is_taken_over_at_once(tmp_path):
+    place = LocalPlace(str(tmp_path / "lease.json"))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    me = Holder.me(5, 30.0)
+    place.swap(replace(me, pid=int(dead.stdout), pid_started=12345), 0)
+    assert place.read()[0].free() == f"its holder, pid {int(dead.stdout)} on this host, is gone"
+    assert Lease([place], 30.0, _plain).acquire() == 6
+
+
+def test_the_lease_of_a_live_process_on_this_host_is_not_taken(tmp_path):
+    place = LocalPlace(str(tmp_path / "lease.json"))
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        holder = Holder.me(5, 30.0)
+        with open(f"/proc/{alive.pid}/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])
+        place.swap(replace(holder, pid=alive.pid, pid_started=started), 0)
+        with pytest.raises(LeaseHeld):
+            Lease([place], 30.0, _plain).acquire()
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_holder_taken_over_while_paused_finds_out_before_it_writes(place):
+    """A paused holder's renewal thread was paused too: `check()` itself must notice."""
+    holder = Lease([place], 2.0, _plain)
+    token = holder.acquire()
+    assert holder.check() == token
+    # another process takes over once the lease expired (as after a SIGSTOP)
+    _, version = place.read()
+    place.swap(_foreign(token + 1, 0.0), version)
+    holder.valid_until = time.monotonic() - 1  # the pause outlasted the holder's trust
+    with pytest.raises(LeaseLost) as lost:
+        holder.check()
+    assert "other-host" in str(lost.value)
+
+
+def test_a_fresh_holder_checks_without_a_round_trip(place):
+    holder = Lease([place], 30.0, _plain)
+    holder.acquire()
+    calls = []
+    real = place.read
+    place.read = lambda: calls.append(1) or real()  # type: ignore[method-assign]
+    for _ in range(1000):
+        holder.check()
+    assert not calls
+
+
+def test_renewals_keep_the_lease_and_a_release_frees_it(place):
+    holder = Lease([place], 1.0, _plain)
+    holder.acquire()
+    lost: list[str] = []
+    holder.start_renewing(on_lost=lost.append)
+    time.sleep(2.5)  # more than twice the timeout: held only because it was renewed
+    assert not lost
+    assert place.read()[0].free() is None, "renewed, so still held"
+    holder.release()
+    assert place.read()[0].released
+    assert Lease([place], 1.0, _plain).acquire() == 2
+
+
+def test_leases_over_two_places_are_all_or_nothing(tmp_path):
+    free = LocalPlace(str(tmp_path / "a.json"))
+    held = LocalPlace(str(tmp_path / "b.json"))
+    held.swap(_foreign(7, 0.0), 0)
+    with pytest.raises(LeaseHeld):
+        Lease([free, held], 30.0, _plain).acquire()
+    assert free.read() == (None, 0), "nothing taken when one place is held"
+    held.swap(_foreign(7, 0.0, released=True), 1)
+    assert Lease([free, held], 30.0, _plain).acquire() == 8  # past both places' tokens
+    assert os.path.exists(tmp_path / "a.json")
