@@ -275,7 +275,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         after the snapshot: from then on, an older holder's commit is refused."""
         self.commit(name, [], flush=False)
 
-    def _fenced(self, table: DeltaTable) -> list[Transaction]:
+    def _fenced(self, name: str, table: DeltaTable) -> list[Transaction]:
         """The fencing `txn` of a commit, once sure no newer lease holder committed."""
         token = fence()
         if not token:
@@ -283,7 +283,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         newest = table.transaction_version(self.owner_id) or 0
         if newest > token:
             stop(
-                f"dataflow {self.sink.flow}: {self.sink.uri('')} was committed to by a newer "
+                f"dataflow {self.sink.flow}: {self.sink.uri(name)} was committed to by a newer "
                 f"lease holder (token {newest}, this process has {token}); this process stops "
                 "without writing anything more"
             )
@@ -303,7 +303,7 @@ class _DeltaPartition(BufferedPartition[SinkState]):
             nonlocal attempts
             attempts += 1
             table = self.table(name)
-            fenced = self._fenced(table)
+            fenced = self._fenced(name, table)
             if seq is None:
                 if not fenced:
                     return

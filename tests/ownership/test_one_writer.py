@@ -1,0 +1,231 @@
+"""One writer per dataflow, with real `python -m bytewax.run` processes: a second
+instance is refused and changes nothing; a restart after kill -9 takes over; a paused
+zombie woken after a takeover writes nothing and stops with one line; a changed
+dataflow does not resume. The tables are compared with an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.processes import ROOT, clean_env, committed_epoch, start_flow
+from tests.tables import assert_same_tables, reference_run
+from tools.replay_gen import generate
+
+# Slow enough to be paused and woken mid-run: small batches, frequent slow flushes.
+SLOW = {
+    "CLICKSTREAM_BATCH_SIZE": "20",
+    "CLICKSTREAM_FLUSH_INTERVAL": "0.3",
+    "CLICKSTREAM_TEST_SLOW_WRITES": "0.15",
+}
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dump")
+    generate(
+        out,
+        events=300_000,
+        rate=300,
+        partitions=3,
+        jitter_ms=70_000,
+        seed=5,
+        pause_every=20_000,
+        pause_ms=90_000,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    reference_run(dump, out)
+    return out
+
+
+def new_store(path: Path) -> Path:
+    path.mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), "4"], check=True)
+    return path
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def bytewax_run(target: str, env: dict[str, str], recovery: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bytewax.run", target, "-r", str(recovery), "-s", "1", "-b", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def error_lines(text: str) -> list[str]:
+    assert "Traceback" not in text and "panicked" not in text, text[-3000:]
+    return [line for line in text.splitlines() if line.startswith("error:")]
+
+
+def _env(request: pytest.FixtureRequest, tmp_path: Path, dump: Path, where: str) -> dict[str, str]:
+    """Settings for a run of `dump` with Parquet on disk, Delta on disk or Delta on GCS."""
+    env = clean_env(
+        CLICKSTREAM_SOURCE=f"replay:{dump}",
+        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
+        CLICKSTREAM_LEASE_TIMEOUT="3",
+        **SLOW,
+    )
+    if "delta" in where:
+        env["CLICKSTREAM_TABLE_FORMAT"] = "delta"
+        env["CLICKSTREAM_FLUSH_INTERVAL"] = "1"
+    if "gcs" in where:
+        gcs = request.getfixturevalue("gcs")
+        env["CLICKSTREAM_OUTPUT"] = "gs://clickstream/tables"
+        env["STORAGE_EMULATOR_HOST"] = gcs.url
+        env["STORAGE_EMULATOR_XML_HOST"] = gcs.xml_url
+    return env
+
+
+@pytest.mark.parametrize("where", ["parquet on disk", "delta on gcs"])
+def test_a_second_instance_is_refused_and_changes_nothing(
+    request, tmp_path, dump, reference, where
+):
+    env = _env(request, tmp_path, dump, where)
+    recovery = new_store(tmp_path / "recovery")
+    first = start_flow(env, "1 worker", tmp_path / "first.log", recovery=recovery)[0]
+    wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
+    store = {p.name: p.stat().st_ino for p in recovery.glob("*.sqlite3")}
+    definition = (recovery / "definition-clickstream.json").read_bytes()
+
+    second = bytewax_run("dataflows.clickstream:flow", env, recovery)
+
+    assert second.returncode == 2, second.stderr[-3000:]
+    (line,) = error_lines(second.stderr)
+    assert "dataflow clickstream is already running" in line
+    assert f"pid {first.pid}" in line and "since" in line and "last renewed" in line
+    assert "sink" not in second.stderr, "the second instance must not open the output"
+    assert {p.name: p.stat().st_ino for p in recovery.glob("*.sqlite3")} == store
+    assert (recovery / "definition-clickstream.json").read_bytes() == definition
+    assert first.poll() is None, "the first instance runs on"
+    assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert_same_tables(env["CLICKSTREAM_OUTPUT"], reference)
+
+
+def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, dump, reference):
+    # a lease that would take 10 minutes to expire: only "its holder is gone" explains
+    # a takeover
+    env = clean_env(
+        CLICKSTREAM_SOURCE=f"replay:{dump}",
+        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
+        CLICKSTREAM_LEASE_TIMEOUT="600",
+        **SLOW,
+    )
+    recovery = new_store(tmp_path / "recovery")
+    log = tmp_path / "run.log"
+    (first,) = start_flow(env, "1 worker", log, recovery=recovery)
+    wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+
+    (restart,) = start_flow(env, "1 worker", log, recovery=recovery)
+    assert restart.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert f"(its holder, pid {first.pid} on this host, is gone)" in log.read_text()
+    assert_same_tables(tmp_path / "out", reference)
+
+
+def _files_of(output: Path, token: int) -> set[str]:
+    return {str(p) for p in output.rglob(f"*-t{token}.parquet")}
+
+
+def _owner_commits(output: Path) -> list[tuple[str, str, int]]:
+    """(table, log file, token) of every Delta commit carrying a lease token."""
+    found = []
+    for entry in sorted(output.glob("*/_delta_log/*.json")):
+        for line in entry.read_bytes().splitlines():
+            txn = orjson.loads(line).get("txn")
+            if txn and txn["appId"].endswith("/owner"):
+                found.append((entry.parent.parent.name, entry.name, txn["version"]))
+    return found
+
+
+@pytest.mark.parametrize("where", ["parquet on disk", "delta on disk"])
+def test_a_paused_zombie_woken_after_a_takeover_writes_nothing(
+    request, tmp_path, dump, reference, where
+):
+    env = _env(request, tmp_path, dump, where)
+    output = tmp_path / "out"
+    recovery = new_store(tmp_path / "recovery")
+    (zombie,) = start_flow(env, "1 worker", tmp_path / "zombie.log", recovery=recovery)
+    wait_for("a flush", lambda: _files_of(output, 1) != set(), timeout=120)
+    wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
+    os.kill(zombie.pid, signal.SIGSTOP)
+    try:
+        time.sleep(4)  # past the 3 s lease timeout
+        (replacement,) = start_flow(
+            env, "1 worker", tmp_path / "replacement.log", recovery=recovery
+        )
+        paused_at = committed_epoch(recovery)
+        wait_for("the replacement's own epochs", lambda: committed_epoch(recovery) > paused_at + 2)
+        files, commits = _files_of(output, 1), _owner_commits(output)
+        mark = (tmp_path / "zombie.log").stat().st_size
+    finally:
+        os.kill(zombie.pid, signal.SIGCONT)
+
+    assert zombie.wait(timeout=60) == 2
+    woken = (tmp_path / "zombie.log").read_text()[mark:]
+    (line,) = error_lines(woken)
+    assert "lost its lease" in line and f"pid {replacement.pid}" in line, line
+    assert "wrote" not in woken and "committing" not in woken, woken
+    assert _files_of(output, 1) <= files, "the zombie wrote a file after the takeover"
+    zombie_commits = [c for c in _owner_commits(output) if c[2] == 1]
+    assert zombie_commits == [c for c in commits if c[2] == 1]
+
+    assert replacement.wait(timeout=600) == 0, (tmp_path / "replacement.log").read_text()[-3000:]
+    assert_same_tables(output, reference)
+    # the store is whole: one more resume finds nothing to do and changes no table
+    again = bytewax_run("dataflows.clickstream:flow", env, recovery)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert_same_tables(output, reference)
+
+
+def test_a_changed_dataflow_does_not_resume(tmp_path, dump):
+    env = clean_env(
+        CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(tmp_path / "out"), **SLOW
+    )
+    recovery = new_store(tmp_path / "recovery")
+    (run,) = start_flow(env, "1 worker", tmp_path / "run.log", recovery=recovery)
+    wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    saved = (recovery / "definition-clickstream.json").read_bytes()
+
+    changed = bytewax_run("tests.ownership.variants:wider_slide", env, recovery)
+    assert changed.returncode == 2, changed.stderr[-3000:]
+    (line,) = error_lines(changed.stderr)
+    assert "dataflow clickstream changed since the recovery store" in line
+    assert "table errors_per_min_alert was removed" in line
+    assert "pages_per_min: Sliding(length_ms=60000, slide_ms=5000)" in line
+    assert "-> Sliding(length_ms=60000, slide_ms=10000)" in line
+    assert "start fresh" in line
+
+    fewer = bytewax_run("tests.ownership.variants:pages_only", env, recovery)
+    assert fewer.returncode == 2, fewer.stderr[-3000:]
+    (line,) = error_lines(fewer.stderr)
+    assert "table errors_per_min_alert was removed" in line and "pages_per_min:" not in line
+    assert (recovery / "definition-clickstream.json").read_bytes() == saved
+
+    # the unchanged dataflow resumes
+    assert bytewax_run("dataflows.clickstream:flow", env, recovery).returncode == 0
