@@ -348,6 +348,28 @@ def stop(message: str) -> NoReturn:
     os._exit(2)
 
 
+def one_line_panics(dataflow: str) -> None:
+    """Bytewax ends a process whose cluster lost another process with a Rust panic raised
+    as a Python traceback (`PanicException: Send thread panic`); print one line instead."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
+        if kind.__name__ != "PanicException":
+            previous(kind, value, tb)  # type: ignore[arg-type]
+            return
+        text = " ".join(str(value).split())[:200]
+        if "Send thread panic" in text or "Recv thread panic" in text:
+            what = (
+                "lost its connection to another process of the cluster (stopped, killed or "
+                "cut off); restart every process: they resume from the last committed epoch"
+            )
+        else:
+            what = "Bytewax stopped the run"
+        print(f"error: dataflow {dataflow}: {what} ({text})", file=sys.stderr, flush=True)
+
+    sys.excepthook = hook
+
+
 @contextmanager
 def exit_on_config_error() -> Iterator[None]:
     """Turn a `ConfigError` into `error: ...` on stderr and exit status 2."""

@@ -13,7 +13,7 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
-from config import Settings, exit_on_config_error
+from config import Settings, exit_on_config_error, one_line_panics
 from events.parse import DeadLetter, Parser, reason_kind
 from events.schema import RawBatch
 from monitoring.health import HEALTH
@@ -53,7 +53,9 @@ def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:
         HEALTH.stall_timeout_s = settings.stall_timeout_s
         if settings.metrics_port is not None:
             serve(settings.metrics_port, settings.metrics_linger_s)
-        return build(settings)
+        flow = build(settings)
+    one_line_panics(flow.flow_id)
+    return flow
 
 
 def read_events(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from infra.kafka_broker import free_port
@@ -20,6 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every process the suite starts inherits this variable (clean_env keeps it), even
 # one whose parent died: what still carries it at the end was left behind.
 SUITE_MARK_VAR = "TEST_SUITE_RUN"
+
+# Settings that make a run slow enough to be killed, paused or cut off mid-run many
+# times: small batches, frequent flushes, slow file writes.
+SLOW_RUN = {
+    "CLICKSTREAM_BATCH_SIZE": "20",
+    "CLICKSTREAM_FLUSH_INTERVAL": "0.3",
+    "CLICKSTREAM_TEST_SLOW_WRITES": "0.15",
+}
 
 
 def clean_env(**settings: str) -> dict[str, str]:
@@ -123,3 +132,35 @@ def kill_all(found: list[tuple[int, str]]) -> None:
     for pid, _ in found:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def new_store(path: Path) -> Path:
+    """A new Bytewax recovery store of 4 partitions at `path`."""
+    path.mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), "4"], check=True)
+    return path
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def bytewax_run(target: str, env: dict[str, str], recovery: Path) -> subprocess.CompletedProcess:
+    """`python -m bytewax.run TARGET` with the recovery store `recovery`, to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "bytewax.run", target, "-r", str(recovery), "-s", "1", "-b", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def error_lines(text: str) -> list[str]:
+    """The `error:` lines of a process's output, which must hold no traceback or panic."""
+    assert "Traceback" not in text and "panicked" not in text, text[-3000:]
+    return [line for line in text.splitlines() if line.startswith("error:")]

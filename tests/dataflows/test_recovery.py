@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, clean_env, committed_epoch, start_flow
+from tests.processes import ROOT, SLOW_RUN, clean_env, committed_epoch, start_flow
 from tests.tables import assert_same_tables, read_rows, reference_run
 from tests.topics import read_topic
 from tools.replay_gen import generate
@@ -97,19 +97,13 @@ def crash_and_resume(
     return story
 
 
-# Slow enough to be killed many times: small batches, frequent flushes, slow file writes.
-SLOW = {
-    "CLICKSTREAM_BATCH_SIZE": "20",
-    "CLICKSTREAM_FLUSH_INTERVAL": "0.3",
-    "CLICKSTREAM_TEST_SLOW_WRITES": "0.15",
-}
-
-
 @pytest.mark.slow
 def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, tmp_path):
     reference_run(big_dump, tmp_path / "reference")
     out = tmp_path / "out"
-    env = clean_env(CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW)
+    env = clean_env(
+        CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW_RUN
+    )
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=1)
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2
     assert_same_tables(out, tmp_path / "reference")
@@ -162,7 +156,7 @@ def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
         CLICKSTREAM_SOURCE=f"replay:{big_dump}",
         CLICKSTREAM_OUTPUT=str(out),
         CLICKSTREAM_TABLE_FORMAT="delta",
-        **SLOW,
+        **SLOW_RUN,
     )
     maintain_log = (tmp_path / "maintain.log").open("a")
 
@@ -233,7 +227,7 @@ def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table
         CLICKSTREAM_TABLE_FORMAT=table_format,
         STORAGE_EMULATOR_HOST=gcs.url,
         STORAGE_EMULATOR_XML_HOST=gcs.xml_url,
-        **SLOW,
+        **SLOW_RUN,
     )
     # Delta commits through the emulator's proxy take about 0.3 s each: fewer flushes
     # and kills, or the run is mostly waiting for commits
@@ -263,7 +257,7 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
         CLICKSTREAM_TOPIC=topic_name,
         KAFKA_STOP_AT_END="true",
         CLICKSTREAM_OUTPUT=str(out),
-        **SLOW,
+        **SLOW_RUN,
     )
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=3)
     assert len(story) >= 5

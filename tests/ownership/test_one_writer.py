@@ -7,77 +7,23 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.processes import ROOT, clean_env, committed_epoch, start_flow
-from tests.tables import assert_same_tables, reference_run
-from tools.replay_gen import generate
-
-# Slow enough to be paused and woken mid-run: small batches, frequent slow flushes.
-SLOW = {
-    "CLICKSTREAM_BATCH_SIZE": "20",
-    "CLICKSTREAM_FLUSH_INTERVAL": "0.3",
-    "CLICKSTREAM_TEST_SLOW_WRITES": "0.15",
-}
-
-
-@pytest.fixture(scope="module")
-def dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dump")
-    generate(
-        out,
-        events=300_000,
-        rate=300,
-        partitions=3,
-        jitter_ms=70_000,
-        seed=5,
-        pause_every=20_000,
-        pause_ms=90_000,
-    )
-    return out
-
-
-@pytest.fixture(scope="module")
-def reference(dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reference")
-    reference_run(dump, out)
-    return out
-
-
-def new_store(path: Path) -> Path:
-    path.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), "4"], check=True)
-    return path
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
-def bytewax_run(target: str, env: dict[str, str], recovery: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bytewax.run", target, "-r", str(recovery), "-s", "1", "-b", "0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def error_lines(text: str) -> list[str]:
-    assert "Traceback" not in text and "panicked" not in text, text[-3000:]
-    return [line for line in text.splitlines() if line.startswith("error:")]
+from tests.processes import (
+    SLOW_RUN,
+    bytewax_run,
+    clean_env,
+    committed_epoch,
+    error_lines,
+    new_store,
+    start_flow,
+    wait_for,
+)
+from tests.tables import assert_same_tables
 
 
 def _env(request: pytest.FixtureRequest, tmp_path: Path, dump: Path, where: str) -> dict[str, str]:
@@ -86,7 +32,7 @@ def _env(request: pytest.FixtureRequest, tmp_path: Path, dump: Path, where: str)
         CLICKSTREAM_SOURCE=f"replay:{dump}",
         CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
         CLICKSTREAM_LEASE_TIMEOUT="3",
-        **SLOW,
+        **SLOW_RUN,
     )
     if "delta" in where:
         env["CLICKSTREAM_TABLE_FORMAT"] = "delta"
@@ -99,11 +45,12 @@ def _env(request: pytest.FixtureRequest, tmp_path: Path, dump: Path, where: str)
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["parquet on disk", "delta on gcs"])
 def test_a_second_instance_is_refused_and_changes_nothing(
-    request, tmp_path, dump, reference, where
+    request, tmp_path, paced_dump, paced_reference, where
 ):
-    env = _env(request, tmp_path, dump, where)
+    env = _env(request, tmp_path, paced_dump, where)
     recovery = new_store(tmp_path / "recovery")
     first = start_flow(env, "1 worker", tmp_path / "first.log", recovery=recovery)[0]
     wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
@@ -121,17 +68,18 @@ def test_a_second_instance_is_refused_and_changes_nothing(
     assert (recovery / "definition-clickstream.json").read_bytes() == definition
     assert first.poll() is None, "the first instance runs on"
     assert first.wait(timeout=600) == 0, (tmp_path / "first.log").read_text()[-3000:]
-    assert_same_tables(env["CLICKSTREAM_OUTPUT"], reference)
+    assert_same_tables(env["CLICKSTREAM_OUTPUT"], paced_reference)
 
 
-def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, dump, reference):
+@pytest.mark.slow
+def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, paced_dump, paced_reference):
     # a lease that would take 10 minutes to expire: only "its holder is gone" explains
     # a takeover
     env = clean_env(
-        CLICKSTREAM_SOURCE=f"replay:{dump}",
+        CLICKSTREAM_SOURCE=f"replay:{paced_dump}",
         CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
         CLICKSTREAM_LEASE_TIMEOUT="600",
-        **SLOW,
+        **SLOW_RUN,
     )
     recovery = new_store(tmp_path / "recovery")
     log = tmp_path / "run.log"
@@ -143,7 +91,7 @@ def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, dump, ref
     (restart,) = start_flow(env, "1 worker", log, recovery=recovery)
     assert restart.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert f"(its holder, pid {first.pid} on this host, is gone)" in log.read_text()
-    assert_same_tables(tmp_path / "out", reference)
+    assert_same_tables(tmp_path / "out", paced_reference)
 
 
 def _files_of(output: Path, token: int) -> set[str]:
@@ -161,11 +109,12 @@ def _owner_commits(output: Path) -> list[tuple[str, str, int]]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["parquet on disk", "delta on disk"])
 def test_a_paused_zombie_woken_after_a_takeover_writes_nothing(
-    request, tmp_path, dump, reference, where
+    request, tmp_path, paced_dump, paced_reference, where
 ):
-    env = _env(request, tmp_path, dump, where)
+    env = _env(request, tmp_path, paced_dump, where)
     output = tmp_path / "out"
     recovery = new_store(tmp_path / "recovery")
     (zombie,) = start_flow(env, "1 worker", tmp_path / "zombie.log", recovery=recovery)
@@ -194,16 +143,19 @@ def test_a_paused_zombie_woken_after_a_takeover_writes_nothing(
     assert zombie_commits == [c for c in commits if c[2] == 1]
 
     assert replacement.wait(timeout=600) == 0, (tmp_path / "replacement.log").read_text()[-3000:]
-    assert_same_tables(output, reference)
+    assert_same_tables(output, paced_reference)
     # the store is whole: one more resume finds nothing to do and changes no table
     again = bytewax_run("dataflows.clickstream:flow", env, recovery)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert_same_tables(output, reference)
+    assert_same_tables(output, paced_reference)
 
 
-def test_a_changed_dataflow_does_not_resume(tmp_path, dump):
+@pytest.mark.slow
+def test_a_changed_dataflow_does_not_resume(tmp_path, paced_dump):
     env = clean_env(
-        CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(tmp_path / "out"), **SLOW
+        CLICKSTREAM_SOURCE=f"replay:{paced_dump}",
+        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
+        **SLOW_RUN,
     )
     recovery = new_store(tmp_path / "recovery")
     (run,) = start_flow(env, "1 worker", tmp_path / "run.log", recovery=recovery)
