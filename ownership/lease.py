@@ -263,14 +263,37 @@ class Lease:
         self.stopping = threading.Event()
 
     def acquire(self) -> int:
-        """Take every place, or none; returns the fencing token."""
-        found = [(p, *self.retry(p.read, f"read the lease {p.where}")) for p in self.places]
-        for place, holder, _ in found:
-            if holder is not None and holder.free() is None and not holder.is_me():
+        """Take every place, or none; returns the fencing token.
+
+        A holder renews every `timeout_s / 4`. One whose last renewal is older than
+        half its timeout has most likely died (on another host, or this process could
+        have told): wait for its lease to expire rather than refuse, so a restart after
+        a crash needs no second try. A holder that renewed more recently is running:
+        `LeaseHeld` at once."""
+        while True:
+            found = [(p, *self.retry(p.read, f"read the lease {p.where}")) for p in self.places]
+            held = [
+                (place, h)
+                for place, h, _ in found
+                if h is not None and h.free() is None and not h.is_me()
+            ]
+            if not held:
+                break
+            place, holder = held[0]
+            age = time.time() - holder.renewed
+            if age <= holder.timeout_s / 2:
                 raise LeaseHeld(
                     f"{place.where} is held by {holder.describe()}; it expires "
                     f"{holder.timeout_s:.0f} s after its last renewal"
                 )
+            wait = holder.timeout_s - age + 0.5
+            log.warning(
+                "lease %s: waiting %.0f s for it to expire: held by %s, which stopped renewing",
+                place.where,
+                wait,
+                holder.describe(),
+            )
+            time.sleep(max(0.1, wait))
         self.token = 1 + max((h.token for _, h, _ in found if h is not None), default=0)
         started = time.monotonic()
         mine = Holder.me(self.token, self.timeout_s)

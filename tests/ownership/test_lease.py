@@ -183,3 +183,11 @@ def test_leases_over_two_places_are_all_or_nothing(tmp_path):
     held.swap(_foreign(7, 0.0, released=True), 1)
     assert Lease([free, held], 30.0, _plain).acquire() == 8  # past both places' tokens
     assert os.path.exists(tmp_path / "a.json")
+
+
+def test_a_lease_that_stopped_being_renewed_is_waited_for_then_taken(place):
+    """A holder that died on another host: a restart waits for the expiry, no second try."""
+    place.swap(_foreign(3, 1.6, timeout_s=3.0), 0)  # past half its timeout: not renewing
+    started = time.monotonic()
+    assert Lease([place], 3.0, _plain).acquire() == 4
+    assert time.monotonic() - started >= 1.0, "taken only once expired"
