@@ -1,6 +1,7 @@
 """All configuration of the pipeline, read once from the environment.
 
-Every dataflow calls `Settings.from_env()` when it is imported. A bad value
+A dataflow reads them (`Settings.from_env()`) when `python -m bytewax.run` asks
+for its `flow`: importing a dataflow module reads nothing. A bad value
 raises `ConfigError` with a one-line message naming the variable;
 `exit_on_config_error` turns that into a clean exit for `python -m bytewax.run`.
 

@@ -63,6 +63,11 @@ test-fast *args: setup
 upgrade *args:
     @scripts/upgrade.sh "$@"
 
+# The graph of a dataflow's steps, as Mermaid (paste into any Mermaid viewer): `just graph enrich`.
+[no-exit-message]
+graph flow="clickstream" format="mermaid": setup
+    @{{python}} -m bytewax.visualize "dataflows.{{flow}}:flow" -o "{{format}}"
+
 # The live dashboard of the output tables (http://127.0.0.1:8050/).
 [no-exit-message]
 dashboard *args: setup

@@ -1,5 +1,6 @@
 """Spark 4 with delta-spark 4.0 reads our Delta tables, with the rows the Parquet format
-gives for the same input (run by `just spark-check`, in a venv of its own).
+gives for the same input (run by `tests/sinks/test_delta_spark.py`, in the venv
+`scripts/setup_spark.sh` makes).
 
     python scripts/spark_delta_check.py DELTA_OUTPUT PARQUET_OUTPUT
 

@@ -1,1 +1,2 @@
-"""Where results go: partitioned Parquet tables (local or GCS) and Kafka topics."""
+"""Where results go: hive-partitioned Parquet or Delta Lake tables (local disk or GCS),
+and Kafka topics; each exactly once across crashes."""

@@ -1,7 +1,7 @@
 """Where records come from: replay files, the embedded datagen, Kafka.
 
 Every source emits `RawBatch`es, so the dataflows do not care which
-one runs. `clickstream_source` picks it from the settings.
+one runs. `source_for` picks it from the settings.
 """
 
 from __future__ import annotations

@@ -1,1 +1,3 @@
-"""Command-line helpers: replay-file generator, Kafka producer, table printer, benchmarks."""
+"""Commands users run: SQL over the tables, the dashboard and its report, a table printer,
+Delta maintenance, a datagen producer for Kafka, a replay-file generator, and the
+comparison with Spark's CSVs."""
