@@ -154,8 +154,6 @@ def write_tables(
     streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))
     tables = [t for t, _, _ in windows] + [LATE_EVENTS, DEAD_LETTERS]
     check_output(settings.output)
-    definition = {t.name: out.definition for t, out, _ in windows}
-    claim(settings, name, definition | {t.name: "rows" for t in tables[len(windows) :]})
     options: dict[str, Any] = {
         "parts": SINK_PARTS,
         "flush_interval_s": settings.flush_interval_s,
@@ -169,5 +167,10 @@ def write_tables(
         sink = DeltaSink(settings.output, name, tables, compact_closed_hours=compact, **options)
     else:
         sink = ParquetSink(settings.output, name, tables, **options)
+    sink.check()
+    # Only now, with every setting and the output found fit, take the lease: nothing
+    # before this line writes, so a refused or failed start changes nothing.
+    definition = {t.name: out.definition for t, out, _ in windows}
+    claim(settings, name, definition | {t.name: "rows" for t in tables[len(windows) :]})
     sink.prepare()
     op.output("write", op.merge("rows", *streams), sink)

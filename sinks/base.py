@@ -213,8 +213,13 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         self.storage_retry_s = storage_retry_s
         self.retries = STORAGE_RETRIES.labels(flow)
 
+    def check(self) -> None:
+        """Check the tables under the output before the run (a `ConfigError` if unfit);
+        writes nothing."""
+
     def prepare(self) -> None:
-        """Check the tables under the output before the run (a `ConfigError` if unfit)."""
+        """`check`, then make what the run needs under the output."""
+        self.check()
 
     def retry(self, action: Callable[[], T], what: str) -> T:
         """`retry` with this sink's time budget, counting retries."""

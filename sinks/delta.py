@@ -353,12 +353,8 @@ class DeltaSink(TableSink[SinkState]):
     def uri(self, table: str) -> str:
         return f"{self.url}/{table}"
 
-    def prepare(self) -> None:
-        """Create missing tables; a location that holds something else is a `ConfigError`.
-
-        Nothing is written when any table is wrong.
-        """
-        missing = []
+    def check(self) -> None:
+        """A location that holds something else than our Delta table is a `ConfigError`."""
         for name, schema in self.schemas.items():
             uri = self.uri(name)
             if DeltaTable.is_deltatable(uri, storage_options=self.delta_options):
@@ -379,10 +375,14 @@ class DeltaSink(TableSink[SinkState]):
                     f"CLICKSTREAM_OUTPUT {uri} holds files but is not a Delta table "
                     "(Parquet output? set CLICKSTREAM_TABLE_FORMAT=parquet or write elsewhere)"
                 )
-            else:
-                missing.append(name)
-        for name in missing:
+
+    def prepare(self) -> None:
+        """`check`, then create the tables that are missing."""
+        self.check()
+        for name in self.schemas:
             uri = self.uri(name)
+            if DeltaTable.is_deltatable(uri, storage_options=self.delta_options):
+                continue
             try:
                 DeltaTable.create(
                     uri,

@@ -83,7 +83,7 @@ class _ParquetPartition(BufferedPartition[SinkState]):
 class ParquetSink(TableSink[SinkState]):
     """Writes `TableRows` to hive-partitioned Parquet files (see the module docstring)."""
 
-    def prepare(self) -> None:
+    def check(self) -> None:
         for table in self.tables:
             if is_delta_table(self.fs, f"{self.root}/{table}"):
                 raise ConfigError(
