@@ -18,9 +18,8 @@ from bytewax.dataflow import Dataflow
 
 from config import ConfigError, Settings
 from dataflows.common import SINK_PARTS, flow_from_env, write_tables
-from events.datagen import dumps
 from events.parse import Parser
-from events.schema import Click, RawRecord, User
+from events.schema import Click, RawRecord, User, UserClick
 from monitoring.metrics import JOIN_TABLE_SIZE
 from operators.join import Joined, JoinStats, lookup_join
 from sinks.kafka import KafkaRecord, KafkaTopicSink
@@ -36,21 +35,12 @@ def _deleted_user(record: RawRecord) -> User | None:
 
 
 def _enriched(joined: list[Joined[Click, User]]) -> list[KafkaRecord]:
-    out = []
-    for j in joined:
-        click, user = j.left, j.right
-        known = user is not None and user.username is not None
-        value = {
-            "USERNAME": user.username if known else None,  # type: ignore[union-attr]
-            "REGISTERED_AT": user.registered_at if known else None,  # type: ignore[union-attr]
-            "IP": click.ip,
-            "CITY": user.city if known else None,  # type: ignore[union-attr]
-            "REQUEST": click.request,
-            "STATUS": click.status,
-            "BYTES": click.bytes,
-        }
-        out.append(KafkaRecord(str(click.userid).encode(), dumps(value), j.time, j.origin))
-    return out
+    return [
+        KafkaRecord(
+            str(j.left.userid).encode(), UserClick.join(j.left, j.right).encode(), j.time, j.origin
+        )
+        for j in joined
+    ]
 
 
 def build(settings: Settings) -> Dataflow:

@@ -10,6 +10,8 @@ import random
 
 import orjson
 
+from events.schema import Click, User, UserClick
+
 IPS = [
     "111.152.45.45", "111.203.236.146", "111.168.57.122", "111.249.79.93", "111.168.57.122",
     "111.90.225.227", "111.173.165.103", "111.145.8.144", "111.245.174.248", "111.245.174.111",
@@ -92,17 +94,16 @@ class ClickGenerator:
         }
 
 
-def enriched(click: dict[str, object], user: dict[str, object] | None) -> dict[str, object]:
-    """The USER_CLICKSTREAM value ksqlDB made: upper-case fields, numbers as numbers."""
-    return {
-        "USERNAME": user["username"] if user else None,
-        "REGISTERED_AT": user["registered_at"] if user else None,
-        "IP": click["ip"],
-        "CITY": user["city"] if user else None,
-        "REQUEST": click["request"],
-        "STATUS": int(str(click["status"])),
-        "BYTES": int(str(click["bytes"])),
-    }
+def enriched(click: dict[str, object], user: dict[str, object] | None) -> bytes:
+    """The USER_CLICKSTREAM value of a generated click and its user (`UserClick.join`)."""
+    parsed = Click(
+        ip=str(click["ip"]),
+        userid=int(str(click["userid"])),
+        request=str(click["request"]),
+        status=int(str(click["status"])),
+        bytes=int(str(click["bytes"])),
+    )
+    return UserClick.join(parsed, User(**user) if user else None).encode()  # type: ignore[arg-type]
 
 
 def dumps(value: dict[str, object]) -> bytes:

@@ -8,6 +8,7 @@ it in the batch (`TimedBatch.origins`, `times`), not in the payload.
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,18 +73,40 @@ class Click(msgspec.Struct, kw_only=True):
 
 
 class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
-    """A `USER_CLICKSTREAM` record: a click joined with its user (key: user_id).
+    """A `USER_CLICKSTREAM` record: a click joined with its user (key: user_id), the value
+    ksqlDB made: upper-case fields, numbers as numbers, in ksqlDB's order.
 
     A join miss leaves `username`, `registered_at` and `city` null.
     """
 
-    ip: str
-    request: str
-    status: int
     username: str | None = None
     registered_at: int | None = None
+    ip: str
     city: str | None = None
+    request: str
+    status: int
     bytes: int | None = None
+
+    @classmethod
+    def join(cls, click: Click, user: User | None) -> UserClick:
+        """`click` LEFT JOIN `user`: a user without a name is a miss."""
+        known = user is not None and user.username is not None
+        return cls(
+            username=user.username if known else None,  # type: ignore[union-attr]
+            registered_at=user.registered_at if known else None,  # type: ignore[union-attr]
+            ip=click.ip,
+            city=user.city if known else None,  # type: ignore[union-attr]
+            request=click.request,
+            status=click.status,
+            bytes=click.bytes,
+        )
+
+    def encode(self) -> builtins.bytes:  # `bytes` is a field here
+        """The record's value: JSON, as on the `USER_CLICKSTREAM` topic."""
+        return _ENCODER.encode(self)
+
+
+_ENCODER = msgspec.json.Encoder()
 
 
 class User(msgspec.Struct, kw_only=True):

@@ -65,7 +65,7 @@ class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
             else:
                 userid = int(str(click["userid"]))
                 keys.append(str(userid).encode())
-                values.append(datagen.dumps(datagen.enriched(click, self.users.get(userid))))
+                values.append(datagen.enriched(click, self.users.get(userid)))
             times.append(now)
             self.produced += 1
             self.high = max(self.high, now)

@@ -85,9 +85,7 @@ def generate(
         offsets[p] += 1
         uid = int(str(click["userid"]))
         value = datagen.enriched(click, users.get(uid))
-        joined.append(
-            (p, kcat_line("USER_CLICKSTREAM", p, uoffsets[p], ts, str(uid), datagen.dumps(value)))
-        )
+        joined.append((p, kcat_line("USER_CLICKSTREAM", p, uoffsets[p], ts, str(uid), value)))
         uoffsets[p] += 1
     for name, lines in (("clickstream.jsonl", clicks), ("user_clickstream.jsonl", joined)):
         if by_partition:

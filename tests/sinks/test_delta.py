@@ -21,18 +21,9 @@ from sinks.parquet import ParquetSink
 from sinks.storage import delta_storage_options
 from sinks.tables import ALL_TABLES, DEAD_LETTERS, LATE_EVENTS, PAGES_PER_MIN
 from tests.processes import ROOT, clean_env, run_flow
+from tests.sinks.conftest import HOUR, T0, pages_rows
 from tests.tables import read_rows
 from tools.replay_gen import generate
-
-HOUR = 3_600_000
-T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR
-
-
-def _rows(n: int, start: int = T0, first: int = 0) -> list[tuple]:
-    return [
-        (i % 7, start + i * 5_000, start + i * 5_000 + 60_000, i + 1)
-        for i in range(first, first + n)
-    ]
 
 
 def _sink(tmp_path, parts: int = 1, flow: str = "flow") -> DeltaSink:
@@ -50,8 +41,8 @@ def _log(table_dir) -> list[list[dict]]:
 
 def test_each_flush_is_one_commit_with_its_app_transaction(tmp_path):
     part = _sink(tmp_path).build_part("out", "0", None)
-    part.write_batch([TableRows("pages_per_min", _rows(5) + _rows(2, start=T0 + HOUR))])
-    part.write_batch([TableRows("pages_per_min", _rows(3, first=10))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(5) + pages_rows(2, start=T0 + HOUR))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(3, first=10))])
     part.close()
     commits = _log(tmp_path / "pages_per_min")[1:]  # version 0 creates the table
     assert [[a["txn"] for a in c if "txn" in a] for c in commits] == [
@@ -73,42 +64,44 @@ def test_each_flush_is_one_commit_with_its_app_transaction(tmp_path):
     assert df.schema["event_start"] == pl.Datetime("us", "UTC")
     assert df.schema["event_date"] == pl.Date and df.schema["event_hour"] == pl.Int32
     assert sorted(read_rows(tmp_path, "pages_per_min")) == sorted(
-        _rows(5) + _rows(2, start=T0 + HOUR) + _rows(3, first=10)
+        pages_rows(5) + pages_rows(2, start=T0 + HOUR) + pages_rows(3, first=10)
     )
 
 
 def test_resume_drops_replayed_rows_that_were_committed_after_the_snapshot(tmp_path):
     sink = _sink(tmp_path)
     part = sink.build_part("out", "0", None)
-    part.write_batch([TableRows("pages_per_min", _rows(2))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(2))])
     state = part.snapshot()  # the last committed epoch: flush 0 done, next is 1
-    part.write_batch([TableRows("pages_per_min", _rows(3, first=2))])
-    part.write_batch([TableRows("pages_per_min", _rows(1, first=5))])  # then kill -9
+    part.write_batch([TableRows("pages_per_min", pages_rows(3, first=2))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(1, first=5))])  # then kill -9
 
     resumed = _sink(tmp_path).build_part("out", "0", state)
     assert resumed.seq == 3, "new flushes are numbered after the last committed one"
     # the replay produces the same rows again, in other batches, then new ones
-    resumed.write_batch([TableRows("pages_per_min", _rows(2, first=2))])
+    resumed.write_batch([TableRows("pages_per_min", pages_rows(2, first=2))])
     assert read_rows(tmp_path, "pages_per_min") and resumed.pending_rows == 0
     snap = resumed.snapshot()
     assert sum(n for _, n in snap[2]["pages_per_min"]) == 2, "still to be replayed"
-    resumed.write_batch([TableRows("pages_per_min", _rows(2, first=4) + _rows(2, first=6))])
+    resumed.write_batch(
+        [TableRows("pages_per_min", pages_rows(2, first=4) + pages_rows(2, first=6))]
+    )
     resumed.close()
     got = Counter(read_rows(tmp_path, "pages_per_min"))
-    assert got == Counter(_rows(8)), got
+    assert got == Counter(pages_rows(8)), got
     assert DeltaTable(str(tmp_path / "pages_per_min")).transaction_version(resumed.app_id) == 3
 
 
 def test_run_without_recovery_state_over_its_own_output_adds_nothing_twice(tmp_path):
     part = _sink(tmp_path).build_part("out", "0", None)
-    part.write_batch([TableRows("pages_per_min", _rows(4))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(4))])
     part.close()
     version = DeltaTable(str(tmp_path / "pages_per_min")).version()
     again = _sink(tmp_path).build_part("out", "0", None)
-    again.write_batch([TableRows("pages_per_min", _rows(4))])
+    again.write_batch([TableRows("pages_per_min", pages_rows(4))])
     again.close()
     assert DeltaTable(str(tmp_path / "pages_per_min")).version() == version
-    assert Counter(read_rows(tmp_path, "pages_per_min")) == Counter(_rows(4))
+    assert Counter(read_rows(tmp_path, "pages_per_min")) == Counter(pages_rows(4))
 
 
 _APPEND = """
@@ -357,7 +350,7 @@ def test_resume_whose_committed_files_were_vacuumed_is_one_clear_failure(tmp_pat
 
     sink = _sink(tmp_path)
     part = sink.build_part("out", "0", None)
-    part.write_batch([TableRows("pages_per_min", _rows(3))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(3))])
     for f in (tmp_path / "pages_per_min").rglob("*.parquet"):
         f.unlink()  # as a vacuum with a too short retention would
     with pytest.raises(StorageFailure, match="a file committed after the last snapshot is gone"):

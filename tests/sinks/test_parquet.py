@@ -12,21 +12,15 @@ import polars as pl
 from sinks.parquet import ParquetSink, TableRows
 from sinks.tables import PAGES_PER_MIN
 from tests.processes import ROOT, clean_env
+from tests.sinks.conftest import HOUR, T0, pages_rows
 from tests.tables import read_rows
 from tools.replay_gen import generate
-
-HOUR = 3_600_000
-T0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR  # an hour boundary
-
-
-def _rows(n: int, start: int = T0) -> list[tuple]:
-    return [(i % 7, start + i * 5_000, start + i * 5_000 + 60_000, i + 1) for i in range(n)]
 
 
 def test_hive_layout_is_read_by_polars_and_duckdb(tmp_path):
     sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=1)
     part = sink.build_part("out", "0", None)
-    rows = _rows(10) + _rows(3, start=T0 + HOUR)  # two hours -> two partitions
+    rows = pages_rows(10) + pages_rows(3, start=T0 + HOUR)  # two hours -> two partitions
     part.write_batch([TableRows("pages_per_min", rows)])
     part.close()
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet"))
@@ -51,13 +45,13 @@ def test_hive_layout_is_read_by_polars_and_duckdb(tmp_path):
 def test_resume_removes_what_was_written_after_the_snapshot(tmp_path):
     sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=2, flush_rows=1)
     part = sink.build_part("out", "1", None)
-    part.write_batch([TableRows("pages_per_min", _rows(2))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(2))])
     state = part.snapshot()  # the last committed epoch: one flush written
-    part.write_batch([TableRows("pages_per_min", _rows(2))])
-    part.write_batch([TableRows("pages_per_min", _rows(2))])  # lost with the crash
+    part.write_batch([TableRows("pages_per_min", pages_rows(2))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(2))])  # lost with the crash
     (tmp_path / "pages_per_min" / ".flow-p001-0000000003.parquet.tmp").write_bytes(b"half")
     other = sink.build_part("out", "0", None)  # another partition's files stay
-    other.write_batch([TableRows("pages_per_min", _rows(2))])
+    other.write_batch([TableRows("pages_per_min", pages_rows(2))])
     assert len(list(tmp_path.rglob("flow-p001-*.parquet"))) == 3
 
     sink.build_part("out", "1", state)
@@ -69,7 +63,7 @@ def test_resume_removes_what_was_written_after_the_snapshot(tmp_path):
 def test_buffered_rows_are_flushed_by_age(tmp_path):
     sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=1, flush_interval_s=0.2)
     part = sink.build_part("out", "0", None)
-    part.write_batch([TableRows("pages_per_min", _rows(3))])
+    part.write_batch([TableRows("pages_per_min", pages_rows(3))])
     assert read_rows(tmp_path, "pages_per_min") == []
     time.sleep(0.25)
     part.write_batch([None])  # a tick
