@@ -306,10 +306,9 @@ class Lease:
                     f"{place.where} was just taken by "
                     f"{now.describe() if now else 'another process'}"
                 )
-            if holder is not None and not holder.released:
+            if holder is not None and not holder.released:  # killed, or paused
                 self.took_over = True
-            why = holder.free() if holder is not None else None
-            if holder is not None and why:
+                why = holder.free() or "held by this process"
                 log.info("lease %s taken over (%s) from %s", place.where, why, holder.describe())
             self.held.append(_Held(place, mine, new))
         self.valid_until = started + self.timeout_s * 0.75
