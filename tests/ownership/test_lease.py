@@ -163,11 +163,15 @@ def test_a_fresh_holder_checks_without_a_round_trip(place):
 def test_renewals_keep_the_lease_and_a_release_frees_it(place):
     holder = Lease([place], 1.0, _plain)
     holder.acquire()
+    first = place.read()[0]
     lost: list[str] = []
     holder.start_renewing(on_lost=lost.append)
-    time.sleep(2.5)  # more than twice the timeout: held only because it was renewed
+    deadline = time.monotonic() + 30
+    while (now := place.read()[0]) is not None and now.renewed == first.renewed:
+        assert time.monotonic() < deadline, "never renewed"
+        time.sleep(0.05)
+    assert now is not None and now.token == first.token and now.is_me(), "renewed, not taken"
     assert not lost
-    assert place.read()[0].free() is None, "renewed, so still held"
     holder.release()
     assert place.read()[0].released
     assert Lease([place], 1.0, _plain).acquire() == 2
@@ -187,7 +191,7 @@ def test_leases_over_two_places_are_all_or_nothing(tmp_path):
 
 def test_a_lease_that_stopped_being_renewed_is_waited_for_then_taken(place):
     """A holder that died on another host: a restart waits for the expiry, no second try."""
-    place.swap(_foreign(3, 1.6, timeout_s=3.0), 0)  # past half its timeout: not renewing
-    started = time.monotonic()
+    dead = _foreign(3, 1.6, timeout_s=3.0)  # past half its timeout: not renewing
+    place.swap(dead, 0)
     assert Lease([place], 3.0, _plain).acquire() == 4
-    assert time.monotonic() - started >= 1.0, "taken only once expired"
+    assert time.time() > dead.renewed + dead.timeout_s, "taken only once expired"

@@ -51,6 +51,8 @@ def test_a_second_instance_is_refused_and_changes_nothing(
     request, tmp_path, paced_dump, paced_reference, where
 ):
     env = _env(request, tmp_path, paced_dump, where)
+    # a renewal late under load must not make the running instance look dead
+    env["CLICKSTREAM_LEASE_TIMEOUT"] = "30"
     recovery = new_store(tmp_path / "recovery")
     first = start_flow(env, "1 worker", tmp_path / "first.log", recovery=recovery)[0]
     wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
