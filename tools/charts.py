@@ -177,8 +177,26 @@ def ip_activity_chart(con: duckdb.DuckDBPyConnection) -> tuple[go.Figure, list[s
             go.Bar(x=[r[0] for r in rows], y=[r[1] for r in rows], name="minutes"),
         ]
     )
+    # minutes are whole: ticks at whole numbers, never 1.5
+    most = max((r[1] for r in rows), default=1)
+    fig.update_yaxes(tickformat=",d", rangemode="tozero", dtick=max(1, -(-most // 6)))
     title = "Users from more than one IP or city in a minute (minutes, last hour)"
     return _layout(fig, title), [r[0] for r in rows]
+
+
+def how_long(seconds: float) -> str:
+    """A duration as people read it: `42 s`, `5 min 3 s`, `2 h 14 min`, `274 d 19 h`."""
+    s = max(0, int(seconds))
+    days, s = divmod(s, 86_400)
+    hours, s = divmod(s, 3_600)
+    minutes, s = divmod(s, 60)
+    if days:
+        return f"{days:,} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {s} s"
+    return f"{s} s"
 
 
 def health_figures(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], list[dict], str | None]:
@@ -188,7 +206,7 @@ def health_figures(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], list[dic
     for table in ALL_TABLES:
         time_column = "event_end" if table.partition_by == "event_start" else table.partition_by
         n, newest = _rows(con, f"select count(*), max({time_column}) from {table.name}")[0]
-        behind = f"{time.time() - newest.timestamp():,.0f} s" if newest is not None else ""
+        behind = how_long(time.time() - newest.timestamp()) if newest is not None else ""
         health.append(
             {"table": table.name, "rows": n, "newest": str(newest or ""), "behind clock": behind}
         )

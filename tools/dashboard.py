@@ -128,14 +128,26 @@ def make_app(output: str, refresh_s: float, metrics_url: str | None) -> dash.Das
                 [
                     html.Div([html.H4("Alerting windows (errors > 5)"), _table("alerts")]),
                     html.Div([html.H4("Pipeline health"), _table("health")]),
-                    html.Div([html.H4("Dead letters and late events"), _table("reasons")]),
-                    html.Div([html.H4("Metrics"), _table("metrics")]),
+                    html.Div(
+                        [
+                            html.H4("Dead letters and late events"),
+                            html.P(id="reasons-empty"),
+                            _table("reasons"),
+                        ]
+                    ),
+                    html.Div([html.H4("Metrics"), html.P(id="metrics-empty"), _table("metrics")]),
                 ],
                 style={"display": "grid", "gridTemplateColumns": "1fr 1fr", "gap": "12px"},
                 id="health-panel",
             ),
         ],
         style={"fontFamily": "sans-serif", "margin": "12px"},
+    )
+
+    no_metrics = (
+        "No figures yet from " + metrics_url
+        if metrics_url
+        else "None: start the dashboard with --metrics http://HOST:PORT/metrics"
     )
 
     @app.callback(
@@ -148,6 +160,8 @@ def make_app(output: str, refresh_s: float, metrics_url: str | None) -> dash.Das
             dash.Output("health", "data"),
             dash.Output("reasons", "data"),
             dash.Output("metrics", "data"),
+            dash.Output("reasons-empty", "children"),
+            dash.Output("metrics-empty", "children"),
             dash.Output("newest", "children"),
             dash.Output("sessions-drawn", "children"),
             dash.Output("refreshed", "children"),
@@ -165,6 +179,8 @@ def make_app(output: str, refresh_s: float, metrics_url: str | None) -> dash.Das
             built.health,
             built.reasons,
             metrics,
+            "" if built.reasons else "None: every record so far was counted in its windows.",
+            "" if metrics else no_metrics,
             built.newest_window_end or "none yet",
             f"{built.sessions_drawn} sessions drawn",
             f"refreshed {time.strftime('%H:%M:%S', time.localtime(at))}",

@@ -4,6 +4,7 @@ page loads nothing from the internet. Also the static report."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -160,6 +161,11 @@ def test_dashboard_in_a_real_browser_matches_sql_and_refreshes(live_output, brow
             ).fetchall()
         ]
         assert ip_users and set(ip_users) == set(want_users)
+        # minutes are whole numbers: no tick like 1.5 on the count axis
+        ticks = driver.execute_script(
+            "return [...document.querySelectorAll('#ip-chart .ytick text')].map(t => t.textContent)"
+        )
+        assert ticks and all(t.replace(",", "").isdigit() for t in ticks), ticks
 
         # every listed alert is an alerting window of the table, newest first
         alerts = _table_rows(driver, "alerts")
@@ -174,6 +180,10 @@ def test_dashboard_in_a_real_browser_matches_sql_and_refreshes(live_output, brow
 
         health = driver.find_element("id", "health-panel").text
         assert "pages_per_min" in health and "dead_letters" in health
+        # the replayed tables are years behind the clock: said in days and hours
+        behind = [row[3] for row in _table_rows(driver, "health") if row[3]]
+        assert any(re.fullmatch(r"[\d,]+ d \d+ h", b) for b in behind), behind
+        assert not any(re.fullmatch(r"[\d,]{6,} s", b) for b in behind), behind
         # the live dataflow's own figures, from its /metrics
         _wait("metrics", lambda: "clickstream_records_read_total" in _text(driver, "metrics"), 30)
 
@@ -186,6 +196,25 @@ def test_dashboard_in_a_real_browser_matches_sql_and_refreshes(live_output, brow
         dashboard.kill()
         dashboard.wait()
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def test_dashboard_panels_say_when_they_are_empty(browser, tmp_path):
+    """An output with no tables yet, and no --metrics: the panels say so, not blank."""
+    port = free_port()
+    dashboard = _start(
+        ["-m", "tools.dashboard", "--output", str(tmp_path / "empty"), "--port", str(port)],
+        clean_env(),
+        tmp_path / "dashboard.log",
+    )
+    try:
+        _wait("the dashboard", lambda: _get(browser, f"http://127.0.0.1:{port}/"), 60)
+        _wait("the reasons panel", lambda: _text(browser, "reasons-empty"), 30)
+        assert _text(browser, "reasons-empty").startswith("None: every record so far")
+        assert _text(browser, "metrics-empty").startswith("None: start the dashboard with")
+        assert not _table_rows(browser, "reasons") and not _table_rows(browser, "metrics")
+    finally:
+        dashboard.kill()
+        dashboard.wait()
 
 
 def _text(driver: webdriver.Chrome, element_id: str) -> str:
