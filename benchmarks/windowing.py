@@ -14,7 +14,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
 from benchmarks.common import CountingSink, Record
-from operators.batches import END, TimedBatch
+from operators.batches import batches_of
 from operators.windows import Session, Sliding, Tumbling, Window, count_window
 
 S = 1_000
@@ -39,16 +39,7 @@ def make_events(n: int, keys: int, per_second: int, seed: int = 1) -> list[Ev]:
 
 
 def ours(events: list[Ev], window: Window, batch: int = 2_000) -> tuple[float, int]:
-    batches = []
-    high = -(2**62)
-    for i in range(0, len(events), batch):
-        chunk = events[i : i + batch]
-        marks = []
-        for e in chunk:
-            high = max(high, e.ts)
-            marks.append(high)
-        batches.append(TimedBatch("p0", 1, chunk, [e.ts for e in chunk], marks, high))
-    batches.append(TimedBatch("p0", 1, [], [], [], END))
+    batches = batches_of(events, [e.ts for e in events], [batch])
     flow = Dataflow("ours")
     up = op.input("in", flow, TestingSource(batches))
     out = count_window("count", up, lambda e: e.key, window, 60 * S)

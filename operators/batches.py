@@ -12,7 +12,7 @@ per-event path; every operator here is batch-in, batch-out.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
 from typing import Any, Generic, TypeVar
@@ -100,3 +100,38 @@ class TimedBatch(Generic[E]):
     @property
     def at_end(self) -> bool:
         return self.progress >= END
+
+
+def batches_of(
+    events: Sequence[E],
+    times: Sequence[int],
+    sizes: Sequence[int],
+    part: str = "p0",
+    parts: int = 1,
+) -> list[TimedBatch[E]]:
+    """In-memory events of one partition (in arrival order, `times[i]` the event time of
+    `events[i]`) cut into batches of `sizes` (cycled), as a source reading them would
+    emit them; the last batch ends the partition. For tests and benchmarks.
+
+    ```python
+    batches_of(["a", "b", "c"], [1_000, 3_000, 2_000], [2])
+    # [TimedBatch("p0", 1, ["a", "b"], [1000, 3000], [1000, 3000], 3000),
+    #  TimedBatch("p0", 1, ["c"], [2000], [3000], 3000), TimedBatch("p0", 1, [], [], [], END)]
+    ```
+    """
+    out: list[TimedBatch[E]] = []
+    sizes = list(sizes) or [len(events) or 1]
+    high = NEVER
+    i = n = 0
+    while i < len(events):
+        size = max(1, sizes[n % len(sizes)])
+        n += 1
+        chunk, chunk_times = list(events[i : i + size]), list(times[i : i + size])
+        i += size
+        marks = []
+        for t in chunk_times:
+            high = max(high, t)
+            marks.append(high)
+        out.append(TimedBatch(part, parts, chunk, chunk_times, marks, high))
+    out.append(TimedBatch(part, parts, [], [], [], END))
+    return out

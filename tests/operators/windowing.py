@@ -9,7 +9,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
-from operators.batches import END, TimedBatch
+from operators.batches import TimedBatch, batches_of
 from operators.windows import LateEvent, Window, WindowCount, count_window
 
 
@@ -22,23 +22,7 @@ def batches_for(
     events: Sequence[Ev], batch_sizes: Sequence[int], part: str = "p0", parts: int = 1
 ) -> list[TimedBatch[Ev]]:
     """Cut events (in arrival order) into batches; the last one ends the partition."""
-    out = []
-    i = 0
-    high = -(2**62)
-    sizes = list(batch_sizes) or [len(events) or 1]
-    n = 0
-    while i < len(events):
-        size = max(1, sizes[n % len(sizes)])
-        n += 1
-        chunk = events[i : i + size]
-        i += size
-        marks = []
-        for e in chunk:
-            high = max(high, e.ts)
-            marks.append(high)
-        out.append(TimedBatch(part, parts, list(chunk), [e.ts for e in chunk], marks, high))
-    out.append(TimedBatch(part, parts, [], [], [], END))
-    return out
+    return batches_of(events, [e.ts for e in events], batch_sizes, part, parts)
 
 
 def run_windows(
