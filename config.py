@@ -5,11 +5,8 @@ for its `flow`: importing a dataflow module reads nothing. A bad value
 raises `ConfigError` with a one-line message naming the variable;
 `exit_on_config_error` turns that into a clean exit for `python -m bytewax.run`.
 
-Kafka connection settings use the names Confluent users know
-(`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_SASL_USERNAME`, ...) and may be completed by a
-librdkafka properties file (`KAFKA_CONFIG_FILE`), such as the `client.properties`
-Confluent Cloud hands out, in its librdkafka or its Java flavour (`sasl.jaas.config`,
-see `jaas`). Secrets are wrapped in `Secret` so they never print.
+Kafka connection settings are `kafka_client.settings.KafkaSettings`. Secrets are
+wrapped in `Secret` so they never print.
 """
 
 from __future__ import annotations
@@ -19,11 +16,12 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
 
-import jaas
+if TYPE_CHECKING:
+    from kafka_client.settings import KafkaSettings
 
 T = TypeVar("T")
 
@@ -53,147 +51,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self._value)
-
-
-# librdkafka properties whose values must never be printed.
-_SECRET_PROPERTIES = frozenset(
-    {
-        "sasl.password",
-        "ssl.key.password",
-        "ssl.keystore.password",
-        "sasl.oauthbearer.client.secret",
-        "sasl.jaas.config",
-    }
-)
-
-_warned: set[str] = set()
-
-
-def _warn_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        logging.getLogger(__name__).warning(message)
-
-
-def _parse_properties(text: str, origin: str) -> dict[str, str]:
-    """Parse a Java-style properties file (`key=value`, `#` comments)."""
-    props: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith(("#", "!")):
-            continue
-        sep = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
-        if sep < 0:
-            raise ConfigError(f"{origin}:{number}: expected key=value, got {line[:40]!r}")
-        props[line[:sep].strip()] = line[sep + 1 :].strip()
-    return props
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    """Connection to a Kafka cluster (Apache Kafka, Confluent Cloud, Redpanda)."""
-
-    bootstrap_servers: str
-    # Everything else librdkafka should get, secrets included (wrapped).
-    properties: Mapping[str, str | Secret] = field(default_factory=dict)
-    clickstream_topic: str = "clickstream"
-    user_clickstream_topic: str = "USER_CLICKSTREAM"
-    users_topic: str = "clickstream_users"
-    stop_at_end: bool = False
-    # Offsets are committed here for Kafka's lag tools only; reads start where the
-    # recovery store says. None: clickstream-<dataflow>.
-    group_id: str | None = None
-    # How often a running dataflow looks for partitions added to its topics; 0: never.
-    partition_discovery_s: float = 30.0
-    # A partition whose next offset was deleted (retention) stops the run; False: the
-    # gap is counted, logged and a dead letter, and reading goes on from the earliest.
-    fail_on_data_loss: bool = True
-
-    def librdkafka_config(self) -> dict[str, str]:
-        """The config dict for confluent-kafka clients, secrets revealed."""
-        conf = {"bootstrap.servers": self.bootstrap_servers}
-        for key, value in self.properties.items():
-            conf[key] = value.get() if isinstance(value, Secret) else value
-        return conf
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> KafkaSettings:
-        props: dict[str, str | Secret] = {}
-        config_file = env.get("KAFKA_CONFIG_FILE")
-        if config_file:
-            path = Path(config_file)
-            try:
-                text = path.read_text()
-            except OSError as ex:
-                raise ConfigError(f"KAFKA_CONFIG_FILE: cannot read {path}: {ex.strerror}") from None
-            for key, value in _parse_properties(text, str(path)).items():
-                if jaas.is_java_only(key):
-                    _warn_once(f"KAFKA_CONFIG_FILE: {key} is a Java client setting; ignored")
-                    continue
-                props[key] = Secret(value) if key in _SECRET_PROPERTIES else value
-        # Java's singular name; librdkafka's is sasl.mechanisms
-        if "sasl.mechanism" in props:
-            props.setdefault("sasl.mechanisms", props.pop("sasl.mechanism"))
-        # the variable wins over the file's line, which librdkafka must not see either way
-        from_file = props.pop("sasl.jaas.config", None)
-        jaas_config = env.get("KAFKA_SASL_JAAS_CONFIG") or from_file
-        if jaas_config:
-            mechanism = env.get("KAFKA_SASL_MECHANISM") or props.get("sasl.mechanisms")
-            try:
-                translated = jaas.translate(
-                    jaas_config.get() if isinstance(jaas_config, Secret) else jaas_config,
-                    str(mechanism) if mechanism else None,
-                )
-            except jaas.JaasError as ex:
-                raise ConfigError(str(ex)) from None
-            for key, value in translated.items():
-                props[key] = Secret(value) if key in _SECRET_PROPERTIES else value
-        bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or str(props.pop("bootstrap.servers", ""))
-        props.pop("bootstrap.servers", None)
-        if not bootstrap:
-            raise ConfigError(
-                "CLICKSTREAM_SOURCE=kafka needs KAFKA_BOOTSTRAP_SERVERS "
-                "(or bootstrap.servers in KAFKA_CONFIG_FILE)"
-            )
-        for var, prop in (
-            ("KAFKA_SECURITY_PROTOCOL", "security.protocol"),
-            ("KAFKA_SASL_MECHANISM", "sasl.mechanisms"),
-            ("KAFKA_SASL_USERNAME", "sasl.username"),
-        ):
-            if env.get(var):
-                props[prop] = env[var]
-        if env.get("KAFKA_SASL_PASSWORD"):
-            props["sasl.password"] = Secret(env["KAFKA_SASL_PASSWORD"])
-        protocol = str(props.get("security.protocol", "PLAINTEXT")).upper()
-        if protocol not in {"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"}:
-            raise ConfigError(
-                f"KAFKA_SECURITY_PROTOCOL: {protocol!r} is not one of "
-                "PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"
-            )
-        if protocol.startswith("SASL") and "sasl.username" not in props:
-            mech = str(props.get("sasl.mechanisms", "PLAIN")).upper()
-            if mech in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
-                raise ConfigError(
-                    f"security.protocol={protocol} with {mech} needs KAFKA_SASL_USERNAME "
-                    "and KAFKA_SASL_PASSWORD"
-                )
-        return cls(
-            bootstrap_servers=bootstrap,
-            properties=props,
-            clickstream_topic=env.get("CLICKSTREAM_TOPIC", "clickstream"),
-            user_clickstream_topic=env.get("USER_CLICKSTREAM_TOPIC", "USER_CLICKSTREAM"),
-            users_topic=env.get("CLICKSTREAM_USERS_TOPIC", "clickstream_users"),
-            stop_at_end=_parse_bool(env, "KAFKA_STOP_AT_END", False),
-            group_id=env.get("KAFKA_GROUP_ID", "").strip() or None,
-            partition_discovery_s=_parse(
-                env, "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL", float, 30.0, minimum=0
-            ),
-            fail_on_data_loss=_parse_bool(env, "CLICKSTREAM_FAIL_ON_DATA_LOSS", True),
-        )
-
-    def group(self, dataflow: str) -> str:
-        """The consumer group a dataflow commits its offsets to."""
-        return self.group_id or f"clickstream-{dataflow}"
 
 
 SourceKind = Literal["datagen", "replay", "kafka"]
@@ -264,6 +121,8 @@ class Settings:
             if not replay_path.exists():
                 raise ConfigError(f"CLICKSTREAM_SOURCE: replay path {replay_path} does not exist")
         elif source_spec == "kafka":
+            from kafka_client.settings import KafkaSettings  # imports this module
+
             source = "kafka"
             kafka = KafkaSettings.from_env(env)
         else:

@@ -24,12 +24,13 @@ from confluent_kafka import Consumer, TopicPartition
 import dataflows.clickstream
 import dataflows.user_clickstream
 from benchmarks.common import CountingSink, Record
-from config import KafkaSettings, Settings
+from config import Settings
 from events.parse import Parser
 from events.schema import Click, UserClick
 from infra import kafka_broker
+from kafka_client.admin import client_config
+from kafka_client.settings import KafkaSettings
 from sources import source_for
-from sources.kafka import client_config
 from tools.produce import produce_replay
 from tools.replay_gen import generate
 

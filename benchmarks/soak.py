@@ -167,8 +167,8 @@ def _open_windows(tables: tuple[str, ...]) -> dict[str, str]:
 def soak_enrich(dump: Path, tmp: Path, records: int, users: int, marks: list[int]) -> tuple:
     """enrich over the same clicks from a local broker, with `users` users (one city
     change every 1,000 clicks): the users table and the sink's kept origins."""
-    from config import KafkaSettings
     from infra import kafka_broker
+    from kafka_client.settings import KafkaSettings
     from tools.produce import create_topics, produce_dump, producer, send
 
     broker = kafka_broker.start(tmp / "kafka")

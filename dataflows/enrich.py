@@ -20,10 +20,11 @@ from config import ConfigError, Settings
 from dataflows.common import SINK_PARTS, flow_from_env, write_tables
 from events.parse import Parser
 from events.schema import Click, RawRecord, User, UserClick
+from kafka_client.admin import check_topics
 from monitoring.metrics import JOIN_TABLE_SIZE
 from operators.join import Joined, JoinStats, lookup_join
 from sinks.kafka import KafkaRecord, KafkaTopicSink
-from sources.kafka import KafkaSource, check_topics
+from sources.kafka import KafkaSource
 
 
 def _deleted_user(record: RawRecord) -> User | None:

@@ -31,11 +31,11 @@ from typing import NamedTuple
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from config import KafkaSettings
+from kafka_client.admin import client_config, end_offsets
+from kafka_client.settings import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
 from ownership import fence
-from sources.kafka import client_config, end_offsets
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,9 @@ from bytewax.inputs import Source
 
 from config import ConfigError, Settings
 from events.schema import RawBatch
+from kafka_client.admin import check_topics
 from sources.datagen import DatagenSource, Shape
-from sources.kafka import KafkaSource, check_topics
+from sources.kafka import KafkaSource
 from sources.replay import ReplaySource
 
 

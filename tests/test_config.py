@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from config import ConfigError, KafkaSettings, Secret, Settings
+from config import ConfigError, Secret, Settings
+from kafka_client.settings import KafkaSettings
 
 
 def test_defaults_run_the_embedded_datagen():

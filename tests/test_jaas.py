@@ -7,8 +7,9 @@ import logging
 
 import pytest
 
-import jaas
-from config import ConfigError, KafkaSettings, Secret
+from config import ConfigError, Secret
+from kafka_client import jaas
+from kafka_client.settings import KafkaSettings
 
 PLAIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 

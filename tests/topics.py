@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, TopicPartition
 
-from sources.kafka import end_offsets
+from kafka_client.admin import end_offsets
 
 
 class Record(NamedTuple):

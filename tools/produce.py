@@ -25,9 +25,10 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from config import ConfigError, KafkaSettings, fail
+from config import ConfigError, fail
 from events import datagen
-from sources.kafka import client_config, end_offsets
+from kafka_client.admin import client_config, end_offsets
+from kafka_client.settings import KafkaSettings
 
 
 def create_topics(kafka: KafkaSettings, topics: dict[str, dict[str, str]], partitions: int) -> None:

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from config import KafkaSettings
 from infra.kafka_broker import free_port
+from kafka_client.settings import KafkaSettings
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows
 from tools.produce import produce_replay

@@ -12,7 +12,8 @@ from bytewax.testing import run_main
 
 import dataflows.clickstream
 import dataflows.user_clickstream
-from config import KafkaSettings, Settings
+from config import Settings
+from kafka_client.settings import KafkaSettings
 from tests.tables import expected_tables, read_rows
 from tools.produce import create_topics, produce_dump
 from tools.replay_gen import generate

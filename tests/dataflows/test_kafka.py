@@ -15,9 +15,10 @@ import pytest
 import dataflows.clickstream
 import dataflows.enrich
 import dataflows.user_clickstream
-from config import KafkaSettings, Settings
+from config import Settings
 from events import datagen
 from infra.kafka_broker import SASL_USERS, SCRAM_USERS, Broker
+from kafka_client.settings import KafkaSettings
 from tests.processes import ROOT, clean_env, run_flow
 from tests.tables import expected_tables, read_rows
 from tests.topics import read_topic

@@ -18,9 +18,9 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
-from config import KafkaSettings
 from infra import kafka_broker
 from infra.kafka_broker import SASL_USERS
+from kafka_client.settings import KafkaSettings
 from tests.processes import run_flow
 from tools.produce import create_topics
 

@@ -243,7 +243,7 @@ def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table
 def test_kill_9_and_resume_is_exactly_once_on_kafka(
     big_dump, tmp_path, kafka_bootstrap, topic_name
 ):
-    from config import KafkaSettings
+    from kafka_client.settings import KafkaSettings
     from tools.produce import create_topics, produce_dump
 
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, clickstream_topic=topic_name)
@@ -270,7 +270,8 @@ def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_pa
     from bytewax.testing import run_main
 
     import dataflows.enrich
-    from config import KafkaSettings, Settings
+    from config import Settings
+    from kafka_client.settings import KafkaSettings
     from tools.produce import create_topics, produce_datagen, total_records
 
     def kafka(output: str) -> KafkaSettings:

@@ -20,9 +20,9 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, OffsetSpec
 
-from config import KafkaSettings
 from events import datagen
 from infra.kafka_broker import free_port
+from kafka_client.settings import KafkaSettings
 from tests.monitoring.test_metrics import scrape, total
 from tests.processes import clean_env, committed_epoch, start_flow
 from tests.tables import clickstream_tables, read_rows

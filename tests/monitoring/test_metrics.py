@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
-from config import KafkaSettings
 from events.parse import reason_kind
+from kafka_client.settings import KafkaSettings
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
 from tools.produce import create_topics, produce_dump

@@ -6,7 +6,7 @@ from collections import Counter
 
 from confluent_kafka import Producer
 
-from config import KafkaSettings
+from kafka_client.settings import KafkaSettings
 from sinks.kafka import ORIGIN_HEADER, KafkaRecord, KafkaTopicSink, partition_of
 from tests.topics import read_topic
 from tools.produce import create_topics

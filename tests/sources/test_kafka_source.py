@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from config import KafkaSettings
 from infra.kafka_broker import Broker
+from kafka_client.settings import KafkaSettings
 from operators.batches import END, NEVER
 from sources.kafka import KafkaSource
 from tools.produce import create_topics, producer

@@ -1,0 +1,175 @@
+"""Asking Kafka: librdkafka settings for any client (its logs in Python logging, repeats
+cut), a partition's end offsets, and the checks a dataflow makes before it reads: the
+topics exist, and we may read (and, for an output topic, write) them.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
+from confluent_kafka.admin import AclOperation, AdminClient
+
+from config import ConfigError
+from kafka_client.settings import KafkaSettings
+
+__all__ = ["FATAL", "check_topics", "client_config", "end_offsets"]
+
+
+class _Repeats(logging.Filter):
+    """librdkafka repeats a connection failure every few ms; let one through per 30 s."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        shape = re.sub(r"\d+", "#", record.getMessage().split("]: ", 1)[-1])
+        now = time.monotonic()
+        if now - self.seen.get(shape, -1e9) < 30.0:
+            return False
+        if len(self.seen) > 1000:
+            self.seen.clear()
+        self.seen[shape] = now
+        return True
+
+
+librdkafka_log = logging.getLogger("librdkafka")
+librdkafka_log.addFilter(_Repeats())
+
+# Errors that will not go away by waiting.
+FATAL = {
+    KafkaError._AUTHENTICATION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._SSL,
+    KafkaError._INVALID_ARG,
+}
+
+
+def client_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings for any client; its logs go to Python logging."""
+    return {**kafka.librdkafka_config(), "logger": librdkafka_log, **extra}
+
+
+# Answers of a partition whose leader is not ready yet, as just after the topic was
+# created: they go away by asking again.
+_NOT_READY = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_PARTITION,
+}
+
+
+def end_offsets(consumer: Consumer, tp: TopicPartition, timeout_s: float = 30.0) -> tuple[int, int]:
+    """The low and high offsets of a partition, asked again while its leader is not ready.
+
+    ```python
+    low, high = end_offsets(consumer, TopicPartition("clickstream", 0))
+    ```
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            return int(low), int(high)
+        except KafkaException as ex:
+            if ex.args[0].code() not in _NOT_READY or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+_REFUSALS = ("authentication", "ssl handshake", "certificate verify", "sasl")
+
+
+def check_topics(
+    kafka: KafkaSettings,
+    topics: list[str],
+    timeout_s: float = 20.0,
+    writes: list[str] | None = None,
+) -> dict[str, int]:
+    """Partition count per topic; a `ConfigError` that says what is wrong otherwise: a
+    topic that does not exist or that we may not read, or one of `writes` that we may
+    not write to.
+
+    Runs when a dataflow is built, so bad credentials or a wrong address stop
+    `python -m bytewax.run` with one clear line instead of retrying forever.
+    """
+    where = kafka.bootstrap_servers
+    collected = _Collect()
+    quiet = logging.getLogger("librdkafka.check")
+    quiet.propagate = False
+    quiet.handlers = [collected]
+    try:
+        # Building a consumer checks every librdkafka setting, including a config file's.
+        Consumer(client_config(kafka, logger=quiet, **{"group.id": "check"})).close()
+        admin = AdminClient(client_config(kafka, logger=quiet))
+    except KafkaException as ex:
+        raise ConfigError(f"invalid Kafka settings: {ex.args[0].str()}") from None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            metadata = admin.list_topics(timeout=2)
+            break
+        except KafkaException as ex:
+            admin.poll(0.2)  # serve the log callbacks that say why
+            refused = [m for m in collected.messages if any(r in m.lower() for r in _REFUSALS)]
+            if refused:
+                reason = refused[-1].split(": ", 2)[-1]
+                raise ConfigError(f"Kafka at {where} refused the connection: {reason}") from None
+            if time.monotonic() >= deadline:
+                raise ConfigError(f"cannot reach Kafka at {where}: {ex.args[0].str()}") from None
+    counts = {}
+    for topic in topics:
+        md = metadata.topics.get(topic)
+        if md is None:
+            # a topic we may not describe is left out of the full listing: ask for it
+            # by name, so the broker says whether it is missing or forbidden
+            md = admin.list_topics(topic, timeout=10).topics.get(topic)
+        if md is not None and md.error is not None and md.error.code() in _DENIED:
+            raise ConfigError(
+                f"Kafka topic {topic!r} at {where}: not authorized "
+                f"({md.error.name()}); grant this principal READ and DESCRIBE on it"
+            )
+        if md is None or md.error is not None or not md.partitions:
+            raise ConfigError(f"Kafka topic {topic!r} does not exist at {where}")
+        counts[topic] = len(md.partitions)
+    if writes:
+        _check_writable(admin, writes, where)
+    return counts
+
+
+_DENIED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}
+
+
+def _check_writable(admin: AdminClient, topics: list[str], where: str) -> None:
+    """The broker's answer to: may we write to `topics`? (Nothing is written to ask.)"""
+    futures = admin.describe_topics(
+        TopicCollection(topics), request_timeout=20, include_authorized_operations=True
+    )
+    for topic, future in futures.items():
+        try:
+            ops = future.result().authorized_operations
+        except KafkaException as ex:
+            raise ConfigError(f"Kafka topic {topic!r} at {where}: {ex.args[0].str()}") from None
+        # None: the broker runs without an authorizer, everything is allowed
+        if ops is not None and not {AclOperation.WRITE, AclOperation.ALL} & set(ops):
+            raise ConfigError(
+                f"Kafka topic {topic!r} at {where}: not authorized to write "
+                "(TOPIC_AUTHORIZATION_FAILED); grant this principal WRITE on it"
+            )
