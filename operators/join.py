@@ -26,7 +26,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from operators.batches import Origin, TimedBatch
 from operators.clock import Clock
-from operators.windows import DEFAULT_SHARDS, LiveShards, ShardCache
+from operators.shards import DEFAULT_SHARDS, LiveShards, ShardCache
 
 L = TypeVar("L")
 R = TypeVar("R")

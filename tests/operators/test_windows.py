@@ -10,9 +10,9 @@ from operators.batches import END, TimedBatch
 from operators.clock import Clock
 from operators.windows import (
     Session,
+    ShardMsg,
     Sliding,
     Tumbling,
-    _ShardMsg,
     combine_panes,
     combine_sessions,
 )
@@ -159,7 +159,7 @@ def test_least_advanced_partition_holds_the_watermark(entry_point, batch):
 
 
 def _msg(part, progress, idle=False, parts=2):
-    return _ShardMsg(part, parts, [], progress, idle)
+    return ShardMsg(part, parts, [], progress, idle)
 
 
 def test_clock_waits_for_every_partition_and_skips_idle_ones():

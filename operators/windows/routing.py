@@ -1,0 +1,193 @@
+"""Routing batches to state shards, and combining a batch before it is routed (a
+map-side combiner: counts per key and pane, or runs of events per key for sessions)
+when no event of it can be late.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import compress
+from operator import sub
+from time import monotonic
+from typing import Any, Generic, TypeVar
+
+from operators.batches import Origin, TimedBatch
+from operators.shards import ShardCache
+
+E = TypeVar("E")
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(slots=True)
+class ShardMsg:
+    """The slice of one `TimedBatch` that belongs to one shard: either every event
+    (`items`: key, time, mark, low, event, origin) or the batch combined (`rows`, see
+    `combine_panes`, `combine_sessions`). Slotted and not frozen: cheap to build."""
+
+    part: str
+    parts: int
+    items: list[tuple[Hashable, int, int, int, Any, Origin | None]]
+    progress: int
+    idle: bool
+    rows: list[tuple] | None = None
+
+
+Key = Callable[[Any], Hashable]
+Where = Callable[[Any], bool] | None
+
+
+def combine_panes(
+    batch: TimedBatch[Any], key: Key, where: Where, slide: int, delay: int
+) -> list[tuple[Hashable, int, int]] | None:
+    """Count a batch's events (those `where` holds) per key and pane, the slide-long
+    stretch of time an event falls in: `(key, pane, count)` rows; `None` if some
+    event of the batch may be late for its first window.
+
+    ```python
+    combine_panes(batch_of([("a", 1_000), ("a", 4_000), ("b", 6_000)]), key, None, 5_000, 60_000)
+    # [("a", 0, 2), ("b", 5_000, 1)]
+    ```
+    """
+    times, marks = batch.times, batch.marks
+    # The first window of an event ends where its pane does, at pane + slide; it is
+    # closed for the event when that is at or before its partition's watermark.
+    first = min(times)
+    if first - first % slide + slide + delay <= max(marks):  # cheap bound failed: exact test
+        panes = [t - t % slide for t in times]
+        if min(map(sub, panes, marks)) + slide + delay <= 0:
+            return None
+    counted = (
+        Counter(zip(map(key, batch.events), [t - t % slide for t in times], strict=True))
+        if where is None
+        else Counter(
+            (key(e), t - t % slide) for e, t in zip(batch.events, times, strict=True) if where(e)
+        )
+    )
+    return [(k, p, n) for (k, p), n in counted.items()]
+
+
+def combine_sessions(
+    batch: TimedBatch[Any], key: Key, where: Where, gap: int, delay: int
+) -> list[tuple[Hashable, int, int, int]] | None:
+    """Merge a batch's events (those `where` holds) into runs per key, `(key, first,
+    last, count)`, with at most `gap` between neighbours; `None` if some event may
+    be late or may belong to a session that closes while the batch is read.
+
+    ```python
+    combine_sessions(batch_of([("a", 0), ("a", 20_000), ("a", 90_000)]), key, None, 30_000, 30_000)
+    # [("a", 0, 20_000, 2), ("a", 90_000, 90_000, 1)]
+    ```
+    """
+    times, marks = batch.times, batch.marks
+    lows = marks if batch.lows is None else batch.lows
+    first = min(times)
+    # Late: t + gap <= mark - delay. And sessions ending at or before low - delay close
+    # while the batch is read: an event at or before that could have joined one of
+    # them, so it must be added in order. Cheap bounds first, then the exact test.
+    if first + gap + delay <= max(marks) and min(map(sub, times, marks)) + gap + delay <= 0:
+        return None
+    if first + delay <= max(lows) and min(map(sub, times, lows)) + delay <= 0:
+        return None
+    per_key: defaultdict[Hashable, list[int]] = defaultdict(list)
+    if where is None:
+        for k, t in zip(map(key, batch.events), times, strict=True):
+            per_key[k].append(t)
+    else:
+        for e, t in zip(batch.events, times, strict=True):
+            if where(e):
+                per_key[key(e)].append(t)
+    rows = []
+    for k, ts in per_key.items():
+        ts.sort()
+        start = last = ts[0]
+        n = 0
+        for t in ts:
+            if t - last > gap:
+                rows.append((k, start, last, n))
+                start, n = t, 0
+            last = t
+            n += 1
+        rows.append((k, start, last, n))
+    return rows
+
+
+Combine = Callable[[TimedBatch[Any], Key, Where], list[tuple] | None]
+
+
+class Splitter(Generic[E]):
+    """Routes each batch to the shards, combined when that is safe.
+
+    A shard gets a message when the batch has events for it. Every shard hears every
+    partition's progress at least every `broadcast_s` and at once on heartbeats,
+    the end of input and after idleness; a shard that hears progress later only
+    emits later, since lateness is judged against each event's own partition.
+    """
+
+    def __init__(
+        self,
+        key: Callable[[E], Hashable],
+        where: Callable[[E], bool] | None,
+        shards: int,
+        combine: Combine,
+        broadcast_s: float = 0.2,
+    ) -> None:
+        self.key = key
+        self.where = where
+        self.shards = shards
+        self.combine = combine
+        self.names = [f"{i:03d}" for i in range(shards)]
+        self.shard_of = ShardCache(shards)
+        self.broadcast_s = broadcast_s
+        self.last_broadcast: dict[str, float] = {}
+
+    def __call__(self, batch: TimedBatch[E]) -> list[tuple[str, ShardMsg]]:
+        buckets: list[list] = [[] for _ in range(self.shards)]
+        combined = None
+        if batch.events:
+            shard = self.shard_of
+            if not batch.was_idle:
+                combined = self.combine(batch, self.key, self.where)
+            if combined is not None:
+                for row in combined:
+                    buckets[shard[row[0]]].append(row)
+            else:
+                for item in self._items(batch):
+                    buckets[shard[item[0]]].append(item)
+        part, parts, progress, idle = batch.part, batch.parts, batch.progress, batch.idle
+        now = monotonic()
+        everyone = (
+            not batch.events
+            or batch.at_end
+            or batch.was_idle
+            or now - self.last_broadcast.get(part, -1e9) >= self.broadcast_s
+        )
+        if everyone:
+            self.last_broadcast[part] = now
+        if combined is not None:
+            return [
+                (name, ShardMsg(part, parts, [], progress, idle, rows))
+                for name, rows in zip(self.names, buckets, strict=True)
+                if rows or everyone
+            ]
+        return [
+            (name, ShardMsg(part, parts, items, progress, idle))
+            for name, items in zip(self.names, buckets, strict=True)
+            if items or everyone
+        ]
+
+    def _items(self, batch: TimedBatch[E]) -> Iterator[tuple]:
+        """(key, time, mark, low, event, origin) of every event `where` holds."""
+        n = len(batch.events)
+        lows = batch.lows if batch.lows is not None else batch.marks
+        origins: Iterable[Origin | None] = (
+            batch.origins if batch.origins is not None else [None] * n
+        )
+        columns: Iterator[tuple] = zip(
+            batch.events, batch.times, batch.marks, lows, origins, strict=True
+        )
+        if self.where is not None:
+            columns = compress(columns, map(self.where, batch.events))
+        key = self.key
+        return ((key(e), t, m, lo, e, o) for e, t, m, lo, o in columns)

@@ -1,0 +1,124 @@
+"""Session windows of one shard: open sessions per key, closed in order of their ends."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from operators.batches import END, Origin
+from operators.clock import Clock
+from operators.windows.specs import LateEvent, Session, WindowCount
+from operators.windows.state import ShardLogic
+
+E = TypeVar("E")
+K = TypeVar("K", bound=Hashable)
+
+
+class SessionLogic(ShardLogic):
+    """Open sessions per key as `[start, last, count]`, with a heap of their ends."""
+
+    def __init__(
+        self,
+        window: Session,
+        delay_ms: int,
+        having: Callable[[int], bool] | None,
+        resume: tuple | None,
+    ) -> None:
+        self.gap = window.gap_ms
+        if resume is None:
+            super().__init__(delay_ms, having, Clock())
+            self.sessions: dict[Hashable, list[list[int]]] = {}
+            self.heap: list[tuple[int, int, Hashable]] = []
+            self.seq = 0
+        else:
+            clock, sessions, self.heap, self.seq = resume
+            super().__init__(delay_ms, having, Clock.restore(clock))
+            self.sessions = {k: [list(s) for s in v] for k, v in sessions.items()}
+            self.heap = list(self.heap)
+            if self.heap:
+                self.due = self.heap[0][0]
+
+    def _add(
+        self, key: Hashable, time: int, threshold: int, event: Any, origin: Origin | None
+    ) -> None:
+        if time + self.gap <= threshold:
+            self.late.append(
+                LateEvent(event, key, time, threshold, 1, 1, "session window closed", origin)
+            )
+            return
+        self._merge(key, time, time, 1)
+
+    def _add_rows(self, rows: list[tuple]) -> None:
+        merge = self._merge
+        for key, first, last, n in rows:
+            merge(key, first, last, n)
+
+    def _merge(self, key: Hashable, first: int, last: int, n: int) -> None:
+        """Add a run of `n` events from `first` to `last` (no gap wider than `gap`)."""
+        gap = self.gap
+        sessions = self.sessions.get(key)
+        if sessions is None:
+            self.sessions[key] = [[first, last, n]]
+            self._push(last + gap, key)
+            return
+        if len(sessions) == 1:
+            s = sessions[0]
+            if s[0] - gap <= last and first <= s[1] + gap:  # the common case: extends it
+                if last > s[1]:
+                    s[1] = last
+                if first < s[0]:
+                    s[0] = first
+                s[2] += n
+                return
+        # Merge with every session it touches (it may bridge two), keep the list sorted.
+        merged = [first, last, n]
+        keep = []
+        for s in sessions:
+            if s[0] - gap <= last and first <= s[1] + gap:
+                merged = [min(merged[0], s[0]), max(merged[1], s[1]), merged[2] + s[2]]
+            else:
+                keep.append(s)
+        keep.append(merged)
+        keep.sort()
+        self.sessions[key] = keep
+        self._push(merged[1] + gap, key)
+
+    def _push(self, end: int, key: Hashable) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (end, self.seq, key))
+        if end < self.due:
+            self.due = end
+
+    def _emit(self, watermark: int) -> None:
+        gap, heap, having, out = self.gap, self.heap, self.having, self.out
+        while heap and heap[0][0] <= watermark:
+            _, _, key = heapq.heappop(heap)
+            sessions = self.sessions.get(key)
+            if not sessions:
+                continue
+            still_open = []
+            for start, last, n in sessions:
+                if last + gap <= watermark:
+                    if having is None or having(n):
+                        out.append(WindowCount(key, start, last + gap, n))
+                else:
+                    still_open.append([start, last, n])
+            if still_open:
+                self.sessions[key] = still_open
+                # The session grew since this heap entry was pushed: look again at its end.
+                self._push(min(s[1] for s in still_open) + gap, key)
+            else:
+                del self.sessions[key]
+        self.due = heap[0][0] if heap else END
+
+    def state_size(self) -> int:
+        return sum(map(len, list(self.sessions.values())))
+
+    def snapshot(self) -> tuple:
+        return (
+            self.clock.snapshot(),
+            {k: [tuple(s) for s in v] for k, v in self.sessions.items()},
+            list(self.heap),
+            self.seq,
+        )

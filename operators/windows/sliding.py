@@ -1,0 +1,135 @@
+"""Sliding and tumbling windows of one shard: counts per pane and key, a window's count
+the sum of its panes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from operators.batches import END, NEVER, Origin
+from operators.clock import Clock
+from operators.windows.specs import LateEvent, Sliding, WindowCount
+from operators.windows.state import ShardLogic
+
+E = TypeVar("E")
+K = TypeVar("K", bound=Hashable)
+
+
+class SlidingLogic(ShardLogic):
+    """Counts per pane and key; a window's count is the sum of its panes."""
+
+    def __init__(
+        self,
+        window: Sliding,
+        delay_ms: int,
+        having: Callable[[int], bool] | None,
+        resume: tuple | None,
+    ) -> None:
+        self.length = window.length_ms
+        self.slide = window.slide_ms
+        self.per_event = self.length // self.slide
+        if resume is None:
+            super().__init__(delay_ms, having, Clock())
+            self.panes: dict[int, dict[Hashable, int]] = {}
+            # Rare negative adjustments: an event late for some (not yet emitted) windows.
+            self.corrections: dict[tuple[int, Hashable], int] = {}
+            self.next_start = NEVER  # windows starting before this have been emitted
+        else:
+            clock, panes, corrections, self.next_start = resume
+            super().__init__(delay_ms, having, Clock.restore(clock))
+            self.panes = {p: dict(counts) for p, counts in panes.items()}
+            self.corrections = dict(corrections)
+            if self.panes:
+                first = min(self.panes)
+                self.due = max(self.next_start, first - self.length + self.slide) + self.length
+
+    def _add(
+        self, key: Hashable, time: int, threshold: int, event: Any, origin: Origin | None
+    ) -> None:
+        slide, length = self.slide, self.length
+        last_start = time - time % slide
+        first_start = last_start - length + slide
+        if first_start + length <= threshold:  # the first window is closed for this event
+            missed = min(self.per_event, (threshold - first_start - length) // slide + 1)
+            reason = (
+                f"all {self.per_event} windows closed"
+                if missed == self.per_event
+                else f"{missed} of {self.per_event} windows closed"
+            )
+            self.late.append(
+                LateEvent(event, key, time, threshold, missed, self.per_event, reason, origin)
+            )
+            if missed == self.per_event:
+                return
+            # Counted only in the windows still open for it; windows closed for it but not
+            # yet emitted (other partitions lag behind) get a correction.
+            for start in range(
+                max(first_start, self.next_start), first_start + missed * slide, slide
+            ):
+                self.corrections[(start, key)] = self.corrections.get((start, key), 0) - 1
+        # Panes are one slide long, so the pane of an event starts where its last window does.
+        self._count(key, last_start, 1)
+
+    def _add_rows(self, rows: list[tuple]) -> None:
+        count = self._count
+        for key, pane, n in rows:
+            count(key, pane, n)
+
+    def _count(self, key: Hashable, pane: int, n: int) -> None:
+        counts = self.panes.get(pane)
+        if counts is None:
+            counts = self.panes[pane] = {}
+            end = max(self.next_start, pane - self.length + self.slide) + self.length
+            if end < self.due:
+                self.due = end
+        counts[key] = counts.get(key, 0) + n
+
+    def _emit(self, watermark: int) -> None:
+        slide, length, panes = self.slide, self.length, self.panes
+        starts = sorted(panes)
+        having, out, corrections = self.having, self.out, self.corrections
+        while starts:
+            first = starts[0]
+            # The earliest window holding the earliest pane, unless already emitted.
+            start = max(self.next_start, first - length + slide)
+            if start + length > watermark:
+                self.due = start + length
+                return
+            end = start + length
+            if slide == length:
+                counts = dict(panes[first]) if first >= start and first < end else {}
+            else:
+                counts = {}
+                for pane in starts:
+                    if pane >= end:
+                        break
+                    for key, n in panes[pane].items():
+                        counts[key] = counts.get(key, 0) + n
+            if corrections:
+                for (cstart, key), n in list(corrections.items()):
+                    if cstart == start:
+                        counts[key] = counts.get(key, 0) + n
+                        del corrections[(cstart, key)]
+            for key, n in counts.items():
+                if n > 0 and (having is None or having(n)):
+                    out.append(WindowCount(key, start, end, n))
+            self.next_start = start + slide
+            # A pane is done once the last window holding it has been emitted.
+            while starts and starts[0] < self.next_start:
+                del panes[starts.pop(0)]
+        if corrections:
+            for cstart, key in [ck for ck in corrections if ck[0] < self.next_start]:
+                del corrections[(cstart, key)]
+        self.due = END
+
+    def state_size(self) -> int:
+        return sum(map(len, list(self.panes.values())))
+
+    def snapshot(self) -> tuple:
+        return (
+            self.clock.snapshot(),
+            {p: dict(counts) for p, counts in self.panes.items()},
+            dict(self.corrections),
+            self.next_start,
+        )

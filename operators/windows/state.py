@@ -1,0 +1,76 @@
+"""What both window logics share: one shard's event loop, judging each event against its
+partition's watermark before the window's own rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from bytewax.operators import StatefulBatchLogic
+
+from operators.batches import END, Origin
+from operators.clock import Clock
+from operators.windows.routing import ShardMsg
+from operators.windows.specs import LateEvent, WindowCount
+
+E = TypeVar("E")
+K = TypeVar("K", bound=Hashable)
+
+
+class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowCount], list[LateEvent]], Any]):
+    """Shared event loop of one shard: watermark per event, then the window's rules."""
+
+    def __init__(self, delay_ms: int, having: Callable[[int], bool] | None, clock: Clock) -> None:
+        self.delay = delay_ms
+        self.having = having
+        self.clock = clock
+        self.due = END  # earliest watermark at which something can be emitted
+        self.out: list[WindowCount] = []
+        self.late: list[LateEvent] = []
+
+    def on_batch(self, values: list[ShardMsg]) -> tuple[list[Any], bool]:
+        clock, delay = self.clock, self.delay
+        for msg in values:
+            clock.parts = max(clock.parts, msg.parts)
+            if msg.rows:
+                # Combined only when no event is late and none can join a window that
+                # closes during the batch: adding them all before emitting is exact.
+                self._add_rows(msg.rows)
+            elif msg.items:
+                others = clock.others(msg.part)
+                low = clock.low
+                add = self._add
+                for key, time, mark, source_low, event, origin in msg.items:
+                    # the stream moves on when this partition and all others are past it
+                    if source_low > low and others > low:
+                        low = source_low if source_low < others else others
+                        if low - delay >= self.due:
+                            self._emit(low - delay)
+                    add(key, time, (mark if mark > low else low) - delay, event, origin)
+                clock.low = low
+            clock.update(msg)
+            if clock.low - delay >= self.due:
+                self._emit(clock.low - delay)
+        return self._flush(), StatefulBatchLogic.RETAIN
+
+    def _flush(self) -> list[tuple[list[WindowCount], list[LateEvent]]]:
+        if not self.out and not self.late:
+            return []
+        out, late = self.out, self.late
+        self.out, self.late = [], []
+        return [(out, late)]
+
+    def _add(
+        self, key: Hashable, time: int, threshold: int, event: Any, origin: Origin | None
+    ) -> None:
+        raise NotImplementedError
+
+    def _add_rows(self, rows: list[tuple]) -> None:
+        raise NotImplementedError
+
+    def _emit(self, watermark: int) -> None:
+        raise NotImplementedError
+
+    def state_size(self) -> int:
+        raise NotImplementedError
