@@ -25,6 +25,7 @@ from ownership import claim, fence
 from sinks.base import SinkItem, Table, TableRows, TableSink
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
+from sinks.retries import quiet_gcsfs_retries
 from sinks.storage import check_output
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
@@ -40,6 +41,7 @@ def setup_logging() -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    quiet_gcsfs_retries()
 
 
 def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:

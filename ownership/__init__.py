@@ -42,7 +42,8 @@ from typing import Any
 from config import ConfigError, Settings, stop
 from ownership.definition import check_definition
 from ownership.lease import GcsPlace, Lease, LeaseHeld, LeaseLost, LocalPlace, Place
-from sinks.storage import StorageFailure, is_local, output_fs, retry
+from sinks.retries import StorageFailure, retry
+from sinks.storage import is_local, output_fs
 
 __all__ = ["RunArgs", "check_definition", "claim", "fence", "run_args"]
 

@@ -30,7 +30,8 @@ from monitoring.metrics import (
     STORAGE_RETRIES,
 )
 from ownership import fence
-from sinks.storage import StorageFailure, is_local, retry, storage_options
+from sinks.retries import StorageFailure, retry
+from sinks.storage import is_local, storage_options
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,8 @@ from sinks.base import (
     hive_parts,
     rows_of,
 )
-from sinks.storage import StorageFailure, delta_storage_options
+from sinks.retries import StorageFailure
+from sinks.storage import delta_storage_options
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
 from config import ConfigError, exit_on_config_error
-from sinks.storage import cause, delta_storage_options, is_delta_table, output_fs
+from sinks.retries import cause
+from sinks.storage import delta_storage_options, is_delta_table, output_fs
 from sinks.tables import ALL_TABLES
 
 log = logging.getLogger(__name__)

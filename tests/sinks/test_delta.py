@@ -346,7 +346,7 @@ def test_sink_compacts_closed_hours_itself_when_asked(tmp_path):
 
 def test_resume_whose_committed_files_were_vacuumed_is_one_clear_failure(tmp_path):
     from sinks.delta import _DeltaPartition
-    from sinks.storage import StorageFailure
+    from sinks.retries import StorageFailure
 
     sink = _sink(tmp_path)
     part = sink.build_part("out", "0", None)

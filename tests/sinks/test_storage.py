@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from gcsfs.retry import HttpError
 
-from sinks.storage import cause, is_transient, output_fs
+from sinks.retries import cause, is_transient
+from sinks.storage import output_fs
 from tests.processes import ROOT, clean_env, run_flow
 from tools.replay_gen import generate
 
