@@ -7,6 +7,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import bytewax.operators as op
@@ -72,8 +73,8 @@ def read_events(
     # batch can reach a table or a snapshot.
     raw = op.map("fence", raw, _fenced)
     parsed = op.map("parse", raw, Parser(event_type, flow.flow_id))
-    events = op.map("events", parsed, lambda p: p[0])
-    dead = op.filter_map("dead", parsed, lambda p: p[1] or None)
+    events = op.map("events", parsed, attrgetter("events"))
+    dead = op.filter_map("dead", parsed, lambda p: p.dead or None)
     return raw, events, dead
 
 

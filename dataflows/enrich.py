@@ -13,6 +13,8 @@ recovery (`-r`), a restart neither loses nor repeats output records (see
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
@@ -89,8 +91,8 @@ def build(settings: Settings) -> Dataflow:
     JOIN_TABLE_SIZE.labels(flow.flow_id, "users").set_function(users_held.table_rows)
     joined = lookup_join(
         "join_users",
-        op.map("click_events", clicks, lambda p: p[0]),
-        op.map("user_events", users, lambda p: p[0]),
+        op.map("click_events", clicks, attrgetter("events")),
+        op.map("user_events", users, attrgetter("events")),
         left_key=lambda c: c.userid,
         right_key=lambda u: u.user_id,
         stats=users_held,
@@ -106,8 +108,8 @@ def build(settings: Settings) -> Dataflow:
     op.output("write_user_clickstream", op.flat_map("by_sink_part", enriched, sink.group), sink)
     dead = op.merge(
         "dead",
-        op.filter_map("dead_clicks", clicks, lambda p: p[1] or None),
-        op.filter_map("dead_users", users, lambda p: p[1] or None),
+        op.filter_map("dead_clicks", clicks, lambda p: p.dead or None),
+        op.filter_map("dead_users", users, lambda p: p.dead or None),
     )
     write_tables(flow, settings, raw_clicks, dead, [])
     return flow

@@ -35,6 +35,13 @@ class DeadLetter(NamedTuple):
     reason: str
 
 
+class Parsed(NamedTuple, Generic[E]):
+    """What `Parser` makes of a batch: the events, and the records that are dead letters."""
+
+    events: TimedBatch[E]
+    dead: list[DeadLetter]
+
+
 # The reason of a dead letter that stands for records deleted before they were read (a
 # retention gap, see sources.kafka): a gap, not a bad record.
 RECORDS_LOST = "records lost"
@@ -83,7 +90,7 @@ def reason_kind(reason: str) -> str:
 
 
 class Parser(Generic[E]):
-    """Callable step: `RawBatch` -> (`TimedBatch[E]`, dead letters).
+    """Callable step: `RawBatch` -> `Parsed` (the events as a `TimedBatch[E]`, dead letters).
 
     Progress (`marks`, `progress`) is kept as read: a record that fails to parse
     still moved its partition forward in event time, as it does in Spark, where
@@ -129,7 +136,7 @@ class Parser(Generic[E]):
         except (msgspec.DecodeError, UnicodeDecodeError) as ex:
             return f"not JSON: {ex}" if is_utf8(record.value) else "payload is not UTF-8"
 
-    def __call__(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter]]:
+    def __call__(self, batch: RawBatch) -> Parsed[E]:
         events: list[E] | None = None
         if not batch.special:
             try:  # the common case: every payload decodes, the columns are reused as they are
@@ -157,7 +164,7 @@ class Parser(Generic[E]):
                 self.dead,
                 f"; {batch.part} at end of input" if batch.at_end else "",
             )
-        return out, dead
+        return Parsed(out, dead)
 
     def _warn_mostly_dead(self, records: int, dead: list[DeadLetter]) -> None:
         """More than half of a batch is dead letters: the wrong topic or shape, most

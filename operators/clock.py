@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from operators.batches import END, NEVER
 
@@ -18,6 +18,16 @@ class Progress(Protocol):
     def progress(self) -> int: ...
     @property
     def idle(self) -> bool: ...
+
+
+class ClockState(NamedTuple):
+    """What a `Clock` saves. Saved as a plain tuple (`tuple(state)`), as every state of
+    ours is, so a recovery store never depends on where this class lives."""
+
+    progress: dict[str, int]
+    idle: frozenset[str]
+    parts: int
+    low: int
 
 
 class Clock:
@@ -56,12 +66,13 @@ class Clock:
         low = min(active) if active else max(self.progress.values())
         self.low = max(self.low, low)
 
-    def snapshot(self) -> tuple[dict[str, int], frozenset[str], int, int]:
-        return dict(self.progress), frozenset(self.idle), self.parts, self.low
+    def snapshot(self) -> tuple:
+        return tuple(ClockState(dict(self.progress), frozenset(self.idle), self.parts, self.low))
 
     @classmethod
-    def restore(cls, state: tuple[dict[str, int], frozenset[str], int, int]) -> Clock:
+    def restore(cls, saved: tuple) -> Clock:
+        state = ClockState._make(saved)
         clock = cls()
-        progress, idle, clock.parts, clock.low = state
-        clock.progress, clock.idle = dict(progress), set(idle)
+        clock.progress, clock.idle = dict(state.progress), set(state.idle)
+        clock.parts, clock.low = state.parts, state.low
         return clock

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import polars as pl
@@ -59,8 +59,17 @@ from sinks.storage import delta_storage_options
 
 log = logging.getLogger(__name__)
 
-# next flush number, buffered rows, rows committed after the snapshot not yet replayed
-SinkState = tuple[int, dict[str, list[tuple]], dict[str, list[tuple[tuple, int]]]]
+
+class SinkState(NamedTuple):
+    """What a Delta sink partition saves (as a plain tuple, see
+    `operators.clock.ClockState`)."""
+
+    seq: int  # the next flush number
+    pending: dict[str, list[tuple]]  # rows buffered per table, not written yet
+    # rows committed after the snapshot a resume started from, not replayed yet:
+    # (row, how many times) per table
+    taken: dict[str, list[tuple[tuple, int]]]
+
 
 _DELTA_TYPES: dict[Any, str] = {pl.Int64: "long", pl.String: "string", pl.Binary: "binary"}
 
@@ -104,11 +113,11 @@ def _stats(df: pl.DataFrame, table: Table) -> str:
     )
 
 
-class _DeltaPartition(BufferedPartition[SinkState]):
+class _DeltaPartition(BufferedPartition[tuple]):
     sink: DeltaSink
 
-    def __init__(self, sink: DeltaSink, part: int, resume: SinkState | None) -> None:
-        seq, pending, taken = resume if resume is not None else (0, {}, {})
+    def __init__(self, sink: DeltaSink, part: int, resume: tuple | None) -> None:
+        seq, pending, taken = SinkState._make(resume) if resume else SinkState(0, {}, {})
         self.sink = sink  # before the base's __init__: the take-back below needs it
         self.app_id = f"clickstream/{sink.flow}/p{part}"
         # The fencing `txn`: its version is the token of the lease holder that committed
@@ -324,16 +333,18 @@ class _DeltaPartition(BufferedPartition[SinkState]):
         what = f"flush {seq}" if flush else "the lease token"
         self.sink.retry(attempt, f"commit {what} of {self.app_id} to {self.sink.uri(name)}")
 
-    def snapshot(self) -> SinkState:
+    def snapshot(self) -> tuple:
         fence()
-        return (
-            self.seq,
-            {t: list(rows) for t, rows in self.pending.items() if rows},
-            {t: list(c.items()) for t, c in self.committed.items()},
+        return tuple(
+            SinkState(
+                self.seq,
+                {t: list(rows) for t, rows in self.pending.items() if rows},
+                {t: list(c.items()) for t, c in self.committed.items()},
+            )
         )
 
 
-class DeltaSink(TableSink[SinkState]):
+class DeltaSink(TableSink[tuple]):
     """Writes `TableRows` to Delta tables, one commit per table and flush (see the module)."""
 
     def __init__(
@@ -414,7 +425,7 @@ class DeltaSink(TableSink[SinkState]):
         )
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: SinkState | None
+        self, step_id: str, for_part: str, resume_state: tuple | None
     ) -> _DeltaPartition:
         with self.stop_on_failure():
             return _DeltaPartition(self, int(for_part), resume_state)

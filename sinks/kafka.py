@@ -47,8 +47,14 @@ LEASE_HEADER = "lease-token"
 Offsets = dict[int, int]
 # (input topic, input partition) -> offsets of inputs whose record is already in the topic
 Written = dict[tuple[str, int], set[int]]
-# what a restarted sink partition needs: where to read back from, and what it knows already
-State = tuple[Offsets, Written]
+
+
+class State(NamedTuple):
+    """What a restarted Kafka sink partition needs: where to read back from, and what it
+    knows already (saved as a plain tuple, see `operators.clock.ClockState`)."""
+
+    saved: Offsets
+    written: Written
 
 
 class KafkaRecord(NamedTuple):
@@ -77,13 +83,13 @@ def _parse_origin(raw: bytes) -> Origin | None:
         return None
 
 
-class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
+class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
     def __init__(
         self,
         kafka: KafkaSettings,
         topic: str,
         name: str,
-        resume: State | None,
+        resume: tuple | None,
         owns: Callable[[tuple[str, int]], bool],
         slow_writes_s: float = 0.0,
         dataflow: str = "",
@@ -99,7 +105,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
             )
         )
         self.partitions = self._partition_count()
-        saved, pending = resume if resume is not None else ({}, {})
+        saved, pending = State._make(resume) if resume is not None else State({}, {})
         self.written: Written = {k: set(offsets) for k, offsets in pending.items()}
         found, self.saved = self._read_back(kafka, saved)
         for k, offsets in found.items():
@@ -263,7 +269,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
         if self.failures:
             raise RuntimeError(f"producing to {self.topic} failed: {self.failures[0]}")
 
-    def snapshot(self) -> State:
+    def snapshot(self) -> tuple:
         fence()
         while self.producer.flush(10):
             log.warning("waiting for Kafka to acknowledge records to %s", self.topic)
@@ -272,7 +278,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
         self.kept.set(sum(map(len, self.written.values())))
         # Inputs after this snapshot may still include some written before an earlier
         # crash and not seen again yet: they stay in the state until they come back.
-        return dict(self.saved), {k: set(offsets) for k, offsets in self.written.items()}
+        return tuple(State(dict(self.saved), {k: set(o) for k, o in self.written.items()}))
 
     def close(self) -> None:
         self.snapshot()
@@ -284,7 +290,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], State]):
             )
 
 
-class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
+class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], tuple]):
     """Writes lists of `KafkaRecord` to `topic`; keys are sink partitions ("0".."parts-1").
 
     Route all records of one input partition to the same sink partition (see
@@ -326,7 +332,7 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], State]):
         return int(item_key)
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: State | None
+        self, step_id: str, for_part: str, resume_state: tuple | None
     ) -> _TopicPartition:
         name = f"{step_id}/{for_part}"
         part = int(for_part)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import re
 from functools import partial
+from typing import NamedTuple
 
 from config import ConfigError
 from ownership import fence
@@ -34,12 +35,18 @@ __all__ = ["ParquetSink", "SinkItem", "Table", "TableRows"]
 
 log = logging.getLogger(__name__)
 
-SinkState = tuple[int, dict[str, list[tuple]]]
+
+class SinkState(NamedTuple):
+    """What a Parquet sink partition saves (as a plain tuple, see
+    `operators.clock.ClockState`)."""
+
+    seq: int  # the next flush number
+    pending: dict[str, list[tuple]]  # rows buffered per table, not written yet
 
 
-class _ParquetPartition(BufferedPartition[SinkState]):
-    def __init__(self, sink: ParquetSink, part: int, resume: SinkState | None) -> None:
-        seq, pending = resume if resume is not None else (0, {})
+class _ParquetPartition(BufferedPartition[tuple]):
+    def __init__(self, sink: ParquetSink, part: int, resume: tuple | None) -> None:
+        seq, pending = SinkState._make(resume) if resume is not None else SinkState(0, {})
         super().__init__(sink, part, seq, pending)
         self._remove_stale(seq)
 
@@ -75,12 +82,14 @@ class _ParquetPartition(BufferedPartition[SinkState]):
                 files[table_name] += 1
         return files
 
-    def snapshot(self) -> SinkState:
+    def snapshot(self) -> tuple:
         fence()
-        return self.seq, {t: list(rows) for t, rows in self.pending.items() if rows}
+        return tuple(
+            SinkState(self.seq, {t: list(rows) for t, rows in self.pending.items() if rows})
+        )
 
 
-class ParquetSink(TableSink[SinkState]):
+class ParquetSink(TableSink[tuple]):
     """Writes `TableRows` to hive-partitioned Parquet files (see the module docstring)."""
 
     def check(self) -> None:
@@ -92,7 +101,7 @@ class ParquetSink(TableSink[SinkState]):
                 )
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: SinkState | None
+        self, step_id: str, for_part: str, resume_state: tuple | None
     ) -> _ParquetPartition:
         with self.stop_on_failure():
             return _ParquetPartition(self, int(for_part), resume_state)

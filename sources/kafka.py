@@ -35,6 +35,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from typing import NamedTuple
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import (
@@ -149,6 +150,17 @@ class _TopicWatch:
         return min(self.partitions(), self.capacity)
 
 
+class PartitionState(NamedTuple):
+    """What a Kafka partition saves (as a plain tuple, see `operators.clock.ClockState`)."""
+
+    offset: int  # the next offset to read
+    high: int  # event-time progress: the largest record timestamp read
+    # Whether it was ever idle (or found while running): then it may be behind the
+    # stream's watermark. Stores from before this field existed save two fields: their
+    # history is unknown, so they take the path that is exact either way.
+    was_idle: bool = True
+
+
 class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
     """Kafka partition `partition` of the topic. One that does not exist yet (a spare,
     see the module docstring) reads nothing until it does."""
@@ -199,14 +211,10 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.finished = source.kafka.stop_at_end
 
     def _open(self, resume: tuple | None, new: bool) -> None:
-        # next offset, event-time progress, whether it has ever been idle
-        if resume is not None and len(resume) == 2:
-            # A store from before `was_idle` existed: its history is unknown, so take the
-            # path that is exact either way.
-            resume = (*resume, True)
         # A partition found while running may be behind the stream's watermark: like one
         # that was idle, its events are judged against that watermark.
-        self.offset, self.high, self.was_idle = resume or (OFFSET_BEGINNING, NEVER, new)
+        state = PartitionState(*resume) if resume else PartitionState(OFFSET_BEGINNING, NEVER, new)
+        self.offset, self.high, self.was_idle = state
         kafka = self.source.kafka
         self.consumer = Consumer(
             client_config(
@@ -487,8 +495,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.to_commit = self.offset
         if self.consumer is None:
             # A spare that opens on resume will be behind the stream, as after idling.
-            return OFFSET_BEGINNING, NEVER, True
-        return self.offset, self.high, self.was_idle
+            return tuple(PartitionState(OFFSET_BEGINNING, NEVER, True))
+        return tuple(PartitionState(self.offset, self.high, self.was_idle))
 
     def close(self) -> None:
         if self.consumer is not None:

@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -84,6 +85,14 @@ def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
         return [parse_line(line, first_number + i) for i, line in enumerate(lines)]
 
 
+class ReplayState(NamedTuple):
+    """What a replay partition saves (as a plain tuple, see `operators.clock.ClockState`)."""
+
+    position: int  # byte offset of the next line
+    line_number: int
+    progress: dict  # PartitionProgress.snapshot(): per Kafka partition of the dump
+
+
 class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
     def __init__(
         self,
@@ -102,8 +111,9 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.progress = PartitionProgress(known)
             log.info("replay %s: %d Kafka partitions in the file", path, len(known))
         else:
-            self.position, self.line_number, state = resume
-            self.progress = PartitionProgress(state=state)
+            saved = ReplayState._make(resume)
+            self.position, self.line_number = saved.position, saved.line_number
+            self.progress = PartitionProgress(state=saved.progress)
             log.info("replay %s: resuming at line %d", path, self.line_number)
         self.file = path.open("rb")
         self.file.seek(self.position)
@@ -186,7 +196,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         ]
 
     def snapshot(self) -> tuple:
-        return (self.position, self.line_number, self.progress.snapshot())
+        return tuple(ReplayState(self.position, self.line_number, self.progress.snapshot()))
 
     def close(self) -> None:
         self.file.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from operators.batches import END, Origin
 from operators.clock import Clock
@@ -13,6 +13,15 @@ from operators.windows.state import ShardLogic
 
 E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
+
+
+class SessionState(NamedTuple):
+    """What a session-window shard saves (as a plain tuple, see `ClockState`)."""
+
+    clock: tuple  # ClockState
+    sessions: dict[Hashable, list[tuple[int, int, int]]]  # key -> [(start, last, count)]
+    heap: list[tuple[int, int, Hashable]]  # (end, seq, key) of open sessions
+    seq: int  # the next heap entry's tie breaker
 
 
 class SessionLogic(ShardLogic):
@@ -32,10 +41,10 @@ class SessionLogic(ShardLogic):
             self.heap: list[tuple[int, int, Hashable]] = []
             self.seq = 0
         else:
-            clock, sessions, self.heap, self.seq = resume
-            super().__init__(delay_ms, having, Clock.restore(clock))
-            self.sessions = {k: [list(s) for s in v] for k, v in sessions.items()}
-            self.heap = list(self.heap)
+            state = SessionState._make(resume)
+            super().__init__(delay_ms, having, Clock.restore(state.clock))
+            self.sessions = {k: [list(s) for s in v] for k, v in state.sessions.items()}
+            self.heap, self.seq = list(state.heap), state.seq
             if self.heap:
                 self.due = self.heap[0][0]
 
@@ -116,9 +125,11 @@ class SessionLogic(ShardLogic):
         return sum(map(len, list(self.sessions.values())))
 
     def snapshot(self) -> tuple:
-        return (
-            self.clock.snapshot(),
-            {k: [tuple(s) for s in v] for k, v in self.sessions.items()},
-            list(self.heap),
-            self.seq,
+        return tuple(
+            SessionState(
+                self.clock.snapshot(),
+                {k: [tuple(s) for s in v] for k, v in self.sessions.items()},  # type: ignore[misc]
+                list(self.heap),
+                self.seq,
+            )
         )

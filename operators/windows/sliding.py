@@ -5,7 +5,7 @@ the sum of its panes.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from operators.batches import END, NEVER, Origin
 from operators.clock import Clock
@@ -14,6 +14,15 @@ from operators.windows.state import ShardLogic
 
 E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
+
+
+class SlidingState(NamedTuple):
+    """What a sliding-window shard saves (as a plain tuple, see `ClockState`)."""
+
+    clock: tuple  # ClockState
+    panes: dict[int, dict[Hashable, int]]  # pane start -> key -> count
+    corrections: dict[tuple[int, Hashable], int]  # (window start, key) -> adjustment
+    next_start: int  # windows starting before this have been emitted
 
 
 class SlidingLogic(ShardLogic):
@@ -36,10 +45,11 @@ class SlidingLogic(ShardLogic):
             self.corrections: dict[tuple[int, Hashable], int] = {}
             self.next_start = NEVER  # windows starting before this have been emitted
         else:
-            clock, panes, corrections, self.next_start = resume
-            super().__init__(delay_ms, having, Clock.restore(clock))
-            self.panes = {p: dict(counts) for p, counts in panes.items()}
-            self.corrections = dict(corrections)
+            state = SlidingState._make(resume)
+            self.next_start = state.next_start
+            super().__init__(delay_ms, having, Clock.restore(state.clock))
+            self.panes = {p: dict(counts) for p, counts in state.panes.items()}
+            self.corrections = dict(state.corrections)
             if self.panes:
                 first = min(self.panes)
                 self.due = max(self.next_start, first - self.length + self.slide) + self.length
@@ -127,9 +137,11 @@ class SlidingLogic(ShardLogic):
         return sum(map(len, list(self.panes.values())))
 
     def snapshot(self) -> tuple:
-        return (
-            self.clock.snapshot(),
-            {p: dict(counts) for p, counts in self.panes.items()},
-            dict(self.corrections),
-            self.next_start,
+        return tuple(
+            SlidingState(
+                self.clock.snapshot(),
+                {p: dict(counts) for p, counts in self.panes.items()},
+                dict(self.corrections),
+                self.next_start,
+            )
         )
