@@ -16,9 +16,9 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 if TYPE_CHECKING:
     from kafka_client.settings import KafkaSettings
@@ -53,6 +53,53 @@ class Secret:
         return hash(self._value)
 
 
+def setting(var: str, default: T, doc: str, minimum: float | None = None) -> T:
+    """A setting read from the environment variable `var`: its default, lowest value and
+    doc, declared once, next to its field. `declared` reads it, `settings_table` documents
+    it. The field's type says how to parse it (int, float, bool; `| None`: may be unset)."""
+    found: T = field(default=default, metadata={"var": var, "doc": doc, "minimum": minimum})
+    return found
+
+
+def declared(cls: type, env: Mapping[str, str]) -> dict[str, Any]:
+    """The values of `cls`'s declared settings found in `env`, parsed and checked; a
+    `ConfigError` naming the variable for a bad one."""
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if "var" not in f.metadata:
+            continue
+        kind = _KINDS[str(f.type).split("|")[0].strip()]
+        var, minimum = f.metadata["var"], f.metadata["minimum"]
+        if kind is bool:
+            values[f.name] = _parse_bool(env, var, bool(f.default))
+        else:
+            values[f.name] = _parse(env, var, kind, f.default, minimum=minimum)
+    return values
+
+
+_KINDS: dict[str, Callable[[str], object]] = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def settings_table(*classes: type) -> str:
+    """The declared settings of `classes` as Markdown table rows (variable, default, doc),
+    as docs/configuration.md shows them (a test keeps the two the same)."""
+    rows = []
+    for cls in classes:
+        for f in fields(cls):
+            if "var" in f.metadata:
+                value = str(f.default).lower() if isinstance(f.default, bool) else f.default
+                default = "unset" if f.default is None else f"`{value}`"
+                rows.append(f"| `{f.metadata['var']}` | {default} | {f.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+def slow_writes_for_tests() -> float:
+    """A test aid, not a setting: `CLICKSTREAM_TEST_SLOW_WRITES` seconds each output file
+    stays half-written, and each record written to Kafka waits, so crash tests can kill
+    a run mid-write. 0 outside the tests."""
+    return _parse(os.environ, "CLICKSTREAM_TEST_SLOW_WRITES", float, 0.0, minimum=0)
+
+
 SourceKind = Literal["datagen", "replay", "kafka"]
 
 
@@ -66,36 +113,77 @@ class Settings:
     output: str = "./output"
     # How tables are stored: hive-partitioned Parquet files, or Delta Lake tables.
     table_format: Literal["parquet", "delta"] = "parquet"
-    # datagen: events per second (per dataflow) and how many (None: forever).
-    datagen_rate: float = 200.0
-    datagen_count: int | None = None
-    # A partition that reads nothing for this long stops holding the watermark back.
-    idle_timeout_s: float = 10.0
-    # A record stamped further ahead of the wall clock than this is a dead letter (a
-    # broken producer clock); 1 h is Kafka 4's broker default for the same check
-    # (log.message.timestamp.after.max.ms).
-    max_future_skew_s: float = 3600.0
-    # Buffered output rows are written at least this often (the seed's trigger was 4 s).
-    flush_interval_s: float = 4.0
-    flush_rows: int = 500_000
-    # Delta: a sink partition compacts an hour partition once it writes two hours past it.
-    delta_compact_closed_hours: bool = False
-    # Records per input batch; bigger is faster, any value gives the same tables.
-    batch_size: int = 2_000
     kafka: KafkaSettings | None = None
-    # /metrics and /health on this port (+ the process id of a cluster); None: off.
-    metrics_port: int | None = None
-    # Keep /metrics up this long after a bounded run ends (its last scrape).
-    metrics_linger_s: float = 0.0
-    # /health turns 503 when input is waiting and nothing was read for this long.
-    stall_timeout_s: float = 60.0
-    # Storage errors are retried with backoff; past this long /health turns 503.
-    storage_retry_s: float = 300.0
-    # One writer per dataflow: a lease not renewed for this long may be taken over.
-    lease_timeout_s: float = 30.0
-    # Test aid (CLICKSTREAM_TEST_SLOW_WRITES): seconds each output file stays half-written,
-    # and how long each record written to Kafka waits; so crash tests can kill a run mid-write.
-    test_slow_writes_s: float = 0.0
+    # The rest is declared once each: variable, default, bounds and doc (`setting`).
+    datagen_rate: float = setting(
+        "CLICKSTREAM_DATAGEN_RATE", 200.0, "datagen: records per second, per dataflow", 0.001
+    )
+    datagen_count: int | None = setting(
+        "CLICKSTREAM_DATAGEN_COUNT", None, "datagen: how many records; unset: forever", 0
+    )
+    idle_timeout_s: float = setting(
+        "CLICKSTREAM_IDLE_TIMEOUT",
+        10.0,
+        "a partition that reads nothing for this long stops holding the watermark back",
+        0.1,
+    )
+    max_future_skew_s: float = setting(
+        "CLICKSTREAM_MAX_FUTURE_SKEW",
+        3600.0,
+        "a record stamped further ahead of the wall clock is a dead letter (a broken "
+        "producer clock; 1 h is Kafka 4's broker default for the same check)",
+        0,
+    )
+    flush_interval_s: float = setting(
+        "CLICKSTREAM_FLUSH_INTERVAL",
+        4.0,
+        "buffered output rows are written at least this often (the seed's trigger was 4 s)",
+        0.1,
+    )
+    flush_rows: int = setting(
+        "CLICKSTREAM_FLUSH_ROWS", 500_000, "... or once this many rows are buffered", 1
+    )
+    delta_compact_closed_hours: bool = setting(
+        "CLICKSTREAM_DELTA_COMPACT",
+        False,
+        "Delta: each sink partition compacts an hour partition once it writes two hours past it",
+    )
+    batch_size: int = setting(
+        "CLICKSTREAM_BATCH_SIZE",
+        2_000,
+        "records per input batch; bigger is faster, any value gives the same tables",
+        1,
+    )
+    metrics_port: int | None = setting(
+        "CLICKSTREAM_METRICS_PORT",
+        None,
+        "`/metrics` and `/health` on this port (+ N for `-i N`); unset: off",
+        0,
+    )
+    metrics_linger_s: float = setting(
+        "CLICKSTREAM_METRICS_LINGER",
+        0.0,
+        "keep `/metrics` up this long after a bounded run ends, for a last scrape",
+        0,
+    )
+    stall_timeout_s: float = setting(
+        "CLICKSTREAM_STALL_TIMEOUT",
+        60.0,
+        "`/health` turns 503 when input waits and nothing was read for this long",
+        0.1,
+    )
+    storage_retry_s: float = setting(
+        "CLICKSTREAM_STORAGE_RETRY_TIMEOUT",
+        300.0,
+        "storage errors are retried with backoff; past this, `/health` turns 503 (retries go on)",
+        0,
+    )
+    lease_timeout_s: float = setting(
+        "CLICKSTREAM_LEASE_TIMEOUT",
+        30.0,
+        "one writer per dataflow: a lease not renewed for this long may be taken over",
+        1,
+    )
 
     def replay_file(self, topic_file: str) -> Path:
         """The dump a dataflow replays: the path itself, or `topic_file` inside it."""
@@ -142,23 +230,8 @@ class Settings:
             replay_path=replay_path,
             output=output,
             table_format=table_format,  # type: ignore[arg-type]
-            datagen_rate=_parse(env, "CLICKSTREAM_DATAGEN_RATE", float, 200.0, minimum=0.001),
-            datagen_count=_parse(env, "CLICKSTREAM_DATAGEN_COUNT", int, None, minimum=0),
-            idle_timeout_s=_parse(env, "CLICKSTREAM_IDLE_TIMEOUT", float, 10.0, minimum=0.1),
-            max_future_skew_s=_parse(env, "CLICKSTREAM_MAX_FUTURE_SKEW", float, 3600.0, minimum=0),
-            flush_interval_s=_parse(env, "CLICKSTREAM_FLUSH_INTERVAL", float, 4.0, minimum=0.1),
-            flush_rows=_parse(env, "CLICKSTREAM_FLUSH_ROWS", int, 500_000, minimum=1),
-            delta_compact_closed_hours=_parse_bool(env, "CLICKSTREAM_DELTA_COMPACT", False),
-            batch_size=_parse(env, "CLICKSTREAM_BATCH_SIZE", int, 2_000, minimum=1),
             kafka=kafka,
-            metrics_port=_parse(env, "CLICKSTREAM_METRICS_PORT", int, None, minimum=0),
-            metrics_linger_s=_parse(env, "CLICKSTREAM_METRICS_LINGER", float, 0.0, minimum=0),
-            stall_timeout_s=_parse(env, "CLICKSTREAM_STALL_TIMEOUT", float, 60.0, minimum=0.1),
-            storage_retry_s=_parse(
-                env, "CLICKSTREAM_STORAGE_RETRY_TIMEOUT", float, 300.0, minimum=0
-            ),
-            lease_timeout_s=_parse(env, "CLICKSTREAM_LEASE_TIMEOUT", float, 30.0, minimum=1),
-            test_slow_writes_s=_parse(env, "CLICKSTREAM_TEST_SLOW_WRITES", float, 0.0, minimum=0),
+            **declared(cls, env),
         )
 
 
@@ -168,7 +241,7 @@ def _parse(
     kind: Callable[[str], T],
     default: T,
     *,
-    minimum: float,
+    minimum: float | None,
 ) -> T:
     raw = env.get(var)
     if raw is None or raw.strip() == "":
@@ -178,7 +251,7 @@ def _parse(
     except ValueError:
         name = "an integer" if kind is int else "a number"
         raise ConfigError(f"{var}: expected {name}, got {raw!r}") from None
-    if value < minimum:  # type: ignore[operator]
+    if minimum is not None and value < minimum:  # type: ignore[operator]
         raise ConfigError(f"{var}: must be at least {minimum}, got {raw!r}")
     return value
 
@@ -237,3 +310,10 @@ def exit_on_config_error() -> Iterator[None]:
         yield
     except ConfigError as ex:
         fail(str(ex))
+
+
+if __name__ == "__main__":
+    # `python -m config`: the table of declared settings, for docs/configuration.md
+    from kafka_client.settings import KafkaSettings
+
+    print(settings_table(Settings, KafkaSettings))

@@ -14,7 +14,7 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
-from config import Settings, exit_on_config_error, one_line_panics
+from config import Settings, exit_on_config_error, one_line_panics, slow_writes_for_tests
 from events.parse import DeadLetter, Parser, reason_kind
 from events.schema import RawBatch
 from monitoring.health import HEALTH
@@ -161,7 +161,7 @@ def write_tables(
         "parts": SINK_PARTS,
         "flush_interval_s": settings.flush_interval_s,
         "flush_rows": settings.flush_rows,
-        "slow_writes_s": settings.test_slow_writes_s,
+        "slow_writes_s": slow_writes_for_tests(),
         "storage_retry_s": settings.storage_retry_s,
     }
     sink: TableSink

@@ -18,7 +18,7 @@ from operator import attrgetter
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from config import ConfigError, Settings
+from config import ConfigError, Settings, slow_writes_for_tests
 from dataflows.common import SINK_PARTS, flow_from_env, write_tables
 from events.parse import Parser
 from events.schema import Click, RawRecord, User, UserClick
@@ -101,7 +101,7 @@ def build(settings: Settings) -> Dataflow:
         kafka,
         kafka.user_clickstream_topic,
         SINK_PARTS,
-        slow_writes_s=settings.test_slow_writes_s,
+        slow_writes_s=slow_writes_for_tests(),
         dataflow=flow.flow_id,
     )
     enriched = op.map("enriched", joined, _enriched)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import ConfigError, Secret, _parse, _parse_bool
+from config import ConfigError, Secret, declared, setting
 from kafka_client import jaas
 
 # librdkafka properties whose values must never be printed.
@@ -56,18 +56,38 @@ class KafkaSettings:
     bootstrap_servers: str
     # Everything else librdkafka should get, secrets included (wrapped).
     properties: Mapping[str, str | Secret] = field(default_factory=dict)
-    clickstream_topic: str = "clickstream"
-    user_clickstream_topic: str = "USER_CLICKSTREAM"
-    users_topic: str = "clickstream_users"
-    stop_at_end: bool = False
-    # Offsets are committed here for Kafka's lag tools only; reads start where the
-    # recovery store says. None: clickstream-<dataflow>.
-    group_id: str | None = None
-    # How often a running dataflow looks for partitions added to its topics; 0: never.
-    partition_discovery_s: float = 30.0
-    # A partition whose next offset was deleted (retention) stops the run; False: the
-    # gap is counted, logged and a dead letter, and reading goes on from the earliest.
-    fail_on_data_loss: bool = True
+    # The rest is declared once each (see `config.setting`).
+    clickstream_topic: str = setting("CLICKSTREAM_TOPIC", "clickstream", "the clicks topic")
+    user_clickstream_topic: str = setting(
+        "USER_CLICKSTREAM_TOPIC", "USER_CLICKSTREAM", "the clicks joined with their users"
+    )
+    users_topic: str = setting(
+        "CLICKSTREAM_USERS_TOPIC", "clickstream_users", "the users topic (compacted)"
+    )
+    stop_at_end: bool = setting(
+        "KAFKA_STOP_AT_END",
+        False,
+        "`true`: read every partition to its end offset at start, flush all windows, exit 0 "
+        "(a backfill)",
+    )
+    group_id: str | None = setting(
+        "KAFKA_GROUP_ID",
+        None,
+        "the consumer group offsets are committed to, for Kafka's lag tools only (reads "
+        "start where the recovery store says); unset: `clickstream-<dataflow>`",
+    )
+    partition_discovery_s: float = setting(
+        "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL",
+        30.0,
+        "how often a live run looks for partitions added to its topics; 0: never",
+        0,
+    )
+    fail_on_data_loss: bool = setting(
+        "CLICKSTREAM_FAIL_ON_DATA_LOSS",
+        True,
+        "offsets deleted (retention) before they were read stop the run with one line; "
+        "`false`: counted, logged, one dead letter per gap, reading goes on",
+    )
 
     def librdkafka_config(self) -> dict[str, str]:
         """The config dict for confluent-kafka clients, secrets revealed."""
@@ -140,15 +160,7 @@ class KafkaSettings:
         return cls(
             bootstrap_servers=bootstrap,
             properties=props,
-            clickstream_topic=env.get("CLICKSTREAM_TOPIC", "clickstream"),
-            user_clickstream_topic=env.get("USER_CLICKSTREAM_TOPIC", "USER_CLICKSTREAM"),
-            users_topic=env.get("CLICKSTREAM_USERS_TOPIC", "clickstream_users"),
-            stop_at_end=_parse_bool(env, "KAFKA_STOP_AT_END", False),
-            group_id=env.get("KAFKA_GROUP_ID", "").strip() or None,
-            partition_discovery_s=_parse(
-                env, "CLICKSTREAM_PARTITION_DISCOVERY_INTERVAL", float, 30.0, minimum=0
-            ),
-            fail_on_data_loss=_parse_bool(env, "CLICKSTREAM_FAIL_ON_DATA_LOSS", True),
+            **declared(cls, env),
         )
 
     def group(self, dataflow: str) -> str:

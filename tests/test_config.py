@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+
 import pytest
 
-from config import ConfigError, Secret, Settings
+from config import ConfigError, Secret, Settings, settings_table
 from kafka_client.settings import KafkaSettings
 
 
@@ -112,3 +115,21 @@ def test_unreadable_config_file_is_a_clear_error(tmp_path):
     bad.write_text("just words\n")
     with pytest.raises(ConfigError, match=r"bad\.properties:1: expected key=value"):
         KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(bad)})
+
+
+def test_the_docs_table_of_settings_is_the_declared_one():
+    """docs/configuration.md shows what `python -m config` prints from the declarations."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    block = docs.split("<!-- declared settings: python -m config -->\n")[1]
+    block = block.split("\n<!-- end of declared settings -->")[0]
+    assert block.splitlines()[2:] == settings_table(Settings, KafkaSettings).splitlines()
+
+
+def test_every_declared_setting_is_read_with_its_default_and_bounds():
+    defaults = Settings.from_env({})
+    for f in fields(Settings):
+        if "var" in f.metadata:
+            assert getattr(defaults, f.name) == f.default, f.name
+            if f.metadata["minimum"] is not None:
+                with pytest.raises(ConfigError, match=f.metadata["var"]):
+                    Settings.from_env({f.metadata["var"]: "-1"})
