@@ -8,6 +8,24 @@ advanced partition holds it back, as in Flink.
 
 Moving batches instead of single events keeps Bytewax's per-item cost off the
 per-event path; every operator here is batch-in, batch-out.
+
+Glossary of event time (all epoch milliseconds):
+
+- **progress**: how far one input partition has read in event time, the largest
+  record timestamp it has read (`END` once it is exhausted). The one word for it;
+  the names below are progress seen from one place.
+- **mark** (`marks[i]`): the progress of the event's own Kafka partition when the
+  event was read. An event is late when its window ends at or before its mark minus
+  the delay.
+- **low**: the least progress over the partitions of a stream (a replay source
+  reading several Kafka partitions reports its own low in `lows`). It holds the
+  watermark back.
+- **watermark**: low minus the operator's delay. Windows ending at or before it are
+  emitted, once.
+- **due**: the next window end (or session end) a shard is waiting for the
+  watermark to pass.
+- **idle**: a partition that has read nothing for the idle timeout; its progress no
+  longer holds the low back.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import NamedTuple, Protocol
 from operators.batches import END, NEVER
 
 
-class Progress(Protocol):
+class PartitionReport(Protocol):
     """What a partition reports: who it is, how many there are, how far it has read."""
 
     @property
@@ -52,7 +52,7 @@ class Clock:
                 low = progress
         return low
 
-    def update(self, msg: Progress) -> None:
+    def update(self, msg: PartitionReport) -> None:
         self.parts = max(self.parts, msg.parts)
         self.progress[msg.part] = max(self.progress.get(msg.part, NEVER), msg.progress)
         if msg.idle:

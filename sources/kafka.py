@@ -56,7 +56,7 @@ from events.schema import RawBatch, RawRecord
 from kafka_client.admin import FATAL, client_config, end_offsets
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import InputMeter
-from monitoring.progress import PROGRESS
+from monitoring.progress_bar import READ_BAR
 from operators.batches import END, NEVER, Origins
 from sources.skew import FutureGuard
 
@@ -237,7 +237,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.offset = low
         if kafka.stop_at_end:
             self.end = high
-            PROGRESS.expect(max(high - self.offset, 0), "records")
+            READ_BAR.expect(max(high - self.offset, 0), "records")
         self.consumer.assign([TopicPartition(self.topic, self.partition, self.offset)])
         log.info(
             "kafka %s: %sreading from offset %s%s",
@@ -291,7 +291,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.finished = True
             self.meter.lag(self.topic, self.partition, 0)
             self.meter.finished()
-            PROGRESS.advance(0, last=True)
+            READ_BAR.advance(0, last=True)
             log.info(
                 "kafka %s: end offset %s reached after %d records", self.part, self.end, self.read
             )
@@ -317,7 +317,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         if messages:
             self.meter.read(self.topic, self.partition, len(messages))
             if self.end is not None:
-                PROGRESS.advance(len(messages))
+                READ_BAR.advance(len(messages))
             if self.outage_since is not None:
                 if now - self.outage_since > 1.0:
                     log.warning(

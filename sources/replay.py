@@ -21,7 +21,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from events.parse import is_utf8
 from events.schema import RawBatch, RawRecord
 from monitoring.metrics import InputMeter
-from monitoring.progress import PROGRESS
+from monitoring.progress_bar import READ_BAR
 from operators.batches import END, Origins
 from sources.progress import PartitionProgress
 from sources.skew import FutureGuard
@@ -119,7 +119,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.file.seek(self.position)
         self.done = False
         self.meter = InputMeter(dataflow, f"replay {path.name}")
-        PROGRESS.expect(max(path.stat().st_size - self.position, 0), "bytes")
+        READ_BAR.expect(max(path.stat().st_size - self.position, 0), "bytes")
 
     def next_batch(self) -> list[RawBatch]:
         if self.done:
@@ -170,7 +170,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             if record.ts is None or record.error is not None:
                 special[i] = record
         position = self.file.tell()
-        PROGRESS.advance(position - self.position, last=self.done)
+        READ_BAR.advance(position - self.position, last=self.done)
         self.position = position
         for (topic, partition), n in Counter(zip(topics, partitions, strict=True)).items():
             self.meter.read(topic, partition, n)

@@ -6,7 +6,7 @@ import time
 
 from events.parse import reason_kind
 from monitoring.health import Health
-from monitoring.progress import Progress
+from monitoring.progress_bar import ReadBar
 from monitoring.server import process_id
 
 
@@ -51,7 +51,7 @@ def test_storage_failure_is_unhealthy_until_a_write_succeeds():
 
 
 def test_progress_line_gives_share_rate_and_time_left():
-    progress = Progress()
+    progress = ReadBar()
     progress.expect(1_000_000, "records")
     assert progress.started is not None
     progress.started -= 4.0

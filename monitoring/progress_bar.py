@@ -1,4 +1,4 @@
-"""Progress of a bounded run (a Kafka backfill to the end offsets, a replay file).
+"""The progress bar of a bounded run (a Kafka backfill to the end offsets, a replay file).
 
 On a terminal, a tqdm bar on stderr: the share of records (Kafka) or bytes (replay)
 read, the rate and the time left. Elsewhere (logs, CI, Kubernetes) the same
@@ -23,7 +23,7 @@ _PLAIN = (
 )
 
 
-class Progress:
+class ReadBar:
     def __init__(self, log_every_s: float = 5.0) -> None:
         self.lock = threading.Lock()
         self.total = 0
@@ -80,5 +80,5 @@ class Progress:
         )
 
 
-PROGRESS = Progress()
+READ_BAR = ReadBar()
 """The process's bounded-run progress; one dataflow runs per process."""
