@@ -49,11 +49,12 @@ demo-kafka seconds="60" rate="200": setup
 run-recoverable flow *args: setup
     @scripts/run_recoverable.sh "$@"
 
-# Run the whole test suite (installs headless Chromium for the dashboard test if missing).
+# Run the whole test suite on two pytest-xdist workers (installs headless Chromium for the
+# dashboard test if missing). `just test -n 0` runs it in one process.
 test *args: setup
     @scripts/setup_browser.sh
     @scripts/setup_spark.sh
-    {{python}} -m pytest "$@"
+    {{python}} -m pytest -n 2 "$@"
 
 # The edit-test loop: every test that needs no broker, emulator, browser or Spark and is not slow.
 test-fast *args: setup
