@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -273,9 +274,17 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+_STOPPING = threading.Lock()
+
+
 def stop(message: str) -> NoReturn:
     """Stop the whole process with one line, from a worker thread, where raising would end
-    in Bytewax's panic and traceback. The recovery store keeps the last committed epoch."""
+    in Bytewax's panic and traceback. The recovery store keeps the last committed epoch.
+
+    Several threads may stop at once (the lease's renewal thread and a writer's fence
+    both find the lease lost): the first prints its line and exits, the others wait
+    for that exit, so the user reads one line."""
+    _STOPPING.acquire()  # never released: os._exit ends every thread
     print(f"error: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
     os._exit(2)

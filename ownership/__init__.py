@@ -21,8 +21,10 @@ process with one line once the lease was taken over. See `ownership.lease` for w
 that holds for a process that was paused.
 
 A takeover from a holder that did not release its lease (killed, or paused and
-presumed dead) also gives the recovery store new files (`rotate_store`): a
-zombie keeps writing to the old, unlinked ones, which nobody reads.
+presumed dead) also gives a single process's recovery store new files
+(`rotate_store`): a zombie keeps writing to the old, unlinked ones, which nobody
+reads. Tokens grow across all shares (`_newest_token`), so the newest holder of any
+share outranks every earlier writer of any output partition.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from config import ConfigError, Settings, stop
+from monitoring.metrics import STORAGE_RETRIES
 from ownership.definition import check_definition
 from ownership.lease import GcsPlace, Lease, LeaseHeld, LeaseLost, LocalPlace, Place
 from sinks.retries import StorageFailure, retry
@@ -101,8 +104,12 @@ def _shares(settings: Settings, flow: str, run: RunArgs) -> set[int]:
 
 
 def _lease(settings: Settings, flow: str, run: RunArgs, process: int) -> Lease:
+    retries = STORAGE_RETRIES.labels(flow)
+
     def retry_storage(action: Callable[[], Any], what: str) -> Any:
-        return retry(action, what, give_up_after_s=settings.storage_retry_s)
+        # counted with the sinks' retries: during an outage the renewal is often the
+        # first storage request to fail
+        return retry(action, what, give_up_after_s=settings.storage_retry_s, on_retry=retries.inc)
 
     return Lease(_places(settings, flow, run, process), settings.lease_timeout_s, retry_storage)
 
@@ -121,27 +128,47 @@ def claim(settings: Settings, flow: str, definition: dict[str, str]) -> None:
         raise ConfigError(f"dataflow {flow}: cannot take its lease: {ex}") from None
 
 
+def _newest_token(settings: Settings, flow: str, run: RunArgs) -> int:
+    """The greatest token any share of this dataflow's leases holds.
+
+    A new holder's token is above it: an output partition may have been written under
+    another share in an earlier run (a cluster rescaled, or its processes renumbered),
+    and a writer compares its token with the one committed last (the Delta owner
+    `txn`), so tokens must grow across shares, not only within one."""
+    tokens = [0]
+    for process in _shares(settings, flow, run):
+        for place in _places(settings, flow, run, process):
+            holder, _ = retry(place.read, f"read the lease {place.where}")
+            if holder is not None:
+                tokens.append(holder.token)
+    return max(tokens)
+
+
 def _claim(settings: Settings, flow: str, definition: dict[str, str], run: RunArgs) -> None:
     global _LEASE
+    above = _newest_token(settings, flow, run)
     if run.process == 0:
         # Shares of processes this run does not have: a zombie of an earlier, bigger
         # cluster may hold one. Take each over and give it up at once: fenced.
         for stale in sorted(_shares(settings, flow, run) - set(range(run.processes))):
             old = _lease(settings, flow, run, stale)
             try:
-                old.acquire()
+                old.acquire(above)
             except LeaseHeld as ex:
                 raise ConfigError(_held_message(flow, ex)) from None
             old.release()
     lease = _lease(settings, flow, run, run.process)
     try:
-        token = lease.acquire()
+        token = lease.acquire(above)
     except LeaseHeld as ex:
         raise ConfigError(_held_message(flow, ex)) from None
     atexit.register(lease.release)
     if run.recovery is not None:
         check_definition(run.recovery, flow, definition)
-        if lease.took_over:
+        # Only a single process may swap the files: cluster processes share the store
+        # (on one host, or a shared volume), and a peer that already opened the old
+        # files would go on writing to unlinked ones.
+        if lease.took_over and run.processes == 1:
             rotate_store(run.recovery)
     log.info(
         "dataflow %s process %d: holds its lease (token %d, timeout %.0f s)",

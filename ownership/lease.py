@@ -262,8 +262,9 @@ class Lease:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
 
-    def acquire(self) -> int:
-        """Take every place, or none; returns the fencing token.
+    def acquire(self, above: int = 0) -> int:
+        """Take every place, or none; returns the fencing token, greater than `above`
+        and than every token these places held.
 
         A holder renews every `timeout_s / 4`. One whose last renewal is older than
         half its timeout has most likely died (on another host, or this process could
@@ -294,7 +295,7 @@ class Lease:
                 holder.describe(),
             )
             time.sleep(max(0.1, wait))
-        self.token = 1 + max((h.token for _, h, _ in found if h is not None), default=0)
+        self.token = 1 + max([above, *(h.token for _, h, _ in found if h is not None)])
         started = time.monotonic()
         mine = Holder.me(self.token, self.timeout_s)
         for place, holder, version in found:

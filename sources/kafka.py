@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 # What the broker says of a topic that is not there (any more).
 _GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+# An offset commit the ACLs forbid: it will never land, so it is said once
+_REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}
 # No offset committed yet (real offsets are >= 0; librdkafka's logical ones are -1..-2).
 _NOTHING = -1_000
 
@@ -508,8 +510,15 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
 
         Through the admin API, not the consumer: our consumers never join the group, so
         a group we may not use costs no coordinator wait. One request at a time, so an
-        older offset never lands after a newer one."""
+        older offset never lands after a newer one.
+
+        Not while the broker is unreachable: librdkafka aborts the whole process
+        (`rd_kafka_enq_once_del_source_return: Assertion 'eonce->refcnt > 0'`) when a
+        connection drops under a coordinator-bound admin request (confluentinc/librdkafka
+        #4605, fix proposed in #5397). The next snapshot after the outage commits."""
         if self.consumer is None or offset < 0 or offset == self.committed:
+            return
+        if self.outage_since is not None:
             return
         if self.committing is not None and not self.committing.done():
             if wait_s <= 0:
@@ -530,6 +539,10 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         """The broker's answer to a commit; a refusal is one warning per topic and process."""
         err = future.exception()
         if err is None or self.source.commit_refused:
+            return
+        code = err.args[0].code() if isinstance(err, KafkaException) else None
+        if code not in _REFUSED:  # a timeout or a lost connection: the next one may land
+            log.info("kafka %s: an offset commit to %r failed (%s)", self.part, self.group, err)
             return
         self.source.commit_refused = True
         log.warning(

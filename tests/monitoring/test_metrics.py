@@ -20,6 +20,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from events.parse import reason_kind
+from infra.kafka_broker import free_port
 from kafka_client.settings import KafkaSettings
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
@@ -34,11 +35,7 @@ LINGER = "/metrics stays up"
 def _free_ports(n: int) -> int:
     """The first of `n` consecutive free ports (process i serves on base + i)."""
     for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + n >= 65535:
-            continue
+        base = free_port()  # below the ephemeral range, see there
         try:
             for i in range(1, n):
                 with socket.socket() as s:
@@ -187,7 +184,6 @@ def test_metrics_of_two_kafka_processes_agree_with_input_and_output(
         for line in (tmp_path / "dump" / "clickstream.jsonl").read_bytes().splitlines()
     )
     port = _free_ports(2)
-    from infra.kafka_broker import free_port
 
     addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
     env = clean_env(

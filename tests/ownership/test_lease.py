@@ -195,3 +195,21 @@ def test_a_lease_that_stopped_being_renewed_is_waited_for_then_taken(place):
     place.swap(dead, 0)
     assert Lease([place], 3.0, _plain).acquire() == 4
     assert time.time() > dead.renewed + dead.timeout_s, "taken only once expired"
+
+
+def test_a_new_holder_outranks_every_share_of_the_dataflow(tmp_path):
+    """An output partition written under process 1's share in one run may be written
+    under process 0's in the next (a rescaled cluster): the Delta owner `txn` compares
+    their tokens, so a new token is above every share's, not only its own."""
+    from config import Settings
+    from ownership import RunArgs, _lease, _newest_token
+
+    settings = Settings(source="replay", output=str(tmp_path / "out"), lease_timeout_s=30.0)
+    run = RunArgs(tmp_path / "recovery", process=0, processes=1)
+    (tmp_path / "recovery").mkdir()
+    for process, token in ((0, 3), (1, 9)):
+        for place in _lease(settings, "flow", run, process).places:
+            place.swap(_foreign(token, 0.0, released=True), 0)
+    above = _newest_token(settings, "flow", run)
+    assert above == 9
+    assert _lease(settings, "flow", run, 0).acquire(above) == 10
