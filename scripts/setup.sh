@@ -22,7 +22,7 @@ bootstrap_uv() {
 }
 
 if ! python=$(scripts/find_python.sh 2>/dev/null); then
-    # No 3.10-3.12 outside uv: any python3 can bring uv, whose own Pythons are searched last.
+    # No 3.11-3.12 outside uv: any python3 can bring uv, whose own Pythons are searched last.
     if [ ! -x "$UV" ] && command -v python3 >/dev/null 2>&1; then
         bootstrap_uv python3 2>/dev/null || true
     fi

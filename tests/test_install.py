@@ -152,6 +152,6 @@ def test_only_python_3_13_is_one_line_saying_how_to_get_one(tmp_path, how):
     assert done.returncode != 0
     lines = (done.stdout + done.stderr).strip().splitlines()
     assert len(lines) == 1, done.stdout + done.stderr
-    assert lines[0].startswith("error: need Python 3.10-3.12"), lines
+    assert lines[0].startswith("error: need Python 3.11-3.12"), lines
     assert "uv python install 3.12" in lines[0]
     assert not (repo / ".venv").exists()
