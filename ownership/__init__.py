@@ -103,15 +103,20 @@ def _shares(settings: Settings, flow: str, run: RunArgs) -> set[int]:
     return found
 
 
-def _lease(settings: Settings, flow: str, run: RunArgs, process: int) -> Lease:
+def _retry_storage(settings: Settings, flow: str) -> Callable[[Callable[[], Any], str], Any]:
+    """How the leases run a storage request: retried as the sinks' are, and counted with
+    theirs (during an outage a lease renewal is often the first request to fail)."""
     retries = STORAGE_RETRIES.labels(flow)
 
     def retry_storage(action: Callable[[], Any], what: str) -> Any:
-        # counted with the sinks' retries: during an outage the renewal is often the
-        # first storage request to fail
         return retry(action, what, give_up_after_s=settings.storage_retry_s, on_retry=retries.inc)
 
-    return Lease(_places(settings, flow, run, process), settings.lease_timeout_s, retry_storage)
+    return retry_storage
+
+
+def _lease(settings: Settings, flow: str, run: RunArgs, process: int) -> Lease:
+    places = _places(settings, flow, run, process)
+    return Lease(places, settings.lease_timeout_s, _retry_storage(settings, flow))
 
 
 def claim(settings: Settings, flow: str, definition: dict[str, str]) -> None:
@@ -128,17 +133,18 @@ def claim(settings: Settings, flow: str, definition: dict[str, str]) -> None:
         raise ConfigError(f"dataflow {flow}: cannot take its lease: {ex}") from None
 
 
-def _newest_token(settings: Settings, flow: str, run: RunArgs) -> int:
-    """The greatest token any share of this dataflow's leases holds.
+def _newest_token(settings: Settings, flow: str, run: RunArgs, shares: set[int]) -> int:
+    """The greatest token any of this dataflow's lease `shares` holds.
 
     A new holder's token is above it: an output partition may have been written under
     another share in an earlier run (a cluster rescaled, or its processes renumbered),
     and a writer compares its token with the one committed last (the Delta owner
     `txn`), so tokens must grow across shares, not only within one."""
+    retry_storage = _retry_storage(settings, flow)
     tokens = [0]
-    for process in _shares(settings, flow, run):
+    for process in shares:
         for place in _places(settings, flow, run, process):
-            holder, _ = retry(place.read, f"read the lease {place.where}")
+            holder, _ = retry_storage(place.read, f"read the lease {place.where}")
             if holder is not None:
                 tokens.append(holder.token)
     return max(tokens)
@@ -146,11 +152,12 @@ def _newest_token(settings: Settings, flow: str, run: RunArgs) -> int:
 
 def _claim(settings: Settings, flow: str, definition: dict[str, str], run: RunArgs) -> None:
     global _LEASE
-    above = _newest_token(settings, flow, run)
+    shares = _shares(settings, flow, run)
+    above = _newest_token(settings, flow, run, shares)
     if run.process == 0:
         # Shares of processes this run does not have: a zombie of an earlier, bigger
         # cluster may hold one. Take each over and give it up at once: fenced.
-        for stale in sorted(_shares(settings, flow, run) - set(range(run.processes))):
+        for stale in sorted(shares - set(range(run.processes))):
             old = _lease(settings, flow, run, stale)
             try:
                 old.acquire(above)

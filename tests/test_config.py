@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -137,9 +139,6 @@ def test_every_declared_setting_is_read_with_its_default_and_bounds():
 
 def test_threads_stopping_at_once_print_one_line():
     """The lease's renewal thread and a writer's fence may both find the lease lost."""
-    import subprocess
-    import sys
-
     code = (
         "import logging, threading, time, config\n"
         "logging.shutdown = lambda: time.sleep(1)  # a slow flush of the log handlers\n"

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from config import Settings
+from ownership import RunArgs, _lease, _newest_token, _shares
 from ownership.lease import (
     GcsPlace,
     Holder,
@@ -201,15 +203,12 @@ def test_a_new_holder_outranks_every_share_of_the_dataflow(tmp_path):
     """An output partition written under process 1's share in one run may be written
     under process 0's in the next (a rescaled cluster): the Delta owner `txn` compares
     their tokens, so a new token is above every share's, not only its own."""
-    from config import Settings
-    from ownership import RunArgs, _lease, _newest_token
-
     settings = Settings(source="replay", output=str(tmp_path / "out"), lease_timeout_s=30.0)
     run = RunArgs(tmp_path / "recovery", process=0, processes=1)
     (tmp_path / "recovery").mkdir()
     for process, token in ((0, 3), (1, 9)):
         for place in _lease(settings, "flow", run, process).places:
             place.swap(_foreign(token, 0.0, released=True), 0)
-    above = _newest_token(settings, "flow", run)
+    above = _newest_token(settings, "flow", run, _shares(settings, "flow", run))
     assert above == 9
     assert _lease(settings, "flow", run, 0).acquire(above) == 10
