@@ -134,7 +134,7 @@ def live(seconds: float) -> None:
         import fsspec
         import polars as pl
 
-        from sinks.storage import storage_options
+        from storage.location import storage_options
 
         fs, _ = fsspec.core.url_to_fs("gs://live/out", **storage_options("gs://live/out"))
         delays = {

@@ -14,7 +14,7 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
-from config import Settings, exit_on_config_error, one_line_panics, slow_writes_for_tests
+from config import Settings, slow_writes_for_tests
 from events.parse import DeadLetter, Parser, reason_kind
 from events.schema import RawBatch
 from monitoring.health import HEALTH
@@ -23,14 +23,15 @@ from monitoring.server import serve
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, WindowCount, WindowOut
 from ownership import claim, fence
+from process import exit_on_config_error, one_line_panics
 from sinks.base import SinkItem, Table, TableRows, TableSink
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
-from sinks.retries import quiet_gcsfs_retries
-from sinks.storage import check_output
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
 from sources.datagen import Shape
+from storage.location import check_output
+from storage.retries import quiet_gcsfs_retries
 
 E = TypeVar("E", bound=msgspec.Struct)
 

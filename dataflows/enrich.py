@@ -18,13 +18,14 @@ from operator import attrgetter
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from config import ConfigError, Settings, slow_writes_for_tests
+from config import Settings, slow_writes_for_tests
 from dataflows.common import SINK_PARTS, flow_from_env, write_tables
 from events.parse import Parser
 from events.schema import Click, RawRecord, User, UserClick
 from kafka_client.admin import check_topics
 from monitoring.metrics import JOIN_TABLE_SIZE
 from operators.join import Joined, JoinStats, lookup_join
+from setting import ConfigError
 from sinks.kafka import KafkaRecord, KafkaTopicSink
 from sources.kafka import KafkaSource
 

@@ -14,7 +14,7 @@ gaps of the emulator's XML API, where GCS's documented behaviour is plain:
   the object exists; the emulator ignores that header. The proxy checks and writes
   under one lock, so this holds for every client going through the proxy, and what
   a test on it shows is how our sink handles a refused commit, not GCS's own check.
-Set `STORAGE_EMULATOR_XML_HOST` to its URL (see `sinks.storage.delta_storage_options`).
+Set `STORAGE_EMULATOR_XML_HOST` to its URL (see `storage.location.delta_storage_options`).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
 from confluent_kafka.admin import AclOperation, AdminClient
 
-from config import ConfigError
 from kafka_client.settings import KafkaSettings
+from setting import ConfigError
 
 __all__ = ["FATAL", "check_topics", "client_config", "end_offsets"]
 

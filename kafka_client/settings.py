@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config import ConfigError, Secret, declared, setting
 from kafka_client import jaas
+from setting import ConfigError, Secret, declared, setting
 
 # librdkafka properties whose values must never be printed.
 _SECRET_PROPERTIES = frozenset(

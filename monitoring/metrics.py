@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from monitoring.health import HEALTH
-from operators.windows import WindowStats
 
 # `_created` series double the output and no dashboard here uses them
 disable_created_metrics()
@@ -82,6 +82,14 @@ SINK_KEPT_ORIGINS = Gauge(
     "Inputs the Kafka sink found already written and waits to see again after a restart.",
     ["dataflow", "topic", "part"],
 )
+
+
+class WindowStats(Protocol):
+    """What a window operator tells about its state (`operators.windows.WindowStats`)."""
+
+    def watermark_ms(self) -> int | None: ...
+
+    def open_windows(self) -> int: ...
 
 
 class _WindowCollector(Collector):

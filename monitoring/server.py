@@ -7,41 +7,20 @@ cluster on one host do not collide. Unset, nothing listens.
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import json
 import logging
-import os
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from config import ConfigError
 from monitoring.health import HEALTH
+from process import process_id
+from setting import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-def process_id(argv: list[str] | None = None) -> int:
-    """This process's `-i` in a `python -m bytewax.run` cluster (0 when alone), read the
-    way bytewax.run reads it: the flag, BYTEWAX_PROCESS_ID, or the Helm chart's pod name."""
-    argv = sys.argv if argv is None else argv
-    if argv and argv[0].replace("\\", "/").endswith("bytewax/run.py"):
-        parser = argparse.ArgumentParser(add_help=False)
-        parser.add_argument("-i", "--process-id", type=int)
-        known, _ = parser.parse_known_args(argv[1:])
-        if known.process_id is not None:
-            return int(known.process_id)
-    env = os.environ
-    if env.get("BYTEWAX_PROCESS_ID", "").strip():
-        return int(env["BYTEWAX_PROCESS_ID"])
-    pod, statefulset = env.get("BYTEWAX_POD_NAME"), env.get("BYTEWAX_STATEFULSET_NAME")
-    if pod and statefulset:
-        return int(pod.replace(statefulset + "-", ""))
-    return 0
 
 
 class _Handler(BaseHTTPRequestHandler):

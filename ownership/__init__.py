@@ -35,47 +35,21 @@ import logging
 import os
 import re
 import sqlite3
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from config import ConfigError, Settings, stop
-from monitoring.metrics import STORAGE_RETRIES
+from config import Settings
 from ownership.definition import check_definition
 from ownership.lease import GcsPlace, Lease, LeaseHeld, LeaseLost, LocalPlace, Place
-from sinks.retries import StorageFailure, retry
-from sinks.storage import is_local, output_fs
+from process import RunArgs, run_args, stop
+from setting import ConfigError
+from storage.location import is_local, output_fs
+from storage.retries import StorageFailure, StorageRetry
 
-__all__ = ["RunArgs", "check_definition", "claim", "fence", "run_args"]
+__all__ = ["check_definition", "claim", "fence"]
 
 log = logging.getLogger(__name__)
 
 _LEASE: tuple[str, Lease] | None = None  # (flow, lease) of this process
-
-
-@dataclass(frozen=True)
-class RunArgs:
-    """What `python -m bytewax.run` was told about recovery and the cluster."""
-
-    recovery: Path | None
-    process: int
-    processes: int
-
-
-def run_args() -> RunArgs | None:
-    """This process's `python -m bytewax.run` flags, or None when the dataflow runs any
-    other way (`bytewax.testing`, a notebook): there is no run to guard then."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    if spec is None or spec.name != "bytewax.run":
-        return None
-    from bytewax.run import _parse_args  # the flags bytewax.run itself was given
-
-    args = _parse_args()
-    addresses = [a for a in (args.addresses or "").split(";") if a.strip()]
-    return RunArgs(args.recovery_directory, args.process_id or 0, max(1, len(addresses)))
 
 
 def _places(settings: Settings, flow: str, run: RunArgs, process: int) -> list[Place]:
@@ -90,6 +64,7 @@ def _places(settings: Settings, flow: str, run: RunArgs, process: int) -> list[P
 
 def _shares(settings: Settings, flow: str, run: RunArgs) -> set[int]:
     """The process ids that ever held a share of this dataflow's leases."""
+    retrying = StorageRetry(flow, settings.storage_retry_s)
     found: set[int] = set()
     name = re.compile(r"process-(\d+)\.json$")
     if run.recovery is not None:
@@ -97,26 +72,15 @@ def _shares(settings: Settings, flow: str, run: RunArgs) -> set[int]:
         found |= {int(m.group(1)) for p in paths if (m := name.search(p))}
     fs, root = output_fs(settings.output)
     base = f"{root}/_leases/{flow}"
-    if retry(lambda: fs.exists(base), f"list {base}"):
-        paths = retry(lambda: fs.ls(base, detail=False, refresh=True), f"list {base}")
+    if retrying(lambda: fs.exists(base), f"list {base}"):
+        paths = retrying(lambda: fs.ls(base, detail=False, refresh=True), f"list {base}")
         found |= {int(m.group(1)) for p in paths if (m := name.search(p))}
     return found
 
 
-def _retry_storage(settings: Settings, flow: str) -> Callable[[Callable[[], Any], str], Any]:
-    """How the leases run a storage request: retried as the sinks' are, and counted with
-    theirs (during an outage a lease renewal is often the first request to fail)."""
-    retries = STORAGE_RETRIES.labels(flow)
-
-    def retry_storage(action: Callable[[], Any], what: str) -> Any:
-        return retry(action, what, give_up_after_s=settings.storage_retry_s, on_retry=retries.inc)
-
-    return retry_storage
-
-
 def _lease(settings: Settings, flow: str, run: RunArgs, process: int) -> Lease:
     places = _places(settings, flow, run, process)
-    return Lease(places, settings.lease_timeout_s, _retry_storage(settings, flow))
+    return Lease(places, settings.lease_timeout_s, StorageRetry(flow, settings.storage_retry_s))
 
 
 def claim(settings: Settings, flow: str, definition: dict[str, str]) -> None:
@@ -140,11 +104,11 @@ def _newest_token(settings: Settings, flow: str, run: RunArgs, shares: set[int])
     another share in an earlier run (a cluster rescaled, or its processes renumbered),
     and a writer compares its token with the one committed last (the Delta owner
     `txn`), so tokens must grow across shares, not only within one."""
-    retry_storage = _retry_storage(settings, flow)
+    retrying = StorageRetry(flow, settings.storage_retry_s)
     tokens = [0]
     for process in shares:
         for place in _places(settings, flow, run, process):
-            holder, _ = retry_storage(place.read, f"read the lease {place.where}")
+            holder, _ = retrying(place.read, f"read the lease {place.where}")
             if holder is not None:
                 tokens.append(holder.token)
     return max(tokens)

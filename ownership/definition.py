@@ -4,18 +4,26 @@ Window state saved under one definition (window, key, watermark delay, filter,
 having, the set of tables) means something else under another: resuming would mix
 two definitions in one table. So the first run writes the definition next to the
 store (`<recovery dir>/definition-<flow>.json`) and every resume compares: any
-difference is refused with one line naming what changed.
+difference in meaning is refused with one line naming what changed.
+
+Meaning, not spelling: a new release that reformats a lambda or renames its argument
+must still resume every store. Definitions describe their functions as code
+(`operators.windows.describe`), and `meaning` writes every lambda in such a text in
+one way (`ast.unparse`, arguments renamed by position) before the two are compared.
+That also reads the texts earlier versions saved (`where where=lambda c: ...`).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
+import re
 import sqlite3
 from pathlib import Path
 
-from config import ConfigError
+from setting import ConfigError
 
 
 def _committed(recovery: Path) -> bool:
@@ -30,14 +38,56 @@ def _committed(recovery: Path) -> bool:
     return False
 
 
+# A lambda in a definition's text, with the `where=` an earlier version kept before it.
+_LAMBDA = re.compile(r"(?:\b\w+=)?\blambda\b")
+
+
+def meaning(text: str) -> str:
+    """`text` with every lambda in it written one way: `lambda _0: _0 > 5` for
+    `lambda errors: errors>5` or `where=lambda n: (n > 5)`. A lambda ends at a comma
+    or at the end of the text, where the longest piece that parses as one ends."""
+    out, pos = [], 0
+    for found in _LAMBDA.finditer(text):
+        if found.start() < pos:
+            continue
+        start = text.index("lambda", found.start())
+        ends = [m.start() for m in re.finditer(",", text[start:])] + [len(text) - start]
+        for end in sorted(ends, reverse=True):
+            try:
+                node = ast.parse(text[start : start + end].strip(), mode="eval").body
+            except SyntaxError:
+                continue
+            if isinstance(node, ast.Lambda):
+                out += [text[pos : found.start()], _positional(node)]
+                pos = start + end
+                break
+    return "".join([*out, text[pos:]])
+
+
+def _positional(node: ast.Lambda) -> str:
+    """A lambda as code, its arguments renamed `_0`, `_1`, ... by position."""
+    names = {a.arg: f"_{i}" for i, a in enumerate(node.args.args)}
+
+    class Rename(ast.NodeTransformer):
+        def visit_arg(self, arg: ast.arg) -> ast.arg:
+            arg.arg = names.get(arg.arg, arg.arg)
+            return arg
+
+        def visit_Name(self, name: ast.Name) -> ast.Name:
+            name.id = names.get(name.id, name.id)
+            return name
+
+    return ast.unparse(Rename().visit(node))
+
+
 def changes(saved: dict[str, str], now: dict[str, str]) -> list[str]:
-    """What differs between two definitions, one phrase per table."""
+    """What differs in meaning between two definitions, one phrase per table."""
     found = [f"table {t} was added" for t in sorted(now.keys() - saved.keys())]
     found += [f"table {t} was removed" for t in sorted(saved.keys() - now.keys())]
     found += [
         f"{t}: {saved[t]} -> {now[t]}"
         for t in sorted(saved.keys() & now.keys())
-        if saved[t] != now[t]
+        if meaning(saved[t]) != meaning(now[t])
     ]
     return found
 
@@ -55,7 +105,9 @@ def check_definition(recovery: Path, flow: str, definition: dict[str, str]) -> N
                 f"({'; '.join(differences)}): resuming would mix two definitions in one "
                 "table; to start fresh, move the recovery directory and the output away"
             )
-        return
+        if saved == definition:
+            return
+        # The same meaning, spelt anew (a new release): the store is this spelling's now.
     # Nothing to resume yet, or a store written before definitions were recorded:
     # this definition is the store's from now on.
     hidden = path.with_name(f".{path.name}.{os.getpid()}.tmp")

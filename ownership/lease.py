@@ -241,7 +241,8 @@ class Lease:
     """One lease over one or more places (all taken, with one token, or none).
 
     ```python
-    lease = Lease([LocalPlace("recovery/.lease-p0.json")], timeout_s=30)
+    retrying = StorageRetry("clickstream", budget_s=300)  # or any (action, what) -> result
+    lease = Lease([LocalPlace("recovery/.lease-p0.json")], timeout_s=30, retry=retrying)
     token = lease.acquire()      # LeaseHeld if another live process has it
     lease.start_renewing(on_lost=print)
     lease.check()                # before every write: LeaseLost once taken over

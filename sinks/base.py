@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,17 +21,12 @@ import fsspec
 import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from config import stop
-from monitoring.metrics import (
-    FILES_WRITTEN,
-    FLUSH_SECONDS,
-    LAST_FLUSH,
-    ROWS_WRITTEN,
-    STORAGE_RETRIES,
-)
+from config import DEFAULTS
+from monitoring.metrics import FILES_WRITTEN, FLUSH_SECONDS, LAST_FLUSH, ROWS_WRITTEN
 from ownership import fence
-from sinks.retries import StorageFailure, retry
-from sinks.storage import is_local, storage_options
+from process import stop
+from storage.location import is_local, storage_options
+from storage.retries import StorageFailure, StorageRetry
 
 log = logging.getLogger(__name__)
 
@@ -193,11 +188,11 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         tables: Sequence[Table],
         *,
         parts: int = 4,
-        flush_interval_s: float = 4.0,
-        flush_rows: int = 500_000,
+        flush_interval_s: float = DEFAULTS.flush_interval_s,
+        flush_rows: int = DEFAULTS.flush_rows,
         fs_options: dict[str, Any] | None = None,
         slow_writes_s: float = 0.0,
-        storage_retry_s: float = 300.0,
+        storage_retry_s: float = DEFAULTS.storage_retry_s,
     ) -> None:
         self.url = root.rstrip("/")
         options = storage_options(root) if fs_options is None else fs_options
@@ -211,8 +206,8 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         self.flush_rows = flush_rows
         # Test aid only: hold every file open this long, so crash tests can kill mid-write.
         self.slow_writes_s = slow_writes_s
-        self.storage_retry_s = storage_retry_s
-        self.retries = STORAGE_RETRIES.labels(flow)
+        # Every storage request of this sink: retried within the budget, counted.
+        self.retry = StorageRetry(flow, storage_retry_s)
 
     def check(self) -> None:
         """Check the tables under the output before the run (a `ConfigError` if unfit);
@@ -221,10 +216,6 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
     def prepare(self) -> None:
         """`check`, then make what the run needs under the output."""
         self.check()
-
-    def retry(self, action: Callable[[], T], what: str) -> T:
-        """`retry` with this sink's time budget, counting retries."""
-        return retry(action, what, give_up_after_s=self.storage_retry_s, on_retry=self.retries.inc)
 
     def list_parts(self) -> list[str]:
         return [str(i) for i in range(self.parts)]

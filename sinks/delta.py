@@ -43,8 +43,9 @@ from deltalake import DeltaTable, Field, Schema
 from deltalake.schema import PrimitiveType
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Transaction
 
-from config import ConfigError, stop
 from ownership import fence
+from process import stop
+from setting import ConfigError
 from sinks.base import (
     HIVE_COLUMNS,
     BufferedPartition,
@@ -54,8 +55,8 @@ from sinks.base import (
     hive_parts,
     rows_of,
 )
-from sinks.retries import StorageFailure
-from sinks.storage import delta_storage_options
+from storage.location import delta_storage_options
+from storage.retries import StorageFailure
 
 log = logging.getLogger(__name__)
 

@@ -26,10 +26,10 @@ import re
 from functools import partial
 from typing import NamedTuple
 
-from config import ConfigError
 from ownership import fence
+from setting import ConfigError
 from sinks.base import BufferedPartition, SinkItem, Table, TableRows, TableSink, frame, hive_parts
-from sinks.storage import is_delta_table
+from storage.location import is_delta_table
 
 __all__ = ["ParquetSink", "SinkItem", "Table", "TableRows"]
 

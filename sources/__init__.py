@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from bytewax.inputs import Source
 
-from config import ConfigError, Settings
+from config import Settings
 from events.schema import RawBatch
 from kafka_client.admin import check_topics
+from setting import ConfigError
 from sources.datagen import DatagenSource, Shape
 from sources.kafka import KafkaSource
 from sources.replay import ReplaySource

@@ -13,6 +13,7 @@ from typing import Literal
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from config import DEFAULTS
 from events import datagen
 from events.schema import RawBatch
 from monitoring.metrics import InputMeter
@@ -109,7 +110,7 @@ class DatagenSource(FixedPartitionedSource[RawBatch, int]):
         shape: Shape,
         rate: float,
         count: int | None = None,
-        batch_size: int = 2_000,
+        batch_size: int = DEFAULTS.batch_size,
         dataflow: str = "",
     ) -> None:
         self.dataflow = dataflow

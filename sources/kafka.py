@@ -50,7 +50,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from config import stop
+from config import DEFAULTS
 from events.parse import RECORDS_LOST
 from events.schema import RawBatch, RawRecord
 from kafka_client.admin import FATAL, client_config, end_offsets
@@ -58,6 +58,7 @@ from kafka_client.settings import KafkaSettings
 from monitoring.metrics import InputMeter
 from monitoring.progress_bar import READ_BAR
 from operators.batches import END, NEVER, Origins
+from process import stop
 from sources.skew import FutureGuard
 
 log = logging.getLogger(__name__)
@@ -563,9 +564,9 @@ class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
         kafka: KafkaSettings,
         topic: str,
         partitions: int,
-        batch_size: int = 2_000,
-        idle_timeout_s: float = 10.0,
-        max_future_skew_s: float = 3600.0,
+        batch_size: int = DEFAULTS.batch_size,
+        idle_timeout_s: float = DEFAULTS.idle_timeout_s,
+        max_future_skew_s: float = DEFAULTS.max_future_skew_s,
         dataflow: str = "",
     ) -> None:
         self.kafka = kafka

@@ -18,6 +18,7 @@ from typing import NamedTuple
 import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from config import DEFAULTS
 from events.parse import is_utf8
 from events.schema import RawBatch, RawRecord
 from monitoring.metrics import InputMeter
@@ -208,8 +209,8 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
     def __init__(
         self,
         path: Path,
-        batch_size: int = 2_000,
-        max_future_skew_s: float = 3600.0,
+        batch_size: int = DEFAULTS.batch_size,
+        max_future_skew_s: float = DEFAULTS.max_future_skew_s,
         dataflow: str = "",
     ) -> None:
         self.dataflow = dataflow

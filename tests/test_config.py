@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from config import ConfigError, Secret, Settings, settings_table
+from config import Settings
 from kafka_client.settings import KafkaSettings
+from setting import ConfigError, Secret, settings_table
 
 
 def test_defaults_run_the_embedded_datagen():
@@ -135,25 +134,3 @@ def test_every_declared_setting_is_read_with_its_default_and_bounds():
             if f.metadata["minimum"] is not None:
                 with pytest.raises(ConfigError, match=f.metadata["var"]):
                     Settings.from_env({f.metadata["var"]: "-1"})
-
-
-def test_threads_stopping_at_once_print_one_line():
-    """The lease's renewal thread and a writer's fence may both find the lease lost."""
-    code = (
-        "import logging, threading, time, config\n"
-        "logging.shutdown = lambda: time.sleep(1)  # a slow flush of the log handlers\n"
-        "go = threading.Barrier(4)\n"
-        "def run(i):\n"
-        "    go.wait()\n"
-        "    config.stop(f'stopped by thread {i}')\n"
-        "for i in range(4):\n"
-        "    threading.Thread(target=run, args=(i,)).start()\n"
-        "time.sleep(10)\n"
-    )
-    root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 2
-    assert len(proc.stderr.splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith("error: stopped by thread ")

@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from config import ConfigError, Secret
 from kafka_client import jaas
 from kafka_client.settings import KafkaSettings
+from setting import ConfigError, Secret
 
 PLAIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
 

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
-from config import ConfigError, exit_on_config_error
-from sinks.retries import cause
-from sinks.storage import delta_storage_options, is_delta_table, output_fs
+from process import exit_on_config_error
+from setting import ConfigError
 from sinks.tables import ALL_TABLES
+from storage.location import delta_storage_options, is_delta_table, output_fs
+from storage.retries import cause
 
 log = logging.getLogger(__name__)
 

@@ -25,10 +25,11 @@ import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from config import ConfigError, fail
 from events import datagen
 from kafka_client.admin import client_config, end_offsets
 from kafka_client.settings import KafkaSettings
+from process import fail
+from setting import ConfigError
 
 
 def create_topics(kafka: KafkaSettings, topics: dict[str, dict[str, str]], partitions: int) -> None:

@@ -25,8 +25,8 @@ import duckdb
 import polars as pl
 
 from sinks.base import Table
-from sinks.storage import is_local, output_fs, table_files
 from sinks.tables import ALL_TABLES
+from storage.location import is_local, output_fs, table_files
 
 _SQL_TYPES = {pl.Int64: "BIGINT", pl.String: "VARCHAR", pl.Binary: "BLOB"}
 

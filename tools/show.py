@@ -10,8 +10,8 @@ import sys
 
 import polars as pl
 
-from sinks.storage import is_local, output_fs, table_files  # also keeps gcsfs off its gRPC probe
 from sinks.tables import ALL_TABLES
+from storage.location import is_local, output_fs, table_files  # also keeps gcsfs off its gRPC probe
 
 
 def read_table(output: str, table: str, version: int | None = None) -> pl.DataFrame | None:

@@ -7,7 +7,6 @@ import time
 from events.parse import reason_kind
 from monitoring.health import Health
 from monitoring.progress_bar import ReadBar
-from monitoring.server import process_id
 
 
 def test_input_waiting_but_not_read_for_the_stall_timeout_is_unhealthy():
@@ -70,13 +69,3 @@ def test_dead_letter_reasons_are_grouped_without_their_details():
         "timestamp in the future"
     )
     assert reason_kind("no record timestamp") == "no record timestamp"
-
-
-def test_process_id_is_read_like_bytewax_run(monkeypatch):
-    monkeypatch.delenv("BYTEWAX_PROCESS_ID", raising=False)
-    run = "/x/site-packages/bytewax/run.py"
-    assert process_id([run, "dataflows.clickstream:flow", "-i", "3", "-a", "a:1;b:2"]) == 3
-    assert process_id([run, "dataflows.clickstream:flow", "--process-id", "2"]) == 2
-    assert process_id([run, "dataflows.clickstream:flow"]) == 0
-    monkeypatch.setenv("BYTEWAX_PROCESS_ID", "1")
-    assert process_id(["pytest"]) == 1

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from config import Settings
-from ownership import RunArgs, _lease, _newest_token, _shares
+from ownership import _lease, _newest_token, _shares
 from ownership.lease import (
     GcsPlace,
     Holder,
@@ -25,7 +25,8 @@ from ownership.lease import (
     LocalPlace,
     Place,
 )
-from sinks.storage import output_fs
+from process import RunArgs
+from storage.location import output_fs
 
 
 def _plain(action: Any, what: str) -> Any:

@@ -18,8 +18,8 @@ from deltalake import DeltaTable
 from sinks.base import TableRows
 from sinks.delta import DeltaSink, SinkState, delta_schema
 from sinks.parquet import ParquetSink
-from sinks.storage import delta_storage_options
 from sinks.tables import ALL_TABLES, DEAD_LETTERS, LATE_EVENTS, PAGES_PER_MIN
+from storage.location import delta_storage_options
 from tests.processes import ROOT, clean_env, run_flow
 from tests.sinks.conftest import HOUR, T0, pages_rows
 from tests.tables import read_rows
@@ -108,7 +108,7 @@ _APPEND = """
 import sys
 from sinks.base import TableRows
 from sinks.delta import DeltaSink, delta_schema
-from sinks.storage import delta_storage_options
+from storage.location import delta_storage_options
 from sinks.tables import LATE_EVENTS
 
 flow = sys.argv[2]
@@ -346,7 +346,7 @@ def test_sink_compacts_closed_hours_itself_when_asked(tmp_path):
 
 def test_resume_whose_committed_files_were_vacuumed_is_one_clear_failure(tmp_path):
     from sinks.delta import _DeltaPartition
-    from sinks.retries import StorageFailure
+    from storage.retries import StorageFailure
 
     sink = _sink(tmp_path)
     part = sink.build_part("out", "0", None)

@@ -1,7 +1,7 @@
 """Where the output is (local disk, GCS through fsspec; Delta's object_store options),
 the tables found there, and a check of the output before a run reads anything: a run
 that cannot write its output stops with one line naming the location and the cause.
-Storage errors and retries are `sinks.retries`.
+Storage errors and retries are `storage.retries`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import fsspec
 
-from config import ConfigError
-from sinks.retries import cause
+from setting import ConfigError
+from storage.retries import cause
 
 
 def storage_options(url: str) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """Storage errors: which to retry (5xx, 408, 429, timeouts, lost connections) and which
-stop the run with one line (not found, 401/403, a bad request, a local permission),
-the retry loop with its backoff and `/health`, and gcsfs's own retry logs cut to one
-WARNING per 30 s.
+stop the run with one line (not found, 401/403, a bad request, a local permission);
+`StorageRetry`, the one retry loop of sinks and leases alike (time-budgeted by
+`CLICKSTREAM_STORAGE_RETRY_TIMEOUT`, counted, turning `/health` 503 past its budget);
+and gcsfs's own retry logs cut to one WARNING per 30 s.
+
+gcsfs is never imported here: an error can only be one of gcsfs's when gcsfs was
+imported for a `gs://` location, so its error classes are looked up only then.
 """
 
 from __future__ import annotations
@@ -10,14 +14,13 @@ import errno
 import logging
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
-from typing import TypeVar
-
-from gcsfs.retry import HttpError
-from gcsfs.retry import is_retriable as gcs_is_retriable
+from typing import Any, TypeVar
 
 from monitoring.health import HEALTH
+from monitoring.metrics import STORAGE_RETRIES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,11 +61,26 @@ def quiet_gcsfs_retries() -> None:
         gcsfs_log.addFilter(_StorageRetries())
 
 
+def _gcsfs_retry() -> Any:
+    """gcsfs's retry module if gcsfs is in use (a `gs://` location), else None."""
+    if "gcsfs" not in sys.modules:
+        return None
+    import gcsfs.retry
+
+    return gcsfs.retry
+
+
+def _is_http_error(ex: BaseException) -> bool:
+    gcs = _gcsfs_retry()
+    return gcs is not None and isinstance(ex, gcs.HttpError)
+
+
 def is_transient(ex: BaseException) -> bool:
     """Whether waiting can make a storage error go away: 5xx, 408, 429, timeouts, lost
     connections. Not found, 401/403, bad requests and local permissions cannot."""
-    if isinstance(ex, HttpError):
-        return bool(gcs_is_retriable(ex))
+    gcs = _gcsfs_retry()
+    if gcs is not None and isinstance(ex, gcs.HttpError):
+        return bool(gcs.is_retriable(ex))
     if isinstance(ex, ValueError | FileNotFoundError | FileExistsError | IsADirectoryError):
         return False
     if isinstance(ex, PermissionError) or _errno_of(ex) in _PERMANENT or _forbidden(ex):
@@ -71,7 +89,9 @@ def is_transient(ex: BaseException) -> bool:
         return False
     if type(ex).__module__.startswith("deltalake"):
         return _delta_transient(ex)
-    return isinstance(ex, OSError | TimeoutError | ConnectionError) or bool(gcs_is_retriable(ex))
+    if isinstance(ex, OSError | TimeoutError | ConnectionError):
+        return True
+    return gcs is not None and bool(gcs.is_retriable(ex))
 
 
 _PERMANENT = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR}
@@ -120,8 +140,9 @@ def cause(ex: BaseException) -> str:
     if isinstance(ex, OSError) and ex.strerror:
         where = f": {ex.filename}" if ex.filename else ""
         return f"{ex.strerror.lower()}{where}"
-    if isinstance(ex, HttpError):
-        return f"HTTP {ex.code}: {' '.join(str(ex.message).split())[:200]}"
+    if _is_http_error(ex):
+        code, message = getattr(ex, "code", "?"), getattr(ex, "message", ex)
+        return f"HTTP {code}: {' '.join(str(message).split())[:200]}"
     if _no_credentials(ex):
         return (
             "no Google credentials (set GOOGLE_APPLICATION_CREDENTIALS or run "
@@ -134,11 +155,30 @@ class StorageFailure(RuntimeError):
     """A storage error that retrying cannot fix; the message is one line."""
 
 
+class StorageRetry:
+    """How a storage request is run, by the sinks and the leases alike: `retry` within
+    this dataflow's time budget (`CLICKSTREAM_STORAGE_RETRY_TIMEOUT`), every retry
+    counted in `clickstream_storage_retries_total{dataflow}`.
+
+    ```python
+    retrying = StorageRetry("clickstream", settings.storage_retry_s)
+    files = retrying(lambda: fs.find(base), f"list {base}")
+    ```
+    """
+
+    def __init__(self, dataflow: str, budget_s: float) -> None:
+        self.budget_s = budget_s
+        self.counter = STORAGE_RETRIES.labels(dataflow)
+
+    def __call__(self, action: Callable[[], T], what: str) -> T:
+        return retry(action, what, give_up_after_s=self.budget_s, on_retry=self.counter.inc)
+
+
 def retry(
     action: Callable[[], T],
     what: str,
     *,
-    give_up_after_s: float = 300.0,
+    give_up_after_s: float,
     first_wait_s: float = 0.5,
     on_retry: Callable[[], None] | None = None,
 ) -> T:
@@ -146,7 +186,7 @@ def retry(
     error that will not heal (see `is_transient`) raises `StorageFailure` at once.
 
     Waits 0.5 s, doubling up to 30 s between attempts. Once `give_up_after_s` have
-    passed (5 minutes by default, `CLICKSTREAM_STORAGE_RETRY_TIMEOUT`), `/health`
+    passed (`CLICKSTREAM_STORAGE_RETRY_TIMEOUT`), `/health`
     turns 503 so an orchestrator can restart the process, and the attempts go on at
     the longest wait: if the storage comes back first, the run carries on and
     `/health` is 200 again.

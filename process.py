@@ -1,0 +1,120 @@
+"""This process: which one of a `python -m bytewax.run` cluster it is, and how it stops
+with one line instead of a traceback. Imports nothing of ours but `setting`.
+
+- `run_args()`: the flags `python -m bytewax.run` was given (recovery directory,
+  process id, cluster size), read once here for the leases and the metrics port;
+- `fail`, `stop`, `exit_on_config_error`, `one_line_panics`: one `error: ...` line on
+  stderr and exit status 2, from the main thread or a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from setting import ConfigError
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """What `python -m bytewax.run` was told about recovery and the cluster."""
+
+    recovery: Path | None
+    process: int
+    processes: int
+
+
+def run_args(argv: list[str] | None = None) -> RunArgs | None:
+    """This process's `python -m bytewax.run` flags (`-r`, `-i`, `-a`, or their
+    BYTEWAX_* variables and the Helm chart's pod name), or None when the dataflow runs
+    any other way (`bytewax.testing`, a notebook): there is no run to guard then."""
+    argv = sys.argv if argv is None else argv
+    if not argv or not argv[0].replace("\\", "/").endswith("bytewax/run.py"):
+        return None
+    # Bytewax's own parser, so the flags mean here exactly what they mean to the run
+    # (env fallbacks, the Helm chart's pod name and host file included).
+    from bytewax.run import _parse_args
+
+    given = sys.argv
+    sys.argv = list(argv)
+    try:
+        args = _parse_args()
+    finally:
+        sys.argv = given
+    addresses = [a for a in (args.addresses or "").split(";") if a.strip()]
+    return RunArgs(args.recovery_directory, args.process_id or 0, max(1, len(addresses)))
+
+
+def process_id(argv: list[str] | None = None) -> int:
+    """This process's id in its cluster: `-i` of `python -m bytewax.run`, else
+    BYTEWAX_PROCESS_ID or the Helm chart's pod name, else 0."""
+    run = run_args(argv)
+    if run is not None:
+        return run.process
+    env = os.environ
+    if env.get("BYTEWAX_PROCESS_ID", "").strip():
+        return int(env["BYTEWAX_PROCESS_ID"])
+    pod, statefulset = env.get("BYTEWAX_POD_NAME"), env.get("BYTEWAX_STATEFULSET_NAME")
+    if pod and statefulset:
+        return int(pod.replace(statefulset + "-", ""))
+    return 0
+
+
+def fail(message: str) -> NoReturn:
+    """Print a one-line error and exit, without a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+_STOPPING = threading.Lock()
+
+
+def stop(message: str) -> NoReturn:
+    """Stop the whole process with one line, from a worker thread, where raising would end
+    in Bytewax's panic and traceback. The recovery store keeps the last committed epoch.
+
+    Several threads may stop at once (the lease's renewal thread and a writer's fence
+    both find the lease lost): the first prints its line and exits, the others wait
+    for that exit, so the user reads one line."""
+    _STOPPING.acquire()  # never released: os._exit ends every thread
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(2)
+
+
+def one_line_panics(dataflow: str) -> None:
+    """Bytewax ends a process whose cluster lost another process with a Rust panic raised
+    as a Python traceback (`PanicException: Send thread panic`); print one line instead."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
+        if kind.__name__ != "PanicException":
+            previous(kind, value, tb)  # type: ignore[arg-type]
+            return
+        text = " ".join(str(value).split())[:200]
+        if "Send thread panic" in text or "Recv thread panic" in text:
+            what = (
+                "lost its connection to another process of the cluster (stopped, killed or "
+                "cut off); restart every process: they resume from the last committed epoch"
+            )
+        else:
+            what = "Bytewax stopped the run"
+        print(f"error: dataflow {dataflow}: {what} ({text})", file=sys.stderr, flush=True)
+
+    sys.excepthook = hook
+
+
+@contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """Turn a `ConfigError` into `error: ...` on stderr and exit status 2."""
+    try:
+        yield
+    except ConfigError as ex:
+        fail(str(ex))
