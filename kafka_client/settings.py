@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kafka_client import jaas
-from setting import ConfigError, Secret, declared, setting
+from setting import ConfigError, Secret, declared, setting, to_env
 
 # librdkafka properties whose values must never be printed.
 _SECRET_PROPERTIES = frozenset(
@@ -162,6 +162,12 @@ class KafkaSettings:
             properties=props,
             **declared(cls, env),
         )
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that give these settings back: KAFKA_BOOTSTRAP_SERVERS and every
+        declared one (for tests and child processes). `properties` are not among them:
+        pass those as KAFKA_CONFIG_FILE."""
+        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers, **to_env(self)}
 
     def group(self, dataflow: str) -> str:
         """The consumer group a dataflow commits its offsets to."""

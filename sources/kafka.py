@@ -34,6 +34,7 @@ import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import accumulate
 from typing import NamedTuple
 
@@ -70,6 +71,8 @@ _GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
 _REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}
 # No offset committed yet (real offsets are >= 0; librdkafka's logical ones are -1..-2).
 _NOTHING = -1_000
+# How long the last commit of a partition may take at the end of a bounded run.
+_FINAL_COMMIT_WAIT_S = 15.0
 
 
 def spare_parts(partitions: int) -> int:
@@ -187,7 +190,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.consumer: Consumer | None = None
         self.end: int | None = None
         self.offset, self.high, self.was_idle = OFFSET_BEGINNING, NEVER, False
-        self.committed = self.to_commit = _NOTHING
+        # sent last (`_NOTHING` again after a failure), and known to have landed
+        self.committed = self.to_commit = self.landed = _NOTHING
         self.committing: concurrent.futures.Future | None = None
         self.lost: RawRecord | None = None
         self.out_of_range = False
@@ -503,8 +507,30 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
 
     def close(self) -> None:
         if self.consumer is not None:
-            self._commit(self.offset, wait_s=5.0)
+            self._final_commit(wait_s=_FINAL_COMMIT_WAIT_S)
             self.consumer.close()
+
+    def _final_commit(self, wait_s: float) -> None:
+        """The last offset of a bounded run to the group: the run ends here, so nothing
+        commits after it. Retried within `wait_s` while the broker answers with a
+        retriable error: on a broker that never saw a group, the first group request
+        creates `__consumer_offsets`, and its coordinator is not up at once."""
+        deadline = time.monotonic() + wait_s
+        sent = 0
+        while self.landed != self.offset and self.offset >= 0:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.outage_since is not None or self.source.commit_refused:
+                log.info("kafka %s: offset %d not committed", self.part, self.offset)
+                return
+            if self.committing is not None and not self.committing.done():
+                concurrent.futures.wait([self.committing], timeout=left)
+            elif self.committed == self.offset:
+                time.sleep(min(0.05, left))  # its answer is on the way to `_on_commit`
+            else:
+                if sent:
+                    time.sleep(min(0.2, left))  # it failed: a moment before the next try
+                sent += 1
+                self._commit(self.offset, wait_s=max(0.0, deadline - time.monotonic()))
 
     def _commit(self, offset: int, wait_s: float = 0.0) -> None:
         """The next offset to the consumer group, for Kafka's lag tools (never read back).
@@ -531,19 +557,31 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         )
         admin = self.watch.admin_client()
         future = admin.alter_consumer_group_offsets([request], request_timeout=10)[self.group]
-        future.add_done_callback(self._on_commit)
+        future.add_done_callback(partial(self._on_commit, offset))
         self.committing = future
         if wait_s > 0:
             concurrent.futures.wait([future], timeout=wait_s)
 
-    def _on_commit(self, future: concurrent.futures.Future) -> None:
-        """The broker's answer to a commit; a refusal is one warning per topic and process."""
+    def _on_commit(self, offset: int, future: concurrent.futures.Future) -> None:
+        """The broker's answer to a commit of `offset`. A refusal is one warning per topic
+        and process; any other failure lets the next commit send the offset again.
+
+        The answer may be a success of the request with an error for the partition (a
+        coordinator not ready yet answers NOT_COORDINATOR that way)."""
         err = future.exception()
-        if err is None or self.source.commit_refused:
-            return
+        if err is None:
+            errors = [tp.error for tp in future.result().topic_partitions if tp.error]
+            if not errors:
+                self.landed = offset
+                return
+            err = KafkaException(errors[0])
+        if self.committed == offset:
+            self.committed = _NOTHING  # not landed: the next commit sends it again
         code = err.args[0].code() if isinstance(err, KafkaException) else None
-        if code not in _REFUSED:  # a timeout or a lost connection: the next one may land
+        if code not in _REFUSED:  # a timeout or a coordinator not ready: the next may land
             log.info("kafka %s: an offset commit to %r failed (%s)", self.part, self.group, err)
+            return
+        if self.source.commit_refused:
             return
         self.source.commit_refused = True
         log.warning(

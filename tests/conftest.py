@@ -34,7 +34,12 @@ MARK_OF_FIXTURE = {
     "spark_python": "spark",
 }
 # What a test-fast run must never start: a test that does is missing its fixture's mark.
-COMPONENTS = {"java", "fake-gcs-server", "chromium", "chromedriver"}
+# Matched as the start of the program's name: the emulator's binary is
+# `fake-gcs-server-linux-amd64`, Debian's browser `chromium` or `chromium-browser`.
+COMPONENTS = ("java", "fake-gcs-server", "chromium", "chromedriver")
+# A test that takes a fixture through `request.getfixturevalue` is not seen by the
+# marking above: such tests name the component in a parameter with its mark instead,
+# e.g. `pytest.param("gcs", marks=pytest.mark.gcs)`.
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,14 +54,20 @@ def pytest_configure(config: pytest.Config) -> None:
         _refuse_components()
 
 
+def component_of(args: Any) -> str | None:
+    """The program a `Popen` call starts, if it is one of `COMPONENTS`."""
+    argv = [args] if isinstance(args, str | os.PathLike) else list(args)
+    program = Path(str(argv[0]).split()[0]).name if argv else ""
+    return program if program.startswith(COMPONENTS) else None
+
+
 def _refuse_components() -> None:
     """In `just test-fast`, starting a broker, emulator or browser fails the test at once."""
     popen_init = subprocess.Popen.__init__
 
     def guarded(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
-        argv = [args] if isinstance(args, str | os.PathLike) else list(args)
-        program = Path(str(argv[0])).name if argv else ""
-        if program in COMPONENTS:
+        program = component_of(args)
+        if program is not None:
             raise RuntimeError(
                 f"test-fast: this test starts {program}; give it the fixture that marks it"
             )

@@ -9,7 +9,7 @@ import pytest
 
 from config import Settings
 from kafka_client.settings import KafkaSettings
-from setting import ConfigError, Secret, settings_table
+from setting import ConfigError, Secret, settings_table, to_env
 
 
 def test_defaults_run_the_embedded_datagen():
@@ -134,3 +134,25 @@ def test_every_declared_setting_is_read_with_its_default_and_bounds():
             if f.metadata["minimum"] is not None:
                 with pytest.raises(ConfigError, match=f.metadata["var"]):
                     Settings.from_env({f.metadata["var"]: "-1"})
+
+
+def test_settings_give_back_the_variables_they_were_read_from():
+    env = {
+        "CLICKSTREAM_SOURCE": "kafka",
+        "KAFKA_BOOTSTRAP_SERVERS": "b1:9092,b2:9092",
+        "CLICKSTREAM_TOPIC": "clicks",
+        "KAFKA_STOP_AT_END": "true",
+        "KAFKA_GROUP_ID": "mine",
+        "CLICKSTREAM_FAIL_ON_DATA_LOSS": "false",
+        "CLICKSTREAM_BATCH_SIZE": "17",
+        "CLICKSTREAM_FLUSH_INTERVAL": "0.5",
+    }
+    settings = Settings.from_env(env)
+    assert settings.kafka is not None
+    again = Settings.from_env(
+        {"CLICKSTREAM_SOURCE": "kafka", **settings.kafka.to_env(), **to_env(settings)}
+    )
+    assert again == settings
+    assert again.kafka is not None and again.kafka.group_id == "mine"
+    assert to_env(settings)["CLICKSTREAM_BATCH_SIZE"] == "17"
+    assert "CLICKSTREAM_DATAGEN_COUNT" not in to_env(settings), "unset stays unset"

@@ -58,14 +58,12 @@ def test_two_processes_from_kafka_equal_the_replay(
         bootstrap_servers=kafka_bootstrap,
         clickstream_topic=f"{topic_name}-c",
         user_clickstream_topic=f"{topic_name}-u",
+        stop_at_end=True,
     )
     produce_replay(kafka, dump, 4)
     env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        KAFKA_STOP_AT_END="true",
-        CLICKSTREAM_TOPIC=kafka.clickstream_topic,
-        USER_CLICKSTREAM_TOPIC=kafka.user_clickstream_topic,
+        **kafka.to_env(),
         CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
         CLICKSTREAM_TABLE_FORMAT=table_format,
     )

@@ -293,11 +293,7 @@ def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_pa
     )
     env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        KAFKA_STOP_AT_END="true",
-        CLICKSTREAM_TOPIC=crashed.clickstream_topic,
-        CLICKSTREAM_USERS_TOPIC=crashed.users_topic,
-        USER_CLICKSTREAM_TOPIC=crashed.user_clickstream_topic,
+        **crashed.to_env(),
         CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
         # slow enough to be killed a few times: at most 1,000 records a second
         CLICKSTREAM_BATCH_SIZE="10",

@@ -360,6 +360,13 @@ def test_retention_overtaking_a_live_run(kafka_bootstrap, topic_name, tmp_path, 
     assert len([line for line in _lines(log) if "data loss" in line]) == 1
 
 
+_COORDINATOR_NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
+
+
 def _group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
     """The group's committed offsets (OffsetFetch, as Kafka's lag tools ask); -1001: none.
 
@@ -374,7 +381,8 @@ def _group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> l
             try:
                 return [tp.offset for tp in consumer.committed(asked, timeout=30)]
             except KafkaException as ex:  # a new broker's coordinator is not ready yet
-                if not ex.args[0].retriable() or time.monotonic() > deadline:
+                loading = ex.args[0].retriable() or ex.args[0].code() in _COORDINATOR_NOT_READY
+                if not loading or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
     finally:
@@ -420,6 +428,28 @@ def test_group_offsets_trail_a_live_run_and_reach_the_end_of_a_bounded_one(
     )
     assert proc.wait(timeout=120) == 0
     assert _group_offsets(kafka_bootstrap, group, topic_name, 3) == ends
+
+
+def test_a_bounded_run_commits_its_end_offsets_on_a_broker_that_never_saw_a_group(
+    own_broker, topic_name, tmp_path
+):
+    # The first group request to a new broker creates __consumer_offsets: until its
+    # coordinator is up, commits fail with retriable errors, and a bounded run ends with
+    # the commit at close.
+    bootstrap = own_broker.bootstrap
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    assert "__consumer_offsets" not in admin.list_topics(timeout=30).topics
+    dump = tmp_path / "dump"
+    generate(dump, events=8_000, rate=200, partitions=4, seed=12)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    create_topics(kafka, {topic_name: {}}, 4)
+    _produce(kafka, topic_name, _records(dump))
+    env = _env(bootstrap, topic_name, tmp_path / "out", KAFKA_STOP_AT_END="true")
+    [proc] = start_flow(env, "1 worker", tmp_path / "bounded.log", FLOW)
+    assert proc.wait(timeout=120) == 0, _text(tmp_path / "bounded.log")[-3000:]
+    ends = _end_offsets(bootstrap, topic_name, 4)
+    assert sum(ends) == 8_000
+    assert _group_offsets(bootstrap, "clickstream-clickstream", topic_name, 4) == ends
 
 
 def test_a_topic_deleted_while_running_is_one_line(kafka_bootstrap, topic_name, tmp_path):

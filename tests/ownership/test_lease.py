@@ -33,7 +33,7 @@ def _plain(action: Any, what: str) -> Any:
     return action()
 
 
-@pytest.fixture(params=["local", "gcs"])
+@pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.gcs)])
 def place(request: pytest.FixtureRequest, tmp_path) -> Place:
     """A fresh lease place on local disk, or in the GCS emulator."""
     if request.param == "local":
