@@ -46,7 +46,9 @@ def _env(request: pytest.FixtureRequest, tmp_path: Path, dump: Path, where: str)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("where", ["parquet on disk", pytest.param("delta on gcs", marks=pytest.mark.gcs)])
+@pytest.mark.parametrize(
+    "where", ["parquet on disk", pytest.param("delta on gcs", marks=pytest.mark.gcs)]
+)
 def test_a_second_instance_is_refused_and_changes_nothing(
     request, tmp_path, paced_dump, paced_reference, where
 ):
