@@ -10,6 +10,7 @@ resumes from its recovery store.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -21,15 +22,27 @@ class _Input:
 
 
 class Health:
-    def __init__(self, stall_timeout_s: float = 60.0) -> None:
+    """```python
+    health = Health(stall_timeout_s=60)
+    health.polled("clickstream#0", read=100, waiting=True)
+    health.problems()   # [] now; ["clickstream#0: input waiting, ..."] 60 s on
+    ```
+
+    `clock` is the monotonic clock it judges by (a test's own clock, to skip waiting).
+    """
+
+    def __init__(
+        self, stall_timeout_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.stall_timeout_s = stall_timeout_s
+        self.clock = clock
         self.inputs: dict[str, _Input] = {}
         self.storage_error: str | None = None
 
     def polled(self, part: str, read: int, waiting: bool) -> None:
         """Source partition `part` was asked for records and read `read` of them;
         `waiting`: it knows of more input it has not read yet."""
-        now = time.monotonic()
+        now = self.clock()
         entry = self.inputs.get(part)
         if entry is None:
             self.inputs[part] = _Input(now, now, waiting)
@@ -54,7 +67,7 @@ class Health:
         out = []
         if self.storage_error is not None:
             out.append(f"storage writes failing past their retries: {self.storage_error}")
-        now = time.monotonic()
+        now = self.clock()
         for part, entry in list(self.inputs.items()):
             if now - entry.polled_at > self.stall_timeout_s:
                 out.append(f"{part}: not polled for {now - entry.polled_at:.0f} s")

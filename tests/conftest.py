@@ -7,6 +7,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from bytewax.testing import cluster_main, run_main
 
 from infra import kafka_broker
 from infra.gcs_emulator import GcsEmulator
+from tests.built_once import built_once
 from tests.processes import kill_all, mark_suite, wait_left_behind
 from tests.tables import reference_run
 from tools.replay_gen import generate
@@ -152,23 +154,23 @@ def gcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator
 def paced_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A replay dump (300,000 clicks on 3 partitions, late events and pauses) that a run
     with `SLOW_RUN` settings takes about half a minute to get through."""
-    out = tmp_path_factory.mktemp("paced_dump")
-    generate(
-        out,
-        events=300_000,
-        rate=300,
-        partitions=3,
-        jitter_ms=70_000,
-        seed=5,
-        pause_every=20_000,
-        pause_ms=90_000,
-    )
-    return out
+
+    def build(out: Path) -> None:
+        generate(
+            out,
+            events=300_000,
+            rate=300,
+            partitions=3,
+            jitter_ms=70_000,
+            seed=5,
+            pause_every=20_000,
+            pause_ms=90_000,
+        )
+
+    return built_once(tmp_path_factory, "paced_dump", build)
 
 
 @pytest.fixture(scope="session")
 def paced_reference(paced_dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The clickstream tables of `paced_dump` by one uninterrupted run."""
-    out = tmp_path_factory.mktemp("paced_reference")
-    reference_run(paced_dump, out)
-    return out
+    return built_once(tmp_path_factory, "paced_reference", partial(reference_run, paced_dump))

@@ -13,31 +13,40 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from tests.built_once import built_once
 from tests.processes import ROOT, SLOW_RUN, clean_env, committed_epoch, start_flow
 from tests.tables import assert_same_tables, read_rows, reference_run
 from tests.topics import read_topic
 from tools.replay_gen import generate
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("big")
-    # late events too: jitter beyond the 60 s delay now and then
-    generate(
-        out,
-        events=600_000,
-        rate=300,
-        partitions=3,
-        jitter_ms=70_000,
-        seed=99,
-        pause_every=20_000,
-        pause_ms=90_000,
-    )
-    return out
+    def build(out: Path) -> None:
+        # late events too: jitter beyond the 60 s delay now and then
+        generate(
+            out,
+            events=600_000,
+            rate=300,
+            partitions=3,
+            jitter_ms=70_000,
+            seed=99,
+            pause_every=20_000,
+            pause_ms=90_000,
+        )
+
+    return built_once(tmp_path_factory, "big_dump", build)
+
+
+@pytest.fixture(scope="session")
+def big_reference(big_dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The clickstream tables of `big_dump` by one uninterrupted run, made once."""
+    return built_once(tmp_path_factory, "big_reference", partial(reference_run, big_dump))
 
 
 def crash_and_resume(
@@ -98,15 +107,14 @@ def crash_and_resume(
 
 
 @pytest.mark.slow
-def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, tmp_path):
-    reference_run(big_dump, tmp_path / "reference")
+def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, big_reference, tmp_path):
     out = tmp_path / "out"
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW_RUN
     )
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=1)
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2
-    assert_same_tables(out, tmp_path / "reference")
+    assert_same_tables(out, big_reference)
     log = (tmp_path / "run.log").read_text()
     assert log.count("resuming at line") >= 3, "most restarts should resume mid-input"
     assert "removed" in log, "a resume should clean up what the killed run wrote"
@@ -149,8 +157,7 @@ class _PollingReader(threading.Thread):
 
 
 @pytest.mark.slow
-def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
-    reference_run(big_dump, tmp_path / "reference")
+def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, big_reference, tmp_path):
     out = tmp_path / "out"
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}",
@@ -208,7 +215,7 @@ def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
         reader.join()
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2, story
     assert sum("maintain" in s for s in story) >= 2, story
-    assert_same_tables(out, tmp_path / "reference")
+    assert_same_tables(out, big_reference)
     log = (tmp_path / "run.log").read_text()
     assert "committed after the last snapshot" in log, "no resume met its own commits"
     passes = (tmp_path / "maintain.log").read_text().count("pages_per_min: checkpoint")
@@ -219,8 +226,9 @@ def test_kill_9_on_delta_mid_commit_and_during_maintain(big_dump, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("table_format", ["parquet", "delta"])
-def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table_format):
-    reference_run(big_dump, tmp_path / "reference")
+def test_kill_9_and_resume_is_exactly_once_on_gcs(
+    big_dump, big_reference, tmp_path, gcs, table_format
+):
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}",
         CLICKSTREAM_OUTPUT="gs://clickstream/tables",
@@ -236,12 +244,12 @@ def test_kill_9_and_resume_is_exactly_once_on_gcs(big_dump, tmp_path, gcs, table
         env["CLICKSTREAM_FLUSH_INTERVAL"] = "1"
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", kills, seed=2)
     assert len(story) == kills
-    assert_same_tables("gs://clickstream/tables", tmp_path / "reference")
+    assert_same_tables("gs://clickstream/tables", big_reference)
 
 
 @pytest.mark.slow
 def test_kill_9_and_resume_is_exactly_once_on_kafka(
-    big_dump, tmp_path, kafka_bootstrap, topic_name
+    big_dump, big_reference, tmp_path, kafka_bootstrap, topic_name
 ):
     from kafka_client.settings import KafkaSettings
     from tools.produce import create_topics, produce_dump
@@ -249,7 +257,6 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, clickstream_topic=topic_name)
     create_topics(kafka, {topic_name: {}}, 3)
     produce_dump(kafka, big_dump / "clickstream.jsonl", topic_name)
-    reference_run(big_dump, tmp_path / "reference")
     out = tmp_path / "out"
     env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
@@ -262,7 +269,7 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=3)
     assert len(story) >= 5
     # the uninterrupted run is a replay of the same records: Kafka and replay agree
-    assert_same_tables(out, tmp_path / "reference", ignore_topic=True)
+    assert_same_tables(out, big_reference, ignore_topic=True)
 
 
 @pytest.mark.slow

@@ -9,13 +9,25 @@ from monitoring.health import Health
 from monitoring.progress_bar import ReadBar
 
 
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_input_waiting_but_not_read_for_the_stall_timeout_is_unhealthy():
-    health = Health(stall_timeout_s=0.2)
+    clock = Clock()
+    health = Health(stall_timeout_s=60, clock=clock)
     health.polled("clickstream#0", read=100, waiting=True)
     assert health.problems() == []
     for _ in range(5):
-        time.sleep(0.06)
+        clock.now += 13
         health.polled("clickstream#0", read=0, waiting=True)
+        assert (health.problems() == []) == (clock.now - 1000 <= 60)
     [problem] = health.problems()
     assert problem.startswith("clickstream#0: input waiting, nothing read for")
     health.polled("clickstream#0", read=10, waiting=True)
@@ -23,20 +35,24 @@ def test_input_waiting_but_not_read_for_the_stall_timeout_is_unhealthy():
 
 
 def test_a_caught_up_input_may_read_nothing_for_ever():
-    health = Health(stall_timeout_s=0.1)
+    clock = Clock()
+    health = Health(stall_timeout_s=60, clock=clock)
     health.polled("clickstream#0", read=0, waiting=False)
-    for _ in range(4):
-        time.sleep(0.05)
+    for _ in range(100):
+        clock.now += 50
         health.polled("clickstream#0", read=0, waiting=False)
     assert health.problems() == []
 
 
 def test_an_input_not_polled_for_the_stall_timeout_is_unhealthy_until_it_finishes():
     # its worker is stuck (for example in a sink that cannot write)
-    health = Health(stall_timeout_s=0.1)
+    clock = Clock()
+    health = Health(stall_timeout_s=60, clock=clock)
     health.polled("replay", read=10, waiting=False)
-    time.sleep(0.15)
-    assert health.problems()[0].startswith("replay: not polled for")
+    clock.now += 59
+    assert health.problems() == []
+    clock.now += 2
+    assert health.problems()[0].startswith("replay: not polled for 61 s")
     health.finished("replay")
     assert health.problems() == []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from infra.kafka_broker import Broker
 from kafka_client.settings import KafkaSettings
@@ -24,6 +25,17 @@ def _drain(part, seconds: float) -> list:
     out = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        out.extend(part.next_batch())
+        time.sleep(0.01)
+    return out
+
+
+def _drain_until(part, done: Callable[[list], bool], timeout: float = 60) -> list:
+    """Batches until `done(batches)`, however long a loaded machine takes (up to `timeout`)."""
+    out: list = []
+    deadline = time.monotonic() + timeout
+    while not done(out):
+        assert time.monotonic() < deadline, f"not done after {timeout} s: {out[-3:]}"
         out.extend(part.next_batch())
         time.sleep(0.01)
     return out
@@ -63,7 +75,12 @@ def test_caught_up_partition_turns_idle_and_moves_with_the_clock(kafka_bootstrap
     part = KafkaSource(kafka, topic_name, 1, batch_size=1_000, idle_timeout_s=0.3).build_part(
         "read", "0", None
     )
-    batches = _drain(part, 1.5)
+
+    def read_all_then_idle_twice(batches: list) -> bool:
+        read = sum(len(b.events) for b in batches)
+        return read >= 100 and sum(b.idle for b in batches) >= 2
+
+    batches = _drain_until(part, read_all_then_idle_twice)
     assert sum(len(b.events) for b in batches) == 100
     idle = [b for b in batches if b.idle]
     assert idle and idle[-1].progress > 1_000_099  # high + elapsed idle time
