@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from config import DEFAULTS
+
 
 @dataclass
 class _Input:
@@ -32,7 +34,9 @@ class Health:
     """
 
     def __init__(
-        self, stall_timeout_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        stall_timeout_s: float = DEFAULTS.stall_timeout_s,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.stall_timeout_s = stall_timeout_s
         self.clock = clock
