@@ -33,3 +33,20 @@ def built_once(
             build(path)
             done.touch()
     return path
+
+
+def paced_clicks(out: Path, events: int, seed: int) -> None:
+    """A replay dump of `events` clicks on 3 partitions at 300 a second, with late events
+    (jitter beyond the 60 s delay now and then) and a 90 s pause every 20,000 records."""
+    from tools.replay_gen import generate
+
+    generate(
+        out,
+        events=events,
+        rate=300,
+        partitions=3,
+        jitter_ms=70_000,
+        seed=seed,
+        pause_every=20_000,
+        pause_ms=90_000,
+    )

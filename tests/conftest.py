@@ -17,10 +17,9 @@ from bytewax.testing import cluster_main, run_main
 
 from infra import kafka_broker
 from infra.gcs_emulator import GcsEmulator
-from tests.built_once import built_once
+from tests.built_once import built_once, paced_clicks
 from tests.processes import kill_all, mark_suite, wait_left_behind
 from tests.tables import reference_run
-from tools.replay_gen import generate
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 mark_suite()
@@ -154,19 +153,7 @@ def gcs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GcsEmulator
 def paced_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A replay dump (300,000 clicks on 3 partitions, late events and pauses) that a run
     with `SLOW_RUN` settings takes about half a minute to get through."""
-
-    def build(out: Path) -> None:
-        generate(
-            out,
-            events=300_000,
-            rate=300,
-            partitions=3,
-            jitter_ms=70_000,
-            seed=5,
-            pause_every=20_000,
-            pause_ms=90_000,
-        )
-
+    build = partial(paced_clicks, events=300_000, seed=5)
     return built_once(tmp_path_factory, "paced_dump", build)
 
 

@@ -18,28 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.built_once import built_once
+from tests.built_once import built_once, paced_clicks
 from tests.processes import ROOT, SLOW_RUN, clean_env, committed_epoch, start_flow
 from tests.tables import assert_same_tables, read_rows, reference_run
 from tests.topics import read_topic
-from tools.replay_gen import generate
 
 
 @pytest.fixture(scope="session")
 def big_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    def build(out: Path) -> None:
-        # late events too: jitter beyond the 60 s delay now and then
-        generate(
-            out,
-            events=600_000,
-            rate=300,
-            partitions=3,
-            jitter_ms=70_000,
-            seed=99,
-            pause_every=20_000,
-            pause_ms=90_000,
-        )
-
+    build = partial(paced_clicks, events=600_000, seed=99)
     return built_once(tmp_path_factory, "big_dump", build)
 
 
