@@ -17,8 +17,8 @@ from bytewax.testing import cluster_main, run_main
 
 from infra import kafka_broker
 from infra.gcs_emulator import GcsEmulator
-from tests.built_once import built_once, paced_clicks
 from tests.processes import kill_all, mark_suite, wait_left_behind
+from tests.shared import built_once, paced_clicks, shared_broker
 from tests.tables import reference_run
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -103,7 +103,8 @@ def entry_point(request: pytest.FixtureRequest) -> EntryPoint:
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Kafka broker: $KAFKA_BOOTSTRAP_SERVERS if set, else one the repo starts.
+    """A real Kafka broker: $KAFKA_BOOTSTRAP_SERVERS if set, else one the repo starts,
+    shared by the pytest-xdist workers (`tests.shared.shared_broker`).
 
     Never skipped: if the broker cannot start, every Kafka test fails with the reason.
     """
@@ -111,11 +112,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if external:
         yield external
         return
-    broker = kafka_broker.start(tmp_path_factory.mktemp("kafka"))
-    try:
+    with shared_broker(tmp_path_factory) as broker:
         yield broker.bootstrap
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

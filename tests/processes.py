@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Every process the suite starts inherits this variable (clean_env keeps it), even
 # one whose parent died: what still carries it at the end was left behind.
 SUITE_MARK_VAR = "TEST_SUITE_RUN"
+# The mark of the whole run (the controller's, under pytest-xdist): what the workers
+# share (`tests.shared.shared_broker`) carries it and is checked once, at the very end.
+RUN_MARK_VAR = "TEST_SUITE_RUN_ALL"
 
 # Settings that make a run slow enough to be killed, paused or cut off mid-run many
 # times: small batches, frequent flushes, slow file writes.
@@ -95,10 +98,10 @@ def committed_epoch(recovery: Path) -> int:
 def mark_suite() -> None:
     """Mark this process's environment, so its descendants can be found at the end. Each
     pytest-xdist worker (`just test-fast`) checks its own: a mark of its own."""
+    os.environ.setdefault(SUITE_MARK_VAR, uuid.uuid4().hex)
+    os.environ.setdefault(RUN_MARK_VAR, os.environ[SUITE_MARK_VAR])
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ[SUITE_MARK_VAR] = uuid.uuid4().hex
-    else:
-        os.environ.setdefault(SUITE_MARK_VAR, uuid.uuid4().hex)
 
 
 def left_behind() -> list[tuple[int, str]]:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.built_once import built_once, paced_clicks
 from tests.processes import ROOT, SLOW_RUN, clean_env, committed_epoch, start_flow
+from tests.shared import built_once, paced_clicks
 from tests.tables import assert_same_tables, read_rows, reference_run
 from tests.topics import read_topic
 
