@@ -241,15 +241,15 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     from kafka_client.settings import KafkaSettings
     from tools.produce import create_topics, produce_dump
 
-    kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, clickstream_topic=topic_name)
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap, clickstream_topic=topic_name, stop_at_end=True
+    )
     create_topics(kafka, {topic_name: {}}, 3)
     produce_dump(kafka, big_dump / "clickstream.jsonl", topic_name)
     out = tmp_path / "out"
     env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
-        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
-        CLICKSTREAM_TOPIC=topic_name,
-        KAFKA_STOP_AT_END="true",
+        **kafka.to_env(),
         CLICKSTREAM_OUTPUT=str(out),
         **SLOW_RUN,
     )
