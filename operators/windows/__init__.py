@@ -226,7 +226,9 @@ class _Constants(ast.NodeTransformer):
         code = fn.__code__
         cells = dict(zip(code.co_freevars, fn.__closure__ or (), strict=False))
         self.values: dict[str, bool | int | float | str | bytes | None] = {}
-        for name in code.co_names + code.co_freevars:
+        # co_names also holds attribute names (`c.status`): a global of that name must
+        # not replace the function's own argument or local of the same name.
+        for name in set(code.co_names + code.co_freevars) - set(code.co_varnames):
             if name in cells:
                 try:
                     value = cells[name].cell_contents

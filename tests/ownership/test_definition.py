@@ -19,11 +19,12 @@ import pytest
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.testing import TestingSource
 
-from operators.windows import Sliding, count_window
+from operators.windows import Sliding, count_window, describe
 from ownership.definition import check_definition, meaning
 from setting import ConfigError
 
 THRESHOLD = 5
+pages = 7  # a module constant that shares its name with an argument and an attribute
 
 
 def _definition(where: Callable | None, having: Callable | None) -> dict[str, str]:
@@ -106,3 +107,8 @@ def test_a_store_of_the_earlier_spelling_means_the_same():
     assert meaning(earlier) == meaning(SHIPPED["errors_per_min_alert"])
     assert meaning(earlier) != meaning(earlier.replace("errors > 5", "errors > 50"))
     assert meaning(earlier) != meaning(earlier.replace("c.status > 400", "c.bytes > 400"))
+
+
+def test_constants_are_put_in_but_arguments_stay_arguments():
+    assert describe(lambda n: n > THRESHOLD) == "lambda n: n > 5"
+    assert describe(lambda pages: pages.pages > 1) == "lambda pages: pages.pages > 1"
