@@ -8,7 +8,7 @@ difference in meaning is refused with one line naming what changed.
 
 Meaning, not spelling: a new release that reformats a lambda or renames its argument
 must still resume every store. Definitions describe their functions as code
-(`operators.windows.describe`), and `meaning` writes every lambda in such a text in
+(`operators.describe`), and `meaning` writes every lambda in such a text in
 one way (`ast.unparse`, arguments renamed by position) before the two are compared.
 That also reads the texts earlier versions saved (`where where=lambda c: ...`).
 """
