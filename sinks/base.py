@@ -30,7 +30,6 @@ from storage.retries import StorageFailure, StorageRetry
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 S = TypeVar("S")
 
 HIVE_COLUMNS = ("event_date", "event_hour")
