@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
+from typing import Any
 
-Row = tuple[Hashable, int, int, int]  # key, start, end, count
+Row = tuple[Hashable, int, int, Any]  # key, start, end, count (or `aggregate` of the events)
 
 
 def sliding_reference(
@@ -19,15 +20,17 @@ def sliding_reference(
     length: int,
     slide: int,
     delay: int,
-    having: Callable[[int], bool] | None = None,
+    having: Callable[[Any], bool] | None = None,
     where: Callable[[Hashable, int], bool] | None = None,
+    aggregate: Callable[[list[int]], Any] = len,
 ) -> tuple[set[Row], list[tuple[Hashable, int, int]]]:
     """events in arrival order as (key, ts). Returns (rows, late as (key, ts, windows_missed)).
-    Events `where` rejects are not counted but still move the watermark."""
-    counts: dict[tuple[Hashable, int], int] = defaultdict(int)
+    Events `where` rejects are not counted but still move the watermark. A row's value is
+    `aggregate` of the positions (in `events`) of its window's events: their count."""
+    members: dict[tuple[Hashable, int], list[int]] = defaultdict(list)
     late = []
     high = None
-    for key, ts in events:
+    for i, (key, ts) in enumerate(events):
         high = ts if high is None else max(high, ts)
         wm = high - delay
         if where is not None and not where(key, ts):
@@ -42,8 +45,9 @@ def sliding_reference(
             late.append((key, ts, len(missed)))
         for s in starts:
             if s + length > wm:
-                counts[(key, s)] += 1
-    rows = {(k, s, s + length, n) for (k, s), n in counts.items() if having is None or having(n)}
+                members[(key, s)].append(i)
+    values = {(k, s): aggregate(m) for (k, s), m in members.items()}
+    rows = {(k, s, s + length, v) for (k, s), v in values.items() if having is None or having(v)}
     return rows, late
 
 
@@ -51,10 +55,12 @@ def session_reference(
     events: Iterable[tuple[Hashable, int]],
     gap: int,
     delay: int,
-    having: Callable[[int], bool] | None = None,
+    having: Callable[[Any], bool] | None = None,
     where: Callable[[Hashable, int], bool] | None = None,
+    aggregate: Callable[[list[int]], Any] = len,
 ) -> tuple[set[Row], list[tuple[Hashable, int]]]:
-    open_sessions: dict[Hashable, list[list[int]]] = defaultdict(list)
+    """As `sliding_reference`, for sessions: open sessions are [start, last, positions]."""
+    open_sessions: dict[Hashable, list[list]] = defaultdict(list)
     rows: set[Row] = set()
     late = []
     high = None
@@ -63,10 +69,11 @@ def session_reference(
         for key, sessions in open_sessions.items():
             for s in [s for s in sessions if s[1] + gap <= wm]:
                 sessions.remove(s)
-                if having is None or having(s[2]):
-                    rows.add((key, s[0], s[1] + gap, s[2]))
+                value = aggregate(s[2])
+                if having is None or having(value):
+                    rows.add((key, s[0], s[1] + gap, value))
 
-    for key, ts in events:
+    for i, (key, ts) in enumerate(events):
         high = ts if high is None else max(high, ts)
         wm = high - delay
         close(wm)
@@ -81,7 +88,7 @@ def session_reference(
         merged = [
             min([ts] + [s[0] for s in touching]),
             max([ts] + [s[1] for s in touching]),
-            1 + sum(s[2] for s in touching),
+            [i] + [j for s in touching for j in s[2]],
         ]
         open_sessions[key].append(merged)
     close(float("inf"))

@@ -39,14 +39,15 @@ goes to its shard and is judged one by one. Both paths give the same windows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 
+from operators.aggregates import Aggregate, Aggregates
 from operators.batches import TimedBatch
 from operators.describe import describe
 from operators.shards import DEFAULT_SHARDS, LiveShards, ShardCache, shard_of
@@ -74,6 +75,7 @@ __all__ = [
     "combine_sessions",
     "count_window",
     "describe",
+    "window_aggregate",
     "shard_of",
 ]
 
@@ -133,13 +135,85 @@ def count_window(
         some or all of their windows), both as lists per shard activation, and
         `stats` (watermark and state size, for monitoring).
     """
+    out = _window(up, key, window, delay_ms, where, having, shards, None, None)
+    definition = (
+        f"{window}, delay {delay_ms} ms, key {describe(key)}, where {describe(where)}, "
+        f"having {describe(having)}, {shards} shards"
+    )
+    return WindowOut(out.counts, out.late, out.stats, definition)
+
+
+@operator
+def window_aggregate(
+    step_id: str,
+    up: Stream[TimedBatch[E]],
+    key: Callable[[E], Hashable],
+    window: Window,
+    delay_ms: int,
+    aggregates: Sequence[Aggregate],
+    where: Callable[[E], bool] | None = None,
+    having: Callable[[tuple], bool] | None = None,
+    shards: int = DEFAULT_SHARDS,
+) -> WindowOut[E]:
+    """`count_window` for any aggregates: each window's value is the tuple of their
+    results, like Spark's `groupBy(key, window(...)).agg(...)` in append mode.
+
+    ```python
+    from operator import attrgetter
+
+    from operators.aggregates import Avg, Count, CountDistinct, Max, Sum
+    from operators.windows import Tumbling, window_aggregate
+
+    bytes_ = attrgetter("bytes")
+    per_user = window_aggregate(
+        "bytes_per_min", clicks, attrgetter("userid"), Tumbling(60_000), delay_ms=60_000,
+        aggregates=[Count(), Sum(bytes_), Avg(bytes_), Max(bytes_), CountDistinct(attrgetter("ip"))],
+        having=lambda v: v[0] > 1)
+    op.inspect("rows", per_user.counts)   # [WindowCount(12, start, end, (7, 9120, 1302.9, 4006, 3))]
+    ```
+
+    Every state merges, so batches are combined before routing and sessions merge
+    as with counts. Only `count(*)` keeps plain ints (the same speed as `count_window`).
+
+    :arg aggregates: `operators.aggregates` instances, in the order of the values.
+    :arg having: Keeps only windows whose values pass this test.
+    """
+    aggs = Aggregates(aggregates)
+    if aggs.is_count():
+        out = _window(up, key, window, delay_ms, where, having, shards, None, _as_tuple)
+    else:
+        out = _window(up, key, window, delay_ms, where, having, shards, aggs, aggs.results)
+    definition = (
+        f"{window}, delay {delay_ms} ms, key {describe(key)}, where {describe(where)}, "
+        f"aggregates {aggs!r}, having {describe(having)}, {shards} shards"
+    )
+    return WindowOut(out.counts, out.late, out.stats, definition)
+
+
+def _as_tuple(count: int) -> tuple[int]:
+    return (count,)
+
+
+def _window(
+    up: Stream[TimedBatch[E]],
+    key: Callable[[E], Hashable],
+    window: Window,
+    delay_ms: int,
+    where: Callable[[E], bool] | None,
+    having: Callable[[Any], bool] | None,
+    shards: int,
+    aggs: Aggregates | None,
+    finish: Callable[[Any], Any] | None,
+) -> WindowOut[E]:
+    """The steps of both operators (`shard`, `count`, `unshard`, `counts`, `late`: their
+    ids name the state in recovery stores, so they stay)."""
     if delay_ms < 0:
         raise ValueError("delay must not be negative")
     combine: Combine
     if isinstance(window, Session):
-        combine = partial(combine_sessions, gap=window.gap_ms, delay=delay_ms)
+        combine = partial(combine_sessions, gap=window.gap_ms, delay=delay_ms, aggs=aggs)
     else:
-        combine = partial(combine_panes, slide=window.slide_ms, delay=delay_ms)
+        combine = partial(combine_panes, slide=window.slide_ms, delay=delay_ms, aggs=aggs)
     keyed = op.flat_map("shard", up, Splitter(key, where, shards, combine))
 
     stats = WindowStats(delay_ms)
@@ -147,17 +221,13 @@ def count_window(
     def build(resume: tuple | None) -> ShardLogic:
         logic: ShardLogic
         if isinstance(window, Session):
-            logic = SessionLogic(window, delay_ms, having, resume)
+            logic = SessionLogic(window, delay_ms, having, resume, aggs, finish)
         else:
-            logic = SlidingLogic(window, delay_ms, having, resume)
+            logic = SlidingLogic(window, delay_ms, having, resume, aggs, finish)
         stats.shards.add(logic)
         return logic
 
     results = op.key_rm("unshard", op.stateful_batch("count", keyed, build))
     counts = op.filter_map("counts", results, lambda r: r[0] or None)
     late = op.filter_map("late", results, lambda r: r[1] or None)
-    definition = (
-        f"{window}, delay {delay_ms} ms, key {describe(key)}, where {describe(where)}, "
-        f"having {describe(having)}, {shards} shards"
-    )
-    return WindowOut(counts, late, stats, definition)
+    return WindowOut(counts, late, stats)

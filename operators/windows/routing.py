@@ -9,10 +9,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import compress
-from operator import sub
+from operator import itemgetter, sub
 from time import monotonic
 from typing import Any, Generic, TypeVar
 
+from operators.aggregates import Aggregates
 from operators.batches import Origin, TimedBatch
 from operators.shards import ShardCache
 
@@ -39,11 +40,17 @@ Where = Callable[[Any], bool] | None
 
 
 def combine_panes(
-    batch: TimedBatch[Any], key: Key, where: Where, slide: int, delay: int
-) -> list[tuple[Hashable, int, int]] | None:
+    batch: TimedBatch[Any],
+    key: Key,
+    where: Where,
+    slide: int,
+    delay: int,
+    aggs: Aggregates | None = None,
+) -> list[tuple[Hashable, int, Any]] | None:
     """Count a batch's events (those `where` holds) per key and pane, the slide-long
-    stretch of time an event falls in: `(key, pane, count)` rows; `None` if some
-    event of the batch may be late for its first window.
+    stretch of time an event falls in: `(key, pane, count)` rows, or `(key, pane,
+    partial)` with `aggs`; `None` if some event of the batch may be late for its
+    first window.
 
     ```python
     combine_panes(batch_of([("a", 1_000), ("a", 4_000), ("b", 6_000)]), key, None, 5_000, 60_000)
@@ -58,6 +65,12 @@ def combine_panes(
         panes = [t - t % slide for t in times]
         if min(map(sub, panes, marks)) + slide + delay <= 0:
             return None
+    if aggs is not None:
+        groups: defaultdict[tuple[Hashable, int], list] = defaultdict(list)
+        for e, t in zip(batch.events, times, strict=True):
+            if where is None or where(e):
+                groups[(key(e), t - t % slide)].append(e)
+        return [(k, p, aggs.of(events)) for (k, p), events in groups.items()]
     counted = (
         Counter(zip(map(key, batch.events), [t - t % slide for t in times], strict=True))
         if where is None
@@ -69,11 +82,17 @@ def combine_panes(
 
 
 def combine_sessions(
-    batch: TimedBatch[Any], key: Key, where: Where, gap: int, delay: int
-) -> list[tuple[Hashable, int, int, int]] | None:
+    batch: TimedBatch[Any],
+    key: Key,
+    where: Where,
+    gap: int,
+    delay: int,
+    aggs: Aggregates | None = None,
+) -> list[tuple[Hashable, int, int, Any]] | None:
     """Merge a batch's events (those `where` holds) into runs per key, `(key, first,
-    last, count)`, with at most `gap` between neighbours; `None` if some event may
-    be late or may belong to a session that closes while the batch is read.
+    last, count)` (or a partial of `aggs` for the count), with at most `gap` between
+    neighbours; `None` if some event may be late or may belong to a session that
+    closes while the batch is read.
 
     ```python
     combine_sessions(batch_of([("a", 0), ("a", 20_000), ("a", 90_000)]), key, None, 30_000, 30_000)
@@ -90,6 +109,8 @@ def combine_sessions(
         return None
     if first + delay <= max(lows) and min(map(sub, times, lows)) + delay <= 0:
         return None
+    if aggs is not None:
+        return _runs_of_events(batch, key, where, gap, aggs)
     per_key: defaultdict[Hashable, list[int]] = defaultdict(list)
     if where is None:
         for k, t in zip(map(key, batch.events), times, strict=True):
@@ -110,6 +131,29 @@ def combine_sessions(
             last = t
             n += 1
         rows.append((k, start, last, n))
+    return rows
+
+
+def _runs_of_events(
+    batch: TimedBatch[Any], key: Key, where: Where, gap: int, aggs: Aggregates
+) -> list[tuple[Hashable, int, int, Any]]:
+    """`combine_sessions` with the partial states of `aggs` for the runs' events."""
+    per_key: defaultdict[Hashable, list[tuple[int, Any]]] = defaultdict(list)
+    for e, t in zip(batch.events, batch.times, strict=True):
+        if where is None or where(e):
+            per_key[key(e)].append((t, e))
+    rows = []
+    for k, timed in per_key.items():
+        timed.sort(key=itemgetter(0))
+        start = last = timed[0][0]
+        events: list[Any] = []
+        for t, e in timed:
+            if t - last > gap:
+                rows.append((k, start, last, aggs.of(events)))
+                start, events = t, []
+            last = t
+            events.append(e)
+        rows.append((k, start, last, aggs.of(events)))
     return rows
 
 

@@ -6,6 +6,7 @@ import heapq
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, TypeVar
 
+from operators.aggregates import Aggregates
 from operators.batches import END, Origin
 from operators.clock import Clock
 from operators.windows.specs import LateEvent, Session, WindowCount
@@ -19,31 +20,37 @@ class SessionState(NamedTuple):
     """What a session-window shard saves (as a plain tuple, see `ClockState`)."""
 
     clock: tuple  # ClockState
-    sessions: dict[Hashable, list[tuple[int, int, int]]]  # key -> [(start, last, count)]
+    sessions: dict[Hashable, list[tuple[int, int, Any]]]  # key -> [(start, last, state)]
     heap: list[tuple[int, int, Hashable]]  # (end, seq, key) of open sessions
     seq: int  # the next heap entry's tie breaker
 
 
 class SessionLogic(ShardLogic):
-    """Open sessions per key as `[start, last, count]`, with a heap of their ends."""
+    """Open sessions per key as `[start, last, state]` (state: a count or the partial
+    states of aggregates), with a heap of their ends."""
 
     def __init__(
         self,
         window: Session,
         delay_ms: int,
-        having: Callable[[int], bool] | None,
+        having: Callable[[Any], bool] | None,
         resume: tuple | None,
+        aggs: Aggregates | None = None,
+        finish: Callable[[Any], Any] | None = None,
     ) -> None:
         self.gap = window.gap_ms
         if resume is None:
-            super().__init__(delay_ms, having, Clock())
-            self.sessions: dict[Hashable, list[list[int]]] = {}
+            super().__init__(delay_ms, having, Clock(), aggs, finish)
+            self.sessions: dict[Hashable, list[list[Any]]] = {}
             self.heap: list[tuple[int, int, Hashable]] = []
             self.seq = 0
         else:
             state = SessionState._make(resume)
-            super().__init__(delay_ms, having, Clock.restore(state.clock))
-            self.sessions = {k: [list(s) for s in v] for k, v in state.sessions.items()}
+            super().__init__(delay_ms, having, Clock.restore(state.clock), aggs, finish)
+            load = self._load
+            self.sessions = {
+                k: [[s[0], s[1], load(s[2])] for s in v] for k, v in state.sessions.items()
+            }
             self.heap, self.seq = list(state.heap), state.seq
             if self.heap:
                 self.due = self.heap[0][0]
@@ -56,14 +63,14 @@ class SessionLogic(ShardLogic):
                 LateEvent(event, key, time, threshold, 1, 1, "session window closed", origin)
             )
             return
-        self._merge(key, time, time, 1)
+        self._merge(key, time, time, 1 if self.aggs is None else self.aggs.of([event]))
 
     def _add_rows(self, rows: list[tuple]) -> None:
         merge = self._merge
         for key, first, last, n in rows:
             merge(key, first, last, n)
 
-    def _merge(self, key: Hashable, first: int, last: int, n: int) -> None:
+    def _merge(self, key: Hashable, first: int, last: int, n: Any) -> None:
         """Add a run of `n` events from `first` to `last` (no gap wider than `gap`)."""
         gap = self.gap
         sessions = self.sessions.get(key)
@@ -100,7 +107,7 @@ class SessionLogic(ShardLogic):
             self.due = end
 
     def _emit(self, watermark: int) -> None:
-        gap, heap, having, out = self.gap, self.heap, self.having, self.out
+        gap, heap, having, finish, out = self.gap, self.heap, self.having, self.finish, self.out
         while heap and heap[0][0] <= watermark:
             _, _, key = heapq.heappop(heap)
             sessions = self.sessions.get(key)
@@ -109,8 +116,9 @@ class SessionLogic(ShardLogic):
             still_open = []
             for start, last, n in sessions:
                 if last + gap <= watermark:
-                    if having is None or having(n):
-                        out.append(WindowCount(key, start, last + gap, n))
+                    value = n if finish is None else finish(n)
+                    if having is None or having(value):
+                        out.append(WindowCount(key, start, last + gap, value))
                 else:
                     still_open.append([start, last, n])
             if still_open:
@@ -125,10 +133,11 @@ class SessionLogic(ShardLogic):
         return sum(map(len, list(self.sessions.values())))
 
     def snapshot(self) -> tuple:
+        save = self._save
         return tuple(
             SessionState(
                 self.clock.snapshot(),
-                {k: [tuple(s) for s in v] for k, v in self.sessions.items()},  # type: ignore[misc]
+                {k: [(s[0], s[1], save(s[2])) for s in v] for k, v in self.sessions.items()},
                 list(self.heap),
                 self.seq,
             )

@@ -1,5 +1,5 @@
-"""Sliding and tumbling windows of one shard: counts per pane and key, a window's count
-the sum of its panes.
+"""Sliding and tumbling windows of one shard: state per pane and key (a count, or the
+partial states of aggregates), a window's state the sum of its panes'.
 """
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, TypeVar
 
+from operators.aggregates import Aggregates
 from operators.batches import END, NEVER, Origin
 from operators.clock import Clock
 from operators.windows.specs import LateEvent, Sliding, WindowCount
@@ -20,36 +21,40 @@ class SlidingState(NamedTuple):
     """What a sliding-window shard saves (as a plain tuple, see `ClockState`)."""
 
     clock: tuple  # ClockState
-    panes: dict[int, dict[Hashable, int]]  # pane start -> key -> count
-    corrections: dict[tuple[int, Hashable], int]  # (window start, key) -> adjustment
+    panes: dict[int, dict[Hashable, Any]]  # pane start -> key -> state (count or saved)
+    corrections: dict[tuple[int, Hashable], Any]  # (window start, key) -> adjustment
     next_start: int  # windows starting before this have been emitted
 
 
 class SlidingLogic(ShardLogic):
-    """Counts per pane and key; a window's count is the sum of its panes."""
+    """State per pane and key; a window's state is the sum of its panes'."""
 
     def __init__(
         self,
         window: Sliding,
         delay_ms: int,
-        having: Callable[[int], bool] | None,
+        having: Callable[[Any], bool] | None,
         resume: tuple | None,
+        aggs: Aggregates | None = None,
+        finish: Callable[[Any], Any] | None = None,
     ) -> None:
         self.length = window.length_ms
         self.slide = window.slide_ms
         self.per_event = self.length // self.slide
         if resume is None:
-            super().__init__(delay_ms, having, Clock())
-            self.panes: dict[int, dict[Hashable, int]] = {}
-            # Rare negative adjustments: an event late for some (not yet emitted) windows.
-            self.corrections: dict[tuple[int, Hashable], int] = {}
+            super().__init__(delay_ms, having, Clock(), aggs, finish)
+            self.panes: dict[int, dict[Hashable, Any]] = {}
+            # Rare adjustments for an event late for some (not yet emitted) windows:
+            # counts take it back from those (-1); other aggregates cannot take back, so
+            # the event goes to each window still open for it instead of to its pane.
+            self.corrections: dict[tuple[int, Hashable], Any] = {}
             self.next_start = NEVER  # windows starting before this have been emitted
         else:
             state = SlidingState._make(resume)
             self.next_start = state.next_start
-            super().__init__(delay_ms, having, Clock.restore(state.clock))
-            self.panes = {p: dict(counts) for p, counts in state.panes.items()}
-            self.corrections = dict(state.corrections)
+            super().__init__(delay_ms, having, Clock.restore(state.clock), aggs, finish)
+            self.panes = {p: self._load_all(s) for p, s in state.panes.items()}
+            self.corrections = self._load_all(state.corrections)
             if self.panes:
                 first = min(self.panes)
                 self.due = max(self.next_start, first - self.length + self.slide) + self.length
@@ -72,6 +77,12 @@ class SlidingLogic(ShardLogic):
             )
             if missed == self.per_event:
                 return
+            if self.aggs is not None:
+                one = self.aggs.of([event])
+                self._pane(last_start)  # keeps its windows walked until they are emitted
+                for start in range(first_start + missed * slide, last_start + 1, slide):
+                    self.corrections[(start, key)] = self.corrections.get((start, key), 0) + one
+                return
             # Counted only in the windows still open for it; windows closed for it but not
             # yet emitted (other partitions lag behind) get a correction.
             for start in range(
@@ -79,14 +90,23 @@ class SlidingLogic(ShardLogic):
             ):
                 self.corrections[(start, key)] = self.corrections.get((start, key), 0) - 1
         # Panes are one slide long, so the pane of an event starts where its last window does.
-        self._count(key, last_start, 1)
+        self._count(key, last_start, 1 if self.aggs is None else self.aggs.of([event]))
 
     def _add_rows(self, rows: list[tuple]) -> None:
         count = self._count
         for key, pane, n in rows:
             count(key, pane, n)
 
-    def _count(self, key: Hashable, pane: int, n: int) -> None:
+    def _pane(self, pane: int) -> dict[Hashable, Any]:
+        counts = self.panes.get(pane)
+        if counts is None:
+            counts = self.panes[pane] = {}
+            end = max(self.next_start, pane - self.length + self.slide) + self.length
+            if end < self.due:
+                self.due = end
+        return counts
+
+    def _count(self, key: Hashable, pane: int, n: Any) -> None:
         counts = self.panes.get(pane)
         if counts is None:
             counts = self.panes[pane] = {}
@@ -98,7 +118,7 @@ class SlidingLogic(ShardLogic):
     def _emit(self, watermark: int) -> None:
         slide, length, panes = self.slide, self.length, self.panes
         starts = sorted(panes)
-        having, out, corrections = self.having, self.out, self.corrections
+        having, finish, out, corrections = self.having, self.finish, self.out, self.corrections
         while starts:
             first = starts[0]
             # The earliest window holding the earliest pane, unless already emitted.
@@ -122,8 +142,10 @@ class SlidingLogic(ShardLogic):
                         counts[key] = counts.get(key, 0) + n
                         del corrections[(cstart, key)]
             for key, n in counts.items():
-                if n > 0 and (having is None or having(n)):
-                    out.append(WindowCount(key, start, end, n))
+                if n:  # a count taken back to 0 is no window
+                    value = n if finish is None else finish(n)
+                    if having is None or having(value):
+                        out.append(WindowCount(key, start, end, value))
             self.next_start = start + slide
             # A pane is done once the last window holding it has been emitted.
             while starts and starts[0] < self.next_start:
@@ -140,8 +162,8 @@ class SlidingLogic(ShardLogic):
         return tuple(
             SlidingState(
                 self.clock.snapshot(),
-                {p: dict(counts) for p, counts in self.panes.items()},
-                dict(self.corrections),
+                {p: self._save_all(s) for p, s in self.panes.items()},
+                self._save_all(self.corrections),
                 self.next_start,
             )
         )

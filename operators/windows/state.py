@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 
+from operators.aggregates import Aggregates
 from operators.batches import END, Origin
 from operators.clock import Clock
 from operators.windows.routing import ShardMsg
@@ -21,10 +22,22 @@ K = TypeVar("K", bound=Hashable)
 class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowCount], list[LateEvent]], Any]):
     """Shared event loop of one shard: watermark per event, then the window's rules."""
 
-    def __init__(self, delay_ms: int, having: Callable[[int], bool] | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        delay_ms: int,
+        having: Callable[[Any], bool] | None,
+        clock: Clock,
+        aggs: Aggregates | None,
+        finish: Callable[[Any], Any] | None,
+    ) -> None:
         self.delay = delay_ms
         self.having = having
         self.clock = clock
+        # None: the state of a window is its count, a plain int (the fast path). Else
+        # it is a `Partial` of these aggregates, which adds like an int.
+        self.aggs = aggs
+        # The value a window emits, from its state (None: the state itself).
+        self.finish = finish
         self.due = END  # earliest watermark at which something can be emitted
         self.out: list[WindowCount] = []
         self.late: list[LateEvent] = []
@@ -53,6 +66,25 @@ class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowCount], list[Late
             if clock.low - delay >= self.due:
                 self._emit(clock.low - delay)
         return self._flush(), StatefulBatchLogic.RETAIN
+
+    def _save(self, state: Any) -> Any:
+        return state if self.aggs is None else self.aggs.save(state)
+
+    def _load(self, saved: Any) -> Any:
+        return saved if self.aggs is None else self.aggs.load(saved)
+
+    def _save_all(self, states: dict) -> dict:
+        """A copy of `states` for a snapshot: plain data (see `Aggregate.save`)."""
+        if self.aggs is None:
+            return dict(states)
+        save = self.aggs.save
+        return {k: save(v) for k, v in states.items()}
+
+    def _load_all(self, saved: dict) -> dict:
+        if self.aggs is None:
+            return dict(saved)
+        load = self.aggs.load
+        return {k: load(v) for k, v in saved.items()}
 
     def _flush(self) -> list[tuple[list[WindowCount], list[LateEvent]]]:
         if not self.out and not self.late:

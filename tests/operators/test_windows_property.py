@@ -3,10 +3,13 @@ arrival jitter, random batch sizes and shard counts, late events included."""
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from bytewax.testing import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from operators.aggregates import Avg, Count, CountDistinct, Max, Min, Sum
 from operators.windows import Session, Sliding, Tumbling
 from tests.operators.windowing import Ev, as_rows, batches_for, run_windows
 from tests.reference import session_reference, sliding_reference
@@ -15,7 +18,7 @@ S = 1_000
 
 
 @st.composite
-def arrivals(draw, max_jitters: st.SearchStrategy[int]):
+def arrivals(draw, max_jitters: st.SearchStrategy[int], values=st.none()):
     """Events whose arrival order is event time plus a random delay up to max_jitter."""
     max_jitter = draw(max_jitters)
     n = draw(st.integers(0, 60))
@@ -27,7 +30,7 @@ def arrivals(draw, max_jitters: st.SearchStrategy[int]):
         if draw(st.booleans()):
             ts -= ts % (5 * S)
         jitter = draw(st.integers(0, max_jitter))
-        events.append((ts + jitter, Ev(draw(keys), ts)))
+        events.append((ts + jitter, Ev(draw(keys), ts, draw(values))))
     events.sort(key=lambda x: x[0])
     return [e for _, e in events]
 
@@ -101,3 +104,86 @@ def test_sessions_match_reference(events, sizes, gap, delay, h, shards, where):
     assert sorted((e.key is None, str(e.key), e.event_time_ms) for e in late) == sorted(
         (k is None, str(k), t) for k, t in ref_late
     )
+
+
+# Every aggregate at once; nulls among the values, as Spark skips them.
+_v = attrgetter("value")
+AGGREGATES = [Count(), Count(_v), Sum(_v), Min(_v), Max(_v), Avg(_v), CountDistinct(_v)]
+values = st.none() | st.integers(-5, 20)
+
+
+def expected_values(vs: list[int | None]) -> tuple:
+    """What each of AGGREGATES gives for these values, by the book."""
+    present = [v for v in vs if v is not None]
+    return (
+        len(vs),
+        len(present),
+        sum(present) if present else None,
+        min(present) if present else None,
+        max(present) if present else None,
+        sum(present) / len(present) if present else None,
+        len(set(present)),
+    )
+
+
+def _having_first(h):
+    return None if h is None else (lambda v: v[0] > h)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=arrivals(max_jitters=st.sampled_from([5 * S, 120 * S]), values=values),
+    sizes=batch_sizes,
+    window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5)]),
+    delay=st.sampled_from([0, 10 * S, 60 * S]),
+    h=having,
+    shards=st.integers(1, 5),
+    where=wheres,
+)
+def test_aggregates_in_sliding_windows_match_reference(
+    events, sizes, window, delay, h, shards, where
+):
+    length, slide = window[0] * S, window[1] * S
+    w = Tumbling(length) if length == slide else Sliding(length, slide)
+    batches = [batches_for(events, sizes)]
+    got, late = run_windows(
+        run_main, batches, w, delay, _having_first(h), shards, _where(where), AGGREGATES
+    )
+    rows, ref_late = sliding_reference(
+        [(e.key, e.ts) for e in events],
+        length,
+        slide,
+        delay,
+        _having_first(h),
+        WHERES[where],
+        lambda members: expected_values([events[i].value for i in members]),
+    )
+    assert as_rows(got) == rows
+    assert len(late) == len(ref_late)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events=arrivals(max_jitters=st.sampled_from([5 * S, 90 * S]), values=values),
+    sizes=batch_sizes,
+    gap=st.sampled_from([5 * S, 30 * S]),
+    delay=st.sampled_from([0, 30 * S, 60 * S]),
+    h=having,
+    shards=st.integers(1, 5),
+    where=wheres,
+)
+def test_aggregates_in_sessions_match_reference(events, sizes, gap, delay, h, shards, where):
+    batches = [batches_for(events, sizes)]
+    got, late = run_windows(
+        run_main, batches, Session(gap), delay, _having_first(h), shards, _where(where), AGGREGATES
+    )
+    rows, ref_late = session_reference(
+        [(e.key, e.ts) for e in events],
+        gap,
+        delay,
+        _having_first(h),
+        WHERES[where],
+        lambda members: expected_values([events[i].value for i in members]),
+    )
+    assert as_rows(got) == rows
+    assert len(late) == len(ref_late)

@@ -1,4 +1,4 @@
-"""Run `count_window` on plain (key, ts) events, split into batches and partitions."""
+"""Run `count_window` or `window_aggregate` on plain (key, ts[, value]) events, split into batches and partitions."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
 from operators.batches import TimedBatch, batches_of
-from operators.windows import LateEvent, Window, WindowCount, count_window
+from operators.aggregates import Aggregate
+from operators.windows import LateEvent, Window, WindowCount, count_window, window_aggregate
 
 
 class Ev(NamedTuple):
     key: Hashable
     ts: int
+    value: int | None = None  # what aggregates other than count(*) read
 
 
 def batches_for(
@@ -33,14 +35,21 @@ def run_windows(
     having: Callable[[int], bool] | None = None,
     shards: int = 4,
     where: Callable[[Ev], bool] | None = None,
+    aggregates: Sequence[Aggregate] | None = None,
 ) -> tuple[list[WindowCount], list[LateEvent]]:
-    """Each element of `inputs` is one source partition's batches."""
+    """Each element of `inputs` is one source partition's batches. With `aggregates`,
+    `window_aggregate` runs instead of `count_window`."""
     flow = Dataflow("windows_test")
     streams = [op.input(f"in{i}", flow, TestingSource(batches)) for i, batches in enumerate(inputs)]
     up = streams[0] if len(streams) == 1 else op.merge("merge", *streams)
-    out = count_window(
-        "win", up, lambda e: e.key, window, delay, where=where, having=having, shards=shards
-    )
+    if aggregates is None:
+        out = count_window(
+            "win", up, lambda e: e.key, window, delay, where=where, having=having, shards=shards
+        )
+    else:
+        out = window_aggregate(
+            "win", up, lambda e: e.key, window, delay, aggregates, where, having, shards
+        )
     counts: list[list[WindowCount]] = []
     late: list[list[LateEvent]] = []
     op.output("counts", out.counts, TestingSink(counts))

@@ -1,0 +1,257 @@
+"""Aggregates over a window's events, each a mergeable partial state.
+
+An `Aggregate` turns a group of events into a partial state (`of`), merges two
+partial states (`merge`) and reads the final value from one (`result`). Because
+every state merges, the window operator can combine a batch before routing it
+(map-side), add panes into sliding windows, merge runs into sessions, and never
+keep an event. Nulls follow Spark: aggregates skip them; `count(col)` counts the
+non-null values; `sum`, `avg`, `min` and `max` of nothing but nulls are null.
+
+```python
+from operator import attrgetter
+
+from operators.aggregates import Avg, Count, CountDistinct, Sum
+
+aggs = Aggregates([Count(), Sum(attrgetter("bytes")), CountDistinct(attrgetter("ip"))])
+p = aggs.of(clicks[:10]) + aggs.of(clicks[10:])   # partial states merge with +
+aggs.results(p)                                   # (20, 81_230, 7)
+```
+
+A new aggregate is one new subclass of `Aggregate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from datasketches import hll_sketch, hll_union, tgt_hll_type
+
+Column = Callable[[Any], Any]
+
+
+class Aggregate:
+    """One aggregate over `column` of the events (over the events themselves for
+    `count(*)`). States are never changed in place: `merge` returns a new one, so a
+    pane's state can be shared by every window that holds it."""
+
+    name: ClassVar[str]
+
+    def __init__(self, column: Column | None = None, text: str = "") -> None:
+        self.column = column
+        # What it computes, for a recovery store's definition: `sum(bytes)`.
+        self.text = text or f"{self.name}({'*' if column is None else column!r})"
+
+    def of(self, values: list[Any]) -> Any:
+        """The partial state of a non-empty group of values (None among them is null)."""
+        raise NotImplementedError
+
+    def merge(self, a: Any, b: Any) -> Any:
+        raise NotImplementedError
+
+    def result(self, state: Any) -> Any:
+        return state
+
+    def save(self, state: Any) -> Any:
+        """The state as plain, picklable data for a snapshot."""
+        return state
+
+    def load(self, saved: Any) -> Any:
+        return saved
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _present(values: list[Any]) -> list[Any]:
+    return [v for v in values if v is not None]
+
+
+def _either(a: Any, b: Any, both: Callable[[Any, Any], Any]) -> Any:
+    """Merge two states that are None when only nulls were seen."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return both(a, b)
+
+
+class Count(Aggregate):
+    """`count(*)` without a column, else `count(col)`: the non-null values."""
+
+    name = "count"
+
+    def of(self, values: list[Any]) -> int:
+        if self.column is None:
+            return len(values)
+        return len(values) - values.count(None)
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+
+class Sum(Aggregate):
+    name = "sum"
+
+    def of(self, values: list[Any]) -> Any:
+        present = _present(values)
+        return sum(present) if present else None
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return _either(a, b, lambda x, y: x + y)
+
+
+class Min(Aggregate):
+    name = "min"
+
+    def of(self, values: list[Any]) -> Any:
+        present = _present(values)
+        return min(present) if present else None
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return _either(a, b, min)
+
+
+class Max(Aggregate):
+    name = "max"
+
+    def of(self, values: list[Any]) -> Any:
+        present = _present(values)
+        return max(present) if present else None
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return _either(a, b, max)
+
+
+class Avg(Aggregate):
+    """The mean, as a float; its state is (sum, count) of the non-null values."""
+
+    name = "avg"
+
+    def of(self, values: list[Any]) -> tuple[Any, int]:
+        present = _present(values)
+        return (sum(present), len(present))
+
+    def merge(self, a: tuple[Any, int], b: tuple[Any, int]) -> tuple[Any, int]:
+        return (a[0] + b[0], a[1] + b[1])
+
+    def result(self, state: tuple[Any, int]) -> float | None:
+        return state[0] / state[1] if state[1] else None
+
+
+class CountDistinct(Aggregate):
+    """`count(DISTINCT col)`, exact: the state is the set of distinct non-null values,
+    so it holds as many values as a window has distinct ones."""
+
+    name = "count_distinct"
+
+    def of(self, values: list[Any]) -> frozenset:
+        present = frozenset(values)
+        return present - {None} if None in present else present
+
+    def merge(self, a: frozenset, b: frozenset) -> frozenset:
+        return a | b
+
+    def result(self, state: frozenset) -> int:
+        return len(state)
+
+
+class ApproxCountDistinct(Aggregate):
+    """`approx_count_distinct(col)`: an HLL sketch (Apache DataSketches) of `2^lg_k`
+    buckets. lg_k 12 (the default) has a relative standard error of 1.6% (3 sigma: 4.9%),
+    better than Spark's default `rsd` of 5%, in at most 2.5 KiB per window and key;
+    small counts are exact (the sketch keeps a list until it fills)."""
+
+    name = "approx_count_distinct"
+
+    def __init__(self, column: Column | None = None, text: str = "", lg_k: int = 12) -> None:
+        super().__init__(column, text)
+        self.lg_k = lg_k
+
+    def of(self, values: list[Any]) -> hll_sketch | None:
+        present = _present(values)
+        if not present:
+            return None
+        sketch = hll_sketch(self.lg_k, tgt_hll_type.HLL_4)
+        for v in present:
+            # one spelling per value, so 3, 3.0 and "3" are distinct as in Spark's hashing
+            sketch.update(v if isinstance(v, str | int | float) else repr(v))
+        return sketch
+
+    def merge(self, a: hll_sketch | None, b: hll_sketch | None) -> hll_sketch | None:
+        def union(x: hll_sketch, y: hll_sketch) -> hll_sketch:
+            u = hll_union(self.lg_k)
+            u.update(x)
+            u.update(y)
+            return u.get_result(tgt_hll_type.HLL_4)
+
+        return _either(a, b, union)
+
+    def result(self, state: hll_sketch | None) -> int:
+        return 0 if state is None else round(state.get_estimate())
+
+    # Sketches do not pickle: snapshots hold their compact bytes.
+    def save(self, state: hll_sketch | None) -> bytes | None:
+        return None if state is None else state.serialize_compact()
+
+    def load(self, saved: bytes | None) -> hll_sketch | None:
+        return None if saved is None else hll_sketch.deserialize(saved)
+
+
+class Partial:
+    """The partial states of a table's aggregates for some events; `+` merges two and
+    `0 + p` is `p`, so window state adds them as it adds counts."""
+
+    __slots__ = ("aggs", "states")
+
+    def __init__(self, aggs: Aggregates, states: tuple) -> None:
+        self.aggs = aggs
+        self.states = states
+
+    def __add__(self, other: Partial) -> Partial:
+        merges = self.aggs.merges
+        return Partial(
+            self.aggs, tuple(m(a, b) for m, a, b in zip(merges, self.states, other.states))
+        )
+
+    def __radd__(self, other: int) -> Partial:
+        return self  # 0 + p: states are never changed in place, so sharing is safe
+
+    def __repr__(self) -> str:
+        return f"Partial{self.aggs.results(self)}"
+
+
+class Aggregates:
+    """A table's aggregates, in SELECT order: the partial state of a group of events
+    (`of`), the final values (`results`), and snapshot forms (`save`, `load`)."""
+
+    def __init__(self, aggregates: Sequence[Aggregate]) -> None:
+        if not aggregates:
+            raise ValueError("at least one aggregate")
+        self.aggregates = tuple(aggregates)
+        self.merges = tuple(a.merge for a in self.aggregates)
+        self._columns = [(a.of, a.column) for a in self.aggregates]
+
+    def of(self, events: list[Any]) -> Partial:
+        return Partial(
+            self,
+            tuple(of(events if col is None else list(map(col, events))) for of, col in self._columns),
+        )
+
+    def results(self, partial: Partial) -> tuple:
+        return tuple(a.result(s) for a, s in zip(self.aggregates, partial.states))
+
+    def save(self, partial: Partial) -> tuple:
+        return tuple(a.save(s) for a, s in zip(self.aggregates, partial.states))
+
+    def load(self, saved: tuple) -> Partial:
+        return Partial(self, tuple(a.load(s) for a, s in zip(self.aggregates, saved)))
+
+    def is_count(self) -> bool:
+        """Only `count(*)`: the window operator then keeps plain ints (its fast path)."""
+        return len(self.aggregates) == 1 and type(self.aggregates[0]) is Count and (
+            self.aggregates[0].column is None
+        )
+
+    def __repr__(self) -> str:
+        return ", ".join(a.text for a in self.aggregates)
