@@ -211,7 +211,8 @@ class Partial:
     def __add__(self, other: Partial) -> Partial:
         merges = self.aggs.merges
         return Partial(
-            self.aggs, tuple(m(a, b) for m, a, b in zip(merges, self.states, other.states))
+            self.aggs,
+            tuple(m(a, b) for m, a, b in zip(merges, self.states, other.states, strict=True)),
         )
 
     def __radd__(self, other: int) -> Partial:
@@ -233,24 +234,26 @@ class Aggregates:
         self._columns = [(a.of, a.column) for a in self.aggregates]
 
     def of(self, events: list[Any]) -> Partial:
-        return Partial(
-            self,
-            tuple(of(events if col is None else list(map(col, events))) for of, col in self._columns),
+        states = tuple(
+            of(events if col is None else list(map(col, events))) for of, col in self._columns
         )
+        return Partial(self, states)
 
     def results(self, partial: Partial) -> tuple:
-        return tuple(a.result(s) for a, s in zip(self.aggregates, partial.states))
+        return tuple(a.result(s) for a, s in zip(self.aggregates, partial.states, strict=True))
 
     def save(self, partial: Partial) -> tuple:
-        return tuple(a.save(s) for a, s in zip(self.aggregates, partial.states))
+        return tuple(a.save(s) for a, s in zip(self.aggregates, partial.states, strict=True))
 
     def load(self, saved: tuple) -> Partial:
-        return Partial(self, tuple(a.load(s) for a, s in zip(self.aggregates, saved)))
+        return Partial(self, tuple(a.load(s) for a, s in zip(self.aggregates, saved, strict=True)))
 
     def is_count(self) -> bool:
         """Only `count(*)`: the window operator then keeps plain ints (its fast path)."""
-        return len(self.aggregates) == 1 and type(self.aggregates[0]) is Count and (
-            self.aggregates[0].column is None
+        return (
+            len(self.aggregates) == 1
+            and type(self.aggregates[0]) is Count
+            and (self.aggregates[0].column is None)
         )
 
     def __repr__(self) -> str:

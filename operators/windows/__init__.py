@@ -75,8 +75,8 @@ __all__ = [
     "combine_sessions",
     "count_window",
     "describe",
-    "window_aggregate",
     "shard_of",
+    "window_aggregate",
 ]
 
 E = TypeVar("E")
@@ -164,12 +164,12 @@ def window_aggregate(
     from operators.aggregates import Avg, Count, CountDistinct, Max, Sum
     from operators.windows import Tumbling, window_aggregate
 
-    bytes_ = attrgetter("bytes")
+    b, ip = attrgetter("bytes"), attrgetter("ip")
     per_user = window_aggregate(
         "bytes_per_min", clicks, attrgetter("userid"), Tumbling(60_000), delay_ms=60_000,
-        aggregates=[Count(), Sum(bytes_), Avg(bytes_), Max(bytes_), CountDistinct(attrgetter("ip"))],
+        aggregates=[Count(), Sum(b), Avg(b), Max(b), CountDistinct(ip)],
         having=lambda v: v[0] > 1)
-    op.inspect("rows", per_user.counts)   # [WindowCount(12, start, end, (7, 9120, 1302.9, 4006, 3))]
+    op.inspect("rows", per_user.counts)  # [WindowCount(12, start, end, (7, 9120, 1302.9, 4006, 3))]
     ```
 
     Every state merges, so batches are combined before routing and sessions merge

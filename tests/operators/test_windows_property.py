@@ -15,10 +15,11 @@ from tests.operators.windowing import Ev, as_rows, batches_for, run_windows
 from tests.reference import session_reference, sliding_reference
 
 S = 1_000
+NO_VALUES = st.none()
 
 
 @st.composite
-def arrivals(draw, max_jitters: st.SearchStrategy[int], values=st.none()):
+def arrivals(draw, max_jitters: st.SearchStrategy[int], values=NO_VALUES):
     """Events whose arrival order is event time plus a random delay up to max_jitter."""
     max_jitter = draw(max_jitters)
     n = draw(st.integers(0, 60))

@@ -1,16 +1,17 @@
-"""Run `count_window` or `window_aggregate` on plain (key, ts[, value]) events, split into batches and partitions."""
+"""Run `count_window` or `window_aggregate` on plain (key, ts[, value]) events, split
+into batches and partitions."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
-from operators.batches import TimedBatch, batches_of
 from operators.aggregates import Aggregate
+from operators.batches import TimedBatch, batches_of
 from operators.windows import LateEvent, Window, WindowCount, count_window, window_aggregate
 
 
@@ -32,7 +33,7 @@ def run_windows(
     inputs: Sequence[Sequence[TimedBatch[Ev]]],
     window: Window,
     delay: int,
-    having: Callable[[int], bool] | None = None,
+    having: Callable[[Any], bool] | None = None,
     shards: int = 4,
     where: Callable[[Ev], bool] | None = None,
     aggregates: Sequence[Aggregate] | None = None,
