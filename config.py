@@ -29,6 +29,11 @@ def slow_writes_for_tests() -> float:
     return parse(os.environ, "CLICKSTREAM_TEST_SLOW_WRITES", float, 0.0, minimum=0)
 
 
+def tables_folder(env: Mapping[str, str] | None = None) -> str | None:
+    """`CLICKSTREAM_TABLES` alone, for the tools that read the tables a dataflow wrote."""
+    return parse(os.environ if env is None else env, "CLICKSTREAM_TABLES", str, None, minimum=None)
+
+
 SourceKind = Literal["datagen", "replay", "kafka"]
 
 
@@ -44,6 +49,11 @@ class Settings:
     table_format: Literal["parquet", "delta"] = "parquet"
     kafka: KafkaSettings | None = None
     # The rest is declared once each: variable, default, bounds and doc (`setting`).
+    tables: str | None = setting(
+        "CLICKSTREAM_TABLES",
+        None,
+        "the folder of the tables' `.sql` files, one table per file; unset: the repo's `tables/`",
+    )
     datagen_rate: float = setting(
         "CLICKSTREAM_DATAGEN_RATE", 200.0, "datagen: records per second, per dataflow", 0.001
     )

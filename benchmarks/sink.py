@@ -27,8 +27,10 @@ from infra.gcs_emulator import GcsEmulator
 from sinks.base import TableRows, TableSink
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
-from sinks.tables import ALL_TABLES, PAGES_PER_MIN
+from sql import output_tables
 from tools.replay_gen import generate
+
+PAGES_PER_MIN = next(t for t in output_tables() if t.name == "pages_per_min")
 
 
 def _write_rows(output: str, n: int, sink_class: type[TableSink] = ParquetSink) -> float:
@@ -194,7 +196,7 @@ def objects_for_replay(minutes: float) -> None:
         with urllib.request.urlopen(url) as resp:
             items = json.load(resp).get("items", [])
         print(f"replay of {minutes:g} minutes at 500 records/s (both dataflows) into GCS:")
-        for table in (t.name for t in ALL_TABLES):
+        for table in (t.name for t in output_tables()):
             objs = [o for o in items if o["name"].startswith(f"out/{table}/")]
             size = sum(int(o["size"]) for o in objs)
             print(f"  {table}: {len(objs)} objects, {size / 1024:.0f} KiB")

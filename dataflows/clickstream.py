@@ -1,55 +1,22 @@
-"""`clickstream` -> pages_per_min and errors_per_min_alert.
+"""`clickstream` -> every table whose SQL reads `FROM clickstream`.
 
     python -m bytewax.run dataflows.clickstream:flow
 
-| table | watermark | filter | window | key | having |
-|---|---|---|---|---|---|
-| pages_per_min | 60 s | request contains "html" | sliding 60 s / 5 s | userid | |
-| errors_per_min_alert | 60 s | status > 400 | sliding 60 s / 20 s | status | errors > 5 |
+The repo's `tables/` has two: pages_per_min and errors_per_min_alert.
 """
-
-from operator import attrgetter
 
 from bytewax.dataflow import Dataflow
 
 from config import Settings
-from dataflows.common import flow_from_env, read_events, write_tables
+from dataflows.common import flow_from_env, read_events, window_tables, write_tables
 from events.schema import Click
-from operators.windows import Sliding, count_window
-from sinks.tables import ERRORS_PER_MIN_ALERT, PAGES_PER_MIN
 
 
 def build(settings: Settings) -> Dataflow:
     """The dataflow, reading and writing where `settings` say."""
     flow = Dataflow("clickstream")
-    raw, clicks, dead = read_events(flow, settings, "clickstream", Click)
-    pages = count_window(
-        "pages_per_min",
-        clicks,
-        key=attrgetter("userid"),
-        window=Sliding(60_000, 5_000),
-        delay_ms=60_000,
-        where=lambda c: "html" in c.request,
-    )
-    errors = count_window(
-        "errors_per_min_alert",
-        clicks,
-        key=attrgetter("status"),
-        window=Sliding(60_000, 20_000),
-        delay_ms=60_000,
-        where=lambda c: c.status > 400,
-        having=lambda errors: errors > 5,
-    )
-    write_tables(
-        flow,
-        settings,
-        raw,
-        dead,
-        [
-            (PAGES_PER_MIN, pages, lambda userid: (userid,)),
-            (ERRORS_PER_MIN_ALERT, errors, lambda status: (status,)),
-        ],
-    )
+    raw, events, dead = read_events(flow, settings, "clickstream", Click)
+    write_tables(flow, settings, raw, dead, window_tables(events, settings, "clickstream"))
     return flow
 
 

@@ -21,7 +21,7 @@ from monitoring.health import HEALTH
 from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_windows
 from monitoring.server import serve
 from operators.batches import TimedBatch
-from operators.windows import LateEvent, WindowCount, WindowOut
+from operators.windows import LateEvent, WindowCount, WindowOut, window_aggregate
 from ownership import claim, fence
 from process import exit_on_config_error, one_line_panics
 from sinks.base import SinkItem, Table, TableRows, TableSink
@@ -30,6 +30,7 @@ from sinks.parquet import ParquetSink
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
 from sources.datagen import Shape
+from sql import REPO_TABLES, SqlTable, load_tables
 from storage.location import check_output
 from storage.retries import quiet_gcsfs_retries
 
@@ -104,22 +105,40 @@ def _route(table: str) -> str:
     return str(sum(table.encode()) % SINK_PARTS)
 
 
+def window_tables(
+    events: Stream[TimedBatch[Any]], settings: Settings, stream: str
+) -> list[tuple[SqlTable, WindowOut]]:
+    """A window operator for each table whose SQL reads `stream`."""
+    tables = load_tables(settings.tables or REPO_TABLES)
+    return [
+        (
+            t,
+            window_aggregate(
+                t.name, events, t.key, t.window, t.delay_ms, t.aggregates, t.where, t.having
+            ),
+        )
+        for t in tables
+        if t.stream == stream
+    ]
+
+
 def write_tables(
     flow: Dataflow,
     settings: Settings,
     raw: Stream[RawBatch],
     dead: Stream[list[DeadLetter]],
-    windows: Sequence[tuple[Table, WindowOut, Callable[[Any], tuple]]],
+    windows: Sequence[tuple[SqlTable, WindowOut]],
 ) -> None:
     """Write each window table, its late events and the dead letters, exactly once."""
     name = flow.flow_id
     streams: list[Stream[tuple[str, SinkItem]]] = []
-    for table, out, key_columns in windows:
+    for sql, out in windows:
+        table = sql.table
 
         def counts_rows(
-            counts: list[WindowCount], table: Table = table, cols: Callable = key_columns
+            counts: list[WindowCount], table: Table = table, row: Callable = sql.row
         ) -> tuple[str, SinkItem]:
-            rows = [(*cols(c.key), c.start_ms, c.end_ms, c.total) for c in counts]
+            rows = [row(c.key, c.start_ms, c.end_ms, c.total) for c in counts]
             return _route(table.name), TableRows(table.name, rows)
 
         watch_windows(name, table.name, out.stats)
@@ -156,7 +175,7 @@ def write_tables(
 
     streams.append(op.map("dead_letter_rows", dead, dead_rows))
     streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))
-    tables = [t for t, _, _ in windows] + [LATE_EVENTS, DEAD_LETTERS]
+    tables = [sql.table for sql, _ in windows] + [LATE_EVENTS, DEAD_LETTERS]
     check_output(settings.output)
     options: dict[str, Any] = {
         "parts": SINK_PARTS,
@@ -174,7 +193,8 @@ def write_tables(
     sink.check()
     # Only now, with every setting and the output found fit, take the lease: nothing
     # before this line writes, so a refused or failed start changes nothing.
-    definition = {t.name: out.definition for t, out, _ in windows}
-    claim(settings, name, definition | {t.name: "rows" for t in tables[len(windows) :]})
+    definition = {sql.name: sql.definition for sql, _ in windows}
+    earlier = {sql.name: sql.earlier[0] for sql, _ in windows if sql.earlier}
+    claim(settings, name, definition | {t.name: "rows" for t in tables[len(windows) :]}, earlier)
     sink.prepare()
     op.output("write", op.merge("rows", *streams), sink)

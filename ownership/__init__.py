@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 from config import Settings
@@ -83,16 +84,22 @@ def _lease(settings: Settings, flow: str, run: RunArgs, process: int) -> Lease:
     return Lease(places, settings.lease_timeout_s, StorageRetry(flow, settings.storage_retry_s))
 
 
-def claim(settings: Settings, flow: str, definition: dict[str, str]) -> None:
+def claim(
+    settings: Settings,
+    flow: str,
+    definition: dict[str, str],
+    earlier: Mapping[str, str] | None = None,
+) -> None:
     """Take this process's lease on the recovery store and the output, and check that
-    the store was written by this same dataflow definition. A `ConfigError` (one line,
-    exit 2, nothing changed) when another live process holds it or the dataflow changed.
-    Does nothing outside `python -m bytewax.run`."""
+    the store was written by this same dataflow definition (or, per table, the `earlier`
+    spelling of the same meaning). A `ConfigError` (one line, exit 2, nothing changed)
+    when another live process holds it or the dataflow changed. Does nothing outside
+    `python -m bytewax.run`."""
     run = run_args()
     if run is None:
         return
     try:
-        _claim(settings, flow, definition, run)
+        _claim(settings, flow, definition, earlier or {}, run)
     except StorageFailure as ex:
         raise ConfigError(f"dataflow {flow}: cannot take its lease: {ex}") from None
 
@@ -114,7 +121,13 @@ def _newest_token(settings: Settings, flow: str, run: RunArgs, shares: set[int])
     return max(tokens)
 
 
-def _claim(settings: Settings, flow: str, definition: dict[str, str], run: RunArgs) -> None:
+def _claim(
+    settings: Settings,
+    flow: str,
+    definition: dict[str, str],
+    earlier: Mapping[str, str],
+    run: RunArgs,
+) -> None:
     global _LEASE
     shares = _shares(settings, flow, run)
     above = _newest_token(settings, flow, run, shares)
@@ -135,7 +148,7 @@ def _claim(settings: Settings, flow: str, definition: dict[str, str], run: RunAr
         raise ConfigError(_held_message(flow, ex)) from None
     atexit.register(lease.release)
     if run.recovery is not None:
-        check_definition(run.recovery, flow, definition)
+        check_definition(run.recovery, flow, definition, earlier)
         # Only a single process may swap the files: cluster processes share the store
         # (on one host, or a shared volume), and a peer that already opened the old
         # files would go on writing to unlinked ones.

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 from setting import ConfigError
@@ -80,25 +81,34 @@ def _positional(node: ast.Lambda) -> str:
     return ast.unparse(Rename().visit(node))
 
 
-def changes(saved: dict[str, str], now: dict[str, str]) -> list[str]:
-    """What differs in meaning between two definitions, one phrase per table."""
+def changes(
+    saved: dict[str, str], now: dict[str, str], earlier: Mapping[str, str] | None = None
+) -> list[str]:
+    """What differs in meaning between two definitions, one phrase per table. A table
+    saved under its `earlier` spelling (the same meaning, written another way by an
+    earlier version) is unchanged."""
+    earlier = earlier or {}
+
+    def same(t: str) -> bool:
+        return meaning(saved[t]) in {meaning(now[t]), meaning(earlier.get(t, now[t]))}
+
     found = [f"table {t} was added" for t in sorted(now.keys() - saved.keys())]
     found += [f"table {t} was removed" for t in sorted(saved.keys() - now.keys())]
     found += [
-        f"{t}: {saved[t]} -> {now[t]}"
-        for t in sorted(saved.keys() & now.keys())
-        if meaning(saved[t]) != meaning(now[t])
+        f"{t}: {saved[t]} -> {now[t]}" for t in sorted(saved.keys() & now.keys()) if not same(t)
     ]
     return found
 
 
-def check_definition(recovery: Path, flow: str, definition: dict[str, str]) -> None:
+def check_definition(
+    recovery: Path, flow: str, definition: dict[str, str], earlier: Mapping[str, str] | None = None
+) -> None:
     """Refuse (`ConfigError`) to resume a store written by another definition of `flow`;
     record the definition on a store that has nothing to resume yet."""
     path = recovery / f"definition-{flow}.json"
     if path.exists() and _committed(recovery):
         saved = json.loads(path.read_text())
-        differences = changes(saved, definition)
+        differences = changes(saved, definition, earlier)
         if differences:
             raise ConfigError(
                 f"dataflow {flow} changed since the recovery store {recovery} was written "

@@ -1,4 +1,5 @@
-"""The output tables: names, columns and types, as users query them."""
+"""The tables every dataflow writes besides its window tables (those come from SQL, see
+`sql`): late events and dead letters."""
 
 from __future__ import annotations
 
@@ -6,49 +7,6 @@ import polars as pl
 
 from sinks.base import Table
 
-_WINDOW = frozenset({"event_start", "event_end"})
-
-PAGES_PER_MIN = Table(
-    "pages_per_min",
-    [("userid", pl.Int64), ("event_start", pl.Int64), ("event_end", pl.Int64), ("pages", pl.Int64)],
-    partition_by="event_start",
-    timestamps=_WINDOW,
-)
-ERRORS_PER_MIN_ALERT = Table(
-    "errors_per_min_alert",
-    [
-        ("status", pl.Int64),
-        ("event_start", pl.Int64),
-        ("event_end", pl.Int64),
-        ("errors", pl.Int64),
-    ],
-    partition_by="event_start",
-    timestamps=_WINDOW,
-)
-CLICK_USER_SESSIONS = Table(
-    "click_user_sessions",
-    [
-        ("username", pl.String),
-        ("event_start", pl.Int64),
-        ("event_end", pl.Int64),
-        ("events", pl.Int64),
-    ],
-    partition_by="event_start",
-    timestamps=_WINDOW,
-)
-USER_IP_ACTIVITY = Table(
-    "user_ip_activity",
-    [
-        ("username", pl.String),
-        ("ip", pl.String),
-        ("city", pl.String),
-        ("event_start", pl.Int64),
-        ("event_end", pl.Int64),
-        ("count", pl.Int64),
-    ],
-    partition_by="event_start",
-    timestamps=_WINDOW,
-)
 LATE_EVENTS = Table(
     "late_events",
     [
@@ -82,12 +40,3 @@ DEAD_LETTERS = Table(
     partition_by="ts",
     timestamps=frozenset({"ts"}),
 )
-
-ALL_TABLES = [
-    PAGES_PER_MIN,
-    ERRORS_PER_MIN_ALERT,
-    CLICK_USER_SESSIONS,
-    USER_IP_ACTIVITY,
-    LATE_EVENTS,
-    DEAD_LETTERS,
-]

@@ -14,7 +14,9 @@ from typing import Any
 import duckdb
 import plotly.graph_objects as go
 
-from sinks.tables import ALL_TABLES
+from config import tables_folder
+from sinks.tables import DEAD_LETTERS, LATE_EVENTS
+from sql import output_tables
 
 ALERT_THRESHOLD = 5  # errors_per_min_alert keeps windows with errors > 5
 TOP_USERS = 5
@@ -203,14 +205,17 @@ def health_figures(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], list[dic
     """Rows per table, freshness, and dead letters and late events by reason."""
     health = []
     newest_end = None
-    for table in ALL_TABLES:
-        time_column = "event_end" if table.partition_by == "event_start" else table.partition_by
+    for table in output_tables(tables_folder()):
+        # a window table's freshness is its newest window end; the others' their time
+        ends = table.timestamps - {table.partition_by}
+        window = table.name not in (LATE_EVENTS.name, DEAD_LETTERS.name) and len(ends) == 1
+        time_column = next(iter(ends)) if window else table.partition_by
         n, newest = _rows(con, f"select count(*), max({time_column}) from {table.name}")[0]
         behind = how_long(time.time() - newest.timestamp()) if newest is not None else ""
         health.append(
             {"table": table.name, "rows": n, "newest": str(newest or ""), "behind clock": behind}
         )
-        if time_column == "event_end" and newest is not None:
+        if window and newest is not None:
             newest_end = max(newest_end or str(newest), str(newest))
     reasons = [
         {"table": t, "reason": r, "rows": n}

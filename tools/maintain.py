@@ -33,9 +33,10 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
+from config import tables_folder
 from process import exit_on_config_error
 from setting import ConfigError
-from sinks.tables import ALL_TABLES
+from sql import output_tables
 from storage.location import delta_storage_options, is_delta_table, output_fs
 from storage.retries import cause
 
@@ -57,7 +58,7 @@ class Size:
 
 def size(table: DeltaTable) -> Size:
     actions = table.get_add_actions(flatten=True)
-    sizes = actions.column("size_bytes").to_pylist() if actions.num_rows else []
+    sizes = [int(b) for b in actions.column("size_bytes").to_pylist()] if actions.num_rows else []
     return Size(len(sizes), int(sum(sizes)))
 
 
@@ -65,7 +66,7 @@ def delta_tables(output: str, names: list[str] | None = None) -> list[tuple[str,
     """(name, uri) of each Delta table under `output`; a `ConfigError` if there is none."""
     fs, root = output_fs(output)
     found = []
-    for table in ALL_TABLES:
+    for table in output_tables(tables_folder()):
         if names and table.name not in names:
             continue
         if is_delta_table(fs, f"{root}/{table.name}"):

@@ -18,12 +18,15 @@ from deltalake import DeltaTable
 from sinks.base import TableRows
 from sinks.delta import DeltaSink, SinkState, delta_schema
 from sinks.parquet import ParquetSink
-from sinks.tables import ALL_TABLES, DEAD_LETTERS, LATE_EVENTS, PAGES_PER_MIN
+from sinks.tables import DEAD_LETTERS, LATE_EVENTS
+from sql import output_tables
 from storage.location import delta_storage_options
 from tests.processes import ROOT, clean_env, run_flow
 from tests.sinks.conftest import HOUR, T0, pages_rows
 from tests.tables import read_rows
 from tools.replay_gen import generate
+
+PAGES_PER_MIN = next(t for t in output_tables() if t.name == "pages_per_min")
 
 
 def _sink(tmp_path, parts: int = 1, flow: str = "flow") -> DeltaSink:
@@ -231,7 +234,7 @@ def test_delta_table_with_other_columns_is_one_line_at_start(tmp_path):
 
 
 def test_every_table_has_the_same_columns_and_types_in_both_formats(tmp_path):
-    for table in ALL_TABLES:
+    for table in output_tables():
         rows = [
             tuple(
                 T0
@@ -260,7 +263,7 @@ _PREPARE_TOGETHER = """
 import sys, time
 from pathlib import Path
 from sinks.delta import DeltaSink
-from sinks.tables import ALL_TABLES
+from sql import output_tables
 
 root, me, processes, rounds = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 for round_ in range(rounds):
@@ -271,7 +274,7 @@ for round_ in range(rounds):
         if time.monotonic() > deadline:
             sys.exit(f"round {round_}: another process never came")
         time.sleep(0.001)
-    DeltaSink(str(root / str(round_)), "flow", ALL_TABLES).prepare()
+    DeltaSink(str(root / str(round_)), "flow", output_tables()).prepare()
 """
 
 
@@ -292,7 +295,7 @@ def test_processes_of_a_cluster_create_the_tables_at_the_same_moment(tmp_path):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()[-2000:]
     for round_ in range(rounds):
-        for table in ALL_TABLES:
+        for table in output_tables():
             found = DeltaTable(f"{tmp_path}/{round_}/{table.name}").schema()
             assert found.fields == delta_schema(table).fields
 

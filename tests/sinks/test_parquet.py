@@ -10,11 +10,13 @@ import duckdb
 import polars as pl
 
 from sinks.parquet import ParquetSink, TableRows
-from sinks.tables import PAGES_PER_MIN
+from sql import output_tables
 from tests.processes import ROOT, clean_env
 from tests.sinks.conftest import HOUR, T0, pages_rows
 from tests.tables import read_rows
 from tools.replay_gen import generate
+
+PAGES_PER_MIN = next(t for t in output_tables() if t.name == "pages_per_min")
 
 
 def test_hive_layout_is_read_by_polars_and_duckdb(tmp_path):

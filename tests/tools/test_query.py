@@ -20,7 +20,7 @@ from bytewax.testing import run_main
 import dataflows.clickstream
 import dataflows.user_clickstream
 from config import Settings
-from sinks.tables import ALL_TABLES
+from sql import output_tables
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
 from tools.replay_gen import generate
@@ -60,14 +60,14 @@ def output(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     run_main(dataflows.clickstream.build(settings))
     run_main(dataflows.user_clickstream.build(settings))
     if request.param == "delta":
-        before = {t.name: Counter(read_rows(out, t.name)) for t in ALL_TABLES}
+        before = {t.name: Counter(read_rows(out, t.name)) for t in output_tables()}
         maintain = [sys.executable, "-m", "tools.maintain", str(out), "--tables", "pages_per_min"]
         done = subprocess.run(maintain, cwd=ROOT, env=clean_env(), capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         found = re.search(r"pages_per_min: compacted (\d+) files.* -> (\d+) files", done.stdout)
         assert found and int(found[2]) < int(found[1]), done.stdout
-        assert {t.name: Counter(read_rows(out, t.name)) for t in ALL_TABLES} == before
-    for table in ALL_TABLES:
+        assert {t.name: Counter(read_rows(out, t.name)) for t in output_tables()} == before
+    for table in output_tables():
         assert read_rows(out, table.name), f"{table.name}: the test data should fill it"
     return out
 
@@ -79,12 +79,12 @@ def _csv(proc: subprocess.CompletedProcess) -> list[dict[str, str]]:
 
 def test_every_table_is_a_view_with_all_its_rows(output):
     sql = " union all ".join(
-        f"select '{t.name}' as name, count(*) as n from {t.name}" for t in ALL_TABLES
+        f"select '{t.name}' as name, count(*) as n from {t.name}" for t in output_tables()
     )
     counts = {
         row["name"]: int(row["n"]) for row in _csv(query("--format", "csv", sql, output=output))
     }
-    assert counts == {t.name: len(read_rows(output, t.name)) for t in ALL_TABLES}
+    assert counts == {t.name: len(read_rows(output, t.name)) for t in output_tables()}
 
 
 def test_csv_is_a_header_then_the_rows(output):

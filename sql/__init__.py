@@ -1,0 +1,79 @@
+"""Tables declared in SQL: a folder of `.sql` files, one table per file, named after it.
+
+```python
+from sql import load_tables
+
+for t in load_tables("tables"):            # every table, checked
+    print(t.name, t.stream, t.table.columns)
+```
+
+Each dataflow computes the tables whose `FROM` names its stream (`STREAMS`). A file
+that uses what is not supported is one `ConfigError` line naming the file, the line in
+it and what is not supported (see `sql.table` for the subset, docs/sql.md for users).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+
+from events.schema import Click, UserClick
+from operators.shards import DEFAULT_SHARDS
+from setting import ConfigError
+from sinks.base import Table
+from sinks.tables import DEAD_LETTERS, LATE_EVENTS
+from sql.errors import SqlError
+from sql.legacy import EARLIER
+from sql.table import SqlTable, compile_table
+
+__all__ = ["REPO_TABLES", "STREAMS", "SqlTable", "load_tables", "output_tables"]
+
+STREAMS: dict[str, type[msgspec.Struct]] = {"clickstream": Click, "user_clickstream": UserClick}
+"""The streams a table may read, by the name `FROM` gives them, and their events."""
+
+REPO_TABLES = Path(__file__).resolve().parents[1] / "tables"
+"""The notebook's four tables: the default of `CLICKSTREAM_TABLES`."""
+
+_RESERVED = {"late_events", "dead_letters"}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_tables(folder: str | Path = REPO_TABLES, shards: int = DEFAULT_SHARDS) -> list[SqlTable]:
+    """Every table of `folder`, by file name; `ConfigError` for the first one that is
+    not supported."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"CLICKSTREAM_TABLES: {folder} is not a folder of .sql files")
+    files = sorted(folder.glob("*.sql"))
+    if not files:
+        raise ConfigError(f"CLICKSTREAM_TABLES: {folder} holds no .sql file")
+    tables = []
+    for path in files:
+        name = path.stem
+        if not _NAME.match(name) or name.lower() in _RESERVED:
+            raise ConfigError(
+                f"{path}: a table is named after its file; {name!r} is not a name for one "
+                f"(letters, digits and _; not {' or '.join(sorted(_RESERVED))})"
+            )
+        try:
+            table = compile_table(path.read_text(), name, STREAMS, shards)
+        except SqlError as ex:
+            raise ConfigError(f"{path}:{ex.line}: {ex.message}") from None
+        earlier = EARLIER.get(name)
+        if earlier is not None and _same(earlier.sql, table, shards):
+            table.earlier.append(earlier.definition)
+        tables.append(table)
+    return tables
+
+
+def output_tables(folder: str | Path | None = None) -> list[Table]:
+    """Every table a dataflow writes with the tables of `folder` (default: the repo's),
+    late events and dead letters included: what the tools read."""
+    return [t.table for t in load_tables(folder or REPO_TABLES)] + [LATE_EVENTS, DEAD_LETTERS]
+
+
+def _same(sql: str, table: SqlTable, shards: int) -> bool:
+    """Whether `table` computes what `sql` does (as a table of the same name)."""
+    return compile_table(sql, table.name, STREAMS, shards).definition == table.definition
