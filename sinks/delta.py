@@ -72,7 +72,13 @@ class SinkState(NamedTuple):
     taken: dict[str, list[tuple[tuple, int]]]
 
 
-_DELTA_TYPES: dict[Any, str] = {pl.Int64: "long", pl.String: "string", pl.Binary: "binary"}
+_DELTA_TYPES: dict[Any, str] = {
+    pl.Int64: "long",
+    pl.Float64: "double",
+    pl.String: "string",
+    pl.Boolean: "boolean",
+    pl.Binary: "binary",
+}
 
 
 def delta_schema(table: Table) -> Schema:

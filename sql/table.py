@@ -106,8 +106,7 @@ def compile_table(
 ) -> SqlTable:
     """The table `name` defined by the SQL `text`; `SqlError` for anything unsupported."""
     watermark = _WATERMARK.search(text)
-    if watermark is not None:
-        text = text[: watermark.start()] + _blank(watermark.group()) + text[watermark.end() :]
+    text = _WATERMARK.sub(lambda found: _blank(found.group()), text)
     text = _WINDOW_CALL.sub("`window`", text)
     try:
         statements = [s for s in sqlglot.parse(text, read="databricks") if s is not None]
@@ -349,6 +348,12 @@ class _Compiler:
         aliases: dict[str, int] = {}
         for item in self.query.expressions:
             node, alias = (item.this, item.alias) if isinstance(item, exp.Alias) else (item, "")
+            if _window_call(node) is not None or (
+                isinstance(node, exp.Column)
+                and not node.table
+                and node.name.lower() in ("window", "session_window")
+            ):
+                raise SqlError(node, f"select {call}.start and {call}.end, not the window")
             if isinstance(node, exp.Column) and node.table:
                 if node.table.lower() != call or node.name.lower() not in ("start", "end"):
                     raise SqlError(node, f"{node.sql('spark')}: select {call}.start and {call}.end")
@@ -376,10 +381,6 @@ class _Compiler:
                 dtypes.append(self.aggregate_types[i])
                 name = alias or _auto_name(node)
                 aliases[name.lower()] = i
-            elif _window_call(node) is not None or (
-                isinstance(node, exp.Column) and node.name.lower() in ("window", "session_window")
-            ):
-                raise SqlError(node, f"select {call}.start and {call}.end, not the window")
             else:
                 raise SqlError(
                     node,

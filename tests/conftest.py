@@ -17,7 +17,7 @@ from bytewax.testing import cluster_main, run_main
 
 from infra import kafka_broker
 from infra.gcs_emulator import GcsEmulator
-from tests.processes import kill_all, mark_suite, wait_left_behind
+from tests.processes import ROOT, kill_all, mark_suite, wait_left_behind
 from tests.shared import built_once, paced_clicks, shared_broker
 from tests.tables import reference_run
 
@@ -159,3 +159,11 @@ def paced_dump(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def paced_reference(paced_dump: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The clickstream tables of `paced_dump` by one uninterrupted run."""
     return built_once(tmp_path_factory, "paced_reference", partial(reference_run, paced_dump))
+
+
+@pytest.fixture
+def spark_python() -> Path:
+    """The Python of Spark's own venv (scripts/setup_spark.sh makes it; `just test` runs it)."""
+    python = ROOT / ".cache" / "spark" / "venv" / "bin" / "python"
+    assert python.exists(), "run scripts/setup_spark.sh (`just test` does)"
+    return python

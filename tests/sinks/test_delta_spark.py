@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import orjson
-import pytest
 from bytewax.testing import run_main
 
 import dataflows.clickstream
@@ -19,14 +17,6 @@ from tests.processes import ROOT, clean_env
 from tools.replay_gen import generate
 
 SPARK = ROOT / ".cache" / "spark"
-
-
-@pytest.fixture
-def spark_python() -> Path:
-    """The Python of Spark's own venv (scripts/setup_spark.sh makes it)."""
-    python = SPARK / "venv" / "bin" / "python"
-    assert python.exists(), "run scripts/setup_spark.sh (`just test` does)"
-    return python
 
 
 def test_spark_reads_the_delta_tables_as_the_parquet_ones(spark_python, tmp_path):

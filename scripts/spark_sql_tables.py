@@ -1,0 +1,129 @@
+"""Spark's answer for a folder of table `.sql` files, on a replay dump (run with the Python of
+`.cache/spark/venv`, see scripts/setup_spark.sh; used by tests/sql/test_spark_sql.py).
+
+    python scripts/spark_sql_tables.py TABLES DUMP OUT
+
+For each table, the same SQL runs twice on the stream's records, as typed columns with
+`timestamp` the record's time:
+- as a streaming query over the dump's files, with the file's WATERMARK clause turned into
+  `withWatermark` (open-source Spark does not read Databricks' clause): Spark must accept
+  the SQL as a streaming aggregation in append mode;
+- as a batch query, whose rows are written to OUT/<table>.jsonl (timestamps as epoch ms).
+  Batch equals streaming append when no record is later than the delay, and unlike a
+  stream it also gives the windows still open at the end of the input.
+
+`count(DISTINCT x)` becomes `size(collect_set(x))`: Spark streams refuse the former; the
+latter is exact and skips nulls too.
+"""
+
+import json
+import re
+import sys
+from datetime import UTC
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql.functions import col, expr, from_json
+
+WATERMARK = re.compile(
+    r"\bWATERMARK\s+`?(\w+)`?\s+DELAY\s+OF\s+INTERVAL\s+'?(\d+)'?\s+(SECONDS?|MINUTES?)\b", re.I
+)
+DISTINCT = re.compile(r"count\s*\(\s*DISTINCT\s+([^)]+)\)", re.I)
+FROM = re.compile(r"\bFROM\s+(\w+)", re.I)
+
+# The events as `events.schema` types them (numbers may come as strings: cast).
+SCHEMAS = {
+    "clickstream": (
+        "clickstream.jsonl",
+        {
+            "ip": "string",
+            "userid": "bigint",
+            "request": "string",
+            "status": "int",
+            "bytes": "bigint",
+            "remote_user": "string",
+            "time": "string",
+            "referrer": "string",
+            "agent": "string",
+        },
+    ),
+    "user_clickstream": (
+        "user_clickstream.jsonl",
+        {
+            "USERNAME": "string",
+            "REGISTERED_AT": "bigint",
+            "IP": "string",
+            "CITY": "string",
+            "REQUEST": "string",
+            "STATUS": "int",
+            "BYTES": "bigint",
+        },
+    ),
+}
+ENVELOPE = "topic string, partition int, offset bigint, ts bigint, key string, payload string"
+
+
+def typed(frame, stream):
+    _, fields = SCHEMAS[stream]
+    as_text = ", ".join(f"`{name}` string" for name in fields)
+    parsed = frame.select(from_json("payload", as_text).alias("v"), "ts")
+    return parsed.select(
+        *[col(f"v.`{name}`").cast(kind).alias(name) for name, kind in fields.items()],
+        expr("timestamp_millis(ts)").alias("timestamp"),
+    )
+
+
+def cell(value):
+    if hasattr(value, "timestamp"):
+        return round(value.replace(tzinfo=UTC).timestamp() * 1000)
+    return value
+
+
+def main(tables, dump, out):
+    spark = (
+        SparkSession.builder.master("local[2]")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted(tables.glob("*.sql")):
+        text = path.read_text()
+        watermark = WATERMARK.search(text)
+        assert watermark is not None, f"{path}: no WATERMARK"
+        delay = int(watermark.group(2)) * (60 if watermark.group(3).lower().startswith("m") else 1)
+        query = DISTINCT.sub(r"size(collect_set(\1))", WATERMARK.sub("", text))
+        source = FROM.search(query)
+        assert source is not None, f"{path}: no FROM"
+        stream = source.group(1).lower()
+        file_name, _ = SCHEMAS[stream]
+        folder = out / "input" / stream
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            (folder / file_name).write_bytes((dump / file_name).read_bytes())
+        # streaming: Spark accepts this SQL as an append-mode streaming aggregation
+        events = typed(spark.readStream.schema(ENVELOPE).json(str(folder)), stream)
+        events.withWatermark("timestamp", f"{delay} seconds").createOrReplaceTempView(stream)
+        started = (
+            spark.sql(query)
+            .writeStream.outputMode("append")
+            .format("memory")
+            .queryName(f"q_{path.stem}")
+            .trigger(availableNow=True)
+            .start()
+        )
+        started.awaitTermination()
+        # batch: every window, for the comparison
+        typed(spark.read.schema(ENVELOPE).json(str(folder)), stream).createOrReplaceTempView(stream)
+        rows = spark.sql(query).collect()
+        with open(out / f"{path.stem}.jsonl", "w") as f:
+            for row in rows:
+                f.write(json.dumps([cell(v) for v in row]) + "\n")
+        print(f"{path.stem}: {len(rows)} rows", flush=True)
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))

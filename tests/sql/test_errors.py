@@ -1,0 +1,179 @@
+"""Each SQL construct that is not supported is one line naming the file, the line in it and
+what is not supported; `python -m bytewax.run` exits 2 with that line, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from setting import ConfigError
+from sql import load_tables
+from tests.processes import bytewax_run, clean_env, error_lines, new_store
+
+GOOD = """SELECT userid, window.start AS event_start, count(*) AS n
+FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
+GROUP BY window(timestamp, '1 minute'), userid"""
+
+
+def _error(tmp_path: Path, sql: str, name: str = "t") -> str:
+    folder = tmp_path / "tables"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.sql").write_text(sql)
+    with pytest.raises(ConfigError) as raised:
+        load_tables(folder)
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+# (SQL, the line of the error, what the message says)
+UNSUPPORTED = {
+    "join": (
+        GOOD.replace("FROM clickstream", "FROM clickstream\nJOIN users ON a = b"),
+        3,
+        "JOIN is not supported",
+    ),
+    "subquery": (
+        GOOD.replace("FROM clickstream", "FROM (SELECT * FROM clickstream)"),
+        2,
+        "not a subquery",
+    ),
+    "unknown column": (GOOD.replace("count(*)", "\n  sum(price)"), 2, "unknown column price"),
+    "unknown function": (
+        GOOD.replace("count(*)", "percentile(bytes, 0.5)"),
+        1,
+        "the aggregate PERCENTILE(bytes, 0.5) is not supported",
+    ),
+    "function in WHERE": (
+        GOOD.replace("GROUP BY", "WHERE\n  lower(request) = 'x'\nGROUP BY"),
+        4,
+        "the function LOWER(request) is not supported here",
+    ),
+    "no watermark": (
+        GOOD.replace(" WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS", ""),
+        1,
+        "no WATERMARK: windows would never close",
+    ),
+    "watermark on another column": (
+        GOOD.replace("WATERMARK timestamp", "WATERMARK userid"),
+        1,
+        "WATERMARK must be on timestamp",
+    ),
+    "no window": (
+        GOOD.replace("window(timestamp, '1 minute'), userid", "userid"),
+        3,
+        "GROUP BY needs window(...) or session_window(...)",
+    ),
+    "window offset": (
+        GOOD.replace("'1 minute')", "'1 minute', '1 minute', '10 seconds')"),
+        3,
+        "supported are window(timestamp, size[, slide])",
+    ),
+    "length not a multiple of the slide": (
+        GOOD.replace("'1 minute')", "'60 seconds', '7 seconds')"),
+        3,
+        "window length must be a multiple of the slide",
+    ),
+    "bad duration": (GOOD.replace("'1 minute'", "'a while'"), 3, "is not a duration"),
+    "ungrouped column": (
+        GOOD.replace("SELECT userid,", "SELECT userid, ip,"),
+        1,
+        "ip is neither in GROUP BY nor aggregated",
+    ),
+    "no window start": (
+        GOOD.replace("window.start AS event_start, ", ""),
+        1,
+        "SELECT needs window.start",
+    ),
+    "the window struct": (
+        GOOD.replace("window.start AS event_start", "window"),
+        1,
+        "not the window",
+    ),
+    "timestamp as a column": (
+        GOOD.replace("count(*)", "max(timestamp)"),
+        1,
+        "timestamp (the event time) can be used only in window()",
+    ),
+    "order by": (GOOD + "\nORDER BY userid", 4, "ORDER is not supported"),
+    "limit": (GOOD + "\nLIMIT 5", 4, "LIMIT is not supported"),
+    "select distinct": (
+        GOOD.replace("SELECT", "SELECT DISTINCT"),
+        1,
+        "DISTINCT is not supported",
+    ),
+    "two statements": (GOOD + ";\n" + GOOD, 1, "one SELECT per file, found 2 statements"),
+    "not a select": ("INSERT INTO x VALUES (1)", 1, "only SELECT is supported"),
+    "a parse error": (GOOD.replace("GROUP BY", "GROUP BY BY"), 3, "cannot parse"),
+    "unknown stream": (GOOD.replace("FROM clickstream", "FROM pageviews"), 2, "unknown stream"),
+    "group by an expression": (
+        GOOD.replace(", userid\n", ", userid\n").replace("), userid", "), userid + 1"),
+        3,
+        "group by plain columns",
+    ),
+    "having on a column": (
+        GOOD + "\nHAVING userid > 3",
+        4,
+        "a condition on a column belongs in WHERE",
+    ),
+    "aggregate in WHERE": (
+        GOOD.replace("GROUP BY", "WHERE count(*) > 1\nGROUP BY"),
+        3,
+        "an aggregate belongs in SELECT or HAVING",
+    ),
+    "compare a string with a number": (
+        GOOD.replace("GROUP BY", "WHERE request > 3\nGROUP BY"),
+        3,
+        "compares a string with a number: CAST one",
+    ),
+    "sum of a string": (GOOD.replace("count(*)", "sum(request)"), 1, "needs a number"),
+    "window function": (
+        GOOD.replace("count(*) AS n", "count(*) AS n, rank() OVER (ORDER BY userid) AS r"),
+        1,
+        "OVER (window functions) is not supported",
+    ),
+    "IN a subquery": (
+        GOOD.replace("GROUP BY", "WHERE userid IN (SELECT 1)\nGROUP BY"),
+        3,
+        "IN is supported with a list of values",
+    ),
+    "two columns of one name": (
+        GOOD.replace("count(*) AS n", "count(*) AS n, max(bytes) AS n"),
+        1,
+        "two columns are named n",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(UNSUPPORTED))
+def test_an_unsupported_construct_is_one_line_naming_file_line_and_what(tmp_path, case):
+    sql, line, what = UNSUPPORTED[case]
+    message = _error(tmp_path, sql)
+    where = f"{tmp_path / 'tables' / 't.sql'}:{line}: "
+    assert message.startswith(where), message
+    assert what in message, message
+
+
+@pytest.mark.parametrize("name", ["late_events", "my-table"])
+def test_a_table_is_named_after_its_file(tmp_path, name):
+    assert "not a name for one" in _error(tmp_path, GOOD, name=name)
+
+
+def test_a_folder_without_tables_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"holds no \.sql file"):
+        load_tables(tmp_path)
+    with pytest.raises(ConfigError, match="is not a folder"):
+        load_tables(tmp_path / "missing")
+
+
+def test_bytewax_run_exits_2_with_the_line(tmp_path):
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    (folder / "bad.sql").write_text(GOOD.replace("count(*)", "\n  sum(price)"))
+    env = clean_env(CLICKSTREAM_TABLES=str(folder), CLICKSTREAM_OUTPUT=str(tmp_path / "out"))
+    run = bytewax_run("dataflows.clickstream:flow", env, new_store(tmp_path / "recovery"))
+    assert run.returncode == 2, run.stderr[-3000:]
+    (line,) = error_lines(run.stderr)
+    assert f"{folder / 'bad.sql'}:2: unknown column price" in line
+    assert "Traceback" not in run.stderr

@@ -1,0 +1,156 @@
+"""Compiling a table's SQL: WHERE with SQL's null logic, columns and types from the SELECT,
+and a definition that depends on what the SQL computes, not on how it is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from events.schema import Click, UserClick
+from operators.aggregates import ApproxCountDistinct
+from operators.windows import Session, Sliding
+from sql import REPO_TABLES, STREAMS, load_tables
+from sql.table import compile_table
+
+HEAD = "SELECT userid, window.start AS s, count(*) AS n FROM clickstream "
+WM = "WATERMARK timestamp DELAY OF INTERVAL 1 MINUTE "
+TAIL = " GROUP BY window(timestamp, '1 minute'), userid"
+
+
+def _where(condition: str):
+    table = compile_table(f"{HEAD}{WM}WHERE {condition}{TAIL}", "t", STREAMS, 4)
+    assert table.where is not None
+    return table.where
+
+
+def _click() -> Click:
+    return Click(ip="10.0.0.1", userid=7, request="GET /a.html HTTP/1.1", status=200)
+
+
+@pytest.mark.parametrize(
+    ("condition", "kept"),
+    [
+        ("request LIKE '%html%'", True),
+        ("request LIKE 'GET%'", True),
+        ("request LIKE '%1.1'", True),
+        ("request LIKE 'GET /_.html%'", True),
+        ("request LIKE 'GET /__.html%'", False),
+        ("request NOT LIKE '%png%'", True),
+        ("status BETWEEN 200 AND 299", True),
+        ("status IN (404, 500)", False),
+        ("NOT status IN (404, 500)", True),
+        ("status % 7 = 4", True),  # 200 = 28 * 7 + 4
+        ("status / 400 = 0.5", True),  # `/` is a double division, as in Spark
+        ("CAST(ip AS STRING) = '10.0.0.1' AND CAST('12' AS INT) = 12", True),
+        # bytes is null: comparisons with it are null, and a WHERE keeps only true
+        ("bytes > 3", False),
+        ("NOT bytes > 3", False),
+        ("bytes > 3 OR status = 200", True),
+        ("bytes > 3 AND status = 200", False),
+        ("bytes IS NULL", True),
+        ("bytes IS NOT NULL", False),
+        ("bytes IN (1, 2)", False),
+        ("NOT bytes IN (1, 2)", False),
+        ("status / 0 IS NULL", True),
+        ("USERID = 7 AND Status = 200", True),  # identifiers are case-insensitive
+    ],
+)
+def test_where_keeps_what_spark_keeps(condition, kept):
+    assert bool(_where(condition)(_click())) is kept
+
+
+def test_columns_types_and_names_follow_the_select():
+    sql = (
+        "SELECT CITY, session_window.start, session_window.end AS until, count(*), "
+        "count(bytes), sum(bytes), avg(bytes), min(city) AS first_city, max(bytes), "
+        "count(DISTINCT ip), approx_count_distinct(ip, 0.01) AS ips "
+        "FROM user_clickstream WATERMARK timestamp DELAY OF INTERVAL 30 SECONDS "
+        "GROUP BY session_window(timestamp, '30 seconds'), city"
+    )
+    table = compile_table(sql, "t", STREAMS, 4)
+    assert table.window == Session(30_000) and table.delay_ms == 30_000
+    assert [(c, t) for c, t in table.table.columns] == [
+        ("CITY", pl.String),
+        ("start", pl.Int64),
+        ("until", pl.Int64),
+        ("count(1)", pl.Int64),
+        ("count(bytes)", pl.Int64),
+        ("sum(bytes)", pl.Int64),
+        ("avg(bytes)", pl.Float64),
+        ("first_city", pl.String),
+        ("max(bytes)", pl.Int64),
+        ("count(distinct ip)", pl.Int64),
+        ("ips", pl.Int64),
+    ]
+    assert table.table.partition_by == "start"
+    assert table.table.timestamps == {"start", "until"}
+    approx = table.aggregates[-1]
+    assert (
+        isinstance(approx, ApproxCountDistinct) and approx.lg_k == 14
+    )  # 1.04 / sqrt(2^14) = 0.81% <= 1% < 1.15% at 13
+    click = UserClick(username="u", ip="1", city="Rome", request="r", status=200, bytes=5)
+    assert table.key(click) == "Rome"
+    assert table.row("Rome", 1, 2, (3, 4, 5, 6.0, "A", 7, 8, 9)) == (
+        "Rome",
+        1,
+        2,
+        3,
+        4,
+        5,
+        6.0,
+        "A",
+        7,
+        8,
+        9,
+    )
+
+
+def test_window_kinds_and_delays():
+    sliding = compile_table(
+        HEAD.replace("count(*)", "count(*)") + "WATERMARK timestamp DELAY OF INTERVAL 2 MINUTES"
+        " GROUP BY userid, window(timestamp, '60 seconds', '5 seconds')",
+        "t",
+        STREAMS,
+        4,
+    )
+    assert sliding.window == Sliding(60_000, 5_000) and sliding.delay_ms == 120_000
+
+
+def test_a_respelt_table_has_the_same_definition_and_a_changed_one_does_not():
+    original = (REPO_TABLES / "pages_per_min.sql").read_text()
+    respelt = """
+        -- the same table, written by someone else
+        select USERID, WINDOW.START as event_start, window.end AS event_end,
+               COUNT(*) as pages   /* html pages */
+        from ClickStream
+        watermark TIMESTAMP delay of interval 60 seconds
+        where Request like '%html%'
+        group by window(timestamp,'60 seconds','5 seconds'), userid"""
+    definition = compile_table(original, "pages_per_min", STREAMS, 32).definition
+    assert compile_table(respelt, "pages_per_min", STREAMS, 32).definition == definition
+    for change in [("'%html%'", "'%htm%'"), ("60 SECONDS", "61 SECONDS"), ("AS pages", "AS n")]:
+        changed = original.replace(*change)
+        assert changed != original
+        assert compile_table(changed, "pages_per_min", STREAMS, 32).definition != definition
+
+
+def test_the_repo_tables_are_the_notebooks_four_with_their_earlier_definitions():
+    tables = {t.name: t for t in load_tables()}
+    assert sorted(tables) == [
+        "click_user_sessions",
+        "errors_per_min_alert",
+        "pages_per_min",
+        "user_ip_activity",
+    ]
+    for table in tables.values():
+        assert len(table.earlier) == 1, table.name  # old stores resume (test_old_stores)
+        assert [type(a).__name__ for a in table.aggregates] == ["Count"]
+
+
+def test_an_edited_repo_table_loses_its_earlier_definition(tmp_path: Path):
+    sql = (REPO_TABLES / "pages_per_min.sql").read_text().replace("'%html%'", "'%.html%'")
+    (tmp_path / "pages_per_min.sql").write_text(sql)
+    (table,) = load_tables(tmp_path)
+    assert table.earlier == []
