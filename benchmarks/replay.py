@@ -22,6 +22,7 @@ def best_replay_rate(
     n: int,
     runs: int = 3,
     table_format: str = "parquet",
+    tables: str | None = None,
 ) -> float:
     """Records per second of the best of `runs` runs of a dataflow over a replay dump,
     each into its own output under `outputs`: this machine is noisy."""
@@ -34,6 +35,7 @@ def best_replay_rate(
             replay_path=dump,
             output=str(outputs / str(attempt)),
             table_format=table_format,  # type: ignore[arg-type]
+            tables=tables,
         )
         start = time.perf_counter()
         run_main(build(settings))

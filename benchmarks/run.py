@@ -16,7 +16,9 @@
    Parquet, on local disk and on the emulator; recovery on/off.
 5. columnar: the map-side combine of `user_clickstream` done with Polars group-bys
    against ours, on the same decoded batches.
-6. metrics: the `clickstream` dataflow with its metrics (scraped every second)
+6. sql: each dataflow with its tables from `tables/*.sql` against the same tables as
+   Python `count_window` calls; and a table of five aggregates against count-only.
+7. metrics: the `clickstream` dataflow with its metrics (scraped every second)
    against the same run with every metric update a no-op.
 
 The soak (state and memory over hours of event time) is `python -m benchmarks.soak`;
@@ -73,6 +75,7 @@ GROUPS = {
     "sink": ("benchmarks.sink", "bench_sink"),
     "recovery": ("benchmarks.sink", "bench_recovery"),
     "columnar": ("benchmarks.columnar", "bench_columnar"),
+    "sql": ("benchmarks.sql_tables", "bench_sql"),
     "metrics": ("benchmarks.metrics_cost", "bench_metrics"),
 }
 
@@ -87,7 +90,7 @@ def run_group(group: str, scale: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="benchmarks")
     parser.add_argument(
-        "--only", default="operators,dataflows,kafka,sink,recovery,columnar,metrics"
+        "--only", default="operators,dataflows,kafka,sink,recovery,columnar,sql,metrics"
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply event counts")
     parser.add_argument("--results-to", type=Path, help=argparse.SUPPRESS)

@@ -21,7 +21,7 @@ from monitoring.health import HEALTH
 from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_windows
 from monitoring.server import serve
 from operators.batches import TimedBatch
-from operators.windows import LateEvent, WindowCount, WindowOut, window_aggregate
+from operators.windows import LateEvent, WindowOut, WindowRow, window_aggregate
 from ownership import claim, fence
 from process import exit_on_config_error, one_line_panics
 from sinks.base import SinkItem, Table, TableRows, TableSink
@@ -136,9 +136,9 @@ def write_tables(
         table = sql.table
 
         def counts_rows(
-            counts: list[WindowCount], table: Table = table, row: Callable = sql.row
+            counts: list[WindowRow], table: Table = table, row: Callable = sql.row
         ) -> tuple[str, SinkItem]:
-            rows = [row(c.key, c.start_ms, c.end_ms, c.total) for c in counts]
+            rows = [row(c.key, c.start_ms, c.end_ms, c.value) for c in counts]
             return _route(table.name), TableRows(table.name, rows)
 
         watch_windows(name, table.name, out.stats)

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,20 @@ def test_only_python_3_13_is_one_line_saying_how_to_get_one(tmp_path, how):
     assert lines[0].startswith("error: need Python 3.11-3.12"), lines
     assert "uv python install 3.12" in lines[0]
     assert not (repo / ".venv").exists()
+
+
+def test_every_package_of_the_repo_is_installed():
+    """A package missing from pyproject's list imports in the repo's folder (the tests' cwd)
+    but not from anywhere else, as `python -m bytewax.run` from a user's folder does."""
+    packages = sorted(
+        p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() and p.name != "tests"
+    )
+    listed = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert sorted(listed["packages"]) == packages
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {', '.join(packages)}"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from tests.processes import ROOT, clean_env
+from tools.show import read_table
 
 JUST = str(Path(sys.executable).with_name("just"))
 
@@ -51,3 +53,43 @@ def test_a_bad_setting_leaves_no_recovery_store(tmp_path):
         "no such file or directory: /proc/forbidden"
     ]
     assert not (tmp_path / "recovery").exists()
+
+
+BYTES_PER_USER = """
+SELECT userid, window.start AS event_start, window.end AS event_end,
+       sum(bytes) AS bytes, avg(bytes) AS avg_bytes, min(bytes) AS min_bytes,
+       max(bytes) AS max_bytes, count(DISTINCT ip) AS ips
+FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
+GROUP BY window(timestamp, '1 minute'), userid
+"""
+
+
+def test_just_demo_computes_a_table_added_as_a_sql_file(tmp_path):
+    """The README's example: a folder with one new .sql file, no Python."""
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "bytes_per_user.sql").write_text(BYTES_PER_USER)
+    out = tmp_path / "out"
+    proc = just("demo", "4000", "4000", CLICKSTREAM_TABLES=str(tables), CLICKSTREAM_OUTPUT=str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "bytes_per_user:" in proc.stdout and "bytes_per_user: no rows" not in proc.stdout
+    df = read_table(str(out), "bytes_per_user")
+    assert df is not None
+    assert dict(df.schema) | {} == {
+        "userid": pl.Int64,
+        "event_start": pl.Datetime("us", "UTC"),
+        "event_end": pl.Datetime("us", "UTC"),
+        "bytes": pl.Int64,
+        "avg_bytes": pl.Float64,
+        "min_bytes": pl.Int64,
+        "max_bytes": pl.Int64,
+        "ips": pl.Int64,
+        "event_date": pl.String,
+        "event_hour": pl.String,
+    }
+    # 4,000 clicks, each in one tumbling minute: every click is in the table once
+    clicks = just("query", "--output", str(out), "select count(*) from bytes_per_user")
+    assert clicks.returncode == 0, clicks.stderr
+    assert not (out / "pages_per_min").exists()  # only the folder's tables
+    again = just("demo", "4000", "10", CLICKSTREAM_TABLES=str(tables), CLICKSTREAM_OUTPUT=str(out))
+    assert again.returncode == 2 and "is not empty" in again.stderr

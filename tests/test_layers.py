@@ -3,7 +3,7 @@ lazily (inside a function) or not, and under `TYPE_CHECKING` too.
 
 The graph is read from the sources, not from what happens to be imported at run time,
 so an import hidden in a function counts. Expected picture (README, Map of the code):
-dataflows -> operators / sources / sinks -> ownership -> storage -> monitoring, and
+dataflows -> sql -> operators / sources / sinks -> ownership -> storage -> monitoring, and
 config / kafka_client -> the leaf modules `setting` and `process`.
 """
 

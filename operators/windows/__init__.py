@@ -1,7 +1,8 @@
-"""Event-time window counts with Spark Structured Streaming's semantics.
+"""Event-time window aggregates with Spark Structured Streaming's semantics.
 
-`count_window` counts events per key in sliding, tumbling or session windows and
-emits each window exactly once, when the stream's watermark passes its end:
+`window_aggregate` computes aggregates (`operators.aggregates`: count, sum, avg, min,
+max, distinct counts) per key in sliding, tumbling or session windows, and `count_window`
+counts; both emit each window exactly once, when the stream's watermark passes its end:
 
 - Sliding and tumbling windows are aligned to the Unix epoch and half open,
   `[start, start + length)`; an event belongs to `length / slide` windows.
@@ -13,7 +14,9 @@ emits each window exactly once, when the stream's watermark passes its end:
   ahead because idle partitions were skipped): windows that end at or before it
   are closed for that event, exactly as Spark drops late rows per window. Such an
   event is reported on the `late` stream with the reason; it never re-opens or
-  re-emits a window.
+  re-emits a window. An event late for only some of its sliding windows still counts
+  in the others (a count is taken back from the closed ones; other aggregates cannot
+  take back, so the event goes to each open window instead of to its pane).
 - `where` picks the events to count, like SQL `WHERE`; the others still move
   event time on. `having` filters final counts only, like SQL `HAVING`.
 - `None` is an ordinary key: events without a key form their own group.
@@ -24,17 +27,18 @@ batch size or worker count. The one wall-clock influence is the idle timeout of
 the sources, which lets a quiet stream's watermark move on.
 
 State is held per shard, not per key: events are routed to a fixed number of
-shards by a stable hash of their key, and each shard keeps plain dicts of counts
-per pane (one slide of time) and key. Cost grows with events and output rows,
-not with the number of keys, and a restart may use another worker count.
+shards by a stable hash of their key, and each shard keeps plain dicts of counts (or
+partial aggregate states, which merge with `+`) per pane (one slide of time) and key.
+Cost grows with events and output rows, not with the number of keys, and a restart may
+use another worker count.
 
-Batches are combined before they are routed, as a map-side combiner does: counts
-per (key, pane), or per-key runs of events closer than the gap for sessions, so
-a shard receives a few rows per batch instead of every event. That is only done
-when no event of the batch can be late or join a window closed during the batch
-(checked per event against its own partition's progress, and never for a
-partition that `was_idle`, which may be behind the stream). Otherwise every event
-goes to its shard and is judged one by one. Both paths give the same windows.
+Batches are combined before they are routed, as a map-side combiner does: counts or
+partial states per (key, pane), or per-key runs of events closer than the gap for
+sessions, so a shard receives a few rows per batch instead of every event. That is only
+done when no event of the batch can be late or join a window closed during the batch
+(checked per event against its own partition's progress, and never for a partition that
+`was_idle`, which may be behind the stream). Otherwise every event goes to its shard and
+is judged one by one. Both paths give the same windows.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from operators.shards import DEFAULT_SHARDS, LiveShards, ShardCache, shard_of
 from operators.windows.routing import Combine, ShardMsg, Splitter, combine_panes, combine_sessions
 from operators.windows.session import SessionLogic
 from operators.windows.sliding import SlidingLogic
-from operators.windows.specs import LateEvent, Session, Sliding, Tumbling, Window, WindowCount
+from operators.windows.specs import LateEvent, Session, Sliding, Tumbling, Window, WindowRow
 from operators.windows.state import ShardLogic
 from operators.windows.stats import WindowStats
 
@@ -68,8 +72,8 @@ __all__ = [
     "Sliding",
     "Tumbling",
     "Window",
-    "WindowCount",
     "WindowOut",
+    "WindowRow",
     "WindowStats",
     "combine_panes",
     "combine_sessions",
@@ -85,10 +89,10 @@ K = TypeVar("K", bound=Hashable)
 
 @dataclass(frozen=True)
 class WindowOut(Generic[E]):
-    """Streams out of `count_window`, batched per shard activation for throughput, and
+    """Streams out of a window operator, batched per shard activation for throughput, and
     `stats` on its state."""
 
-    counts: Stream[list[WindowCount]]
+    counts: Stream[list[WindowRow]]
     late: Stream[list[LateEvent[E]]]
     stats: WindowStats
     # What the counts mean (window, delay, key, where, having, shards), as text: a
@@ -119,7 +123,7 @@ def count_window(
     pages = count_window("pages_per_min", clicks, attrgetter("userid"),
                          Sliding(60_000, 5_000), delay_ms=60_000,
                          where=lambda c: "html" in c.request)
-    op.inspect("rows", pages.counts)   # [WindowCount(12, start, end, 7), ...]
+    op.inspect("rows", pages.counts)   # [WindowRow(12, start, end, 7), ...]
     op.inspect("late", pages.late)     # [LateEvent(click, 12, ts, wm, 12, 12, reason, origin)]
     ```
 
@@ -169,7 +173,7 @@ def window_aggregate(
         "bytes_per_min", clicks, attrgetter("userid"), Tumbling(60_000), delay_ms=60_000,
         aggregates=[Count(), Sum(b), Avg(b), Max(b), CountDistinct(ip)],
         having=lambda v: v[0] > 1)
-    op.inspect("rows", per_user.counts)  # [WindowCount(12, start, end, (7, 9120, 1302.9, 4006, 3))]
+    op.inspect("rows", per_user.counts)  # [WindowRow(12, start, end, (7, 9120, 1302.9, 4006, 3))]
     ```
 
     Every state merges, so batches are combined before routing and sessions merge

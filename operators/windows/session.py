@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, TypeVar
 from operators.aggregates import Aggregates
 from operators.batches import END, Origin
 from operators.clock import Clock
-from operators.windows.specs import LateEvent, Session, WindowCount
+from operators.windows.specs import LateEvent, Session, WindowRow
 from operators.windows.state import ShardLogic
 
 E = TypeVar("E")
@@ -118,7 +118,7 @@ class SessionLogic(ShardLogic):
                 if last + gap <= watermark:
                     value = n if finish is None else finish(n)
                     if having is None or having(value):
-                        out.append(WindowCount(key, start, last + gap, value))
+                        out.append(WindowRow(key, start, last + gap, value))
                 else:
                     still_open.append([start, last, n])
             if still_open:

@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, TypeVar
 from operators.aggregates import Aggregates
 from operators.batches import END, NEVER, Origin
 from operators.clock import Clock
-from operators.windows.specs import LateEvent, Sliding, WindowCount
+from operators.windows.specs import LateEvent, Sliding, WindowRow
 from operators.windows.state import ShardLogic
 
 E = TypeVar("E")
@@ -145,7 +145,7 @@ class SlidingLogic(ShardLogic):
                 if n:  # a count taken back to 0 is no window
                     value = n if finish is None else finish(n)
                     if having is None or having(value):
-                        out.append(WindowCount(key, start, end, value))
+                        out.append(WindowRow(key, start, end, value))
             self.next_start = start + slide
             # A pane is done once the last window holding it has been emitted.
             while starts and starts[0] < self.next_start:

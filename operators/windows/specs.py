@@ -1,4 +1,4 @@
-"""What `count_window` counts in and emits: the window kinds, a window's final count, and
+"""What the window operators take and emit: the window kinds, a window's final value, and
 an event that came too late for some of its windows.
 """
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from operators.batches import Origin
 
@@ -49,13 +49,14 @@ class Session:
 Window = Sliding | Session
 
 
-class WindowCount(NamedTuple, Generic[K]):
-    """The final count of one window: `[start_ms, end_ms)` for `key`."""
+class WindowRow(NamedTuple, Generic[K]):
+    """The final value of one window, `[start_ms, end_ms)` for `key`: its count
+    (`count_window`) or the tuple of its aggregates' values (`window_aggregate`)."""
 
     key: K
     start_ms: int
     end_ms: int
-    total: int
+    value: Any
 
 
 class LateEvent(NamedTuple, Generic[E]):

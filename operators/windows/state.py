@@ -13,13 +13,13 @@ from operators.aggregates import Aggregates
 from operators.batches import END, Origin
 from operators.clock import Clock
 from operators.windows.routing import ShardMsg
-from operators.windows.specs import LateEvent, WindowCount
+from operators.windows.specs import LateEvent, WindowRow
 
 E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
 
 
-class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowCount], list[LateEvent]], Any]):
+class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowRow], list[LateEvent]], Any]):
     """Shared event loop of one shard: watermark per event, then the window's rules."""
 
     def __init__(
@@ -39,7 +39,7 @@ class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowCount], list[Late
         # The value a window emits, from its state (None: the state itself).
         self.finish = finish
         self.due = END  # earliest watermark at which something can be emitted
-        self.out: list[WindowCount] = []
+        self.out: list[WindowRow] = []
         self.late: list[LateEvent] = []
 
     def on_batch(self, values: list[ShardMsg]) -> tuple[list[Any], bool]:
@@ -86,7 +86,7 @@ class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowCount], list[Late
         load = self.aggs.load
         return {k: load(v) for k, v in saved.items()}
 
-    def _flush(self) -> list[tuple[list[WindowCount], list[LateEvent]]]:
+    def _flush(self) -> list[tuple[list[WindowRow], list[LateEvent]]]:
         if not self.out and not self.late:
             return []
         out, late = self.out, self.late

@@ -32,7 +32,7 @@ def test_sliding_60_5_gives_12_windows_per_event(entry_point):
     counts, late = run(entry_point, [Ev("u", 62 * S)], PAGES, 60 * S)
     starts = sorted(c.start_ms for c in counts)
     assert starts == [s * S for s in range(5, 61, 5)]
-    assert all(c.end_ms - c.start_ms == 60 * S and c.total == 1 for c in counts)
+    assert all(c.end_ms - c.start_ms == 60 * S and c.value == 1 for c in counts)
     assert late == []
 
 

@@ -12,7 +12,7 @@ from bytewax.testing import TestingSink, TestingSource
 
 from operators.aggregates import Aggregate
 from operators.batches import TimedBatch, batches_of
-from operators.windows import LateEvent, Window, WindowCount, count_window, window_aggregate
+from operators.windows import LateEvent, Window, WindowRow, count_window, window_aggregate
 
 
 class Ev(NamedTuple):
@@ -37,7 +37,7 @@ def run_windows(
     shards: int = 4,
     where: Callable[[Ev], bool] | None = None,
     aggregates: Sequence[Aggregate] | None = None,
-) -> tuple[list[WindowCount], list[LateEvent]]:
+) -> tuple[list[WindowRow], list[LateEvent]]:
     """Each element of `inputs` is one source partition's batches. With `aggregates`,
     `window_aggregate` runs instead of `count_window`."""
     flow = Dataflow("windows_test")
@@ -51,7 +51,7 @@ def run_windows(
         out = window_aggregate(
             "win", up, lambda e: e.key, window, delay, aggregates, where, having, shards
         )
-    counts: list[list[WindowCount]] = []
+    counts: list[list[WindowRow]] = []
     late: list[list[LateEvent]] = []
     op.output("counts", out.counts, TestingSink(counts))
     op.output("late", out.late, TestingSink(late))
@@ -59,7 +59,7 @@ def run_windows(
     return [c for batch in counts for c in batch], [e for batch in late for e in batch]
 
 
-def as_rows(counts: Sequence[WindowCount]) -> set[tuple[Hashable, int, int, int]]:
-    rows = {(c.key, c.start_ms, c.end_ms, c.total) for c in counts}
+def as_rows(counts: Sequence[WindowRow]) -> set[tuple[Hashable, int, int, int]]:
+    rows = {(c.key, c.start_ms, c.end_ms, c.value) for c in counts}
     assert len(rows) == len(counts), "a window was emitted twice"
     return rows
