@@ -408,8 +408,11 @@ class _Compiler:
             having=having,
             row=row,
             table=Table(self.name, columns, partition_by=start, timestamps=stamps),
+            # the output's column names as written: `USERID` and `userid` are one column
+            # to SQL but two to a Parquet schema
             definition=(
-                f"{_normalized(self.query)} WATERMARK {self.delay_ms} ms, {self.shards} shards"
+                f"{_normalized(self.query)} WATERMARK {self.delay_ms} ms, {self.shards} shards, "
+                f"columns {', '.join(names)}"
             ),
         )
 

@@ -87,9 +87,11 @@ def test_just_demo_computes_a_table_added_as_a_sql_file(tmp_path):
         "event_date": pl.String,
         "event_hour": pl.String,
     }
-    # 4,000 clicks, each in one tumbling minute: every click is in the table once
-    clicks = just("query", "--output", str(out), "select count(*) from bytes_per_user")
-    assert clicks.returncode == 0, clicks.stderr
+    # the tools know the folder's tables as the dataflows do, from CLICKSTREAM_TABLES
+    query = "select count(*) as n, sum(ips) as ips from bytes_per_user"
+    found = just("query", "--output", str(out), query, CLICKSTREAM_TABLES=str(tables))
+    assert found.returncode == 0, found.stderr
+    assert str(df.height) in found.stdout
     assert not (out / "pages_per_min").exists()  # only the folder's tables
     again = just("demo", "4000", "10", CLICKSTREAM_TABLES=str(tables), CLICKSTREAM_OUTPUT=str(out))
     assert again.returncode == 2 and "is not empty" in again.stderr

@@ -29,7 +29,13 @@ from sinks.base import Table
 from sql import output_tables
 from storage.location import is_local, output_fs, table_files
 
-_SQL_TYPES = {pl.Int64: "BIGINT", pl.String: "VARCHAR", pl.Binary: "BLOB"}
+_SQL_TYPES = {
+    pl.Int64: "BIGINT",
+    pl.Float64: "DOUBLE",
+    pl.String: "VARCHAR",
+    pl.Boolean: "BOOLEAN",
+    pl.Binary: "BLOB",
+}
 
 
 def _files(output: str, table: str) -> list[str]:

@@ -157,12 +157,12 @@ def test_a_paused_zombie_woken_after_a_takeover_writes_nothing(
 
 PAGES_10S = (REPO_TABLES / "pages_per_min.sql").read_text().replace("'5 seconds'", "'10 seconds'")
 PAGES_RESPELT = """
-select USERID,   -- the user
+select userid,   -- the user
        Window.Start as event_start, window.END as event_end,
        COUNT(*) as pages
   from CLICKSTREAM watermark TIMESTAMP delay of interval 60 seconds
  where REQUEST like '%html%'  /* html pages only */
- group by WINDOW(timestamp, '60 seconds', '5 seconds'), userid
+ group by WINDOW(timestamp, '60 seconds', '5 seconds'), USERID
 """
 
 

@@ -122,7 +122,7 @@ def test_a_respelt_table_has_the_same_definition_and_a_changed_one_does_not():
     original = (REPO_TABLES / "pages_per_min.sql").read_text()
     respelt = """
         -- the same table, written by someone else
-        select USERID, WINDOW.START as event_start, window.end AS event_end,
+        select userid, WINDOW.START as event_start, window.end AS event_end,
                COUNT(*) as pages   /* html pages */
         from ClickStream
         watermark TIMESTAMP delay of interval 60 seconds
@@ -130,7 +130,13 @@ def test_a_respelt_table_has_the_same_definition_and_a_changed_one_does_not():
         group by window(timestamp,'60 seconds','5 seconds'), userid"""
     definition = compile_table(original, "pages_per_min", STREAMS, 32).definition
     assert compile_table(respelt, "pages_per_min", STREAMS, 32).definition == definition
-    for change in [("'%html%'", "'%htm%'"), ("60 SECONDS", "61 SECONDS"), ("AS pages", "AS n")]:
+    changes = [
+        ("'%html%'", "'%htm%'"),
+        ("60 SECONDS", "61 SECONDS"),
+        ("AS pages", "AS n"),
+        ("SELECT userid", "SELECT USERID"),  # one column to SQL, another name in the output
+    ]
+    for change in changes:
         changed = original.replace(*change)
         assert changed != original
         assert compile_table(changed, "pages_per_min", STREAMS, 32).definition != definition

@@ -23,6 +23,8 @@ from config import Settings
 from sql import output_tables
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows
+from tools.charts import health_figures
+from tools.query import connect
 from tools.replay_gen import generate
 
 
@@ -158,6 +160,27 @@ def test_bad_sql_is_one_line_and_exit_2(output, sql, message):
 def test_a_table_without_files_is_an_empty_view(tmp_path):
     rows = _csv(query("--format", "csv", "select count(*) as n from late_events", output=tmp_path))
     assert rows == [{"n": "0"}]
+
+
+def test_a_users_tables_are_views_and_listed_on_the_dashboard(tmp_path, monkeypatch):
+    """The tables of CLICKSTREAM_TABLES, still without rows: views of their own types."""
+    folder = tmp_path / "tables"
+    folder.mkdir()
+    (folder / "avg_bytes.sql").write_text(
+        "SELECT userid, window.start AS event_start, avg(bytes) AS avg_bytes, "
+        "max(request) AS last FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 1 MINUTE "
+        "GROUP BY window(timestamp, '1 minute'), userid"
+    )
+    monkeypatch.setenv("CLICKSTREAM_TABLES", str(folder))
+    con = connect(str(tmp_path / "out"))
+    types = {c[0]: str(c[1]) for c in con.execute("select * from avg_bytes").description}
+    assert {k: types[k] for k in ("userid", "avg_bytes", "last")} == {
+        "userid": "BIGINT",
+        "avg_bytes": "DOUBLE",
+        "last": "VARCHAR",
+    }
+    health, _, _ = health_figures(con)
+    assert [h["table"] for h in health] == ["avg_bytes", "late_events", "dead_letters"]
 
 
 def test_the_prompt_runs_statements_until_quit(output):
