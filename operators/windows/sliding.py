@@ -98,6 +98,7 @@ class SlidingLogic(ShardLogic):
             count(key, pane, n)
 
     def _pane(self, pane: int) -> dict[Hashable, Any]:
+        """The states of `pane` per key, made when new (its first window then becomes due)."""
         counts = self.panes.get(pane)
         if counts is None:
             counts = self.panes[pane] = {}
@@ -107,12 +108,9 @@ class SlidingLogic(ShardLogic):
         return counts
 
     def _count(self, key: Hashable, pane: int, n: Any) -> None:
-        counts = self.panes.get(pane)
+        counts = self.panes.get(pane)  # the common case without a call: the pane exists
         if counts is None:
-            counts = self.panes[pane] = {}
-            end = max(self.next_start, pane - self.length + self.slide) + self.length
-            if end < self.due:
-                self.due = end
+            counts = self._pane(pane)
         counts[key] = counts.get(key, 0) + n
 
     def _emit(self, watermark: int) -> None:
