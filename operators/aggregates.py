@@ -188,7 +188,17 @@ class ApproxCountDistinct(Aggregate):
         return _either(a, b, union)
 
     def result(self, state: hll_sketch | None) -> int:
-        return 0 if state is None else round(state.get_estimate())
+        if state is None:
+            return 0
+        # A sketch's own estimate depends on how it was built: one fed value by value
+        # uses its running (HIP) estimate, one made by a union estimates from its
+        # registers. Which one a window gets depends on how batches were combined, so on
+        # speed and worker count. A union of the sketch with itself keeps the registers
+        # (max of equal values) and always estimates from them: one answer per input.
+        union = hll_union(self.lg_k)
+        union.update(state)
+        union.update(state)
+        return round(union.get_estimate())
 
     # Sketches do not pickle: snapshots hold their compact bytes.
     def save(self, state: hll_sketch | None) -> bytes | None:
@@ -224,7 +234,9 @@ class Partial:
 
 class Aggregates:
     """A table's aggregates, in SELECT order: the partial state of a group of events
-    (`of`), the final values (`results`), and snapshot forms (`save`, `load`)."""
+    (`of`), the final values (`results`), and plain forms (`save`, `load`) for what
+    leaves the process: snapshots, and combined rows sent to a shard in another
+    process (a `Partial` holds its aggregates' functions, which do not pickle)."""
 
     def __init__(self, aggregates: Sequence[Aggregate]) -> None:
         if not aggregates:

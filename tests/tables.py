@@ -98,12 +98,12 @@ def assert_same_tables(
     assert read_rows(want_output, "pages_per_min"), "the reference should have rows"
 
 
-def reference_run(dump: Path, out: Path) -> None:
+def reference_run(dump: Path, out: Path, **env: str) -> None:
     """The clickstream tables of `dump`, by one uninterrupted run without recovery."""
     proc = subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflows.clickstream:flow"],
         cwd=ROOT,
-        env=clean_env(CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(out)),
+        env=clean_env(CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(out), **env),
         capture_output=True,
         text=True,
         timeout=300,

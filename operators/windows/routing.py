@@ -49,8 +49,8 @@ def combine_panes(
 ) -> list[tuple[Hashable, int, Any]] | None:
     """Count a batch's events (those `where` holds) per key and pane, the slide-long
     stretch of time an event falls in: `(key, pane, count)` rows, or `(key, pane,
-    partial)` with `aggs`; `None` if some event of the batch may be late for its
-    first window.
+    saved partial)` with `aggs` (`Aggregates.save`: plain data, as rows may go to
+    another process); `None` if some event of the batch may be late for its first window.
 
     ```python
     combine_panes(batch_of([("a", 1_000), ("a", 4_000), ("b", 6_000)]), key, None, 5_000, 60_000)
@@ -70,7 +70,8 @@ def combine_panes(
         for e, t in zip(batch.events, times, strict=True):
             if where is None or where(e):
                 groups[(key(e), t - t % slide)].append(e)
-        return [(k, p, aggs.of(events)) for (k, p), events in groups.items()]
+        # saved: rows may cross to another process, and partial states do not pickle
+        return [(k, p, aggs.save(aggs.of(events))) for (k, p), events in groups.items()]
     counted = (
         Counter(zip(map(key, batch.events), [t - t % slide for t in times], strict=True))
         if where is None
@@ -90,7 +91,7 @@ def combine_sessions(
     aggs: Aggregates | None = None,
 ) -> list[tuple[Hashable, int, int, Any]] | None:
     """Merge a batch's events (those `where` holds) into runs per key, `(key, first,
-    last, count)` (or a partial of `aggs` for the count), with at most `gap` between
+    last, count)` (or a saved partial of `aggs` for the count), with at most `gap` between
     neighbours; `None` if some event may be late or may belong to a session that
     closes while the batch is read.
 
@@ -149,11 +150,11 @@ def _runs_of_events(
         events: list[Any] = []
         for t, e in timed:
             if t - last > gap:
-                rows.append((k, start, last, aggs.of(events)))
+                rows.append((k, start, last, aggs.save(aggs.of(events))))
                 start, events = t, []
             last = t
             events.append(e)
-        rows.append((k, start, last, aggs.of(events)))
+        rows.append((k, start, last, aggs.save(aggs.of(events))))
     return rows
 
 
