@@ -27,6 +27,8 @@ from typing import Any, ClassVar
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
+from operators.describe import describe
+
 Column = Callable[[Any], Any]
 
 
@@ -39,8 +41,9 @@ class Aggregate:
 
     def __init__(self, column: Column | None = None, text: str = "") -> None:
         self.column = column
-        # What it computes, for a recovery store's definition: `sum(bytes)`.
-        self.text = text or f"{self.name}({'*' if column is None else column!r})"
+        # What it computes, for a recovery store's definition: `sum(bytes)` from SQL,
+        # `sum(attrgetter('bytes'))` or the lambda's code from Python (never an address)
+        self.text = text or f"{self.name}({'*' if column is None else describe(column)})"
 
     def of(self, values: list[Any]) -> Any:
         """The partial state of a non-empty group of values (None among them is null)."""

@@ -105,3 +105,9 @@ def test_combined_rows_are_plain_data_another_process_can_unpickle():
         assert rows
         (row,) = pickle.loads(pickle.dumps(rows))
         assert aggs.results(aggs.load(row[-1])) == (50, sum(range(1_000, 1_050)), 7)
+
+
+def test_an_aggregate_says_what_it_computes_in_words_a_resume_can_compare():
+    assert repr(Sum(itemgetter(1))) == "sum(itemgetter(1))"
+    assert repr(Avg(lambda e: e.bytes * 2)) == "avg(lambda e: e.bytes * 2)"
+    assert repr(Count()) == "count(*)"
