@@ -3,9 +3,9 @@
 Under `python -m bytewax.run`, every process of a dataflow takes, before it touches
 the recovery store or the output, a lease (`ownership.lease`) on its share of both:
 
-- `<recovery dir>/.lease-<flow>-process-<i>.json`, and
-- `<output>/_leases/<flow>/process-<i>.json` (local disk, or GCS with generation
-  preconditions),
+- `<recovery dir>/.lease-<flow>-process-<i>.json` (its versions `.v<n>`), and
+- `<output>/_leases/<flow>/process-<i>.json` (local disk, versions `.v<n>` too, or GCS
+  with generation preconditions),
 
 where `i` is its process id (`-i`). Each process holds its own share because each
 writes on its own: a share is checked by the process that writes under it, with
@@ -67,7 +67,7 @@ def _shares(settings: Settings, flow: str, run: RunArgs) -> set[int]:
     """The process ids that ever held a share of this dataflow's leases."""
     retrying = StorageRetry(flow, settings.storage_retry_s)
     found: set[int] = set()
-    name = re.compile(r"process-(\d+)\.json$")
+    name = re.compile(r"process-(\d+)\.json(\.v\d+)?$")  # local leases: one file per version
     if run.recovery is not None:
         paths = [p.name for p in run.recovery.glob(f".lease-{flow}-*")]
         found |= {int(m.group(1)) for p in paths if (m := name.search(p))}

@@ -4,8 +4,8 @@ A holder takes the lease when it is free, released, expired (not renewed for
 `timeout_s`), or held by a process that is provably dead on this very host (same
 host name and boot, and its pid is gone or is another process now). It renews it
 every `timeout_s / 4`. Every write of the record is a compare-and-swap: on GCS an
-upload with `ifGenerationMatch`, on local disk a version number checked and bumped
-under `flock`. So of two processes racing for a lease exactly one wins, and a
+upload with `ifGenerationMatch`, on local disk a link to the next version's file that
+fails when it exists. So of two processes racing for a lease exactly one wins, and a
 renewal by a process that lost the lease fails.
 
 Each takeover bumps the lease's `token`, the fencing token: writers put it into
@@ -21,14 +21,13 @@ paused with it: on waking, its first check finds the lease taken and stops.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -129,49 +128,69 @@ def _from_json(data: bytes) -> Holder:
 
 
 class LocalPlace:
-    """A lease in a local file `path`; its version is kept in the file, bumped under flock.
+    """A lease in local files: version `n` of the record is the file `{path}.v{n}`, made by
+    an atomic `link` that fails when the file exists; the newest file is the lease.
 
-    The lock is held only for a read and a rename, never while the holder works, so
-    a paused holder cannot block a takeover."""
+    Nothing is locked. A compare-and-swap from version `n` links version `n + 1`: of
+    two processes racing from `n`, exactly one link succeeds. So a holder paused at any
+    moment (even in the middle of a swap) blocks no one; with a lock, one paused while
+    holding it blocked every takeover until it woke. Each swap removes the versions
+    older than the one it replaced."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.where = path
+        self._directory = os.path.dirname(path) or "."
+        self._prefix = os.path.basename(path) + ".v"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        fd = os.open(f"{self.path}.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    def _versions(self) -> list[int]:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
-    def _read(self) -> tuple[Holder | None, int]:
-        try:
-            with open(self.path, "rb") as f:
-                record = json.loads(f.read())
+            names = os.listdir(self._directory)
         except FileNotFoundError:
-            return None, 0
-        version = record.pop("version")
-        return Holder(**record), version
+            return []
+        n = len(self._prefix)
+        return [int(f[n:]) for f in names if f.startswith(self._prefix) and f[n:].isdigit()]
 
     def read(self) -> tuple[Holder | None, int]:
-        with self._locked():
-            return self._read()
+        while True:
+            versions = self._versions()
+            if not versions:
+                return None, 0
+            newest = max(versions)
+            try:
+                with open(f"{self.path}.v{newest}", "rb") as f:
+                    record = json.loads(f.read())
+            except FileNotFoundError:  # a newer version replaced it meanwhile
+                continue
+            record.pop("version", None)
+            return Holder(**record), newest
 
     def swap(self, holder: Holder, version: int) -> int | None:
-        with self._locked():
-            if self._read()[1] != version:
-                return None
-            hidden = f"{self.path}.{os.getpid()}.tmp"
-            with open(hidden, "w") as f:
-                json.dump({**asdict(holder), "version": version + 1}, f, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(hidden, self.path)
-            return version + 1
+        if self.read()[1] != version:
+            return None
+        os.makedirs(self._directory, exist_ok=True)
+        hidden = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        with open(hidden, "w") as f:
+            json.dump({**asdict(holder), "version": version + 1}, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(hidden, f"{self.path}.v{version + 1}")
+        except FileExistsError:
+            return None
+        finally:
+            os.unlink(hidden)
+        if max(self._versions()) != version + 1:
+            # `version + 1` had been made and removed long ago: this process's view was
+            # stale, and newer versions exist. It did not win.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self.path}.v{version + 1}")
+            return None
+        for old in self._versions():
+            if old < version:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}.v{old}")
+        return version + 1
 
 
 class GcsPlace:

@@ -5,6 +5,7 @@ out before it writes."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from ownership.lease import (
 )
 from process import RunArgs
 from storage.location import output_fs
+from tests.processes import ROOT
 
 
 def _plain(action: Any, what: str) -> Any:
@@ -189,7 +191,7 @@ def test_leases_over_two_places_are_all_or_nothing(tmp_path):
     assert free.read() == (None, 0), "nothing taken when one place is held"
     held.swap(_foreign(7, 0.0, released=True), 1)
     assert Lease([free, held], 30.0, _plain).acquire() == 8  # past both places' tokens
-    assert os.path.exists(tmp_path / "a.json")
+    assert free.read()[0] is not None
 
 
 def test_a_lease_that_stopped_being_renewed_is_waited_for_then_taken(place):
@@ -213,3 +215,53 @@ def test_a_new_holder_outranks_every_share_of_the_dataflow(tmp_path):
     above = _newest_token(settings, "flow", run, _shares(settings, "flow", run))
     assert above == 9
     assert _lease(settings, "flow", run, 0).acquire(above) == 10
+
+
+_PAUSED_MID_SWAP = """
+import os, signal, sys
+from ownership.lease import Holder, LocalPlace
+
+fsync = os.fsync
+
+def fsync_then_stop(fd):
+    fsync(fd)
+    os.kill(os.getpid(), signal.SIGSTOP)  # paused in the middle of its swap
+
+os.fsync = fsync_then_stop
+print(LocalPlace(sys.argv[1]).swap(Holder.me(1, 3.0), 0), flush=True)
+"""
+
+
+def test_a_holder_paused_in_the_middle_of_a_swap_blocks_no_one(tmp_path):
+    """Seen in the suite: a zombie stopped while it held the lock of a local lease kept its
+    replacement waiting until it was woken, then refused it as still renewing."""
+    path = str(tmp_path / "lease.json")
+    paused = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_MID_SWAP, path],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while _state(paused.pid) != "T":
+            assert time.monotonic() < deadline, "the child never paused"
+            time.sleep(0.02)
+        result: list[int | None] = []
+        other = threading.Thread(
+            target=lambda: result.append(LocalPlace(path).swap(_foreign(5, 0.0), 0)), daemon=True
+        )
+        other.start()
+        other.join(timeout=10)
+        assert result == [1], "a swap must not wait for a paused process"
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    out, _ = paused.communicate(timeout=30)
+    assert out.strip() == "None", "the paused swap must lose: version 1 is taken"
+    holder, version = LocalPlace(path).read()
+    assert version == 1 and holder is not None and holder.token == 5
+
+
+def _state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
