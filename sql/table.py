@@ -21,7 +21,7 @@ import msgspec
 import polars as pl
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, SqlglotError
 
 from operators.aggregates import (
     Aggregate,
@@ -115,6 +115,8 @@ def compile_table(
         failure = SqlError(None, f"cannot parse: {error.get('description', ex)}")
         failure.line = int(error.get("line") or 1)
         raise failure from None
+    except SqlglotError as ex:  # the tokenizer's: an unterminated string, a stray quote
+        raise SqlError(None, f"cannot parse: {' '.join(str(ex).split())}") from None
     if len(statements) != 1:
         raise SqlError(None, f"one SELECT per file, found {len(statements)} statements")
     query = statements[0]

@@ -106,6 +106,11 @@ UNSUPPORTED = {
     "two statements": (GOOD + ";\n" + GOOD, 1, "one SELECT per file, found 2 statements"),
     "not a select": ("INSERT INTO x VALUES (1)", 1, "only SELECT is supported"),
     "a parse error": (GOOD.replace("GROUP BY", "GROUP BY BY"), 3, "cannot parse"),
+    "an unterminated string": (
+        GOOD.replace("GROUP BY", "WHERE request LIKE '%html\nGROUP BY"),
+        1,
+        "cannot parse: Error tokenizing",
+    ),
     "unknown stream": (GOOD.replace("FROM clickstream", "FROM pageviews"), 2, "unknown stream"),
     "group by an expression": (
         GOOD.replace(", userid\n", ", userid\n").replace("), userid", "), userid + 1"),
