@@ -15,6 +15,7 @@ it and what is not supported (see `sql.table` for the subset, docs/sql.md for us
 from __future__ import annotations
 
 import re
+from functools import cache
 from pathlib import Path
 
 import msgspec
@@ -62,7 +63,7 @@ def load_tables(folder: str | Path = REPO_TABLES, shards: int = DEFAULT_SHARDS) 
         except SqlError as ex:
             raise ConfigError(f"{path}:{ex.line}: {ex.message}") from None
         earlier = EARLIER.get(name)
-        if earlier is not None and _same(earlier.sql, table, shards):
+        if earlier is not None and _earlier_definition(name, shards) == table.definition:
             table.earlier.append(earlier.definition)
         tables.append(table)
     return tables
@@ -74,6 +75,8 @@ def output_tables(folder: str | Path | None = None) -> list[Table]:
     return [t.table for t in load_tables(folder or REPO_TABLES)] + [LATE_EVENTS, DEAD_LETTERS]
 
 
-def _same(sql: str, table: SqlTable, shards: int) -> bool:
-    """Whether `table` computes what `sql` does (as a table of the same name)."""
-    return compile_table(sql, table.name, STREAMS, shards).definition == table.definition
+@cache
+def _earlier_definition(name: str, shards: int) -> str:
+    """The definition of the SQL that computes what table `name` computed before tables
+    were SQL (compiled once per process)."""
+    return compile_table(EARLIER[name].sql, name, STREAMS, shards).definition

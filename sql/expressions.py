@@ -38,9 +38,8 @@ Resolve = Callable[[exp.Expr], Code | None]
 _NUMBERS = (int, float)
 
 
-def compile_function(node: exp.Expr, resolve: Resolve, arg: str) -> Callable[[Any], Any]:
-    """`lambda arg: <node>`, evaluated once."""
-    code = compile_code(node, resolve)
+def compile_function(code: Code, arg: str) -> Callable[[Any], Any]:
+    """`lambda arg: <code>`, evaluated once."""
     return eval(f"lambda {arg}: {code.text}", dict(_HELPERS))  # our own source
 
 

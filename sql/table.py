@@ -57,6 +57,7 @@ _UNIT_MS = {"millisecond": 1, "second": 1_000, "minute": 60_000, "hour": 3_600_0
 _UNIT_MS["day"] = 24 * _UNIT_MS["hour"]
 
 _POLARS: dict[type, Any] = {int: pl.Int64, float: pl.Float64, str: pl.String, bool: pl.Boolean}
+_PYTHON = {dtype: kind for kind, dtype in _POLARS.items()}
 
 
 @dataclass(frozen=True)
@@ -272,7 +273,7 @@ class _Compiler:
         code = compile_code(where.this, self._event_scope)
         if code.type not in (bool, None):
             raise SqlError(where, "WHERE needs a condition")
-        return compile_function(where.this, self._event_scope, "e")
+        return compile_function(code, "e")
 
     # aggregates
 
@@ -335,7 +336,7 @@ class _Compiler:
         code = compile_code(node, self._event_scope)
         if code.type is None:
             raise SqlError(node, f"{node.sql('spark')} is always null")
-        return compile_function(node, self._event_scope, "e"), code.type
+        return compile_function(code, "e"), code.type
 
     # SELECT, HAVING
 
@@ -394,7 +395,7 @@ class _Compiler:
             names.append(name)
         if start is None:
             raise SqlError(self.query, f"SELECT needs {call}.start: the table is partitioned by it")
-        having = self._having(keys, aliases)
+        having = self._having(aliases)
         row = eval(f"lambda k, s, n, v: ({', '.join(parts)},)")  # our own source
         key = attrgetter(*keys) if keys else _no_key
         columns = list(zip(names, dtypes, strict=True))
@@ -418,7 +419,7 @@ class _Compiler:
             ),
         )
 
-    def _having(self, keys: list[str], aliases: dict[str, int]) -> Callable[[tuple], bool] | None:
+    def _having(self, aliases: dict[str, int]) -> Callable[[tuple], bool] | None:
         having = self.query.args.get("having")
         if having is None:
             return None
@@ -439,7 +440,7 @@ class _Compiler:
         code = compile_code(having.this, scope)
         if code.type not in (bool, None):
             raise SqlError(having, "HAVING needs a condition")
-        return compile_function(having.this, scope, "v")
+        return compile_function(code, "v")
 
     def _value(self, i: int) -> Code:
         """Aggregate `i` of the values `v` HAVING sees; only counts are never null."""
@@ -465,7 +466,7 @@ def _no_key(_event: Any) -> None:
 
 
 def _python_type(dtype: Any) -> type:
-    return {pl.Int64: int, pl.Float64: float, pl.String: str, pl.Boolean: bool}.get(dtype, int)
+    return _PYTHON.get(dtype, int)
 
 
 def _lg_k_for(rsd: float) -> int:

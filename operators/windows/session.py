@@ -67,13 +67,8 @@ class SessionLogic(ShardLogic):
 
     def _add_rows(self, rows: list[tuple]) -> None:
         merge = self._merge
-        if self.aggs is None:
-            for key, first, last, n in rows:
-                merge(key, first, last, n)
-            return
-        load = self.aggs.load  # rows carry saved partials (see `combine_sessions`)
-        for key, first, last, saved in rows:
-            merge(key, first, last, load(saved))
+        for key, first, last, n in rows:
+            merge(key, first, last, n)
 
     def _merge(self, key: Hashable, first: int, last: int, n: Any) -> None:
         """Add a run of `n` events from `first` to `last` (no gap wider than `gap`)."""

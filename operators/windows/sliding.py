@@ -94,13 +94,8 @@ class SlidingLogic(ShardLogic):
 
     def _add_rows(self, rows: list[tuple]) -> None:
         count = self._count
-        if self.aggs is None:
-            for key, pane, n in rows:
-                count(key, pane, n)
-            return
-        load = self.aggs.load  # rows carry saved partials (see `combine_panes`)
-        for key, pane, saved in rows:
-            count(key, pane, load(saved))
+        for key, pane, n in rows:
+            count(key, pane, n)
 
     def _pane(self, pane: int) -> dict[Hashable, Any]:
         """The states of `pane` per key, made when new (its first window then becomes due)."""

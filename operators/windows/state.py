@@ -49,7 +49,7 @@ class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowRow], list[LateEv
             if msg.rows:
                 # Combined only when no event is late and none can join a window that
                 # closes during the batch: adding them all before emitting is exact.
-                self._add_rows(msg.rows)
+                self._add_rows(msg.rows if self.aggs is None else self._loaded(msg.rows))
             elif msg.items:
                 others = clock.others(msg.part)
                 low = clock.low
@@ -66,6 +66,13 @@ class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowRow], list[LateEv
             if clock.low - delay >= self.due:
                 self._emit(clock.low - delay)
         return self._flush(), StatefulBatchLogic.RETAIN
+
+    def _loaded(self, rows: list[tuple]) -> list[tuple]:
+        """Combined rows with their last field, a saved partial (see `combine_panes`,
+        `combine_sessions`: rows may come from another process), loaded."""
+        assert self.aggs is not None
+        load = self.aggs.load
+        return [(*row[:-1], load(row[-1])) for row in rows]
 
     def _save(self, state: Any) -> Any:
         return state if self.aggs is None else self.aggs.save(state)
