@@ -6,10 +6,15 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import polars as pl
+from bytewax.testing import run_main
 
+import dataflows.clickstream
+import dataflows.user_clickstream
+from config import Settings
 from tests.processes import ROOT, clean_env
 from tests.reference import session_reference, sliding_reference
 from tools.show import read_table
@@ -109,3 +114,17 @@ def reference_run(dump: Path, out: Path, **env: str) -> None:
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def replay_in_both_formats(dump: Path, out: Path, **settings: Any) -> None:
+    """Both table dataflows over a replay dump, into `out/parquet` and `out/delta`."""
+    for table_format in ("parquet", "delta"):
+        options = Settings(
+            source="replay",
+            replay_path=dump,
+            output=str(out / table_format),
+            table_format=table_format,
+            **settings,
+        )
+        run_main(dataflows.clickstream.build(options))
+        run_main(dataflows.user_clickstream.build(options))

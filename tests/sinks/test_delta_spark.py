@@ -8,12 +8,9 @@ import subprocess
 import sys
 
 import orjson
-from bytewax.testing import run_main
 
-import dataflows.clickstream
-import dataflows.user_clickstream
-from config import Settings
 from tests.processes import ROOT, clean_env
+from tests.tables import replay_in_both_formats
 from tools.replay_gen import generate
 
 SPARK = ROOT / ".cache" / "spark"
@@ -30,16 +27,7 @@ def test_spark_reads_the_delta_tables_as_the_parquet_ones(spark_python, tmp_path
     bad["payload"] = "{not json"
     lines.insert(11, orjson.dumps(bad))
     clicks.write_bytes(b"\n".join(lines) + b"\n")
-    for table_format in ("delta", "parquet"):
-        settings = Settings(
-            source="replay",
-            replay_path=dump,
-            output=str(tmp_path / table_format),
-            table_format=table_format,
-            flush_rows=1_000,
-        )
-        run_main(dataflows.clickstream.build(settings))
-        run_main(dataflows.user_clickstream.build(settings))
+    replay_in_both_formats(dump, tmp_path, flush_rows=1_000)
     maintain = subprocess.run(
         [sys.executable, "-m", "tools.maintain", str(tmp_path / "delta")],
         cwd=ROOT,

@@ -10,14 +10,9 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-from bytewax.testing import run_main
-
-import dataflows.clickstream
-import dataflows.user_clickstream
-from config import Settings
 from sql import load_tables
 from tests.processes import ROOT, clean_env
-from tests.tables import read_rows
+from tests.tables import read_rows, replay_in_both_formats
 from tools.replay_gen import generate
 
 TABLES = Path(__file__).parent / "tables"
@@ -43,16 +38,7 @@ def test_user_tables_equal_spark_on_the_same_sql(spark_python, tmp_path):
         pause_every=400,
         pause_ms=45_000,
     )
-    for table_format in ("parquet", "delta"):
-        settings = Settings(
-            source="replay",
-            replay_path=dump,
-            output=str(tmp_path / table_format),
-            table_format=table_format,
-            tables=str(TABLES),
-        )
-        run_main(dataflows.clickstream.build(settings))
-        run_main(dataflows.user_clickstream.build(settings))
+    replay_in_both_formats(dump, tmp_path, tables=str(TABLES))
     spark = subprocess.run(
         [
             str(spark_python),
