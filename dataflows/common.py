@@ -74,7 +74,8 @@ def read_events(
     # A process that lost its lease (paused, then woken) stops here, before its next
     # batch can reach a table or a snapshot.
     raw = op.map("fence", raw, _fenced)
-    parsed = op.map("parse", raw, Parser(event_type, flow.flow_id))
+    value_format = settings.kafka.value_format if settings.kafka else "json"
+    parsed = op.map("parse", raw, Parser(event_type, flow.flow_id, value_format=value_format))
     events = op.map("events", parsed, attrgetter("events"))
     dead = op.filter_map("dead", parsed, lambda p: p.dead or None)
     return raw, events, dead

@@ -6,13 +6,17 @@ Each click is joined, on userid = user_id, with the latest user record as of the
 click's time; a miss (userid -1 or 0, or a user not seen yet) leaves USERNAME,
 REGISTERED_AT and CITY null. The output record has key user_id, upper-case value
 fields with numbers as numbers, and the click's own timestamp, so event time
-survives the join. Unparseable records go to the dead_letters table. With
+survives the join. It is JSON, or with `KAFKA_VALUE_FORMAT` set to a Schema Registry
+format, that format with its schema registered under `USER_CLICKSTREAM-value`, as
+ksqlDB writes it. Unparseable records go to the dead_letters table. With
 recovery (`-r`), a restart neither loses nor repeats output records (see
 `sinks.kafka`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from operator import attrgetter
 
 import bytewax.operators as op
@@ -20,13 +24,15 @@ from bytewax.dataflow import Dataflow
 
 from config import Settings, slow_writes_for_tests
 from dataflows.common import SINK_PARTS, flow_from_env, write_tables
+from events.encoders import USER_CLICK
 from events.parse import Parser
 from events.schema import Click, RawRecord, User, UserClick
 from kafka_client.admin import check_topics
+from kafka_client.schema_registry import check_registry
 from monitoring.metrics import JOIN_TABLE_SIZE
 from operators.join import Joined, JoinStats, lookup_join
 from setting import ConfigError
-from sinks.kafka import KafkaRecord, KafkaTopicSink
+from sinks.kafka import KafkaRecord, KafkaTopicSink, value_encoder
 from sources.kafka import KafkaSource
 
 
@@ -38,10 +44,12 @@ def _deleted_user(record: RawRecord) -> User | None:
         return None
 
 
-def _enriched(joined: list[Joined[Click, User]]) -> list[KafkaRecord]:
+def _enriched(
+    joined: list[Joined[Click, User]], encode: Callable[[UserClick], bytes]
+) -> list[KafkaRecord]:
     return [
         KafkaRecord(
-            str(j.left.userid).encode(), UserClick.join(j.left, j.right).encode(), j.time, j.origin
+            str(j.left.userid).encode(), encode(UserClick.join(j.left, j.right)), j.time, j.origin
         )
         for j in joined
     ]
@@ -57,6 +65,9 @@ def build(settings: Settings) -> Dataflow:
         [kafka.clickstream_topic, kafka.users_topic, kafka.user_clickstream_topic],
         writes=[kafka.user_clickstream_topic],
     )
+    if kafka.registry is not None and kafka.value_format != "json":
+        check_registry(kafka.registry, settings.storage_retry_s)
+    encode = value_encoder(kafka, kafka.user_clickstream_topic, USER_CLICK)
     flow = Dataflow("enrich")
     raw_clicks = op.input(
         "read_clicks",
@@ -84,9 +95,14 @@ def build(settings: Settings) -> Dataflow:
             "enrich",
         ),
     )
-    clicks = op.map("parse_clicks", raw_clicks, Parser(Click, "enrich clicks"))
+    value_format = kafka.value_format
+    clicks = op.map(
+        "parse_clicks", raw_clicks, Parser(Click, "enrich clicks", value_format=value_format)
+    )
     users = op.map(
-        "parse_users", raw_users, Parser(User, "enrich users", on_tombstone=_deleted_user)
+        "parse_users",
+        raw_users,
+        Parser(User, "enrich users", on_tombstone=_deleted_user, value_format=value_format),
     )
     users_held = JoinStats()
     JOIN_TABLE_SIZE.labels(flow.flow_id, "users").set_function(users_held.table_rows)
@@ -105,7 +121,7 @@ def build(settings: Settings) -> Dataflow:
         slow_writes_s=slow_writes_for_tests(),
         dataflow=flow.flow_id,
     )
-    enriched = op.map("enriched", joined, _enriched)
+    enriched = op.map("enriched", joined, partial(_enriched, encode=encode))
     op.output("write_user_clickstream", op.flat_map("by_sink_part", enriched, sink.group), sink)
     dead = op.merge(
         "dead",

@@ -2,6 +2,11 @@
 
 Every record read is accounted for exactly once: it becomes an event or a
 `DeadLetter` with the reason. The parser keeps the counts and logs them.
+
+Values are plain JSON or in a Schema Registry format (Confluent's framing, decoded by
+`events.formats` with the decoders the source attached to the batch). `value_format`
+(`KAFKA_VALUE_FORMAT`) says which are allowed; `auto` tells per record, and a record in a
+format that is not allowed is a dead letter that says what it was.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
+from events.formats import SchemaDecoder, framed_id
 from events.schema import RawBatch, RawRecord
 from operators.batches import TimedBatch
 
@@ -103,9 +109,14 @@ class Parser(Generic[E]):
         name: str,
         log_every_s: float = 10.0,
         on_tombstone: Callable[[RawRecord], E | None] | None = None,
+        value_format: str = "auto",
     ) -> None:
         self.decoder = msgspec.json.Decoder(shape, strict=False)
         self.shape = shape
+        self.many = list[shape]  # type: ignore[valid-type]
+        self.value_format = value_format
+        # plain JSON is read (`json`, `auto`), and may be tried on a whole batch first
+        self.json = value_format in ("auto", "json")
         # A compacted topic's null value is a delete, not a bad record.
         self.on_tombstone = on_tombstone
         self.name = name
@@ -120,8 +131,8 @@ class Parser(Generic[E]):
         self.dead_reasons: Counter[str] = Counter()
         self.next_dead_warning = 0.0
 
-    def event_of(self, record: RawRecord) -> E | str:
-        """The typed event of a record, or why there is none."""
+    def event_of(self, record: RawRecord, decoders: dict[int, Any] | None = None) -> E | str:
+        """The typed event of a record (`decoders`: those of its batch), or why there is none."""
         if record.error is not None:
             return record.error
         if record.ts is None:
@@ -129,6 +140,11 @@ class Parser(Generic[E]):
         if record.value is None:
             deleted = self.on_tombstone(record) if self.on_tombstone else None
             return "empty payload (tombstone)" if deleted is None else deleted
+        schema_id = framed_id(record.value)
+        if schema_id is not None:
+            return self._framed(record.value, schema_id, decoders or {})
+        if not self.json:
+            return self._not_framed(record.value)
         try:
             return self.decoder.decode(record.value)
         except msgspec.ValidationError as ex:
@@ -136,13 +152,68 @@ class Parser(Generic[E]):
         except (msgspec.DecodeError, UnicodeDecodeError) as ex:
             return f"not JSON: {ex}" if is_utf8(record.value) else "payload is not UTF-8"
 
+    def _framed(self, value: bytes, schema_id: int, decoders: dict[int, Any]) -> E | str:
+        decoder = decoders.get(schema_id)
+        if decoder is None:
+            if self.value_format == "json":
+                return (
+                    f"format not allowed: a record in Confluent's Schema Registry framing "
+                    f"(schema id {schema_id}), but KAFKA_VALUE_FORMAT=json"
+                )
+            return (
+                f"no schema registry: a record in Confluent's Schema Registry framing (schema "
+                f"id {schema_id}); set KAFKA_SCHEMA_REGISTRY_URL to read it"
+            )
+        if isinstance(decoder, str):
+            return decoder  # unknown id, unreadable schema
+        if self.value_format not in ("auto", decoder.format):
+            return (
+                f"format not allowed: a {decoder.format} record (schema id {schema_id}), "
+                f"but KAFKA_VALUE_FORMAT={self.value_format}"
+            )
+        try:
+            fields = decoder.record(value)
+        except ValueError as ex:
+            return str(ex)
+        try:
+            return msgspec.convert(fields, self.shape, strict=False)
+        except msgspec.ValidationError as ex:
+            return f"invalid {self.shape.__name__}: {ex} ({decoder.format} schema id {schema_id})"
+
+    def _not_framed(self, value: bytes | str) -> str:
+        what = "plain JSON"
+        try:
+            msgspec.json.decode(value)
+        except Exception:
+            what = "a value without Confluent's Schema Registry framing"
+        return f"format not allowed: {what}, but KAFKA_VALUE_FORMAT={self.value_format}"
+
+    def _one_schema(self, batch: RawBatch) -> list[E] | None:
+        """Every record of a batch with one writer schema, at once; None when some record
+        needs a closer look (another format, a bad record: `_one_by_one` says which)."""
+        ((schema_id, decoder),) = batch.decoders.items()
+        if not isinstance(decoder, SchemaDecoder) or self.value_format not in (
+            "auto",
+            decoder.format,
+        ):
+            return None
+        try:
+            if any(framed_id(v) != schema_id for v in batch.events):
+                return None
+            return msgspec.convert(decoder.records(batch.events), self.many, strict=False)
+        except Exception:
+            return None
+
     def __call__(self, batch: RawBatch) -> Parsed[E]:
         events: list[E] | None = None
         if not batch.special:
-            try:  # the common case: every payload decodes, the columns are reused as they are
-                events = list(map(self.decoder.decode, batch.events))
-            except Exception:  # some record is bad: sorted out one by one below
-                events = None
+            if len(batch.decoders) == 1:
+                events = self._one_schema(batch)
+            elif self.json and not batch.decoders:
+                try:  # the common case: every payload decodes, the columns are reused as is
+                    events = list(map(self.decoder.decode, batch.events))
+                except Exception:  # some record is bad: sorted out one by one below
+                    events = None
         dead: list[DeadLetter] = []
         if events is not None:
             out = _with_events(batch, events)
@@ -193,16 +264,17 @@ class Parser(Generic[E]):
         keep: list[bool] = []
         events: list[E] = []
         dead: list[DeadLetter] = []
-        decode, special = self.decoder.decode, batch.special
+        decode, special, decoders = self.decoder.decode, batch.special, batch.decoders
+        quick = self.json and not decoders
         for i, value in enumerate(batch.events):
             event: E | str
-            if value is not None and i not in special:
+            if quick and value is not None and i not in special:
                 try:
                     event = decode(value)
                 except Exception:  # event_of says what was wrong
                     event = self.event_of(batch.record(i))
             else:
-                event = self.event_of(batch.record(i))
+                event = self.event_of(batch.record(i), decoders)
             if isinstance(event, str):
                 dead.append(dead_letter(batch.record(i), event))
             else:

@@ -48,6 +48,9 @@ class RawBatch(TimedBatch[Any]):
 
     keys: list[Any] = field(default_factory=list)
     special: dict[int, RawRecord] = field(default_factory=dict)
+    # For values in Confluent's framing: the decoder of each schema id in the batch, or
+    # why its records cannot be decoded (`sources.schemas`).
+    decoders: dict[int, Any] = field(default_factory=dict)
 
     def record(self, i: int) -> RawRecord:
         """The `i`-th record as a `RawRecord` (for dead letters)."""

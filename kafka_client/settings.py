@@ -8,9 +8,10 @@ Cloud hands out, in its librdkafka or its Java flavour (`sasl.jaas.config`, see
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kafka_client import jaas
 from setting import ConfigError, Secret, declared, setting, to_env
@@ -23,6 +24,16 @@ _SECRET_PROPERTIES = frozenset(
         "ssl.keystore.password",
         "sasl.oauthbearer.client.secret",
         "sasl.jaas.config",
+    }
+)
+
+# client.properties lines of the Schema Registry, read into `RegistrySettings`.
+_REGISTRY_PROPERTIES = frozenset(
+    {
+        "schema.registry.url",
+        "basic.auth.credentials.source",
+        "basic.auth.user.info",
+        "schema.registry.basic.auth.user.info",
     }
 )
 
@@ -49,6 +60,69 @@ def _parse_properties(text: str, origin: str) -> dict[str, str]:
     return props
 
 
+# What a record's value may be (`KAFKA_VALUE_FORMAT`): plain JSON, or one of Schema
+# Registry's formats in Confluent's framing; `auto` tells per record.
+VALUE_FORMATS = ("auto", "json", "avro", "json_sr", "protobuf")
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """A Confluent Schema Registry (Confluent Cloud's, Confluent Platform's, Apicurio's
+    `ccompat` API): its URL and, for Confluent Cloud, an API key as `KEY:SECRET`."""
+
+    url: str
+    user_info: Secret | None = None
+    # Every request gets an answer or an error within this: the client's own default is
+    # to wait for ever.
+    timeout_s: float = 10.0
+
+    def client_config(self) -> dict[str, object]:
+        """The config of confluent-kafka's `SchemaRegistryClient`, secret revealed."""
+        conf: dict[str, object] = {"url": self.url, "timeout": self.timeout_s, "max.retries": 0}
+        if self.user_info is not None:  # the Python client takes no credentials.source
+            conf["basic.auth.user.info"] = self.user_info.get()
+        return conf
+
+    @classmethod
+    def from_env(
+        cls, props: MutableMapping[str, str | Secret], env: Mapping[str, str]
+    ) -> RegistrySettings | None:
+        """From `KAFKA_SCHEMA_REGISTRY_URL` / `_USER_INFO`, or a `client.properties`'
+        `schema.registry.url`, `basic.auth.credentials.source` and `basic.auth.user.info`
+        (taken out of `props`); the variables win. None: no registry."""
+        url = env.get("KAFKA_SCHEMA_REGISTRY_URL") or str(props.pop("schema.registry.url", ""))
+        props.pop("schema.registry.url", None)
+        source = str(props.pop("basic.auth.credentials.source", "USER_INFO")).upper()
+        info = props.pop("basic.auth.user.info", None) or props.pop(
+            "schema.registry.basic.auth.user.info", None
+        )
+        props.pop("schema.registry.basic.auth.user.info", None)
+        if env.get("KAFKA_SCHEMA_REGISTRY_USER_INFO"):
+            info, source = Secret(env["KAFKA_SCHEMA_REGISTRY_USER_INFO"]), "USER_INFO"
+        if not url:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # the URL may hold credentials (basic.auth.credentials.source=URL): not shown
+            raise ConfigError(
+                "KAFKA_SCHEMA_REGISTRY_URL (schema.registry.url) is not an http(s) URL"
+            )
+        if source == "URL" and parts.username:
+            info = Secret(f"{parts.username}:{parts.password or ''}")
+            netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+            url = parts._replace(netloc=netloc).geturl()
+        elif source not in ("USER_INFO", "URL"):
+            raise ConfigError(f"basic.auth.credentials.source: {source!r} is not USER_INFO or URL")
+        if info is not None:
+            text = info.get() if isinstance(info, Secret) else info
+            if ":" not in text:
+                raise ConfigError(
+                    "KAFKA_SCHEMA_REGISTRY_USER_INFO (basic.auth.user.info) must be KEY:SECRET"
+                )
+            info = Secret(text)
+        return cls(url.rstrip("/"), info)
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """Connection to a Kafka cluster (Apache Kafka, Confluent Cloud, Redpanda)."""
@@ -56,6 +130,8 @@ class KafkaSettings:
     bootstrap_servers: str
     # Everything else librdkafka should get, secrets included (wrapped).
     properties: Mapping[str, str | Secret] = field(default_factory=dict)
+    # Where Schema Registry formats find their writer schemas; None: none set.
+    registry: RegistrySettings | None = None
     # The rest is declared once each (see `config.setting`).
     clickstream_topic: str = setting("CLICKSTREAM_TOPIC", "clickstream", "the clicks topic")
     user_clickstream_topic: str = setting(
@@ -82,6 +158,13 @@ class KafkaSettings:
         "how often a live run looks for partitions added to its topics; 0: never",
         0,
     )
+    value_format: str = setting(
+        "KAFKA_VALUE_FORMAT",
+        "auto",
+        "what record values are: `json`; `avro`, `json_sr` or `protobuf` through the Schema "
+        "Registry (Confluent's framing); `auto` tells per record. Also the format `enrich` "
+        "and `just produce` write (`auto`: JSON)",
+    )
     fail_on_data_loss: bool = setting(
         "CLICKSTREAM_FAIL_ON_DATA_LOSS",
         True,
@@ -107,6 +190,9 @@ class KafkaSettings:
             except OSError as ex:
                 raise ConfigError(f"KAFKA_CONFIG_FILE: cannot read {path}: {ex.strerror}") from None
             for key, value in _parse_properties(text, str(path)).items():
+                if key in _REGISTRY_PROPERTIES:
+                    props[key] = Secret(value) if "user.info" in key else value
+                    continue
                 if jaas.is_java_only(key):
                     _warn_once(f"KAFKA_CONFIG_FILE: {key} is a Java client setting; ignored")
                     continue
@@ -128,6 +214,7 @@ class KafkaSettings:
                 raise ConfigError(str(ex)) from None
             for key, value in translated.items():
                 props[key] = Secret(value) if key in _SECRET_PROPERTIES else value
+        registry = RegistrySettings.from_env(props, env)
         bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS") or str(props.pop("bootstrap.servers", ""))
         props.pop("bootstrap.servers", None)
         if not bootstrap:
@@ -157,17 +244,29 @@ class KafkaSettings:
                     f"security.protocol={protocol} with {mech} needs KAFKA_SASL_USERNAME "
                     "and KAFKA_SASL_PASSWORD"
                 )
-        return cls(
-            bootstrap_servers=bootstrap,
-            properties=props,
-            **declared(cls, env),
-        )
+        values = declared(cls, env)
+        if values["value_format"] not in VALUE_FORMATS:
+            raise ConfigError(
+                f"KAFKA_VALUE_FORMAT: {values['value_format']!r} is not one of "
+                + ", ".join(VALUE_FORMATS)
+            )
+        if values["value_format"] in ("avro", "json_sr", "protobuf") and registry is None:
+            raise ConfigError(
+                f"KAFKA_VALUE_FORMAT={values['value_format']} needs a Schema Registry: set "
+                "KAFKA_SCHEMA_REGISTRY_URL (or schema.registry.url in KAFKA_CONFIG_FILE)"
+            )
+        return cls(bootstrap_servers=bootstrap, properties=props, registry=registry, **values)
 
     def to_env(self) -> dict[str, str]:
         """The variables that give these settings back: KAFKA_BOOTSTRAP_SERVERS and every
         declared one (for tests and child processes). `properties` are not among them:
         pass those as KAFKA_CONFIG_FILE."""
-        return {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers, **to_env(self)}
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers, **to_env(self)}
+        if self.registry is not None:
+            env["KAFKA_SCHEMA_REGISTRY_URL"] = self.registry.url
+            if self.registry.user_info is not None:
+                env["KAFKA_SCHEMA_REGISTRY_USER_INFO"] = self.registry.user_info.get()
+        return env
 
     def group(self, dataflow: str) -> str:
         """The consumer group a dataflow commits its offsets to."""

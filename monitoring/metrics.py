@@ -67,6 +67,12 @@ STORAGE_RETRIES = Counter(
     "Storage requests retried after a transient error (our retries, after gcsfs's own).",
     ["dataflow"],
 )
+SCHEMA_REGISTRY_RETRIES = Counter(
+    "clickstream_schema_registry_retries",
+    "Batches held back because the Schema Registry did not answer for a new schema id; "
+    "each is asked again, never dead-lettered.",
+    ["dataflow"],
+)
 CONSUMER_LAG = Gauge(
     "clickstream_consumer_lag_records",
     "Kafka end offset minus the next offset to read, per partition.",
@@ -165,6 +171,9 @@ class InputMeter:
 
     def polled(self, read: int, waiting: bool) -> None:
         HEALTH.polled(self.part, read, waiting)
+
+    def registry_retry(self) -> None:
+        SCHEMA_REGISTRY_RETRIES.labels(self.dataflow).inc()
 
     def finished(self) -> None:
         HEALTH.finished(self.part)

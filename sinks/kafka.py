@@ -26,12 +26,15 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+import msgspec
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from events.encoders import ENCODERS, Shape
 from kafka_client.admin import client_config, end_offsets
+from kafka_client.schema_registry import register_value_schema
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
@@ -62,6 +65,25 @@ class KafkaRecord(NamedTuple):
     value: bytes
     timestamp_ms: int
     origin: Origin | None = None  # where its input was read; without one, never deduplicated
+
+
+def value_encoder(kafka: KafkaSettings, topic: str, shape: Shape) -> Callable[[Any], bytes]:
+    """How the values we write to `topic` are encoded (a struct or a dict in, bytes out):
+    JSON for `KAFKA_VALUE_FORMAT` `json` and `auto`; otherwise that Schema Registry
+    format, its schema registered under `<topic>-value` first, as ksqlDB does."""
+    if kafka.value_format in ("json", "auto"):
+        return msgspec.json.encode
+    if kafka.registry is None:  # KafkaSettings refuses this; for the type checker
+        raise ValueError("a Schema Registry format needs a registry")
+    encoder = ENCODERS[kafka.value_format](shape)
+    schema_id = register_value_schema(
+        kafka.registry, topic, encoder.schema_type, encoder.schema_str
+    )
+
+    def encode(record: Any) -> bytes:
+        return encoder.encode(schema_id, msgspec.to_builtins(record))
+
+    return encode
 
 
 def partition_of(key: bytes | None, partitions: int) -> int:

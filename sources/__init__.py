@@ -11,6 +11,7 @@ from bytewax.inputs import Source
 from config import Settings
 from events.schema import RawBatch
 from kafka_client.admin import check_topics
+from kafka_client.schema_registry import check_registry
 from setting import ConfigError
 from sources.datagen import DatagenSource, Shape
 from sources.kafka import KafkaSource
@@ -35,6 +36,8 @@ def source_for(settings: Settings, shape: Shape, dataflow: str) -> Source[RawBat
         raise ConfigError("CLICKSTREAM_SOURCE=kafka needs KAFKA_BOOTSTRAP_SERVERS")
     topic = kafka.clickstream_topic if shape == "clickstream" else kafka.user_clickstream_topic
     partitions = check_topics(kafka, [topic])[topic]
+    if kafka.registry is not None and kafka.value_format != "json":
+        check_registry(kafka.registry, settings.storage_retry_s)
     return KafkaSource(
         kafka,
         topic,

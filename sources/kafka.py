@@ -25,6 +25,12 @@ The topic may change under a running dataflow:
 A broker that goes away is waited for: librdkafka reconnects and the partition
 continues from its own offset, so nothing is lost or read twice. Authentication
 failures and other fatal errors stop the run with a clear message.
+
+Values in a Schema Registry format travel with the decoders of their schema ids
+(`sources.schemas`). A batch with a schema id not seen before waits while the registry
+does not answer: the partition keeps its records, reports no progress and asks again
+once a second (counted in `clickstream_schema_registry_retries`; `/health` turns 503
+after the stall timeout), so a registry outage never makes a dead letter.
 """
 
 from __future__ import annotations
@@ -55,11 +61,13 @@ from config import DEFAULTS
 from events.parse import RECORDS_LOST
 from events.schema import RawBatch, RawRecord
 from kafka_client.admin import FATAL, client_config, end_offsets
+from kafka_client.schema_registry import RegistryRefused, RegistryUnavailable
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import InputMeter
 from monitoring.progress_bar import READ_BAR
 from operators.batches import END, NEVER, Origins
 from process import stop
+from sources.schemas import Decoding, WriterSchemas, writer_schemas
 from sources.skew import FutureGuard
 
 log = logging.getLogger(__name__)
@@ -73,6 +81,8 @@ _REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATIO
 _NOTHING = -1_000
 # How long the last commit of a partition may take at the end of a bounded run.
 _FINAL_COMMIT_WAIT_S = 15.0
+# How often a partition whose batch waits for the Schema Registry asks it again.
+_REGISTRY_RETRY_S = 1.0
 
 
 def spare_parts(partitions: int) -> int:
@@ -205,6 +215,16 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.finished = False
         self.read = 0
         self.busy = False
+        kafka = source.kafka
+        self.schemas: WriterSchemas | None = (
+            writer_schemas(kafka.registry)
+            if kafka.registry is not None and kafka.value_format != "json"
+            else None
+        )
+        # records read but waiting for the Schema Registry, and when to ask it again
+        self.held: list[Message] = []
+        self.registry_retry_at = 0.0
+        self.registry_down_since: float | None = None
         if partition < self.watch.partitions():
             self._open(resume, new=False)
         elif resume is not None and resume[0] >= 0:
@@ -303,6 +323,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
                 "kafka %s: end offset %s reached after %d records", self.part, self.end, self.read
             )
             return [RawBatch(self.part, self._parts(), progress=END, was_idle=self.was_idle)]
+        if self.held:
+            return self._held_batch()
         messages = self.consumer.consume(self.batch_size, timeout=0)
         errors = list(map(Message.error, messages))
         # `is`, not `==`: KafkaError == None leaves a TypeError pending in confluent-kafka
@@ -316,7 +338,19 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         if self.out_of_range and not messages:
             self._reopen()
             return [self._lost_batch()] if self.lost is not None else []
+        return self._send(messages)
+
+    def _send(self, messages: list[Message]) -> list[RawBatch]:
         now = time.monotonic()
+        decoders: dict[int, Decoding] = {}
+        if messages and self.schemas is not None:
+            found = self._decoders(messages)
+            if found is None:  # the registry is away: the records wait (_held_batch)
+                self.held = messages
+                self.busy = False
+                self.meter.polled(0, waiting=True)
+                return self._progress(now, idle=False)
+            decoders = found
         self.busy = bool(messages)
         if now >= self.next_lag:
             self._measure_lag(now)
@@ -333,8 +367,13 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
                 self.outage_since = None
             self.last_read = self.last_sent = now
             self.sent_idle = False
-            return [self._batch(messages)]
+            return [self._batch(messages, decoders)]
         idle = now - self.last_read >= self.idle_timeout and self._caught_up()
+        return self._progress(now, idle)
+
+    def _progress(self, now: float, idle: bool) -> list[RawBatch]:
+        """Event-time progress without records, at most once a second (and at once when
+        the partition turns idle)."""
         if idle:
             # A quiet partition: event time moves on with the wall clock.
             progress = (
@@ -352,6 +391,48 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
                 )
             ]
         return []
+
+    def _decoders(self, messages: list[Message]) -> dict[int, Decoding] | None:
+        """The decoders of the batch's schema ids, or None while the registry is away."""
+        assert self.schemas is not None
+        try:
+            found = self.schemas.for_values(map(Message.value, messages))
+        except RegistryRefused as ex:
+            stop(f"kafka {self.part}: the Schema Registry refused the credentials ({ex})")
+        except RegistryUnavailable as ex:
+            now = time.monotonic()
+            self.registry_retry_at = now + _REGISTRY_RETRY_S
+            self.meter.registry_retry()
+            if self.registry_down_since is None:
+                self.registry_down_since = now
+                log.warning(
+                    "kafka %s: the Schema Registry does not answer (%s); holding %d records "
+                    "and asking again every %.0f s",
+                    self.part,
+                    ex,
+                    len(messages),
+                    _REGISTRY_RETRY_S,
+                )
+            return None
+        if self.registry_down_since is not None:
+            log.warning(
+                "kafka %s: the Schema Registry answers again after %.0f s",
+                self.part,
+                time.monotonic() - self.registry_down_since,
+            )
+            self.registry_down_since = None
+        return found
+
+    def _held_batch(self) -> list[RawBatch]:
+        """The records that wait for the registry, once it answers; nothing else is read
+        meanwhile, so the partition's order and offsets stay as they were."""
+        now = time.monotonic()
+        if now < self.registry_retry_at:
+            # waiting with input at hand: a stall, as far as /health is concerned
+            self.meter.polled(0, waiting=True)
+            return self._progress(now, idle=False)
+        messages, self.held = self.held, []
+        return self._send(messages)
 
     def _parts(self) -> int:
         """How many Kafka partitions hold the watermark."""
@@ -382,7 +463,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             special={0: record},
         )
 
-    def _batch(self, messages: list[Message]) -> RawBatch:
+    def _batch(self, messages: list[Message], decoders: dict[int, Decoding]) -> RawBatch:
         """Records in columns; one pass per column keeps the per-record cost in C."""
         n = len(messages)
         offsets: list[int] = list(map(Message.offset, messages))  # type: ignore[arg-type]
@@ -431,6 +512,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             was_idle=self.was_idle,
             keys=keys,
             special=special,
+            decoders=decoders,
         )
 
     def _measure_lag(self, now: float) -> None:
@@ -492,6 +574,9 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             return None
         if self.consumer is None:
             return datetime.now(UTC) + timedelta(seconds=1)
+        if self.held:
+            wait_s = max(self.registry_retry_at - time.monotonic(), 0.0)
+            return datetime.now(UTC) + timedelta(seconds=wait_s)
         quiet_s = time.monotonic() - self.last_read
         return datetime.now(UTC) + timedelta(milliseconds=2 if quiet_s < 1.0 else 50)
 

@@ -15,10 +15,10 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
 
-from infra import kafka_broker
+from infra import kafka_broker, schema_registry
 from infra.gcs_emulator import GcsEmulator
 from tests.processes import ROOT, kill_all, mark_suite, wait_left_behind
-from tests.shared import built_once, paced_clicks, shared_broker
+from tests.shared import built_once, paced_clicks, shared_broker, shared_registry
 from tests.tables import reference_run
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
@@ -30,6 +30,8 @@ MARK_OF_FIXTURE = {
     "kafka_bootstrap": "kafka",
     "own_broker": "kafka",
     "acl_broker": "kafka",
+    "registry": "kafka",
+    "own_registry": "kafka",
     "gcs": "gcs",
     "browser": "browser",
     "spark_python": "spark",
@@ -124,6 +126,24 @@ def own_broker(tmp_path: Path) -> Iterator[kafka_broker.Broker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schema_registry.Registry]:
+    """A real Schema Registry (Apicurio, on the Java of the lock), shared by the pytest-xdist
+    workers. Never skipped: if it cannot start, every test that needs it fails."""
+    with shared_registry(tmp_path_factory) as found:
+        yield found
+
+
+@pytest.fixture
+def own_registry(tmp_path: Path) -> Iterator[schema_registry.Registry]:
+    """A registry of this test's own, for tests that stop it, or need credentials."""
+    found = schema_registry.start(tmp_path / "registry", users={"SR-KEY": "SR-SECRET"})
+    try:
+        yield found
+    finally:
+        found.stop()
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """What the pytest-xdist workers of one test run share, where a session fixture alone
 would make one per worker: inputs and references built once (`built_once`), and the
-Kafka broker (`shared_broker`)."""
+Kafka broker (`shared_broker`) and the Schema Registry (`shared_registry`)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,14 @@ import fcntl
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 
-from infra import kafka_broker
+from infra import kafka_broker, schema_registry
 from tests.processes import RUN_MARK_VAR, SUITE_MARK_VAR
 
 
@@ -50,36 +52,64 @@ def built_once(
     return path
 
 
+class _Component(Protocol):
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Component)
+
+
 @contextmanager
-def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka_broker.Broker]:
-    """One Kafka broker for every worker of the run: the first worker that needs it starts
-    it, the last one that used it stops it. (Tests share it by topic names of their own.)
+def _shared_component(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    start: Callable[[Path], C],
+    load: Callable[[Path], C | None],
+) -> Iterator[C]:
+    """One server for every worker of the run: the first worker that needs it starts it,
+    the last one that used it stops it.
 
     It carries the run's mark, not the starting worker's: a worker that ends while
-    another still uses the broker does not count it as left behind, and the run's own
-    check at the very end still would."""
+    another still uses it does not count it as left behind, and the run's own check at
+    the very end still would."""
     shared = _shared_dir(tmp_path_factory)
-    workdir, users = shared / "kafka", shared / "kafka.users"
+    workdir, users = shared / name, shared / f"{name}.users"
     me = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with _locked(shared / "kafka.lock"):
-        broker = kafka_broker.load(workdir) if workdir.exists() else None
-        if broker is None or not broker.alive():
+    with _locked(shared / f"{name}.lock"):
+        found = load(workdir) if workdir.exists() else None
+        if found is None or not found.alive():
             worker_mark = os.environ[SUITE_MARK_VAR]
             os.environ[SUITE_MARK_VAR] = os.environ[RUN_MARK_VAR]
             try:
-                broker = kafka_broker.start(workdir)
+                found = start(workdir)
             finally:
                 os.environ[SUITE_MARK_VAR] = worker_mark
         names = set(users.read_text().split()) if users.exists() else set()
         users.write_text(" ".join(sorted(names | {me})))
     try:
-        yield broker
+        yield found
     finally:
-        with _locked(shared / "kafka.lock"):
+        with _locked(shared / f"{name}.lock"):
             names = set(users.read_text().split()) - {me}
             users.write_text(" ".join(sorted(names)))
             if not names:
-                broker.stop()
+                found.stop()
+
+
+def shared_broker(tmp_path_factory: pytest.TempPathFactory) -> ContextManager[kafka_broker.Broker]:
+    """The Kafka broker of the run (tests share it by topic names of their own)."""
+    return _shared_component(tmp_path_factory, "kafka", kafka_broker.start, kafka_broker.load)
+
+
+def shared_registry(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> ContextManager[schema_registry.Registry]:
+    """The Schema Registry of the run (tests share it by subjects of their own topics)."""
+    return _shared_component(
+        tmp_path_factory, "registry", schema_registry.start, schema_registry.load
+    )
 
 
 def paced_clicks(out: Path, events: int, seed: int) -> None:

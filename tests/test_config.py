@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from config import Settings
-from kafka_client.settings import KafkaSettings
+from kafka_client.settings import KafkaSettings, RegistrySettings
 from setting import ConfigError, Secret, settings_table, to_env
 
 
@@ -156,3 +156,74 @@ def test_settings_give_back_the_variables_they_were_read_from():
     assert again.kafka is not None and again.kafka.group_id == "mine"
     assert to_env(settings)["CLICKSTREAM_BATCH_SIZE"] == "17"
     assert "CLICKSTREAM_DATAGEN_COUNT" not in to_env(settings), "unset stays unset"
+
+
+def test_schema_registry_settings_come_from_client_properties_as_confluent_cloud_writes_them(
+    tmp_path, caplog
+):
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "bootstrap.servers=pkc-123.europe-west1.gcp.confluent.cloud:9092\n"
+        "# Required connection configs for Confluent Cloud Schema Registry\n"
+        "schema.registry.url=https://psrc-456.europe-west3.gcp.confluent.cloud\n"
+        "basic.auth.credentials.source=USER_INFO\n"
+        "basic.auth.user.info=SRKEY:sr-secret-value\n"
+    )
+    kafka = KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(props)})
+    assert kafka.registry is not None
+    assert kafka.registry.url == "https://psrc-456.europe-west3.gcp.confluent.cloud"
+    assert kafka.registry.client_config()["basic.auth.user.info"] == "SRKEY:sr-secret-value"
+    assert "sr-secret-value" not in repr(kafka) + str(kafka.registry)
+    assert not any("schema.registry" in r.getMessage() for r in caplog.records)
+    # librdkafka never sees them (it refuses unknown properties)
+    assert not any("schema" in k or "basic.auth" in k for k in kafka.librdkafka_config())
+    assert kafka.value_format == "auto"
+
+    # the variables, named as the other KAFKA_ ones, win over the file
+    env = {
+        "KAFKA_CONFIG_FILE": str(props),
+        "KAFKA_SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081/apis/ccompat/v7/",
+        "KAFKA_SCHEMA_REGISTRY_USER_INFO": "OTHER:other-secret",
+        "KAFKA_VALUE_FORMAT": "avro",
+    }
+    kafka = KafkaSettings.from_env(env)
+    assert kafka.registry == RegistrySettings(
+        "http://127.0.0.1:8081/apis/ccompat/v7", Secret("OTHER:other-secret")
+    )
+    assert KafkaSettings.from_env(kafka.to_env()).registry == kafka.registry
+
+    # credentials in the URL, as basic.auth.credentials.source=URL says
+    props.write_text(
+        "bootstrap.servers=b:9092\nschema.registry.url=https://KEY3:s3@sr.example:8081/\n"
+        "basic.auth.credentials.source=URL\n"
+    )
+    registry = KafkaSettings.from_env({"KAFKA_CONFIG_FILE": str(props)}).registry
+    assert registry == RegistrySettings("https://sr.example:8081", Secret("KEY3:s3"))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"KAFKA_VALUE_FORMAT": "avro"},
+            r"KAFKA_VALUE_FORMAT=avro needs a Schema Registry: set KAFKA_SCHEMA_REGISTRY_URL",
+        ),
+        ({"KAFKA_VALUE_FORMAT": "xml"}, r"KAFKA_VALUE_FORMAT: 'xml' is not one of auto, json"),
+        (
+            {"KAFKA_SCHEMA_REGISTRY_URL": "psrc-456.confluent.cloud"},
+            r"KAFKA_SCHEMA_REGISTRY_URL \(schema.registry.url\) is not an http\(s\) URL",
+        ),
+        (
+            {
+                "KAFKA_SCHEMA_REGISTRY_URL": "http://h:1",
+                "KAFKA_SCHEMA_REGISTRY_USER_INFO": "nocolon",
+            },
+            r"KAFKA_SCHEMA_REGISTRY_USER_INFO \(basic.auth.user.info\) must be KEY:SECRET",
+        ),
+    ],
+)
+def test_bad_schema_registry_settings_are_one_line(env, message):
+    with pytest.raises(ConfigError, match=message) as raised:
+        KafkaSettings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "b:9092", **env})
+    assert "\n" not in str(raised.value)
+    assert "nocolon" not in str(raised.value)

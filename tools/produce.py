@@ -8,6 +8,9 @@ compacted) and `clickstream_codes` (key code), then produces users and codes fir
 and clicks at `--rate` per second, for `--count` records or `--duration` seconds,
 with a progress line. Connection settings come from the same environment as the
 dataflows (`KAFKA_BOOTSTRAP_SERVERS`, `KAFKA_CONFIG_FILE`, SASL variables).
+`--format avro` (or `json_sr`, `protobuf`; default `KAFKA_VALUE_FORMAT`, JSON for
+`auto`) writes clicks and users as Datagen's Avro connector does: in Confluent's framing,
+their schemas registered under `<topic>-value` (needs `KAFKA_SCHEMA_REGISTRY_URL`).
 Users 1..30 exist from the start; 31..39 appear halfway, so early clicks of
 theirs are join misses, as with a user table that is still filling.
 """
@@ -18,18 +21,21 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from events import datagen
+from events.encoders import CLICK, USER, USER_CLICK, Shape
 from kafka_client.admin import client_config, end_offsets
-from kafka_client.settings import KafkaSettings
+from kafka_client.settings import VALUE_FORMATS, KafkaSettings
 from process import fail
 from setting import ConfigError
+from sinks.kafka import value_encoder
 
 
 def create_topics(kafka: KafkaSettings, topics: dict[str, dict[str, str]], partitions: int) -> None:
@@ -60,15 +66,25 @@ def producer(kafka: KafkaSettings) -> Producer:
     )
 
 
-def produce_dump(kafka: KafkaSettings, dump: Path, topic: str | None = None) -> int:
-    """Produce a kcat -J dump as it was: same partitions, keys, payloads and timestamps."""
+def encoder(kafka: KafkaSettings, topic: str, shape: Shape) -> Callable[[Any], bytes]:
+    """How a JSON record becomes a value of `topic`: as it is, or in the Schema Registry
+    format `KAFKA_VALUE_FORMAT` names."""
+    if kafka.value_format in ("json", "auto"):
+        return orjson.dumps
+    return value_encoder(kafka, topic, shape)
+
+
+def produce_dump(kafka: KafkaSettings, dump: Path, topic: str, shape: Shape = CLICK) -> int:
+    """Produce a kcat -J dump as it was: same partitions, keys, payloads and timestamps;
+    with a Schema Registry format, each JSON payload in that format (records of `shape`)."""
     p = producer(kafka)
+    encode = None if kafka.value_format in ("json", "auto") else encoder(kafka, topic, shape)
     n = 0
     with dump.open("rb") as lines:
         for line in lines:
             if line.isspace():
                 continue
-            _produce_line(p, line, topic)
+            _produce_line(p, line, topic, encode)
             n += 1
     _flush(p)
     return n
@@ -80,17 +96,23 @@ def produce_replay(kafka: KafkaSettings, replay_dir: Path, partitions: int) -> N
     create_topics(
         kafka, {kafka.clickstream_topic: {}, kafka.user_clickstream_topic: {}}, partitions
     )
-    produce_dump(kafka, replay_dir / "clickstream.jsonl", kafka.clickstream_topic)
-    produce_dump(kafka, replay_dir / "user_clickstream.jsonl", kafka.user_clickstream_topic)
+    produce_dump(kafka, replay_dir / "clickstream.jsonl", kafka.clickstream_topic, CLICK)
+    produce_dump(
+        kafka, replay_dir / "user_clickstream.jsonl", kafka.user_clickstream_topic, USER_CLICK
+    )
 
 
-def _produce_line(p: Producer, line: bytes, topic: str | None) -> None:
+def _produce_line(
+    p: Producer, line: bytes, topic: str, encode: Callable[[Any], bytes] | None
+) -> None:
     rec = orjson.loads(line)
     payload = rec.get("payload")
+    if payload is not None:
+        payload = payload.encode() if encode is None else encode(orjson.loads(payload))
     send(
         p,
-        topic or rec["topic"],
-        value=None if payload is None else payload.encode(),
+        topic,
+        value=payload,
         key=None if rec.get("key") is None else rec["key"].encode(),
         partition=rec["partition"],
         timestamp=rec["ts"],
@@ -134,6 +156,8 @@ def produce_datagen(
     )
     gen = datagen.ClickGenerator(seed)
     p = producer(kafka)
+    click_value = encoder(kafka, kafka.clickstream_topic, CLICK)
+    user_value = encoder(kafka, kafka.users_topic, USER)
     for code, definition in datagen.CODES.items():
         p.produce(
             "clickstream_codes",
@@ -145,7 +169,7 @@ def produce_datagen(
 
     def users(ids: Iterable[int]) -> None:
         for uid in ids:
-            p.produce(kafka.users_topic, key=str(uid).encode(), value=datagen.dumps(gen.user(uid)))
+            p.produce(kafka.users_topic, key=str(uid).encode(), value=user_value(gen.user(uid)))
 
     users(early)
     _flush(p)
@@ -163,7 +187,7 @@ def produce_datagen(
                 p,
                 kafka.clickstream_topic,
                 key=str(click["ip"]).encode(),
-                value=datagen.dumps(click),
+                value=click_value(click),
             )
             n += 1
             if total is not None and n == total // 2:
@@ -223,6 +247,11 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4, help="for topics it creates")
     parser.add_argument("--seed", type=int)
     parser.add_argument(
+        "--format",
+        choices=[f for f in VALUE_FORMATS if f != "auto"],
+        help="the values' format (default: KAFKA_VALUE_FORMAT; JSON for auto)",
+    )
+    parser.add_argument(
         "--wait-enriched",
         type=float,
         metavar="SECONDS",
@@ -232,13 +261,17 @@ def main() -> None:
     if args.count is None and args.duration is None:
         args.duration = 60.0
     try:
-        kafka = KafkaSettings.from_env(os.environ)
+        env = {**os.environ, **({"KAFKA_VALUE_FORMAT": args.format} if args.format else {})}
+        kafka = KafkaSettings.from_env(env)
     except ConfigError as ex:
         fail(str(ex))
     if args.wait_enriched is not None:
         wait_enriched(kafka, args.wait_enriched)
         return
-    produce_datagen(kafka, args.rate, args.count, args.duration, args.partitions, args.seed)
+    try:
+        produce_datagen(kafka, args.rate, args.count, args.duration, args.partitions, args.seed)
+    except ConfigError as ex:  # a schema the registry refused
+        fail(str(ex))
 
 
 if __name__ == "__main__":

