@@ -87,10 +87,10 @@ class AvroDecoder(SchemaDecoder):
         try:
             found = fastavro.schemaless_reader(buffer, self.schema, None)
         except Exception as ex:  # fastavro raises EOFError, ValueError, IndexError...
-            raise ValueError(f"not Avro of schema id {self.schema_id}: {ex!r}") from None
+            raise ValueError(f"not Avro: schema id {self.schema_id}: {ex!r}") from None
         if buffer.tell() != len(value):
             raise ValueError(
-                f"not Avro of schema id {self.schema_id}: "
+                f"not Avro: schema id {self.schema_id}: "
                 f"{len(value) - buffer.tell()} bytes left over"
             )
         return found
@@ -146,7 +146,7 @@ class ProtobufDecoder(SchemaDecoder):
             path, start = _message_path(value, HEADER)
             message = self._class(path).FromString(value[start:])
         except Exception as ex:
-            raise ValueError(f"not Protobuf of schema id {self.schema_id}: {ex!r}") from None
+            raise ValueError(f"not Protobuf: schema id {self.schema_id}: {ex!r}") from None
         fields = {f.name: v for f, v in message.ListFields()}
         # proto3 scalars that are not set read as their default, as protobuf's JSON does
         for f in message.DESCRIPTOR.fields:

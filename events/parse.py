@@ -168,7 +168,7 @@ class Parser(Generic[E]):
             return decoder  # unknown id, unreadable schema
         if self.value_format not in ("auto", decoder.format):
             return (
-                f"format not allowed: a {decoder.format} record (schema id {schema_id}), "
+                f"format not allowed: {decoder.format} (schema id {schema_id}), "
                 f"but KAFKA_VALUE_FORMAT={self.value_format}"
             )
         try:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from http import HTTPStatus
 import time
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any
 
