@@ -20,8 +20,9 @@ import orjson
 import pytest
 from bytewax.testing import run_main
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.avro import AvroDeserializer
-from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 import dataflows.clickstream
@@ -29,7 +30,7 @@ import dataflows.enrich
 import dataflows.user_clickstream
 from config import Settings
 from events import datagen
-from events.encoders import CLICK, USER, AvroEncoder
+from events.encoders import CLICK, USER, AvroEncoder, JsonSchemaEncoder, ProtobufEncoder
 from infra.kafka_broker import free_port
 from infra.schema_registry import Registry
 from kafka_client.settings import KafkaSettings, RegistrySettings
@@ -375,3 +376,51 @@ def test_a_registry_that_is_wrong_refuses_or_is_away_stops_the_start_with_one_li
         assert re.fullmatch(f"error: {message}", lines[-1]), (case, lines[-1])
         assert secret not in proc.stderr and "not-the-secret" not in proc.stderr
     assert not (tmp_path / "out" / "pages_per_min").exists()
+
+
+def _confluent_serializer(value_format: str, client: SchemaRegistryClient) -> Callable[[dict], Any]:
+    """confluent-kafka's own serializer of a format, for Datagen's clicks."""
+    conf = {"auto.register.schemas": True}
+    if value_format == "avro":
+        return AvroSerializer(client, AvroEncoder(CLICK).schema_str, conf=conf)
+    if value_format == "json_sr":
+        return JSONSerializer(JsonSchemaEncoder(CLICK).schema_str, client, conf=conf)
+    message = ProtobufEncoder(CLICK).message
+    serializer = ProtobufSerializer(message, client, conf=conf)
+    return lambda record, context: serializer(message(**record), context)
+
+
+@pytest.mark.parametrize("value_format", FORMATS)
+def test_records_of_confluent_kafkas_own_serializers_give_the_tables_of_json(
+    kafka_bootstrap, registry, topic_name, dump, tmp_path, value_format
+):
+    """Our decoders against the reference writer (the other tests write with ours)."""
+    kafka = _kafka(kafka_bootstrap, registry, value_format, topic_name)
+    create_topics(kafka, {kafka.clickstream_topic: {}}, 3)
+    client = SchemaRegistryClient(kafka.registry.client_config())  # type: ignore[union-attr]
+    try:
+        serialize = _confluent_serializer(value_format, client)
+        context = SerializationContext(kafka.clickstream_topic, MessageField.VALUE)
+        p = producer(kafka)
+        for raw in (dump / "clickstream.jsonl").read_bytes().splitlines():
+            line = orjson.loads(raw)
+            value = serialize(orjson.loads(line["payload"]), context)
+            send(
+                p,
+                kafka.clickstream_topic,
+                key=line["key"].encode(),
+                value=value,
+                partition=line["partition"],
+                timestamp=line["ts"],
+            )
+        assert p.flush(60) == 0
+    finally:
+        client.close()
+
+    run_main(
+        dataflows.clickstream.build(Settings(source="kafka", kafka=kafka, output=str(tmp_path)))
+    )
+    expected = expected_tables(dump)
+    for table in ("pages_per_min", "errors_per_min_alert"):
+        assert Counter(read_rows(tmp_path, table)) == Counter(expected[table]), table
+    assert read_rows(tmp_path, "dead_letters") == []
