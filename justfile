@@ -39,9 +39,18 @@ kafka-down: setup
 produce *args: setup
     @{{python}} -m tools.produce "$@"
 
-# The full local mode: broker, producer, users join, both table dataflows, tables printed.
+# Start a local Schema Registry (Apicurio from Maven Central, on the lock's Java 25).
+registry-up: setup
+    {{python}} -m infra.schema_registry up
+
+# Stop the local Schema Registry.
+registry-down: setup
+    {{python}} -m infra.schema_registry down
+
+# The full local mode: broker, producer, users join, both table dataflows, tables printed;
+# FORMAT avro, json_sr or protobuf runs it all through a local Schema Registry.
 [no-exit-message]
-demo-kafka seconds="60" rate="200": setup
+demo-kafka seconds="60" rate="200" format="json": setup
     @scripts/demo_kafka.sh "$@"
 
 # Run a dataflow with recovery (resumes after a crash), e.g. `just run-recoverable clickstream -w 2`.
