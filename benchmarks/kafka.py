@@ -72,11 +72,11 @@ def read_and_parse(settings: Settings, shape_name: str, shape: type) -> Dataflow
 
 
 def _best_rate(
-    build: Callable[[Settings], Dataflow], kafka: KafkaSettings, output: Path, n: int
+    build: Callable[[Settings], Dataflow], kafka: KafkaSettings, output: Path, n: int, runs: int = 3
 ) -> float:
-    """Best of three bounded runs of the flow `build` makes, each writing to its own dir."""
+    """Best of `runs` bounded runs of the flow `build` makes, each writing to its own dir."""
     rate = 0.0
-    for attempt in range(3):
+    for attempt in range(runs):
         flow = build(Settings(source="kafka", kafka=kafka, output=str(output / str(attempt))))
         start = time.perf_counter()
         run_main(flow)

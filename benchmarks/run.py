@@ -20,6 +20,9 @@
    Python `count_window` calls; and a table of five aggregates against count-only.
 7. metrics: the `clickstream` dataflow with its metrics (scraped every second)
    against the same run with every metric update a no-op.
+8. formats: the `clickstream` dataflow reading Avro, JSON Schema and Protobuf topics
+   (real broker and Schema Registry) against the same events in JSON; our Avro batch
+   decoding against confluent-kafka's `AvroDeserializer` per record.
 
 The soak (state and memory over hours of event time) is `python -m benchmarks.soak`;
 Delta compaction after a live run is `python -m benchmarks.compaction`.
@@ -77,6 +80,7 @@ GROUPS = {
     "columnar": ("benchmarks.columnar", "bench_columnar"),
     "sql": ("benchmarks.sql_tables", "bench_sql"),
     "metrics": ("benchmarks.metrics_cost", "bench_metrics"),
+    "formats": ("benchmarks.formats", "bench_formats"),
 }
 
 
@@ -90,7 +94,7 @@ def run_group(group: str, scale: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="benchmarks")
     parser.add_argument(
-        "--only", default="operators,dataflows,kafka,sink,recovery,columnar,sql,metrics"
+        "--only", default="operators,dataflows,kafka,sink,recovery,columnar,sql,metrics,formats"
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply event counts")
     parser.add_argument("--results-to", type=Path, help=argparse.SUPPRESS)

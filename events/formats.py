@@ -22,14 +22,25 @@ import base64
 import binascii
 import io
 import json
+import os
+import random
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from operator import itemgetter
+from typing import Any, ClassVar, TypeVar
 
 import fastavro
 import msgspec
+import polars as pl
 
 MAGIC = 0
 HEADER = 5
+# the fields an Avro batch's block adds around each record (see AvroDecoder)
+_HEAD_FIELD = "__clickstream_framing"
+_MARK = "__clickstream_end_of_record"
+# A value's first bytes: Confluent's framing, when it is framed.
+_HEAD = itemgetter(slice(0, HEADER))
+
+E = TypeVar("E")
 
 
 def framed_id(value: Any) -> int | None:
@@ -57,6 +68,13 @@ class SchemaDecoder(ABC):
 
     def __init__(self, schema_id: int, schema_str: str) -> None:
         self.schema_id = schema_id
+        # the framing of every value written with this schema
+        self.head = bytes([MAGIC]) + schema_id.to_bytes(4, "big")
+
+    def _check_framed(self, values: list[bytes]) -> None:
+        """Every value is framed with this schema's id (a None, a tombstone, raises too)."""
+        if set(map(_HEAD, values)) != {self.head}:
+            raise ValueError(f"not all of schema id {self.schema_id}")
 
     @abstractmethod
     def record(self, value: bytes) -> Any:
@@ -66,20 +84,77 @@ class SchemaDecoder(ABC):
     def records(self, values: list[bytes]) -> list[Any]:
         return [self.record(v) for v in values]
 
+    def events(self, values: list[bytes], shape: type[E]) -> list[E]:
+        """Every value as an event of `shape` at once (the fast path of a batch written
+        with this schema); raises when some value needs a closer look, which `record`
+        and the parser give, one by one."""
+        self._check_framed(values)
+        return msgspec.convert(self.records(values), list[shape], strict=False)  # type: ignore[valid-type]
+
+
+# Avro types the batch path reads exactly as fastavro does (Polars' reader, then JSON):
+# no floats (NaN has no JSON), no logical types, enums, arrays, maps or nested records.
+_BATCH_TYPES = {"null", "boolean", "int", "long", "string"}
+
+
+def _batch_readable(schema: Any) -> bool:
+    """A record whose every field is one of `_BATCH_TYPES`, or a union of them."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return False
+    for f in schema["fields"]:
+        kinds = f["type"] if isinstance(f["type"], list) else [f["type"]]
+        if not all(isinstance(k, str) and k in _BATCH_TYPES for k in kinds):
+            return False
+    return True
+
+
+def _long(n: int) -> bytes:
+    """An Avro long: zigzag, then a base-128 varint."""
+    n = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
 
 class AvroDecoder(SchemaDecoder):
-    """Avro binary, read with the writer's schema (fastavro). The fields are the writer's:
-    a field added by a newer schema is there, a dropped one is missing, so the parser
-    says which one a table needed."""
+    """Avro binary, read with the writer's schema. The fields are the writer's: a field
+    added by a newer schema is there, a dropped one is missing, so the parser says which
+    one a table needed.
+
+    One record: fastavro. A batch: its values laid end to end as one block of an Avro
+    container file in memory, read by Polars (in Rust) and handed to msgspec as JSON,
+    several times faster than fastavro's reader (`just bench`, `formats`). The block's
+    schema is the writer's with two fields added: the framing in front, as a `fixed(5)`
+    (so the values go in as they are, and every one is checked to carry this id), and a
+    marker after the fields (a long: a random base plus the record's place). Records in
+    a block have no boundaries: a record longer or shorter than its schema says shifts
+    every marker after it, and the batch is then read one by one instead. Only schemas of
+    flat records of `_BATCH_TYPES` take it."""
 
     format = "avro"
 
     def __init__(self, schema_id: int, schema_str: str) -> None:
         super().__init__(schema_id, schema_str)
         try:
-            self.schema = fastavro.parse_schema(json.loads(schema_str))
+            parsed = json.loads(schema_str)
+            self.schema = fastavro.parse_schema(parsed)
         except Exception as ex:
             raise SchemaUnusable(f"Avro schema id {schema_id} does not parse: {ex}") from None
+        self.block: tuple[bytes, bytes] | None = None
+        if _batch_readable(parsed):
+            head = {"name": _HEAD_FIELD, "type": {"type": "fixed", "name": _HEAD_FIELD, "size": 5}}
+            fields = [head, *parsed["fields"], {"name": _MARK, "type": "long"}]
+            marked = {**parsed, "fields": fields}
+            sync = os.urandom(16)
+            header = io.BytesIO()
+            fastavro.writer(header, fastavro.parse_schema(marked), [], sync_marker=sync)
+            self.block = (header.getvalue(), sync)
+        self.base = random.randrange(1 << 40, 1 << 41)
+        self.marks: list[bytes] = []
+        self.lists: dict[type, msgspec.json.Decoder] = {}
 
     def record(self, value: bytes) -> Any:
         buffer = io.BytesIO(value)
@@ -95,11 +170,54 @@ class AvroDecoder(SchemaDecoder):
             )
         return found
 
+    def events(self, values: list[bytes], shape: type[E]) -> list[E]:
+        if self.block is None:
+            return super().events(values, shape)
+        n = len(values)
+        while len(self.marks) < n:
+            self.marks.append(_long(self.base + len(self.marks)))
+        parts: list[Any] = [None] * (2 * n)
+        parts[0::2] = values
+        parts[1::2] = self.marks[:n]
+        body = b"".join(parts)  # a None (a tombstone) raises here
+        header, sync = self.block
+        container = b"".join([header, _long(n), _long(len(body)), body, sync])
+        try:
+            frame = pl.read_avro(io.BytesIO(container))
+            marks = frame.get_column(_MARK)
+            exact = (
+                frame.height == n
+                and marks.equals(pl.Series(range(self.base, self.base + n), dtype=marks.dtype))
+                and frame.get_column(_HEAD_FIELD).unique().to_list() == [self.head]
+            )
+        except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
+            # a block that does not parse (Polars' reader panics on some; a panic is a
+            # BaseException, which nothing above would catch)
+            exact = False
+        if not exact:
+            raise ValueError("records do not end where their schema says")
+        found = self.lists.get(shape)
+        if found is None:
+            found = self.lists[shape] = msgspec.json.Decoder(list[shape], strict=False)  # type: ignore[valid-type]
+        return found.decode(frame.drop(_HEAD_FIELD, _MARK).write_json())
+
 
 class JsonSchemaDecoder(SchemaDecoder):
     """JSON Schema: the payload after the framing is plain JSON."""
 
     format = "json_sr"
+
+    def __init__(self, schema_id: int, schema_str: str) -> None:
+        super().__init__(schema_id, schema_str)
+        self.typed: dict[type, msgspec.json.Decoder] = {}
+
+    def events(self, values: list[bytes], shape: type[E]) -> list[E]:
+        found = self.typed.get(shape)
+        if found is None:
+            found = self.typed[shape] = msgspec.json.Decoder(shape, strict=False)
+        self._check_framed(values)
+        decode = found.decode
+        return [decode(memoryview(v)[HEADER:]) for v in values]
 
     def record(self, value: bytes) -> Any:
         try:

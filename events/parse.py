@@ -113,7 +113,6 @@ class Parser(Generic[E]):
     ) -> None:
         self.decoder = msgspec.json.Decoder(shape, strict=False)
         self.shape = shape
-        self.many = list[shape]  # type: ignore[valid-type]
         self.value_format = value_format
         # plain JSON is read (`json`, `auto`), and may be tried on a whole batch first
         self.json = value_format in ("auto", "json")
@@ -191,16 +190,14 @@ class Parser(Generic[E]):
     def _one_schema(self, batch: RawBatch) -> list[E] | None:
         """Every record of a batch with one writer schema, at once; None when some record
         needs a closer look (another format, a bad record: `_one_by_one` says which)."""
-        ((schema_id, decoder),) = batch.decoders.items()
+        (decoder,) = batch.decoders.values()
         if not isinstance(decoder, SchemaDecoder) or self.value_format not in (
             "auto",
             decoder.format,
         ):
             return None
-        try:
-            if any(framed_id(v) != schema_id for v in batch.events):
-                return None
-            return msgspec.convert(decoder.records(batch.events), self.many, strict=False)
+        try:  # the decoder checks that every value carries its id
+            return decoder.events(batch.events, self.shape)
         except Exception:
             return None
 

@@ -18,20 +18,17 @@ Needs Java 17+ and Maven. Fails loudly, with the broker log, when it cannot star
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
-import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from infra.server import ServerProcess, command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBS = ROOT / ".cache" / "kafka" / "libs"
@@ -49,7 +46,7 @@ class BrokerError(RuntimeError):
 
 
 @dataclass
-class Broker:
+class Broker(ServerProcess):
     """A running broker: where to reach it and how to stop it."""
 
     workdir: str
@@ -72,33 +69,6 @@ class Broker:
     def ssl_bootstrap(self) -> str:
         return f"127.0.0.1:{self.ssl_port}"
 
-    def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        # a zombie child still answers kill 0; look at its state
-        try:
-            state = Path(f"/proc/{self.pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            return False
-        return state != "Z"
-
-    def stop(self, timeout: float = 30.0, kill: bool = False) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL; at once with `kill`) and wait for it."""
-        if not self.alive():
-            return
-        os.kill(self.pid, signal.SIGKILL if kill else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            _reap(self.pid)
-            time.sleep(0.2)
-        if self.alive():
-            os.kill(self.pid, signal.SIGKILL)
-            while self.alive():
-                _reap(self.pid)
-                time.sleep(0.1)
-
     def restart(self) -> Broker:
         """Start the broker again, same ports and data (a broker coming back).
 
@@ -116,11 +86,6 @@ class Broker:
         )
         self.pid = launched.pid
         return self
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _ephemeral_low() -> int:
@@ -416,29 +381,15 @@ def load(workdir: Path | None = None) -> Broker | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a local Apache Kafka broker")
-    parser.add_argument("action", choices=["up", "down", "env"])
-    parser.add_argument("--dir", type=Path, default=DEFAULT_RUN_DIR)
-    args = parser.parse_args()
-    existing = load(args.dir)
-    if args.action == "down":
-        if existing is not None and existing.alive():
-            existing.stop()
-            print(f"kafka: stopped broker pid {existing.pid}")
-        else:
-            print("kafka: no broker running")
-        return
-    if args.action == "up" and not (existing and existing.alive()):
-        try:
-            existing = start(args.dir)
-        except BrokerError as ex:
-            print(f"error: {ex}", file=sys.stderr)
-            raise SystemExit(1) from None
-        print(f"kafka: broker pid {existing.pid} on {existing.bootstrap}", file=sys.stderr)
-    if existing is None or not existing.alive():
-        print("error: no broker running; run `just kafka-up`", file=sys.stderr)
-        raise SystemExit(1)
-    print(f"export KAFKA_BOOTSTRAP_SERVERS={existing.bootstrap}")
+    command_line(
+        "kafka",
+        DEFAULT_RUN_DIR,
+        start,
+        load,
+        where=lambda broker: broker.bootstrap,
+        exports=lambda broker: f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}",
+        error=BrokerError,
+    )
 
 
 if __name__ == "__main__":

@@ -17,15 +17,10 @@ keys. What Apicurio does not serve of Confluent's API is listed in docs/kafka.md
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import tarfile
 import time
 import urllib.error
@@ -34,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from infra.kafka_broker import free_port
+from infra.server import ServerProcess, command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = "3.3.3"
@@ -49,7 +45,7 @@ class RegistryError(RuntimeError):
 
 
 @dataclass
-class Registry:
+class Registry(ServerProcess):
     """A running registry: where to reach it and how to stop it."""
 
     workdir: str
@@ -62,44 +58,6 @@ class Registry:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{API}"
-
-    def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        try:  # a zombie child still answers kill 0
-            state = Path(f"/proc/{self.pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            return False
-        return state != "Z"
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM, then SIGKILL, and wait for it."""
-        if not self.alive():
-            return
-        os.kill(self.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while self.alive() and time.monotonic() < deadline:
-            _reap(self.pid)
-            time.sleep(0.1)
-        if self.alive():
-            os.kill(self.pid, signal.SIGKILL)
-            while self.alive():
-                _reap(self.pid)
-                time.sleep(0.1)
-
-    def restart(self, timeout: float = 120.0) -> Registry:
-        """Start it again on the same ports (a registry coming back). Its schemas were in
-        memory: a test that needs them registers them again."""
-        self.stop()
-        self.pid = _launch(Path(self.workdir), self.port, self.management_port, self.users, timeout)
-        return self
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def ensure_app() -> Path:
@@ -238,29 +196,15 @@ def load(workdir: Path | None = None) -> Registry | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a local Schema Registry (Apicurio)")
-    parser.add_argument("action", choices=["up", "down", "env"])
-    parser.add_argument("--dir", type=Path, default=DEFAULT_RUN_DIR)
-    args = parser.parse_args()
-    existing = load(args.dir)
-    if args.action == "down":
-        if existing is not None and existing.alive():
-            existing.stop()
-            print(f"schema registry: stopped pid {existing.pid}")
-        else:
-            print("schema registry: none running")
-        return
-    if args.action == "up" and not (existing and existing.alive()):
-        try:
-            existing = start(args.dir)
-        except RegistryError as ex:
-            print(f"error: {ex}", file=sys.stderr)
-            raise SystemExit(1) from None
-        print(f"schema registry: pid {existing.pid} on {existing.url}", file=sys.stderr)
-    if existing is None or not existing.alive():
-        print("error: no schema registry running; run `just registry-up`", file=sys.stderr)
-        raise SystemExit(1)
-    print(f"export KAFKA_SCHEMA_REGISTRY_URL={existing.url}")
+    command_line(
+        "schema registry",
+        DEFAULT_RUN_DIR,
+        start,
+        load,
+        where=lambda registry: registry.url,
+        exports=lambda registry: f"export KAFKA_SCHEMA_REGISTRY_URL={registry.url}",
+        error=RegistryError,
+    )
 
 
 if __name__ == "__main__":

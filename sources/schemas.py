@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from operator import itemgetter
 
 from events.formats import HEADER, MAGIC, SchemaDecoder, SchemaUnusable, decoder_for
 from kafka_client.schema_registry import SchemaMissing, SchemaRegistry
@@ -20,6 +21,8 @@ from kafka_client.settings import RegistrySettings
 
 # A decoder, or why the records of that id cannot be decoded.
 Decoding = SchemaDecoder | str
+# A value's first bytes: Confluent's framing, when it is framed.
+_HEAD = itemgetter(slice(0, HEADER))
 
 
 class WriterSchemas:
@@ -33,11 +36,14 @@ class WriterSchemas:
     def for_values(self, values: Iterable[bytes | None]) -> dict[int, Decoding]:
         """The decoding of every schema id among `values`; `RegistryUnavailable` or
         `RegistryRefused` when the registry cannot say."""
-        heads = {v[:HEADER] for v in values if v and v[0] == MAGIC and len(v) >= HEADER}
-        if not heads:
-            return {}
+        try:  # in C: a batch holds a handful of distinct heads
+            heads = set(map(_HEAD, values))  # type: ignore[arg-type]
+        except TypeError:  # a tombstone (None) among them
+            heads = {v[:HEADER] for v in values if v is not None}
         found = {}
         for head in heads:
+            if len(head) < HEADER or head[0] != MAGIC:
+                continue  # not framed: plain JSON or garbage, the parser's business
             schema_id = int.from_bytes(head[1:], "big")
             decoding = self.decoders.get(schema_id)
             if decoding is None:

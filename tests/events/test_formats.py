@@ -11,6 +11,7 @@ import fastavro
 import msgspec
 import pytest
 
+from events import datagen
 from events.encoders import CLICK, ENCODERS, USER_CLICK, AvroEncoder
 from events.formats import SchemaUnusable, _message_path, decoder_for, framed_id
 from events.parse import Parser
@@ -197,3 +198,34 @@ def test_ksqldb_avro_reads_as_its_json_upper_case_fields_and_nulls():
     from_avro = parser(_batch([avro.encode(3, record)], decoders)).events.events
     from_json = parser(_batch([msgspec.json.encode(record)])).events.events
     assert from_avro == from_json and from_json[0].bytes == 278
+
+
+def test_an_avro_batch_is_read_at_once_exactly_as_record_by_record():
+    avro = AvroEncoder(CLICK)
+    decoder = decoder_for(9, "AVRO", avro.schema_str)
+    clicks = datagen.ClickGenerator(4)
+    values = [avro.encode(9, clicks.click()) for _ in range(3_000)]
+    one_by_one = [msgspec.convert(decoder.record(v), Click, strict=False) for v in values]
+    assert decoder.events(values, Click) == one_by_one
+    # a record longer or shorter than its schema says shifts the end-of-record marks:
+    # the batch is refused, and read one by one (where that record is a dead letter)
+    for bad in (values[7] + b"\x02\x41", values[7][:-3], values[7] + b"\x00"):
+        with pytest.raises(ValueError, match="records do not end where their schema says"):
+            decoder.events([*values[:7], bad, *values[8:]], Click)
+    last = [*values[:-1], values[-1] + b"\x02"]  # trailing bytes after the very last
+    with pytest.raises(ValueError):
+        decoder.events(last, Click)
+
+
+def test_an_avro_schema_the_batch_path_cannot_read_exactly_goes_record_by_record():
+    schema = {
+        "type": "record",
+        "name": "r",
+        "fields": [
+            {"name": "ip", "type": "string"},
+            {"name": "weight", "type": "double"},  # NaN has no JSON
+            {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        ],
+    }
+    decoder = decoder_for(2, "AVRO", json.dumps(schema))
+    assert decoder.block is None  # type: ignore[attr-defined]

@@ -1,0 +1,101 @@
+"""What the local servers (the Kafka broker, the Schema Registry) share: a process known by
+its PID that can be asked whether it lives and stopped, and the `up` / `down` / `env`
+command line of each."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+
+def reap(pid: int) -> None:
+    """Collect a child that exited, so it stops being a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+class ServerProcess:
+    """A server process, by `pid` (a field of the dataclass that inherits this)."""
+
+    pid: int
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        # a zombie child still answers kill 0; look at its state
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    def stop(self, timeout: float = 30.0, kill: bool = False) -> None:
+        """SIGTERM (SIGKILL with `kill`), then SIGKILL after `timeout`; waits for the end."""
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            reap(self.pid)
+            time.sleep(0.1)
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            while self.alive():
+                reap(self.pid)
+                time.sleep(0.1)
+
+
+class _Server(Protocol):
+    pid: int
+
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=_Server)
+
+
+def command_line(
+    name: str,
+    default_dir: Path,
+    start: Callable[[Path], S],
+    load: Callable[[Path], S | None],
+    where: Callable[[S], str],
+    exports: Callable[[S], str],
+    error: type[Exception],
+) -> None:
+    """`python -m infra.X up|down|env [--dir DIR]`: start one (or find it running) and
+    print the `export` lines to use it; stop it; or only print the lines."""
+    parser = argparse.ArgumentParser(description=f"a local {name}")
+    parser.add_argument("action", choices=["up", "down", "env"])
+    parser.add_argument("--dir", type=Path, default=default_dir)
+    args = parser.parse_args()
+    existing = load(args.dir)
+    if args.action == "down":
+        if existing is not None and existing.alive():
+            existing.stop()
+            print(f"{name}: stopped pid {existing.pid}")
+        else:
+            print(f"{name}: none running")
+        return
+    if args.action == "up" and not (existing and existing.alive()):
+        try:
+            existing = start(args.dir)
+        except error as ex:
+            print(f"error: {ex}", file=sys.stderr)
+            raise SystemExit(1) from None
+        print(f"{name}: pid {existing.pid} on {where(existing)}", file=sys.stderr)
+    if existing is None or not existing.alive():
+        print(f"error: no {name} running; run `just {name.split()[-1]}-up`", file=sys.stderr)
+        raise SystemExit(1)
+    print(exports(existing))
