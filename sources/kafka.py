@@ -396,7 +396,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         """The decoders of the batch's schema ids, or None while the registry is away."""
         assert self.schemas is not None
         try:
-            found = self.schemas.for_values(map(Message.value, messages))
+            found = self.schemas.for_values(list(map(Message.value, messages)))
         except RegistryRefused as ex:
             stop(f"kafka {self.part}: the Schema Registry refused the credentials ({ex})")
         except RegistryUnavailable as ex:

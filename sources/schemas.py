@@ -12,7 +12,6 @@ blinked.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from operator import itemgetter
 
 from events.formats import HEADER, MAGIC, SchemaDecoder, SchemaUnusable, decoder_for
@@ -33,7 +32,7 @@ class WriterSchemas:
         self.decoders: dict[int, Decoding] = {}
         self.lock = threading.Lock()
 
-    def for_values(self, values: Iterable[bytes | None]) -> dict[int, Decoding]:
+    def for_values(self, values: list[bytes | None]) -> dict[int, Decoding]:
         """The decoding of every schema id among `values`; `RegistryUnavailable` or
         `RegistryRefused` when the registry cannot say."""
         try:  # in C: a batch holds a handful of distinct heads
