@@ -91,7 +91,8 @@ def stop(message: str) -> NoReturn:
 
 def one_line_panics(dataflow: str) -> None:
     """Bytewax ends a process whose cluster lost another process with a Rust panic raised
-    as a Python traceback (`PanicException: Send thread panic`); print one line instead."""
+    as a Python traceback (`PanicException: Send thread panic`); print one line instead,
+    and end the process there (exit status 1)."""
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, tb: object) -> None:
@@ -107,6 +108,12 @@ def one_line_panics(dataflow: str) -> None:
         else:
             what = "Bytewax stopped the run"
         print(f"error: dataflow {dataflow}: {what} ({text})", file=sys.stderr, flush=True)
+        # Now, not at the interpreter's end: while it finalizes, Bytewax's other threads
+        # may still print their own error of the same loss (seen in CI: `RuntimeError:
+        # (src/run.rs:292:17) panicked at ... timely communication error: reading data:
+        # socket closed`), a second line after this one.
+        logging.shutdown()
+        os._exit(1)
 
     sys.excepthook = hook
 
