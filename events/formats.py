@@ -24,6 +24,7 @@ import io
 import json
 import os
 import random
+import threading
 from abc import ABC, abstractmethod
 from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
@@ -153,7 +154,10 @@ class AvroDecoder(SchemaDecoder):
             fastavro.writer(header, fastavro.parse_schema(marked), [], sync_marker=sync)
             self.block = (header.getvalue(), sync)
         self.base = random.randrange(1 << 40, 1 << 41)
+        # the marks of places 0, 1, 2, ...; grown under a lock: the workers of a process
+        # share this decoder
         self.marks: list[bytes] = []
+        self.marks_lock = threading.Lock()
         self.lists: dict[type, msgspec.json.Decoder] = {}
 
     def record(self, value: bytes) -> Any:
@@ -174,8 +178,10 @@ class AvroDecoder(SchemaDecoder):
         if self.block is None:
             return super().events(values, shape)
         n = len(values)
-        while len(self.marks) < n:
-            self.marks.append(_long(self.base + len(self.marks)))
+        if len(self.marks) < n:
+            with self.marks_lock:
+                while len(self.marks) < n:
+                    self.marks.append(_long(self.base + len(self.marks)))
         parts: list[Any] = [None] * (2 * n)
         parts[0::2] = values
         parts[1::2] = self.marks[:n]
