@@ -7,7 +7,6 @@ conversion into events), on the same values."""
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from functools import partial
@@ -20,13 +19,13 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 import dataflows.clickstream
 from benchmarks.common import Record
-from benchmarks.kafka import _best_rate
+from benchmarks.kafka import _best_rate, bootstrap_servers
 from benchmarks.sql_tables import _best_of_alternating
 from events import datagen
 from events.encoders import CLICK, AvroEncoder
 from events.formats import decoder_for
 from events.schema import Click
-from infra import kafka_broker, schema_registry
+from infra import schema_registry
 from kafka_client.schema_registry import register_value_schema
 from kafka_client.settings import KafkaSettings, RegistrySettings
 from tools.produce import produce_replay
@@ -74,12 +73,7 @@ def _decoders(registry: RegistrySettings, n: int, record: Record) -> None:
 def bench_formats(scale: float, record: Record) -> None:
     logging.getLogger("librdkafka").setLevel(logging.ERROR)
     n = int(200_000 * scale)
-    with tempfile.TemporaryDirectory() as tmp:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        broker = None
-        if not bootstrap:
-            broker = kafka_broker.start(Path(tmp, "kafka"))
-            bootstrap = broker.bootstrap
+    with tempfile.TemporaryDirectory() as tmp, bootstrap_servers(Path(tmp)) as bootstrap:
         registry = schema_registry.start(Path(tmp, "registry"))
         try:
             settings = RegistrySettings(registry.url)
@@ -119,5 +113,3 @@ def bench_formats(scale: float, record: Record) -> None:
                 )
         finally:
             registry.stop()
-            if broker is not None:
-                broker.stop()

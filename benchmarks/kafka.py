@@ -10,7 +10,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -84,57 +85,63 @@ def _best_rate(
     return rate
 
 
+@contextmanager
+def bootstrap_servers(tmp: Path) -> Iterator[str]:
+    """$KAFKA_BOOTSTRAP_SERVERS, or a broker started in `tmp` for the benchmark and stopped
+    after it."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    broker = kafka_broker.start(tmp / "kafka")
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()
+
+
 def bench_kafka(scale: float, record: Record) -> None:
     logging.getLogger("librdkafka").setLevel(logging.ERROR)
     n = int(300_000 * scale)
-    with tempfile.TemporaryDirectory() as tmp:
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        broker = None
-        if not bootstrap:
-            broker = kafka_broker.start(Path(tmp, "kafka"))
-            bootstrap = broker.bootstrap
-        try:
-            dump = Path(tmp, "dump")
-            generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=5)
-            suffix = str(int(time.time()))
-            kafka = KafkaSettings(
-                bootstrap_servers=bootstrap,
-                stop_at_end=True,
-                clickstream_topic=f"bench-clickstream-{suffix}",
-                user_clickstream_topic=f"bench-user-clickstream-{suffix}",
+    with tempfile.TemporaryDirectory() as tmp, bootstrap_servers(Path(tmp)) as bootstrap:
+        dump = Path(tmp, "dump")
+        generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=5)
+        suffix = str(int(time.time()))
+        kafka = KafkaSettings(
+            bootstrap_servers=bootstrap,
+            stop_at_end=True,
+            clickstream_topic=f"bench-clickstream-{suffix}",
+            user_clickstream_topic=f"bench-user-clickstream-{suffix}",
+        )
+        produce_replay(kafka, dump, 4)
+        print(f"kafka: {n:,} records in 4 partitions, bounded run, 1 worker", flush=True)
+        flows: list[tuple[str, Callable[[Settings], Dataflow], str, type]] = [
+            ("clickstream", dataflows.clickstream.build, kafka.clickstream_topic, Click),
+            (
+                "user_clickstream",
+                dataflows.user_clickstream.build,
+                kafka.user_clickstream_topic,
+                UserClick,
+            ),
+        ]
+        for name, build, topic, shape in flows:
+            # best of three for both sides: the machine is noisy (the broker shares
+            # its two cores), and the first read also warms the broker's cache
+            base = max(ceiling(kafka, topic, shape, n) for _ in range(3))
+            rate = _best_rate(build, kafka, Path(tmp, name), n)
+            record(
+                "kafka",
+                f"{name} from Kafka -> Parquet",
+                rate,
+                "confluent-kafka consume + JSON parse",
+                base,
             )
-            produce_replay(kafka, dump, 4)
-            print(f"kafka: {n:,} records in 4 partitions, bounded run, 1 worker", flush=True)
-            flows: list[tuple[str, Callable[[Settings], Dataflow], str, type]] = [
-                ("clickstream", dataflows.clickstream.build, kafka.clickstream_topic, Click),
-                (
-                    "user_clickstream",
-                    dataflows.user_clickstream.build,
-                    kafka.user_clickstream_topic,
-                    UserClick,
-                ),
-            ]
-            for name, build, topic, shape in flows:
-                # best of three for both sides: the machine is noisy (the broker shares
-                # its two cores), and the first read also warms the broker's cache
-                base = max(ceiling(kafka, topic, shape, n) for _ in range(3))
-                rate = _best_rate(build, kafka, Path(tmp, name), n)
-                record(
-                    "kafka",
-                    f"{name} from Kafka -> Parquet",
-                    rate,
-                    "confluent-kafka consume + JSON parse",
-                    base,
-                )
-                only_read = partial(read_and_parse, shape_name=name, shape=shape)
-                floor = _best_rate(only_read, kafka, Path(tmp, f"{name}-read"), n)
-                record(
-                    "kafka",
-                    f"{name}: our source + parser only, in Bytewax",
-                    floor,
-                    "confluent-kafka consume + JSON parse",
-                    base,
-                )
-        finally:
-            if broker is not None:
-                broker.stop()
+            only_read = partial(read_and_parse, shape_name=name, shape=shape)
+            floor = _best_rate(only_read, kafka, Path(tmp, f"{name}-read"), n)
+            record(
+                "kafka",
+                f"{name}: our source + parser only, in Bytewax",
+                floor,
+                "confluent-kafka consume + JSON parse",
+                base,
+            )
