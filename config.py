@@ -124,6 +124,36 @@ class Settings:
         1,
     )
 
+    alertmanager_url: str | None = setting(
+        "CLICKSTREAM_ALERTMANAGER_URL",
+        None,
+        "rows of alert tables are posted to this Alertmanager (API v2); unset: no alerts",
+    )
+    alert_tables: str = setting(
+        "CLICKSTREAM_ALERT_TABLES",
+        "errors_per_min_alert",
+        "the tables whose rows are alerts, comma-separated",
+    )
+    alert_max_age_s: float = setting(
+        "CLICKSTREAM_ALERT_MAX_AGE",
+        900.0,
+        "a row whose window ended longer ago than this is not posted (a backfill pages no one)",
+        0,
+    )
+    alert_resolve_after_s: float | None = setting(
+        "CLICKSTREAM_ALERT_RESOLVE_AFTER",
+        None,
+        "an alert resolves this long after its last row was posted; unset: two slides "
+        "(tumbling: lengths; sessions: gaps) plus the flush interval",
+        0.1,
+    )
+    alert_buffer: int = setting(
+        "CLICKSTREAM_ALERT_BUFFER",
+        10_000,
+        "alerts a sink partition holds while Alertmanager is away; beyond, the oldest drop",
+        1,
+    )
+
     def replay_file(self, topic_file: str) -> Path:
         """The dump a dataflow replays: the path itself, or `topic_file` inside it."""
         assert self.replay_path is not None
@@ -161,6 +191,11 @@ class Settings:
         if table_format not in ("parquet", "delta"):
             raise ConfigError(
                 f"CLICKSTREAM_TABLE_FORMAT: {table_format!r} is not one of parquet, delta"
+            )
+        url = env.get("CLICKSTREAM_ALERTMANAGER_URL", "").strip()
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"CLICKSTREAM_ALERTMANAGER_URL: {url!r} is not an http:// or https:// URL"
             )
         return cls(
             source=source,

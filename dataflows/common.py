@@ -21,9 +21,11 @@ from monitoring.health import HEALTH
 from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_windows
 from monitoring.server import serve
 from operators.batches import TimedBatch
-from operators.windows import LateEvent, WindowOut, WindowRow, window_aggregate
+from operators.windows import LateEvent, Session, WindowOut, WindowRow, window_aggregate
 from ownership import claim, fence
 from process import exit_on_config_error, one_line_panics
+from setting import ConfigError
+from sinks.alerts import AlertPoster, AlertTable, TableAlerts
 from sinks.base import SinkItem, Table, TableRows, TableSink
 from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
@@ -35,6 +37,8 @@ from storage.location import check_output
 from storage.retries import quiet_gcsfs_retries
 
 E = TypeVar("E", bound=msgspec.Struct)
+
+log = logging.getLogger(__name__)
 
 SINK_PARTS = 4
 
@@ -123,6 +127,45 @@ def window_tables(
     ]
 
 
+def table_alerts(
+    settings: Settings, flow: str, windows: Sequence[tuple[SqlTable, WindowOut]]
+) -> TableAlerts | None:
+    """The alert tables among `windows` and where their rows are posted; None when
+    `CLICKSTREAM_ALERTMANAGER_URL` is unset or none of them is an alert."""
+    folder = settings.tables or REPO_TABLES
+    wanted = {n.strip() for n in settings.alert_tables.split(",") if n.strip()}
+    known = {t.name for t in load_tables(folder)}
+    if wanted - known:
+        raise ConfigError(
+            f"CLICKSTREAM_ALERT_TABLES: no table {', '.join(sorted(wanted - known))} in "
+            f"{folder} (tables: {', '.join(sorted(known))})"
+        )
+    if settings.alertmanager_url is None:
+        return None
+    tables = []
+    for sql, _ in windows:
+        if sql.name not in wanted:
+            continue
+        window = sql.window
+        step = window.gap_ms if isinstance(window, Session) else window.slide_ms
+        resolve_after = settings.alert_resolve_after_s
+        if resolve_after is None:
+            resolve_after = 2 * step / 1000 + settings.flush_interval_s
+        length = None if isinstance(window, Session) else window.length_ms
+        columns = [c for c, _ in sql.table.columns]
+        tables.append(AlertTable(sql.name, columns, sql.roles, length, resolve_after))
+        log.info(
+            "alerts: rows of %s go to %s (each resolves %g s after its last row)",
+            sql.name,
+            settings.alertmanager_url,
+            resolve_after,
+        )
+    if not tables:
+        return None
+    poster = AlertPoster(settings.alertmanager_url, flow, settings.alert_max_age_s)
+    return TableAlerts(tables, poster, settings.alert_buffer)
+
+
 def write_tables(
     flow: Dataflow,
     settings: Settings,
@@ -184,6 +227,7 @@ def write_tables(
         "flush_rows": settings.flush_rows,
         "slow_writes_s": slow_writes_for_tests(),
         "storage_retry_s": settings.storage_retry_s,
+        "alerts": table_alerts(settings, name, windows),
     }
     sink: TableSink
     if settings.table_format == "delta":

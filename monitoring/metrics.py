@@ -73,6 +73,33 @@ SCHEMA_REGISTRY_RETRIES = Counter(
     "each is asked again, never dead-lettered.",
     ["dataflow"],
 )
+ALERTS_POSTED = Counter(
+    "clickstream_alerts_posted",
+    "Rows of alert tables accepted by Alertmanager (CLICKSTREAM_ALERTMANAGER_URL).",
+    ["dataflow", "table"],
+)
+ALERTS_PENDING = Gauge(
+    "clickstream_alerts_pending",
+    "Alerts written to their table and not yet accepted by Alertmanager.",
+    ["dataflow"],
+)
+ALERT_POST_FAILURES = Counter(
+    "clickstream_alert_post_failures",
+    "Posts to Alertmanager that failed (no answer, or HTTP 5xx); each is tried again.",
+    ["dataflow"],
+)
+ALERTS_DROPPED = Counter(
+    "clickstream_alerts_dropped",
+    "Alerts never posted: the outbox was full (CLICKSTREAM_ALERT_BUFFER), or Alertmanager "
+    "refused them (HTTP 4xx).",
+    ["dataflow", "reason"],
+)
+ALERT_ROWS_TOO_OLD = Counter(
+    "clickstream_alert_rows_too_old",
+    "Rows of alert tables not posted because their window ended longer ago than "
+    "CLICKSTREAM_ALERT_MAX_AGE (a backfill).",
+    ["dataflow", "table"],
+)
 CONSUMER_LAG = Gauge(
     "clickstream_consumer_lag_records",
     "Kafka end offset minus the next offset to read, per partition.",

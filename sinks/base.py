@@ -25,6 +25,7 @@ from config import DEFAULTS
 from monitoring.metrics import FILES_WRITTEN, FLUSH_SECONDS, LAST_FLUSH, ROWS_WRITTEN
 from ownership import fence
 from process import stop
+from sinks.alerts import TableAlerts
 from storage.location import is_local, storage_options
 from storage.retries import StorageFailure, StorageRetry
 
@@ -93,8 +94,17 @@ def rows_of(df: pl.DataFrame, table: Table) -> list[tuple]:
 class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
     """Buffers rows per table and hands them to `write_flush` when a flush is due."""
 
-    def __init__(self, sink: TableSink, part: int, seq: int, pending: dict[str, list]) -> None:
+    def __init__(
+        self,
+        sink: TableSink,
+        part: int,
+        seq: int,
+        pending: dict[str, list],
+        alerts: Sequence[tuple] = (),
+    ) -> None:
         self.sink = sink
+        # alerts of rows written, not yet accepted by Alertmanager (`sinks.alerts`)
+        self.outbox = sink.alerts.outbox(alerts) if sink.alerts is not None else None
         self.part = part
         self.name = f"{sink.flow}-p{part:03d}"
         self.seq = seq
@@ -119,6 +129,16 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
     def admit(self, table: str, rows: list[tuple]) -> list[tuple]:
         """The rows to buffer out of those given (all of them unless a format says not)."""
         return rows
+
+    def durable(self, rows: dict[str, list[tuple]]) -> None:
+        """`rows` are stored for good: those of alert tables go to Alertmanager."""
+        if self.outbox is not None and self.sink.alerts is not None:
+            alerts = self.sink.alerts
+            self.outbox.put([a for t, r in rows.items() for a in alerts.alerts(t, r)])
+
+    def saved_alerts(self) -> list[tuple]:
+        """The alerts for the snapshot: written, not accepted by Alertmanager yet."""
+        return self.outbox.saved() if self.outbox is not None else []
 
     def buffer(self, table: str, rows: list[tuple]) -> None:
         rows = self.admit(table, rows)
@@ -147,6 +167,7 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
         started = time.monotonic()
         self.token = fence()
         files = self.write_flush(self.pending)
+        self.durable(self.pending)
         flow = self.sink.flow
         for table, rows in self.pending.items():
             ROWS_WRITTEN.labels(flow, table).inc(len(rows))
@@ -170,6 +191,8 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
         with self.sink.stop_on_failure():
             self.flush()
         log.info("sink %s: closed after %d rows", self.name, self.written)
+        if self.outbox is not None and self.sink.alerts is not None:
+            self.sink.alerts.poster.drain(self.outbox, timeout_s=10.0)
 
 
 class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
@@ -192,6 +215,7 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         fs_options: dict[str, Any] | None = None,
         slow_writes_s: float = 0.0,
         storage_retry_s: float = DEFAULTS.storage_retry_s,
+        alerts: TableAlerts | None = None,
     ) -> None:
         self.url = root.rstrip("/")
         options = storage_options(root) if fs_options is None else fs_options
@@ -207,6 +231,7 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         self.slow_writes_s = slow_writes_s
         # Every storage request of this sink: retried within the budget, counted.
         self.retry = StorageRetry(flow, storage_retry_s)
+        self.alerts = alerts
 
     def check(self) -> None:
         """Check the tables under the output before the run (a `ConfigError` if unfit);

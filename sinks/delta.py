@@ -70,6 +70,8 @@ class SinkState(NamedTuple):
     # rows committed after the snapshot a resume started from, not replayed yet:
     # (row, how many times) per table
     taken: dict[str, list[tuple[tuple, int]]]
+    # alerts of rows written, not accepted by Alertmanager yet (absent in older snapshots)
+    alerts: Sequence[tuple] = ()
 
 
 _DELTA_TYPES: dict[Any, str] = {
@@ -124,7 +126,7 @@ class _DeltaPartition(BufferedPartition[tuple]):
     sink: DeltaSink
 
     def __init__(self, sink: DeltaSink, part: int, resume: tuple | None) -> None:
-        seq, pending, taken = SinkState._make(resume) if resume else SinkState(0, {}, {})
+        seq, pending, taken, alerts = SinkState(*resume) if resume else SinkState(0, {}, {})
         self.sink = sink  # before the base's __init__: the take-back below needs it
         self.app_id = f"clickstream/{sink.flow}/p{part}"
         # The fencing `txn`: its version is the token of the lease holder that committed
@@ -155,7 +157,7 @@ class _DeltaPartition(BufferedPartition[tuple]):
                     len(rows),
                 )
         self.committed = {t: c for t, c in self.committed.items() if c}
-        super().__init__(sink, part, last + 1, pending)
+        super().__init__(sink, part, last + 1, pending, alerts)
 
     def _committed_since(self, table: str, seq: int) -> list[tuple]:
         """The rows of this app id's commits numbered `seq` or later, newest log first."""
@@ -199,13 +201,16 @@ class _DeltaPartition(BufferedPartition[tuple]):
         if not committed:
             return rows
         fresh = []
+        again = []  # committed before the crash: durable, so alerted (again, maybe)
         for row in rows:
             if committed[row] > 0:
                 committed[row] -= 1
                 if not committed[row]:
                     del committed[row]
+                again.append(row)
             else:
                 fresh.append(row)
+        self.durable({table: again})
         if not committed:
             del self.committed[table]
             log.info(
@@ -347,6 +352,7 @@ class _DeltaPartition(BufferedPartition[tuple]):
                 self.seq,
                 {t: list(rows) for t, rows in self.pending.items() if rows},
                 {t: list(c.items()) for t, c in self.committed.items()},
+                self.saved_alerts(),
             )
         )
 

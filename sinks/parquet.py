@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from functools import partial
 from typing import NamedTuple
 
@@ -42,12 +43,14 @@ class SinkState(NamedTuple):
 
     seq: int  # the next flush number
     pending: dict[str, list[tuple]]  # rows buffered per table, not written yet
+    # alerts of rows written, not accepted by Alertmanager yet (absent in older snapshots)
+    alerts: Sequence[tuple] = ()
 
 
 class _ParquetPartition(BufferedPartition[tuple]):
     def __init__(self, sink: ParquetSink, part: int, resume: tuple | None) -> None:
-        seq, pending = SinkState._make(resume) if resume is not None else SinkState(0, {})
-        super().__init__(sink, part, seq, pending)
+        seq, pending, alerts = SinkState(*resume) if resume is not None else SinkState(0, {})
+        super().__init__(sink, part, seq, pending, alerts)
         self._remove_stale(seq)
 
     def _remove_stale(self, from_seq: int) -> None:
@@ -85,7 +88,11 @@ class _ParquetPartition(BufferedPartition[tuple]):
     def snapshot(self) -> tuple:
         fence()
         return tuple(
-            SinkState(self.seq, {t: list(rows) for t, rows in self.pending.items() if rows})
+            SinkState(
+                self.seq,
+                {t: list(rows) for t, rows in self.pending.items() if rows},
+                self.saved_alerts(),
+            )
         )
 
 

@@ -100,6 +100,9 @@ class SqlTable:
     definition: str
     # Earlier definitions of the same meaning a store may have been saved under.
     earlier: list[str] = field(default_factory=list)
+    # What each column is, in SELECT order: a group `key`, the window's `start` or
+    # `end`, or a `value` (an aggregate).
+    roles: tuple[str, ...] = ()
 
 
 def compile_table(
@@ -397,6 +400,7 @@ class _Compiler:
             raise SqlError(self.query, f"SELECT needs {call}.start: the table is partitioned by it")
         having = self._having(aliases)
         row = eval(f"lambda k, s, n, v: ({', '.join(parts)},)")  # our own source
+        roles = {"s": "start", "n": "end", "k": "key", "v": "value"}
         key = attrgetter(*keys) if keys else _no_key
         columns = list(zip(names, dtypes, strict=True))
         stamps = frozenset(n for n in (start, end) if n is not None)
@@ -417,6 +421,7 @@ class _Compiler:
                 f"{_normalized(self.query)} WATERMARK {self.delay_ms} ms, {self.shards} shards, "
                 f"columns {', '.join(names)}"
             ),
+            roles=tuple(roles[p[0]] for p in parts),
         )
 
     def _having(self, aliases: dict[str, int]) -> Callable[[tuple], bool] | None:
