@@ -47,6 +47,15 @@ registry-up: setup
 registry-down: setup
     {{python}} -m infra.schema_registry down
 
+# Start a local Alertmanager (Debian's package) that the dataflows post alert rows to.
+alertmanager-up: setup
+    @scripts/setup_monitoring.sh
+    {{python}} -m infra.monitoring up
+
+# Stop the local Alertmanager.
+alertmanager-down: setup
+    {{python}} -m infra.monitoring down
+
 # The full local mode: broker, producer, users join, both table dataflows, tables printed;
 # FORMAT avro, json_sr or protobuf runs it all through a local Schema Registry.
 [no-exit-message]
@@ -59,15 +68,18 @@ run-recoverable flow *args: setup
     @scripts/run_recoverable.sh "$@"
 
 # Run the whole test suite on two pytest-xdist workers (installs headless Chromium for the
-# dashboard test if missing). `just test -n 0` runs it in one process.
+# dashboard test, and Prometheus and Alertmanager for the alerting tests, if missing).
+# `just test -n 0` runs it in one process.
 test *args: setup
     @scripts/setup_browser.sh
+    @scripts/setup_monitoring.sh
     @scripts/setup_spark.sh
     {{python}} -m pytest -n 2 "$@"
 
-# The edit-test loop: every test that needs no broker, emulator, browser or Spark and is not slow.
+# The edit-test loop: every test that needs no broker, emulator, browser, Spark, Prometheus or
+# Alertmanager and is not slow.
 test-fast *args: setup
-    TEST_FAST=1 {{python}} -m pytest -n 2 -m "not (kafka or gcs or browser or spark or slow)" "$@"
+    TEST_FAST=1 {{python}} -m pytest -n 2 -m "not (kafka or gcs or browser or spark or monitoring or slow)" "$@"
 
 # Refresh uv.lock to the newest releases within pyproject.toml's ranges, then run the suite on them.
 upgrade *args:

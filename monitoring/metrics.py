@@ -12,7 +12,7 @@ Bytewax's own per-step metrics are served by Bytewax's API server
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
@@ -53,7 +53,12 @@ FILES_WRITTEN = Counter(
 )
 LAST_FLUSH = Gauge(
     "clickstream_last_flush_timestamp_seconds",
-    "When a sink partition last wrote its buffered rows (Unix time).",
+    "When a sink partition last wrote its buffered rows, or the sink started (Unix time).",
+    ["dataflow"],
+)
+FLUSH_INTERVAL = Gauge(
+    "clickstream_flush_interval_seconds",
+    "CLICKSTREAM_FLUSH_INTERVAL: buffered rows are written at least this often.",
     ["dataflow"],
 )
 FLUSH_SECONDS = Histogram(
@@ -172,7 +177,7 @@ class InputMeter:
     ```python
     meter = InputMeter("clickstream", "clickstream#0")
     meter.read("clickstream", 0, len(batch))       # records read
-    meter.lag("clickstream", 0, end_offset - next_offset)
+    meter.watch_lag("clickstream", 0, lambda: end_offset - next_offset)  # read at scrape
     meter.polled(len(batch), waiting=lag > 0)
     ```
     """
@@ -193,8 +198,12 @@ class InputMeter:
     def lost(self, topic: str, partition: int, records: int) -> None:
         RECORDS_LOST.labels(self.dataflow, topic, str(partition)).inc(records)
 
-    def lag(self, topic: str, partition: int, records: int) -> None:
-        CONSUMER_LAG.labels(self.dataflow, topic, str(partition)).set(records)
+    def watch_lag(self, topic: str, partition: int, lag: Callable[[], float]) -> None:
+        """Export `lag()` as the partition's lag, asked at every scrape: it stays true
+        while the worker is busy elsewhere (in a sink that cannot write, say)."""
+        CONSUMER_LAG.labels(self.dataflow, topic, str(partition)).set_function(lag)
+        # a loss is counted from zero: a rule on its increase sees the first one
+        RECORDS_LOST.labels(self.dataflow, topic, str(partition))
 
     def polled(self, read: int, waiting: bool) -> None:
         HEALTH.polled(self.part, read, waiting)

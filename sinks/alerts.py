@@ -163,6 +163,10 @@ class AlertPoster:
         self.thread: threading.Thread | None = None
         self.failing_since: float | None = None
         ALERTS_PENDING.labels(dataflow).set_function(self.pending)
+        # from zero, so that rules on their increase see the first failure
+        ALERT_POST_FAILURES.labels(dataflow)
+        for reason in ("buffer full", "refused"):
+            ALERTS_DROPPED.labels(dataflow, reason)
 
     def outbox(self, capacity: int, saved: Sequence[tuple]) -> Outbox:
         """A sink partition's outbox, holding the alerts of its snapshot (`saved`)."""

@@ -22,7 +22,13 @@ import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from config import DEFAULTS
-from monitoring.metrics import FILES_WRITTEN, FLUSH_SECONDS, LAST_FLUSH, ROWS_WRITTEN
+from monitoring.metrics import (
+    FILES_WRITTEN,
+    FLUSH_INTERVAL,
+    FLUSH_SECONDS,
+    LAST_FLUSH,
+    ROWS_WRITTEN,
+)
 from ownership import fence
 from process import stop
 from sinks.alerts import TableAlerts
@@ -232,6 +238,8 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         # Every storage request of this sink: retried within the budget, counted.
         self.retry = StorageRetry(flow, storage_retry_s)
         self.alerts = alerts
+        FLUSH_INTERVAL.labels(flow).set(flush_interval_s)
+        LAST_FLUSH.labels(flow).set(time.time())  # "no flush for long" counts from the start
 
     def check(self) -> None:
         """Check the tables under the output before the run (a `ConfigError` if unfit);

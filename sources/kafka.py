@@ -209,6 +209,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.fatal: str | None = None
         self.lag = 0
         self.next_lag = 0.0
+        self.lag_lock = threading.Lock()
         self.last_read = time.monotonic()
         self.last_sent = 0.0
         self.sent_idle = False
@@ -266,6 +267,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.end = high
             READ_BAR.expect(max(high - self.offset, 0), "records")
         self.consumer.assign([TopicPartition(self.topic, self.partition, self.offset)])
+        self.meter.watch_lag(self.topic, self.partition, self._lag_now)
         log.info(
             "kafka %s: %sreading from offset %s%s",
             self.part,
@@ -316,7 +318,6 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             return [self._lost_batch()]
         if self._at_end():
             self.finished = True
-            self.meter.lag(self.topic, self.partition, 0)
             self.meter.finished()
             READ_BAR.advance(0, last=True)
             log.info(
@@ -528,7 +529,24 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             return
         if high >= 0:
             self.lag = max(high - (self.offset if self.offset >= 0 else low), 0)
-            self.meter.lag(self.topic, self.partition, self.lag)
+
+    def _lag_now(self) -> float:
+        """The lag when Prometheus asks, from the client's cached end offset: its fetcher
+        thread keeps that fresh even while this partition's worker is stuck, so a stall
+        shows as lag, not as the last figure before it."""
+        with self.lag_lock:  # `close` waits: the client is not freed under this call
+            consumer = self.consumer
+            if self.finished or consumer is None:
+                return 0 if self.finished else self.lag
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, self.partition), cached=True
+                )
+            except (KafkaException, RuntimeError):
+                return self.lag
+        if high < 0:
+            return self.lag
+        return max(high - (self.offset if self.offset >= 0 else low), 0)
 
     def _caught_up(self) -> bool:
         """Read up to the end offset the broker last reported, and the broker is there.
@@ -593,7 +611,9 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
     def close(self) -> None:
         if self.consumer is not None:
             self._final_commit(wait_s=_FINAL_COMMIT_WAIT_S)
-            self.consumer.close()
+            with self.lag_lock:
+                self.consumer.close()
+                self.consumer = None
 
     def _final_commit(self, wait_s: float) -> None:
         """The last offset of a bounded run to the group: the run ends here, so nothing

@@ -15,11 +15,12 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import cluster_main, run_main
 
-from infra import kafka_broker, schema_registry
+from infra import kafka_broker, monitoring, schema_registry
 from infra.gcs_emulator import GcsEmulator
 from tests.processes import ROOT, kill_all, mark_suite, wait_left_behind
 from tests.shared import built_once, paced_clicks, shared_broker, shared_registry
 from tests.tables import reference_run
+from tests.webhook import Webhook
 
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 mark_suite()
@@ -35,11 +36,13 @@ MARK_OF_FIXTURE = {
     "gcs": "gcs",
     "browser": "browser",
     "spark_python": "spark",
+    "alertmanager": "monitoring",
 }
 # What a test-fast run must never start: a test that does is missing its fixture's mark.
 # Matched as the start of the program's name: the emulator's binary is
-# `fake-gcs-server-linux-amd64`, Debian's browser `chromium` or `chromium-browser`.
-COMPONENTS = ("java", "fake-gcs-server", "chromium", "chromedriver")
+# `fake-gcs-server-linux-amd64`, Debian's browser `chromium` or `chromium-browser`,
+# Debian's Alertmanager `prometheus-alertmanager`.
+COMPONENTS = ("java", "fake-gcs-server", "chromium", "chromedriver", "prometheus", "promtool")
 # A test that takes a fixture through `request.getfixturevalue` is not seen by the
 # marking above: such tests name the component in a parameter with its mark instead,
 # e.g. `pytest.param("gcs", marks=pytest.mark.gcs)`.
@@ -144,6 +147,20 @@ def own_registry(tmp_path: Path) -> Iterator[schema_registry.Registry]:
         yield found
     finally:
         found.stop()
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[tuple[monitoring.Server, Webhook]]:
+    """A real Alertmanager (Debian's package) that sends every notification, resolved ones
+    too, to a webhook the test serves. Never skipped: if it cannot start, the test fails."""
+    with Webhook() as hook:
+        server = monitoring.start_alertmanager(
+            tmp_path / "alertmanager", monitoring.alertmanager_config(hook.url)
+        )
+        try:
+            yield server, hook
+        finally:
+            server.stop()
 
 
 @pytest.fixture
