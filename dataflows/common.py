@@ -14,7 +14,7 @@ import bytewax.operators as op
 import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
-from config import Settings, slow_writes_for_tests
+from config import DEFAULTS, Settings, slow_writes_for_tests
 from events.parse import DeadLetter, Parser, reason_kind
 from events.schema import RawBatch
 from monitoring.health import HEALTH
@@ -135,7 +135,12 @@ def table_alerts(
     folder = settings.tables or REPO_TABLES
     wanted = {n.strip() for n in settings.alert_tables.split(",") if n.strip()}
     known = {t.name for t in load_tables(folder)}
-    if wanted - known:
+    unknown = wanted - known
+    if unknown and settings.alert_tables == DEFAULTS.alert_tables:
+        # the default names the repo's table: a folder of other tables has no alerts
+        if settings.alertmanager_url is not None:
+            log.warning("alerts: no table %s in %s; set CLICKSTREAM_ALERT_TABLES", *unknown, folder)
+    elif unknown:
         raise ConfigError(
             f"CLICKSTREAM_ALERT_TABLES: no table {', '.join(sorted(wanted - known))} in "
             f"{folder} (tables: {', '.join(sorted(known))})"
