@@ -39,3 +39,25 @@ def test_every_dashboard_query_uses_exported_metrics():
         "clickstream_open_windows",
     ):
         assert needed in used, needed
+
+
+def firing_alerts_query() -> str:
+    """The query of the dashboard's panel of firing alerts (run against a real Prometheus
+    in test_alerting.py)."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    panel = next(p for p in dashboard["panels"] if p["title"] == "Firing alerts")
+    expr: str = panel["targets"][0]["expr"]
+    return expr
+
+
+def test_the_dashboard_shows_firing_alerts_and_alert_delivery():
+    assert firing_alerts_query().startswith('ALERTS{alertstate="firing"')
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for needed in (
+        "clickstream_alerts_posted_total",
+        "clickstream_alerts_pending",
+        "clickstream_alert_post_failures_total",
+        "clickstream_alerts_dropped_total",
+    ):
+        assert needed in exprs, needed
