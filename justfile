@@ -57,9 +57,10 @@ alertmanager-down: setup
     {{python}} -m infra.monitoring down
 
 # The full local mode: broker, producer, users join, both table dataflows, tables printed;
-# FORMAT avro, json_sr or protobuf runs it all through a local Schema Registry.
+# FORMAT avro, json_sr or protobuf runs it all through a local Schema Registry; `alerts`
+# posts alert rows to a local Alertmanager and lists its alerts: `just demo-kafka 60 200 json alerts`.
 [no-exit-message]
-demo-kafka seconds="60" rate="200" format="json": setup
+demo-kafka seconds="60" rate="200" format="json" alerts="": setup
     @scripts/demo_kafka.sh "$@"
 
 # Run a dataflow with recovery (resumes after a crash), e.g. `just run-recoverable clickstream -w 2`.

@@ -3,6 +3,7 @@ traceback, and nothing left behind (no recovery store)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -98,14 +99,16 @@ def test_just_demo_computes_a_table_added_as_a_sql_file(tmp_path):
 
 
 @pytest.mark.kafka
-def test_just_demo_kafka_runs_on_avro_through_a_schema_registry(tmp_path):
+@pytest.mark.monitoring
+def test_just_demo_kafka_runs_on_avro_through_a_schema_registry_with_alerts(tmp_path):
     """The whole local mode in Avro: the producer writes Datagen's Avro, enrich reads it
     and writes ksqlDB's Avro, the table dataflows read that. With KAFKA_VALUE_FORMAT=avro
     a JSON record anywhere would be a dead letter, so rows and no dead letters say it all
-    went through Avro."""
+    went through Avro. With `alerts`, the rows of errors_per_min_alert reach a local
+    Alertmanager, which lists one alert per status of the table, and no other."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        [JUST, "demo-kafka", "8", "100", "avro"],
+        [JUST, "demo-kafka", "8", "100", "avro", "alerts"],
         cwd=ROOT,
         env=clean_env(CLICKSTREAM_OUTPUT=str(out)),
         capture_output=True,
@@ -120,3 +123,12 @@ def test_just_demo_kafka_runs_on_avro_through_a_schema_registry(tmp_path):
     dead = read_table(str(out), "dead_letters")
     assert dead is None or dead.height == 0, dead
     assert "schema registry: stopped" in proc.stdout  # and nothing left running
+    assert "alertmanager: stopped" in proc.stdout
+    listed = proc.stdout.split("demo: the alerts Alertmanager holds")[1]
+    alerted = set(
+        re.findall(
+            r'alertname="errors_per_min_alert" dataflow="clickstream" status="(\d+)"', listed
+        )
+    )
+    errors = read_table(str(out), "errors_per_min_alert")
+    assert errors is not None and alerted == {str(s) for s in errors["status"]}, listed
