@@ -220,13 +220,11 @@ class AlertPoster:
             return True
         now_ms = time.time() * 1000
         oldest_ms = now_ms - self.max_age_s * 1000
-        payload = []
+        payload: list[Alert] = []
+        too_old: list[Alert] = []
         for _, _, alerts in taken:
             for alert in alerts:
-                if alert.end_ms < oldest_ms:
-                    ALERT_ROWS_TOO_OLD.labels(self.dataflow, alert.table).inc()
-                else:
-                    payload.append(alert)
+                (too_old if alert.end_ms < oldest_ms else payload).append(alert)
         try:
             if payload:
                 status, text = self._post([a.payload(now_ms) for a in payload])
@@ -256,6 +254,8 @@ class AlertPoster:
             box.done(last)
         for table, n in Counter(a.table for a in payload).items():
             ALERTS_POSTED.labels(self.dataflow, table).inc(n)
+        for table, n in Counter(a.table for a in too_old).items():
+            ALERT_ROWS_TOO_OLD.labels(self.dataflow, table).inc(n)
         if self.failing_since is not None:
             log.warning(
                 "alerts: Alertmanager takes alerts again after %.0f s",
@@ -290,6 +290,8 @@ class Outbox:
         self.items: deque[tuple[int, Alert]] = deque()
         self.numbers = itertools.count()
         self.lock = threading.Lock()
+        self.dropped = 0
+        self.dropped_logged_at = -1e9
 
     def __len__(self) -> int:
         return len(self.items)
@@ -304,12 +306,16 @@ class Outbox:
                 self.items.popleft()
         if over > 0:
             ALERTS_DROPPED.labels(self.poster.dataflow, "buffer full").inc(over)
-            log.error(
-                "alerts: %d alerts dropped: %d wait for Alertmanager already "
-                "(CLICKSTREAM_ALERT_BUFFER)",
-                over,
-                self.capacity,
-            )
+            self.dropped += over
+            now = time.monotonic()
+            if now - self.dropped_logged_at >= 60:  # once a minute, not once a flush
+                log.error(
+                    "alerts: %d alerts dropped so far: %d wait for Alertmanager already "
+                    "(CLICKSTREAM_ALERT_BUFFER)",
+                    self.dropped,
+                    self.capacity,
+                )
+                self.dropped_logged_at = now
         self.poster.wake.set()
 
     def peek(self, n: int) -> tuple[int, list[Alert]]:

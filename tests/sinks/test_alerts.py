@@ -170,3 +170,19 @@ def test_rows_whose_window_ended_longer_ago_than_the_max_age_are_not_posted(aler
     assert [a["labels"]["status"] for a in active_alerts(am.url)] == ["406"]
     assert metric("clickstream_alert_rows_too_old_total", dataflow="too-old", table=ERRORS) == 1
     assert metric("clickstream_alerts_posted_total", dataflow="too-old", table=ERRORS) == 1
+
+
+def test_a_too_old_row_is_counted_once_however_often_its_batch_is_retried():
+    away = f"http://127.0.0.1:{free_port()}"  # nothing listens: posts fail
+    poster = AlertPoster(away, "retried", max_age_s=900)
+    table = alert_table(ERRORS)
+    old = table.alert((404, NOW - 3600 * SECOND, NOW - 3540 * SECOND, 9), "retried")
+    recent = table.alert((406, NOW - 120 * SECOND, NOW - 60 * SECOND, 6), "retried")
+    poster.outbox(capacity=10, saved=[]).put([old, recent])
+    deadline = time.monotonic() + 20
+    while metric("clickstream_alert_post_failures_total", dataflow="retried") < 2:
+        assert time.monotonic() < deadline, "the poster did not try twice"
+        time.sleep(0.1)
+    # not settled yet: counted when its batch is (posted, or dropped)
+    assert metric("clickstream_alert_rows_too_old_total", dataflow="retried", table=ERRORS) == 0
+    assert metric("clickstream_alerts_pending", dataflow="retried") == 2
