@@ -23,12 +23,12 @@ import random
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
-from infra.server import ServerProcess, command_line
+from infra.server import ServerProcess, command_line, log_tail, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBS = ROOT / ".cache" / "kafka" / "libs"
@@ -346,31 +346,24 @@ def _launch(
 def _wait_ready(broker: Broker, proc: subprocess.Popen, timeout: float) -> None:
     from confluent_kafka.admin import AdminClient
 
-    deadline = time.monotonic() + timeout
     admin = AdminClient({"bootstrap.servers": broker.bootstrap, "log_level": 0})
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BrokerError(f"Kafka broker exited with {proc.returncode}:\n{_tail(broker)}")
+
+    def answers() -> bool:
         try:
-            md = admin.list_topics(timeout=2)
-            if md.brokers:
-                return
+            return bool(admin.list_topics(timeout=2).brokers)
         except Exception:
-            pass
-        time.sleep(0.5)
-    broker.stop()
-    raise BrokerError(f"Kafka broker did not answer within {timeout:.0f} s:\n{_tail(broker)}")
+            return False
+
+    tail = partial(_tail, broker)
+    wait_until_ready(broker, proc, "Kafka broker", answers, tail, BrokerError, timeout, 0.5)
 
 
 def _tail(broker: Broker, lines: int = 40) -> str:
-    text = ""
-    for name in ("stdout.log", "broker.log"):
-        path = Path(broker.workdir) / name
-        if path.exists():
-            text += f"--- {name}\n" + "\n".join(
-                path.read_text(errors="replace").splitlines()[-lines:]
-            )
-    return text
+    return "".join(
+        f"--- {name}\n" + log_tail(Path(broker.workdir) / name, lines)
+        for name in ("stdout.log", "broker.log")
+        if (Path(broker.workdir) / name).exists()
+    )
 
 
 def load(workdir: Path | None = None) -> Broker | None:

@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 from infra.kafka_broker import free_port
-from infra.server import ServerProcess, command_line
+from infra.server import ServerProcess, command_line, log_tail, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "monitoring" / "alerts.yml"
@@ -60,14 +60,14 @@ def binary(name: str) -> str:
     return found
 
 
-def alertmanager_config(webhook_url: str | None = None, repeat: str = "1h") -> dict:
+def alertmanager_config(webhook_url: str | None = None) -> dict:
     """A configuration that sends every alert to `webhook_url` (resolved ones too), or
     to no one (the alerts are still listed by its API and UI)."""
     receiver: dict = {"name": "default"}
     if webhook_url:
         receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
     return {
-        "route": {**QUICK_ROUTE, "receiver": "default", "repeat_interval": repeat},
+        "route": {**QUICK_ROUTE, "receiver": "default", "repeat_interval": "1h"},
         "receivers": [receiver],
     }
 
@@ -97,13 +97,12 @@ def start_prometheus(
     targets: list[str],
     alertmanager: str,
     rules: Path = RULES,
-    interval: str = "1s",
 ) -> Server:
-    """A Prometheus scraping `targets` (host:port) as job `clickstream` every `interval`,
+    """A Prometheus scraping `targets` (host:port) as job `clickstream` every second,
     evaluating `rules` as often, and sending its alerts to `alertmanager` (host:port)."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]},
         "scrape_configs": [{"job_name": "clickstream", "static_configs": [{"targets": targets}]}],
@@ -130,24 +129,17 @@ def _launch(workdir: Path, name: str, command: list[str], port: int, ready: str)
     )
     server = Server(str(workdir), proc.pid, port)
     (workdir / f"{name}.json").write_text(json.dumps(asdict(server)))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise MonitoringError(f"{name} exited with {proc.returncode}:\n{_tail(workdir, name)}")
+
+    def answers() -> bool:
         try:
             with urllib.request.urlopen(server.url + ready, timeout=2) as answer:
-                if answer.status == 200:
-                    return server
+                return bool(answer.status == 200)
         except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise MonitoringError(f"{name} did not answer within 30 s:\n{_tail(workdir, name)}")
+            return False
 
-
-def _tail(workdir: Path, name: str) -> str:
-    path = workdir / f"{name}.log"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-20:]) if path.exists() else ""
+    tail = partial(log_tail, workdir / f"{name}.log", 20)
+    wait_until_ready(server, proc, name, answers, tail, MonitoringError, 30, 0.1)
+    return server
 
 
 def load(workdir: Path | None = None) -> Server | None:

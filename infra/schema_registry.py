@@ -22,14 +22,14 @@ import json
 import shutil
 import subprocess
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 from infra.kafka_broker import free_port
-from infra.server import ServerProcess, command_line
+from infra.server import ServerProcess, command_line, log_tail, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = "3.3.3"
@@ -157,15 +157,10 @@ def _launch(
     )
     registry = Registry(str(workdir), proc.pid, port, management_port, users)
     (workdir / "registry.json").write_text(json.dumps(asdict(registry)))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RegistryError(f"Schema Registry exited with {proc.returncode}:\n{_tail(workdir)}")
-        if _answers(registry):
-            return proc.pid
-        time.sleep(0.25)
-    registry.stop()
-    raise RegistryError(f"Schema Registry did not answer within {timeout:.0f} s:\n{_tail(workdir)}")
+    answers = partial(_answers, registry)
+    tail = partial(log_tail, workdir / "registry.log")
+    wait_until_ready(registry, proc, "Schema Registry", answers, tail, RegistryError, timeout, 0.25)
+    return proc.pid
 
 
 def _answers(registry: Registry) -> bool:
@@ -179,13 +174,6 @@ def _answers(registry: Registry) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def _tail(workdir: Path, lines: int = 40) -> str:
-    path = workdir / "registry.log"
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
 def load(workdir: Path | None = None) -> Registry | None:

@@ -1,6 +1,6 @@
-"""What the local servers (the Kafka broker, the Schema Registry) share: a process known by
-its PID that can be asked whether it lives and stopped, and the `up` / `down` / `env`
-command line of each."""
+"""What the local servers (the Kafka broker, the Schema Registry, Alertmanager, Prometheus)
+share: a process known by its PID that can be asked whether it lives and stopped, the wait
+for one just started to answer, and the `up` / `down` / `env` command line of each."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -63,6 +64,36 @@ class _Server(Protocol):
 
 
 S = TypeVar("S", bound=_Server)
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last `lines` of a server's log, for an error that says why it did not start."""
+    if not path.exists():
+        return ""
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def wait_until_ready(
+    server: _Server,
+    proc: subprocess.Popen,
+    name: str,
+    answers: Callable[[], bool],
+    tail: Callable[[], str],
+    error: type[Exception],
+    timeout: float,
+    every: float,
+) -> None:
+    """Ask `answers()` every `every` s until it is true. The process exiting first, or
+    `timeout` passing (the server is stopped then), is `error` with the end of its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise error(f"{name} exited with {proc.returncode}:\n{tail()}")
+        if answers():
+            return
+        time.sleep(every)
+    server.stop()
+    raise error(f"{name} did not answer within {timeout:.0f} s:\n{tail()}")
 
 
 def command_line(
