@@ -142,7 +142,7 @@ def table_alerts(
             log.warning("alerts: no table %s in %s; set CLICKSTREAM_ALERT_TABLES", *unknown, folder)
     elif unknown:
         raise ConfigError(
-            f"CLICKSTREAM_ALERT_TABLES: no table {', '.join(sorted(wanted - known))} in "
+            f"CLICKSTREAM_ALERT_TABLES: no table {', '.join(sorted(unknown))} in "
             f"{folder} (tables: {', '.join(sorted(known))})"
         )
     if settings.alertmanager_url is None:

@@ -266,20 +266,6 @@ class AlertPoster:
             self.wake.set()  # more wait
         return True
 
-    def drain(self, box: Outbox, timeout_s: float) -> None:
-        """Wait up to `timeout_s` for `box` to be posted (a bounded run's end)."""
-        self.wake.set()
-        deadline = time.monotonic() + timeout_s
-        while len(box) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if len(box):
-            log.warning(
-                "alerts: %d alerts were not accepted by %s within %.0f s of the end; not posted",
-                len(box),
-                self.url,
-                timeout_s,
-            )
-
 
 class Outbox:
     """The alerts of one sink partition not yet accepted by Alertmanager, oldest first."""
@@ -329,6 +315,20 @@ class Outbox:
         with self.lock:
             while self.items and self.items[0][0] <= last:
                 self.items.popleft()
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for this outbox to be posted (a bounded run's end)."""
+        self.poster.wake.set()
+        deadline = time.monotonic() + timeout_s
+        while len(self) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if len(self):
+            log.warning(
+                "alerts: %d alerts were not accepted by %s within %.0f s of the end; not posted",
+                len(self),
+                self.poster.url,
+                timeout_s,
+            )
 
     def saved(self) -> list[tuple]:
         """What the partition's snapshot keeps: the alerts not accepted yet."""

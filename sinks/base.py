@@ -197,8 +197,8 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
         with self.sink.stop_on_failure():
             self.flush()
         log.info("sink %s: closed after %d rows", self.name, self.written)
-        if self.outbox is not None and self.sink.alerts is not None:
-            self.sink.alerts.poster.drain(self.outbox, timeout_s=10.0)
+        if self.outbox is not None:
+            self.outbox.drain(timeout_s=10.0)
 
 
 class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):

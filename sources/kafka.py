@@ -517,36 +517,35 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         )
 
     def _measure_lag(self, now: float) -> None:
-        """End offset minus the next offset to read, from the client's cached figures
-        (refreshed by its fetches), at most once a second."""
+        """The lag (for `/health`), at most once a second."""
         self.next_lag = now + 1.0
         assert self.consumer is not None
+        lag = self._client_lag(self.consumer)
+        if lag is not None:
+            self.lag = lag
+
+    def _client_lag(self, consumer: Consumer) -> int | None:
+        """End offset minus the next offset to read, from the client's cached figures
+        (refreshed by its fetches); None while it has none."""
         try:
-            low, high = self.consumer.get_watermark_offsets(
+            low, high = consumer.get_watermark_offsets(
                 TopicPartition(self.topic, self.partition), cached=True
             )
-        except KafkaException:
-            return
-        if high >= 0:
-            self.lag = max(high - (self.offset if self.offset >= 0 else low), 0)
+        except (KafkaException, RuntimeError):  # RuntimeError: the client is closed
+            return None
+        if high < 0:
+            return None
+        return max(high - (self.offset if self.offset >= 0 else low), 0)
 
     def _lag_now(self) -> float:
-        """The lag when Prometheus asks, from the client's cached end offset: its fetcher
-        thread keeps that fresh even while this partition's worker is stuck, so a stall
-        shows as lag, not as the last figure before it."""
+        """The lag when Prometheus asks: the client's fetcher thread keeps its end offset
+        fresh even while this partition's worker is stuck, so a stall shows as lag, not
+        as the last figure before it."""
         with self.lag_lock:  # `close` waits: the client is not freed under this call
-            consumer = self.consumer
-            if self.finished or consumer is None:
-                return 0 if self.finished else self.lag
-            try:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, self.partition), cached=True
-                )
-            except (KafkaException, RuntimeError):
-                return self.lag
-        if high < 0:
-            return self.lag
-        return max(high - (self.offset if self.offset >= 0 else low), 0)
+            if self.finished:
+                return 0
+            lag = None if self.consumer is None else self._client_lag(self.consumer)
+        return self.lag if lag is None else lag
 
     def _caught_up(self) -> bool:
         """Read up to the end offset the broker last reported, and the broker is there.
