@@ -250,12 +250,13 @@ class AlertPoster:
                     self.pending(),
                 )
             return False
-        for box, last, _ in taken:
-            box.done(last)
+        # counted before they leave their outbox: an empty outbox means counted too
         for table, n in Counter(a.table for a in payload).items():
             ALERTS_POSTED.labels(self.dataflow, table).inc(n)
         for table, n in Counter(a.table for a in too_old).items():
             ALERT_ROWS_TOO_OLD.labels(self.dataflow, table).inc(n)
+        for box, last, _ in taken:
+            box.done(last)
         if self.failing_since is not None:
             log.warning(
                 "alerts: Alertmanager takes alerts again after %.0f s",
