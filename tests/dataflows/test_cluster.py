@@ -99,6 +99,10 @@ def _run_two_processes(flow: str, env: dict[str, str]) -> None:
         )
         for i in (0, 1)
     ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err.decode()[-2000:]
+    # every process's end, not only the first that failed: when one dies, the other
+    # only says it lost its peer, and the reason is in the dead one's log
+    errs = [p.communicate(timeout=300)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(
+        f"--- process {i} (exit {p.returncode}):\n{err[-2000:]}"
+        for i, (p, err) in enumerate(zip(procs, errs, strict=True))
+    )
