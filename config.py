@@ -34,6 +34,18 @@ def tables_folder(env: Mapping[str, str] | None = None) -> str | None:
     return parse(os.environ if env is None else env, "CLICKSTREAM_TABLES", str, None, minimum=None)
 
 
+def sql_cache_folder(env: Mapping[str, str] | None = None) -> Path | None:
+    """`CLICKSTREAM_SQL_CACHE`: where compiled tables are kept (`sql.table`), so a start
+    does not parse SQL it has parsed before. Default `$XDG_CACHE_HOME/clickstream/sql`
+    (`~/.cache/clickstream/sql`); `off` compiles at every start."""
+    env = os.environ if env is None else env
+    folder = parse(env, "CLICKSTREAM_SQL_CACHE", str, None, minimum=None)
+    if folder is not None:
+        return None if folder.strip().lower() == "off" else Path(folder)
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clickstream" / "sql"
+
+
 SourceKind = Literal["datagen", "replay", "kafka"]
 
 

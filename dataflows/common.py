@@ -27,7 +27,6 @@ from process import exit_on_config_error, one_line_panics
 from setting import ConfigError
 from sinks.alerts import AlertPoster, AlertTable, TableAlerts
 from sinks.base import SinkItem, Table, TableRows, TableSink
-from sinks.delta import DeltaSink
 from sinks.parquet import ParquetSink
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
@@ -236,6 +235,8 @@ def write_tables(
     }
     sink: TableSink
     if settings.table_format == "delta":
+        from sinks.delta import DeltaSink  # deltalake: only a Delta run imports it
+
         compact = settings.delta_compact_closed_hours
         sink = DeltaSink(settings.output, name, tables, compact_closed_hours=compact, **options)
     else:

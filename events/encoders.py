@@ -25,7 +25,6 @@ import json
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, NamedTuple
 
-import fastavro
 import msgspec
 
 from events.formats import MAGIC, compile_proto
@@ -138,6 +137,8 @@ class AvroEncoder(SchemaEncoder):
                 for f in shape.fields
             ],
         }
+        import fastavro  # only a run that writes Avro imports it
+
         self.parsed = fastavro.parse_schema(self.schema)
 
     @property
@@ -145,6 +146,8 @@ class AvroEncoder(SchemaEncoder):
         return json.dumps(self.schema)
 
     def encode(self, schema_id: int, record: dict[str, Any]) -> bytes:
+        import fastavro
+
         out = io.BytesIO()
         out.write(_framed(schema_id))
         fastavro.schemaless_writer(out, self.parsed, record)

@@ -29,9 +29,10 @@ from abc import ABC, abstractmethod
 from operator import itemgetter
 from typing import Any, ClassVar, TypeVar
 
-import fastavro
 import msgspec
-import polars as pl
+
+# fastavro and polars are imported by the Avro decoder when a run meets Avro: a JSON run
+# pays for neither (tests/test_startup.py).
 
 MAGIC = 0
 HEADER = 5
@@ -138,6 +139,8 @@ class AvroDecoder(SchemaDecoder):
     format = "avro"
 
     def __init__(self, schema_id: int, schema_str: str) -> None:
+        import fastavro
+
         super().__init__(schema_id, schema_str)
         try:
             parsed = json.loads(schema_str)
@@ -161,6 +164,8 @@ class AvroDecoder(SchemaDecoder):
         self.lists: dict[type, msgspec.json.Decoder] = {}
 
     def record(self, value: bytes) -> Any:
+        import fastavro
+
         buffer = io.BytesIO(value)
         buffer.seek(HEADER)
         try:
@@ -175,6 +180,8 @@ class AvroDecoder(SchemaDecoder):
         return found
 
     def events(self, values: list[bytes], shape: type[E]) -> list[E]:
+        import polars as pl
+
         if self.block is None:
             return super().events(values, shape)
         n = len(values)

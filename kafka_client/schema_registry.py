@@ -20,13 +20,16 @@ import threading
 import time
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
-
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from confluent_kafka.schema_registry.error import SchemaRegistryError
+from typing import TYPE_CHECKING, Any
 
 from kafka_client.settings import RegistrySettings
 from setting import ConfigError
+
+if TYPE_CHECKING:
+    from confluent_kafka.schema_registry import Schema
+
+# confluent_kafka.schema_registry costs 0.34 s of imports (authlib's httpx client): it is
+# imported where a registry is used, never by a run without one.
 
 log = logging.getLogger(__name__)
 # The client's HTTP library logs every request at INFO: one line per schema lookup.
@@ -47,6 +50,8 @@ class SchemaMissing(Exception):
 
 
 def _describe(ex: Exception) -> str:
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
     if isinstance(ex, SchemaRegistryError):
         status = ex.http_status_code
         message = str(ex.error_message)
@@ -64,6 +69,8 @@ class SchemaRegistry:
     schema id never changes what it stands for, so each is asked once."""
 
     def __init__(self, settings: RegistrySettings) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+
         self.settings = settings
         self.client = SchemaRegistryClient(settings.client_config())
         self.schemas: dict[int, Schema] = {}
@@ -91,6 +98,8 @@ class SchemaRegistry:
         self._call(self.client.get_subjects)
 
     def _call(self, call: Any, *args: Any) -> Any:
+        from confluent_kafka.schema_registry.error import SchemaRegistryError
+
         try:
             return call(*args)
         except SchemaRegistryError as ex:
@@ -129,6 +138,9 @@ def register_value_schema(
     """Register the schema of the values we write to `topic` under `<topic>-value` (the
     TOPIC strategy, as ksqlDB and Datagen do); its id. A `ConfigError` of one line when the
     registry refuses it (credentials, an incompatible schema) or does not answer."""
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
     subject = f"{topic}-value"
     with SchemaRegistry(settings) as registry:
         try:
@@ -148,6 +160,8 @@ def check_registry(settings: RegistrySettings, retry_s: float) -> None:
     """Before a run: the registry answers and takes the credentials. A `ConfigError` of one
     line otherwise: at once for a refusal, after `retry_s` of retries when it does not
     answer (the storage outages' retry time)."""
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
     deadline = time.monotonic() + retry_s
     with SchemaRegistry(settings) as registry:
         while True:

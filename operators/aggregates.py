@@ -23,11 +23,14 @@ A new aggregate is one new subclass of `Aggregate`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
-
-from datasketches import hll_sketch, hll_union, tgt_hll_type
+from functools import cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from operators.describe import describe
+
+if TYPE_CHECKING:
+    from datasketches import hll_sketch
 
 Column = Callable[[Any], Any]
 
@@ -159,6 +162,15 @@ class CountDistinct(Aggregate):
         return len(state)
 
 
+@cache
+def _sketches() -> ModuleType:
+    """Apache DataSketches, imported on first use: with numpy it costs 0.2 s of every
+    start, so only a table with `approx_count_distinct` pays it (tests/test_startup.py)."""
+    import datasketches
+
+    return datasketches
+
+
 class ApproxCountDistinct(Aggregate):
     """`approx_count_distinct(col)`: an HLL sketch (Apache DataSketches) of `2^lg_k`
     buckets. lg_k 12 (the default) has a relative standard error of 1.6% (3 sigma: 4.9%),
@@ -175,18 +187,21 @@ class ApproxCountDistinct(Aggregate):
         present = _present(values)
         if not present:
             return None
-        sketch = hll_sketch(self.lg_k, tgt_hll_type.HLL_4)
+        ds = _sketches()
+        sketch = ds.hll_sketch(self.lg_k, ds.tgt_hll_type.HLL_4)
         for v in present:
             # one spelling per value, so 3, 3.0 and "3" are distinct as in Spark's hashing
             sketch.update(v if isinstance(v, str | int | float) else repr(v))
         return sketch
 
     def merge(self, a: hll_sketch | None, b: hll_sketch | None) -> hll_sketch | None:
+        ds = _sketches()
+
         def union(x: hll_sketch, y: hll_sketch) -> hll_sketch:
-            u = hll_union(self.lg_k)
+            u = ds.hll_union(self.lg_k)
             u.update(x)
             u.update(y)
-            return u.get_result(tgt_hll_type.HLL_4)
+            return u.get_result(ds.tgt_hll_type.HLL_4)
 
         return _either(a, b, union)
 
@@ -198,7 +213,7 @@ class ApproxCountDistinct(Aggregate):
         # registers. Which one a window gets depends on how batches were combined, so on
         # speed and worker count. A union of the sketch with itself keeps the registers
         # (max of equal values) and always estimates from them: one answer per input.
-        union = hll_union(self.lg_k)
+        union = _sketches().hll_union(self.lg_k)
         union.update(state)
         union.update(state)
         return round(union.get_estimate())
@@ -208,7 +223,7 @@ class ApproxCountDistinct(Aggregate):
         return None if state is None else state.serialize_compact()
 
     def load(self, saved: bytes | None) -> hll_sketch | None:
-        return None if saved is None else hll_sketch.deserialize(saved)
+        return None if saved is None else _sketches().hll_sketch.deserialize(saved)
 
 
 class Partial:

@@ -15,10 +15,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import fsspec
-import polars as pl
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from config import DEFAULTS
@@ -35,25 +34,39 @@ from sinks.alerts import TableAlerts
 from storage.location import is_local, storage_options
 from storage.retries import StorageFailure, StorageRetry
 
+if TYPE_CHECKING:
+    import polars as pl
+
+# Polars (0.3-0.4 s of imports) is imported by the first flush, not by the start: a table
+# names its column types by their Polars names ("Int64"), not by Polars' classes.
+
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
+
+DTYPES = frozenset({"Int64", "Float64", "String", "Boolean", "Binary"})
+"""The column types a table may have, by their Polars names."""
 
 HIVE_COLUMNS = ("event_date", "event_hour")
 
 
 @dataclass(frozen=True)
 class Table:
-    """One output table: column names and types in row order.
+    """One output table: column names and types (`DTYPES`) in row order.
 
     `timestamps` name the columns given as epoch milliseconds in rows and stored as
     UTC timestamps; `partition_by` is the one the hive partitions come from.
     """
 
     name: str
-    columns: Sequence[tuple[str, pl.DataType | type[pl.DataType]]]
+    columns: Sequence[tuple[str, str]]
     partition_by: str
     timestamps: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        unknown = {t for _, t in self.columns} - DTYPES
+        if unknown:
+            raise ValueError(f"table {self.name}: unknown column types {sorted(unknown)}")
 
 
 class TableRows(NamedTuple):
@@ -69,9 +82,11 @@ SinkItem = TableRows | None  # None is a tick: lets a quiet partition flush on t
 def frame(table: Table, rows: list[tuple]) -> pl.DataFrame:
     """The rows as typed columns (timestamps UTC, microseconds) plus `event_date` and
     `event_hour` (strings, UTC) from the table's partition column."""
+    import polars as pl
+
     df = pl.DataFrame(rows, schema=[c for c, _ in table.columns], orient="row")
     df = df.with_columns(
-        [pl.col(c).cast(t) for c, t in table.columns if c not in table.timestamps]
+        [pl.col(c).cast(getattr(pl, t)) for c, t in table.columns if c not in table.timestamps]
         + [
             pl.col(c).cast(pl.Int64).cast(pl.Datetime("ms", "UTC")).dt.cast_time_unit("us")
             for c in table.timestamps
@@ -93,6 +108,8 @@ def hive_parts(df: pl.DataFrame) -> Iterator[tuple[str, str, pl.DataFrame]]:
 
 def rows_of(df: pl.DataFrame, table: Table) -> list[tuple]:
     """A frame read back from storage as rows in the sink's own form (epoch ms)."""
+    import polars as pl
+
     df = df.select([c for c, _ in table.columns])
     return df.with_columns(pl.col(list(table.timestamps)).dt.epoch("ms")).rows()
 

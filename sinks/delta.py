@@ -75,11 +75,11 @@ class SinkState(NamedTuple):
 
 
 _DELTA_TYPES: dict[Any, str] = {
-    pl.Int64: "long",
-    pl.Float64: "double",
-    pl.String: "string",
-    pl.Boolean: "boolean",
-    pl.Binary: "binary",
+    "Int64": "long",
+    "Float64": "double",
+    "String": "string",
+    "Boolean": "boolean",
+    "Binary": "binary",
 }
 
 
@@ -104,7 +104,7 @@ def _schema_text(schema: Schema) -> list[tuple[str, str]]:
 def _stats(df: pl.DataFrame, table: Table) -> str:
     """Delta file statistics: row count, nulls, and min/max of the number and time columns
     (strings are left out: Delta's truncation rules for them are not worth the risk)."""
-    ranged = [c for c, kind in table.columns if kind == pl.Int64 or c in table.timestamps]
+    ranged = [c for c, kind in table.columns if kind == "Int64" or c in table.timestamps]
     nulls = df.null_count().row(0, named=True)
     low = df.select(ranged).min().row(0, named=True)
     high = df.select(ranged).max().row(0, named=True)

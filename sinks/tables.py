@@ -3,24 +3,22 @@
 
 from __future__ import annotations
 
-import polars as pl
-
 from sinks.base import Table
 
 LATE_EVENTS = Table(
     "late_events",
     [
-        ("dataflow", pl.String),
-        ("table_name", pl.String),
-        ("group_key", pl.String),
-        ("event_time", pl.Int64),
-        ("watermark", pl.Int64),
-        ("windows_missed", pl.Int64),
-        ("windows_total", pl.Int64),
-        ("reason", pl.String),
-        ("topic", pl.String),
-        ("partition", pl.Int64),
-        ("offset", pl.Int64),
+        ("dataflow", "String"),
+        ("table_name", "String"),
+        ("group_key", "String"),
+        ("event_time", "Int64"),
+        ("watermark", "Int64"),
+        ("windows_missed", "Int64"),
+        ("windows_total", "Int64"),
+        ("reason", "String"),
+        ("topic", "String"),
+        ("partition", "Int64"),
+        ("offset", "Int64"),
     ],
     partition_by="event_time",
     timestamps=frozenset({"event_time", "watermark"}),
@@ -28,14 +26,14 @@ LATE_EVENTS = Table(
 DEAD_LETTERS = Table(
     "dead_letters",
     [
-        ("dataflow", pl.String),
-        ("topic", pl.String),
-        ("partition", pl.Int64),
-        ("offset", pl.Int64),
-        ("ts", pl.Int64),
-        ("key", pl.Binary),
-        ("payload", pl.Binary),
-        ("reason", pl.String),
+        ("dataflow", "String"),
+        ("topic", "String"),
+        ("partition", "Int64"),
+        ("offset", "Int64"),
+        ("ts", "Int64"),
+        ("key", "Binary"),
+        ("payload", "Binary"),
+        ("reason", "String"),
     ],
     partition_by="ts",
     timestamps=frozenset({"ts"}),

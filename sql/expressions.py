@@ -1,8 +1,9 @@
 """SQL scalar expressions (Spark's dialect, as sqlglot parses them) compiled to Python
-functions: what a table's `WHERE`, `HAVING` and aggregate arguments compute.
+source: what a table's `WHERE`, `HAVING` and aggregate arguments compute.
 
-Each expression becomes Python source over one argument, then one `eval`: a `WHERE`
-runs as fast as a hand-written lambda. Nulls follow SQL's three-valued logic: an
+Each expression becomes Python source over one argument, made a function by one `eval`
+(`sql.table`): a `WHERE` runs as fast as a hand-written lambda. The helpers it calls
+are in `sql.functions`. Nulls follow SQL's three-valued logic: an
 operand that can be null (a column typed `T | None`, a division) goes through a helper
 that gives null for null; one that cannot is compiled to the plain Python operator.
 A `WHERE` keeps an event only when it is true, never when it is null.
@@ -10,12 +11,9 @@ A `WHERE` keeps an event only when it is true, never when it is null.
 
 from __future__ import annotations
 
-import math
-import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlglot import exp
 
@@ -36,11 +34,6 @@ Resolve = Callable[[exp.Expr], Code | None]
 """Gives the code of a node the scope knows (a column, an aggregate), else None."""
 
 _NUMBERS = (int, float)
-
-
-def compile_function(code: Code, arg: str) -> Callable[[Any], Any]:
-    """`lambda arg: <code>`, evaluated once."""
-    return eval(f"lambda {arg}: {code.text}", dict(_HELPERS))  # our own source
 
 
 def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
@@ -247,114 +240,3 @@ def _cast(node: exp.Cast, resolve: Resolve) -> Code:
     if to in ("TEXT", "VARCHAR", "CHAR"):  # STRING parses as TEXT
         return Code(f"_to_str({x.text})", str, x.nullable)
     raise SqlError(node, f"CAST to {node.to.sql('spark')} is not supported")
-
-
-# The helpers compiled code calls: null in, null out, as Spark.
-
-
-def _arith(fn: Callable[[Any, Any], Any], a: Any, b: Any) -> Any:
-    return None if a is None or b is None else fn(a, b)
-
-
-def _mod(a: Any, b: Any) -> Any:
-    if b == 0:
-        return None
-    if isinstance(a, float) or isinstance(b, float):
-        return math.fmod(a, b)
-    r = abs(a) % abs(b)
-    return -r if a < 0 else r
-
-
-def _neg(a: Any) -> Any:
-    return None if a is None else -a
-
-
-def _div(a: Any, b: Any) -> float | None:
-    return None if a is None or b is None or b == 0 else a / b
-
-
-def _and(a: bool | None, b: bool | None) -> bool | None:
-    if a is False or b is False:
-        return False
-    return None if a is None or b is None else True
-
-
-def _or(a: bool | None, b: bool | None) -> bool | None:
-    if a is True or b is True:
-        return True
-    return None if a is None or b is None else False
-
-
-def _not(a: bool | None) -> bool | None:
-    return None if a is None else not a
-
-
-def _between(x: Any, low: Any, high: Any) -> bool | None:
-    return _and(_arith(operator.le, low, x), _arith(operator.le, x, high))
-
-
-def _in(x: Any, values: tuple) -> bool | None:
-    return None if x is None else x in values
-
-
-_LIKES: dict[str, re.Pattern] = {}
-
-
-def _like(regex: str, x: str | None) -> bool | None:
-    if x is None:
-        return None
-    compiled = _LIKES.get(regex)
-    if compiled is None:
-        compiled = _LIKES[regex] = re.compile(regex, re.DOTALL)
-    return compiled.fullmatch(x) is not None
-
-
-def _to_int(x: Any) -> int | None:
-    """Spark's CAST(x AS INT) outside ANSI mode: a number truncated, a string parsed
-    (trimmed; '1.9' is 1), null when it does not parse."""
-    if x is None or isinstance(x, int):
-        return x
-    if isinstance(x, float):
-        return int(x)
-    try:
-        return int(x.strip())
-    except ValueError:
-        try:
-            return int(float(x.strip()))
-        except ValueError:
-            return None
-
-
-def _to_float(x: Any) -> float | None:
-    if x is None:
-        return None
-    try:
-        return float(x.strip() if isinstance(x, str) else x)
-    except ValueError:
-        return None
-
-
-def _to_str(x: Any) -> str | None:
-    if x is None or isinstance(x, str):
-        return x
-    if isinstance(x, bool):
-        return "true" if x else "false"
-    return str(x)
-
-
-_HELPERS: dict[str, Any] = {
-    "_op": operator,
-    "_arith": _arith,
-    "_mod": _mod,
-    "_neg": _neg,
-    "_div": _div,
-    "_and": _and,
-    "_or": _or,
-    "_not": _not,
-    "_between": _between,
-    "_in": _in,
-    "_like": _like,
-    "_to_int": _to_int,
-    "_to_float": _to_float,
-    "_to_str": _to_str,
-}

@@ -1,28 +1,30 @@
-"""One `.sql` file, one table: Spark SQL's streaming aggregation read with sqlglot and
-compiled to what `window_aggregate` needs (key, where, aggregates, having) and to the
-output table's columns and types.
+"""One `.sql` file, one table: what `window_aggregate` needs (key, where, aggregates,
+having) and the output table's columns and types, compiled from the SQL.
 
-The subset: `SELECT` of group columns, `window.start`/`window.end` (or `session_window.`)
-and aggregates; `FROM <stream> WATERMARK timestamp DELAY OF INTERVAL n SECONDS`;
-`WHERE`; `GROUP BY window(timestamp, size[, slide])` or `session_window(timestamp, gap)`
-and columns; `HAVING` over aggregates (or their aliases). Anything else is a `SqlError`.
+`sql.compiler` reads the SQL with sqlglot and writes the table out as Python source;
+`materialize` runs that source. The source is kept in a cache folder
+(`CLICKSTREAM_SQL_CACHE`) under a hash of the SQL, the stream's columns and the
+compiler's own code, so a start whose tables compiled before imports no SQL parser
+(0.2-0.4 s of every start) and runs the very source the compiler wrote then.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import logging
+import os
 import types
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib.util import find_spec
 from operator import attrgetter
+from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import msgspec
-import polars as pl
-import sqlglot
-from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError
 
+from config import sql_cache_folder
 from operators.aggregates import (
     Aggregate,
     ApproxCountDistinct,
@@ -35,29 +37,11 @@ from operators.aggregates import (
 )
 from operators.windows import Session, Sliding, Window
 from sinks.base import Table
-from sql.errors import SqlError
-from sql.expressions import Code, compile_code, compile_function
+from sql.functions import HELPERS
+
+log = logging.getLogger(__name__)
 
 EVENT_TIME = "timestamp"
-
-# Databricks' `WATERMARK col DELAY OF INTERVAL n SECONDS` (after FROM); sqlglot does not
-# read it, so it is taken out first, blanked with spaces so lines and columns stay.
-_WATERMARK = re.compile(
-    r"\bWATERMARK\s+(?P<col>`?\w+`?)\s+DELAY\s+OF\s+INTERVAL\s+'?(?P<n>\d+)'?\s+"
-    r"(?P<unit>SECONDS?|MINUTES?|HOURS?)\b",
-    re.IGNORECASE,
-)
-# sqlglot reads `GROUP BY window(` as a WINDOW clause; quoted, it is the function.
-_WINDOW_CALL = re.compile(r"(?<![`\w.])window(?=\s*\()", re.IGNORECASE)
-_DURATION = re.compile(
-    r"^\s*(\d+)\s*(millisecond|second|minute|hour|day)s?\s*$",
-    re.IGNORECASE,
-)
-_UNIT_MS = {"millisecond": 1, "second": 1_000, "minute": 60_000, "hour": 3_600_000}
-_UNIT_MS["day"] = 24 * _UNIT_MS["hour"]
-
-_POLARS: dict[type, Any] = {int: pl.Int64, float: pl.Float64, str: pl.String, bool: pl.Boolean}
-_PYTHON = {dtype: kind for kind, dtype in _POLARS.items()}
 
 
 @dataclass(frozen=True)
@@ -108,396 +92,83 @@ class SqlTable:
 def compile_table(
     text: str, name: str, streams: dict[str, type[msgspec.Struct]], shards: int
 ) -> SqlTable:
-    """The table `name` defined by the SQL `text`; `SqlError` for anything unsupported."""
-    watermark = _WATERMARK.search(text)
-    text = _WATERMARK.sub(lambda found: _blank(found.group()), text)
-    text = _WINDOW_CALL.sub("`window`", text)
-    try:
-        statements = [s for s in sqlglot.parse(text, read="databricks") if s is not None]
-    except ParseError as ex:
-        error = ex.errors[0] if ex.errors else {}
-        failure = SqlError(None, f"cannot parse: {error.get('description', ex)}")
-        failure.line = int(error.get("line") or 1)
-        raise failure from None
-    except SqlglotError as ex:  # the tokenizer's: an unterminated string, a stray quote
-        raise SqlError(None, f"cannot parse: {' '.join(str(ex).split())}") from None
-    if len(statements) != 1:
-        raise SqlError(None, f"one SELECT per file, found {len(statements)} statements")
-    query = statements[0]
-    if not isinstance(query, exp.Select):
-        raise SqlError(query, f"only SELECT is supported, not {query.key.upper()}")
-    return _Compiler(query, name, streams, watermark, shards).table()
+    """The table `name` defined by the SQL `text`; `SqlError` for anything unsupported.
 
-
-def _blank(text: str) -> str:
-    return re.sub(r"[^\n]", " ", text)
-
-
-class _Compiler:
-    def __init__(
-        self,
-        query: exp.Select,
-        name: str,
-        streams: dict[str, type[msgspec.Struct]],
-        watermark: re.Match | None,
-        shards: int,
-    ) -> None:
-        self.query = query
-        self.name = name
-        self.shards = shards
-        self.stream = self._stream(streams)
-        self.columns = columns_of(streams[self.stream])
-        self.delay_ms = self._delay(watermark)
-        self.aggregates: list[Aggregate] = []
-        self.aggregate_codes: dict[str, int] = {}  # normalized SQL -> index
-        self.aggregate_types: list[Any] = []
-
-    # FROM, WATERMARK
-
-    def _stream(self, streams: dict[str, type[msgspec.Struct]]) -> str:
-        q = self.query
-        for clause in ("with", "joins", "laterals", "order", "limit", "offset", "distinct"):
-            node = q.args.get(clause)
-            if node:
-                first = node[0] if isinstance(node, list) else node
-                word = {"with": "WITH", "joins": "JOIN", "laterals": "LATERAL VIEW"}.get(
-                    clause, clause.upper()
-                )
-                raise SqlError(first, f"{word} is not supported")
-        if q.args.get("windows") or q.find(exp.Window):
-            raise SqlError(q.find(exp.Window), "OVER (window functions) is not supported")
-        source = q.args.get("from") or q.args.get("from_")
-        if source is None:
-            raise SqlError(q, "FROM <stream> is missing")
-        table = source.this
-        if not isinstance(table, exp.Table) or table.args.get("db"):
-            raise SqlError(table, "FROM takes one stream name, not a subquery")
-        stream = table.name.lower()
-        if stream not in streams:
-            raise SqlError(
-                table, f"unknown stream {table.name} (streams: {', '.join(sorted(streams))})"
-            )
-        return stream
-
-    def _delay(self, watermark: re.Match | None) -> int:
-        if watermark is None:
-            raise SqlError(
-                self.query,
-                "no WATERMARK: windows would never close; add "
-                f"`FROM {self.stream} WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS`",
-            )
-        column = watermark.group("col").strip("`").lower()
-        if column != EVENT_TIME:
-            raise SqlError(None, f"WATERMARK must be on {EVENT_TIME}, not {column}")
-        unit = watermark.group("unit").lower().rstrip("s")
-        return int(watermark.group("n")) * _UNIT_MS[unit]
-
-    # GROUP BY
-
-    def _group(self) -> tuple[Window, list[str]]:
-        group = self.query.args.get("group")
-        if group is None:
-            raise SqlError(self.query, "GROUP BY window(...) or session_window(...) is missing")
-        window: Window | None = None
-        keys: list[str] = []
-        for item in group.expressions:
-            call = _window_call(item)
-            if call is not None:
-                if window is not None:
-                    raise SqlError(item, "only one window() or session_window() per table")
-                window = self._window(item, call)
-            elif isinstance(item, exp.Column) and not item.table:
-                keys.append(self._column(item).name)
-            else:
-                raise SqlError(item, f"GROUP BY {item.sql('spark')}: group by plain columns")
-        if window is None:
-            raise SqlError(group, "GROUP BY needs window(...) or session_window(...)")
-        return window, keys
-
-    def _window(self, node: exp.Expr, call: str) -> Window:
-        args = node.expressions
-        if not args or not (isinstance(args[0], exp.Column) and args[0].name.lower() == EVENT_TIME):
-            raise SqlError(node, f"{call}() takes {EVENT_TIME} (the event time) first")
-        durations = [self._duration(a) for a in args[1:]]
+    From the cache when these inputs compiled before; compiled (and kept) otherwise."""
+    folder = sql_cache_folder()
+    path = None if folder is None else folder / f"{_cache_key(text, name, streams, shards)}.py"
+    if path is not None:
         try:
-            if call == "session_window" and len(durations) == 1:
-                return Session(durations[0])
-            if call == "window" and len(durations) == 1:
-                return Sliding(durations[0], durations[0])
-            if call == "window" and len(durations) == 2:
-                return Sliding(durations[0], durations[1])
-        except ValueError as ex:
-            raise SqlError(node, f"{node.sql('spark')}: {ex}") from None
-        raise SqlError(
-            node,
-            f"{node.sql('spark')}: supported are window(timestamp, size[, slide]) and "
-            "session_window(timestamp, gap)",
-        )
+            return materialize(path.read_text())
+        except OSError:
+            pass  # not compiled yet, or an unreadable cache
+        except Exception as ex:  # a damaged file: the compiler writes it anew
+            log.warning("sql: %s is not a compiled table (%s); compiling %s again", path, ex, name)
+    from sql.compiler import compile_source  # sqlglot: only for SQL that is new
 
-    def _duration(self, node: exp.Expr) -> int:
-        if isinstance(node, exp.Literal) and node.is_string:
-            found = _DURATION.match(node.this)
-            if found:
-                return int(found.group(1)) * _UNIT_MS[found.group(2).lower()]
-        raise SqlError(node, f"{node.sql('spark')} is not a duration like '60 seconds'")
-
-    # columns and expressions
-
-    def _column(self, node: exp.Column) -> Column:
-        name = node.name.lower()
-        if name == EVENT_TIME:
-            raise SqlError(
-                node,
-                f"{EVENT_TIME} (the event time) can be used only in window(), "
-                "session_window() and WATERMARK",
-            )
-        found = self.columns.get(name)
-        if found is None or node.table:
-            raise SqlError(
-                node,
-                f"unknown column {node.sql('spark')} (columns of {self.stream}: "
-                f"{', '.join(self.columns)})",
-            )
-        return found
-
-    def _event_scope(self, node: exp.Expr) -> Code | None:
-        """Columns of the event `e`; aggregates are not allowed here."""
-        if isinstance(node, exp.Column):
-            c = self._column(node)
-            return Code(f"e.{c.name}", c.type, c.nullable)
-        if isinstance(node, exp.AggFunc):
-            raise SqlError(node, f"{node.sql('spark')}: an aggregate belongs in SELECT or HAVING")
-        return None
-
-    def _where(self) -> Callable[[Any], bool] | None:
-        where = self.query.args.get("where")
-        if where is None:
-            return None
-        code = compile_code(where.this, self._event_scope)
-        if code.type not in (bool, None):
-            raise SqlError(where, "WHERE needs a condition")
-        return compile_function(code, "e")
-
-    # aggregates
-
-    def _aggregate(self, node: exp.AggFunc) -> int:
-        """The index of the aggregate `node` computes (added when new)."""
-        text = _normalized(node)
-        if text in self.aggregate_codes:
-            return self.aggregate_codes[text]
-        arg = node.this
-        if isinstance(node, exp.Count):
-            if isinstance(arg, exp.Distinct):
-                if len(arg.expressions) != 1:
-                    raise SqlError(node, "count(DISTINCT ...) of one column is supported")
-                column, kind = self._argument(arg.expressions[0])
-                agg: Aggregate = CountDistinct(column, text)
-            elif arg is None or isinstance(arg, exp.Star) or _constant(arg):
-                agg = Count(None, text)
-            else:
-                column, kind = self._argument(arg)
-                agg = Count(column, text)
-            dtype: Any = pl.Int64
-        elif isinstance(node, exp.ApproxDistinct):
-            column, kind = self._argument(arg)
-            accuracy = node.args.get("accuracy")
-            lg_k = 12
-            if accuracy is not None:
-                if not (isinstance(accuracy, exp.Literal) and not accuracy.is_string):
-                    raise SqlError(node, "approx_count_distinct's rsd must be a number")
-                lg_k = _lg_k_for(float(accuracy.this))
-            agg, dtype = ApproxCountDistinct(column, text, lg_k), pl.Int64
-        elif type(node) in (exp.Sum, exp.Min, exp.Max, exp.Avg):
-            column, kind = self._argument(arg)
-            if isinstance(node, exp.Min | exp.Max):
-                agg = (Min if isinstance(node, exp.Min) else Max)(column, text)
-                dtype = _POLARS.get(kind, pl.String)
-            else:
-                if kind not in (int, float):
-                    raise SqlError(node, f"{node.sql('spark')}: needs a number")
-                if isinstance(node, exp.Avg):
-                    agg, dtype = Avg(column, text), pl.Float64
-                else:
-                    agg, dtype = Sum(column, text), _POLARS[kind]
-        else:
-            raise SqlError(
-                node,
-                f"the aggregate {node.sql('spark')} is not supported (count, sum, avg, min, "
-                "max, count(DISTINCT), approx_count_distinct)",
-            )
-        self.aggregate_codes[text] = len(self.aggregates)
-        self.aggregates.append(agg)
-        self.aggregate_types.append(dtype)
-        return len(self.aggregates) - 1
-
-    def _argument(self, node: exp.Expr | None) -> tuple[Callable[[Any], Any], type]:
-        if node is None:
-            raise SqlError(self.query, "an aggregate without its column")
-        if isinstance(node, exp.Column):
-            c = self._column(node)
-            return attrgetter(c.name), c.type
-        code = compile_code(node, self._event_scope)
-        if code.type is None:
-            raise SqlError(node, f"{node.sql('spark')} is always null")
-        return compile_function(code, "e"), code.type
-
-    # SELECT, HAVING
-
-    def table(self) -> SqlTable:
-        window, keys = self._group()
-        where = self._where()
-        call = "session_window" if isinstance(window, Session) else "window"
-        parts: list[str] = []  # Python source of each output column
-        names: list[str] = []
-        dtypes: list[Any] = []
-        start = end = None
-        aliases: dict[str, int] = {}
-        for item in self.query.expressions:
-            node, alias = (item.this, item.alias) if isinstance(item, exp.Alias) else (item, "")
-            if _window_call(node) is not None or (
-                isinstance(node, exp.Column)
-                and not node.table
-                and node.name.lower() in ("window", "session_window")
-            ):
-                raise SqlError(node, f"select {call}.start and {call}.end, not the window")
-            if isinstance(node, exp.Column) and node.table:
-                if node.table.lower() != call or node.name.lower() not in ("start", "end"):
-                    raise SqlError(node, f"{node.sql('spark')}: select {call}.start and {call}.end")
-                which = node.name.lower()
-                parts.append("s" if which == "start" else "n")
-                dtypes.append(pl.Int64)
-                name = alias or which
-                if which == "start":
-                    start = name
-                else:
-                    end = name
-            elif isinstance(node, exp.Column):
-                column = self._column(node)
-                if column.name not in keys:
-                    raise SqlError(
-                        node, f"{node.sql('spark')} is neither in GROUP BY nor aggregated"
-                    )
-                i = keys.index(column.name)
-                parts.append("k" if len(keys) == 1 else f"k[{i}]")
-                dtypes.append(_POLARS[column.type])
-                name = alias or node.name
-            elif isinstance(node, exp.AggFunc):
-                i = self._aggregate(node)
-                parts.append(f"v[{i}]")
-                dtypes.append(self.aggregate_types[i])
-                name = alias or _auto_name(node)
-                aliases[name.lower()] = i
-            else:
-                raise SqlError(
-                    node,
-                    f"SELECT {node.sql('spark')}: select group columns, {call}.start/end and "
-                    "aggregates",
-                )
-            if name in names:
-                raise SqlError(item, f"two columns are named {name}")
-            names.append(name)
-        if start is None:
-            raise SqlError(self.query, f"SELECT needs {call}.start: the table is partitioned by it")
-        having = self._having(aliases)
-        row = eval(f"lambda k, s, n, v: ({', '.join(parts)},)")  # our own source
-        roles = {"s": "start", "n": "end", "k": "key", "v": "value"}
-        key = attrgetter(*keys) if keys else _no_key
-        columns = list(zip(names, dtypes, strict=True))
-        stamps = frozenset(n for n in (start, end) if n is not None)
-        return SqlTable(
-            name=self.name,
-            stream=self.stream,
-            window=window,
-            delay_ms=self.delay_ms,
-            key=key,
-            where=where,
-            aggregates=self.aggregates,
-            having=having,
-            row=row,
-            table=Table(self.name, columns, partition_by=start, timestamps=stamps),
-            # the output's column names as written: `USERID` and `userid` are one column
-            # to SQL but two to a Parquet schema
-            definition=(
-                f"{_normalized(self.query)} WATERMARK {self.delay_ms} ms, {self.shards} shards, "
-                f"columns {', '.join(names)}"
-            ),
-            roles=tuple(roles[p[0]] for p in parts),
-        )
-
-    def _having(self, aliases: dict[str, int]) -> Callable[[tuple], bool] | None:
-        having = self.query.args.get("having")
-        if having is None:
-            return None
-
-        def scope(node: exp.Expr) -> Code | None:
-            if isinstance(node, exp.AggFunc):
-                return self._value(self._aggregate(node))
-            if isinstance(node, exp.Column) and not node.table:
-                if node.name.lower() in aliases:
-                    return self._value(aliases[node.name.lower()])
-                raise SqlError(
-                    node,
-                    f"HAVING {node.sql('spark')}: HAVING is over aggregates; "
-                    "a condition on a column belongs in WHERE",
-                )
-            return None
-
-        code = compile_code(having.this, scope)
-        if code.type not in (bool, None):
-            raise SqlError(having, "HAVING needs a condition")
-        return compile_function(code, "v")
-
-    def _value(self, i: int) -> Code:
-        """Aggregate `i` of the values `v` HAVING sees; only counts are never null."""
-        never_null = isinstance(self.aggregates[i], Count | CountDistinct | ApproxCountDistinct)
-        return Code(f"v[{i}]", _python_type(self.aggregate_types[i]), not never_null)
-
-
-def _window_call(node: exp.Expr) -> str | None:
-    """`window` or `session_window` when `node` calls one of them."""
-    if isinstance(node, exp.Anonymous):
-        name = node.name.lower()
-        if name in ("window", "session_window"):
-            return name
-    return None
-
-
-def _constant(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Literal)
+    source = compile_source(text, name, streams, shards)
+    table = materialize(source)
+    if path is not None:
+        _keep(path, source)
+    return table
 
 
 def _no_key(_event: Any) -> None:
     return None
 
 
-def _python_type(dtype: Any) -> type:
-    return _PYTHON.get(dtype, int)
+# The names the compiler's source may use (`sql.compiler.compile_source`).
+_NAMES: dict[str, Any] = {
+    **HELPERS,
+    "SqlTable": SqlTable,
+    "Table": Table,
+    "Sliding": Sliding,
+    "Session": Session,
+    "attrgetter": attrgetter,
+    "no_key": _no_key,
+    **{a.__name__: a for a in (Count, CountDistinct, ApproxCountDistinct, Sum, Avg, Min, Max)},
+}
 
 
-def _lg_k_for(rsd: float) -> int:
-    """The smallest HLL size whose relative standard error (1.04 / sqrt(2^lg_k)) is at
-    most `rsd`, as Spark's `approx_count_distinct(col, rsd)` promises."""
-    if not 0 < rsd < 1:
-        raise SqlError(None, f"approx_count_distinct's rsd {rsd} is not between 0 and 1")
-    lg_k = 4
-    while 1.04 / (2**lg_k) ** 0.5 > rsd and lg_k < 21:
-        lg_k += 1
-    return lg_k
+def materialize(source: str) -> SqlTable:
+    """The `SqlTable` the compiler's `source` builds: one `eval` of our own source."""
+    table = eval(compile(source, "<sql table>", "eval"), dict(_NAMES))
+    if not isinstance(table, SqlTable):
+        raise TypeError(f"compiled source gave {type(table).__name__}, not a SqlTable")
+    return table
 
 
-def _auto_name(node: exp.Expr) -> str:
-    """Spark's name for an unaliased aggregate: `count(1)`, `sum(bytes)`."""
-    if isinstance(node, exp.Count) and (node.this is None or isinstance(node.this, exp.Star)):
-        return "count(1)"
-    return node.sql("spark").lower()
+def _keep(path: Path, source: str) -> None:
+    """Write `source` to `path` whole or not at all; a cache that cannot be written only
+    costs the next start a compile."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hidden = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        hidden.write_text(source)
+        os.replace(hidden, path)
+    except OSError as ex:
+        log.debug("sql: cannot keep compiled %s (%s)", path, ex)
 
 
-def _normalized(node: exp.Expr) -> str:
-    """`node` as Spark SQL with column and stream names lower-cased and no comments: the same for
-    every spelling of one query."""
-    node = node.copy()
-    for named in node.find_all(exp.Column, exp.Table):
-        for ident in named.find_all(exp.Identifier):
-            if not ident.quoted:
-                ident.set("this", ident.this.lower())
-    return node.sql("spark", comments=False)
+def _cache_key(text: str, name: str, streams: dict[str, type[msgspec.Struct]], shards: int) -> str:
+    digest = hashlib.sha256(_compiler_fingerprint())
+    columns = {
+        s: sorted((k, c.name, c.type.__name__, c.nullable) for k, c in columns_of(t).items())
+        for s, t in sorted(streams.items())
+    }
+    digest.update(repr((text, name, shards, columns)).encode())
+    return digest.hexdigest()[:32]
+
+
+@cache
+def _compiler_fingerprint() -> bytes:
+    """What the compiled source depends on besides its inputs: the code of this package
+    and sqlglot's version. A new release compiles afresh."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    spec = find_spec("sqlglot")
+    if spec is not None and spec.origin is not None:
+        version = Path(spec.origin).parent / "_version.py"
+        digest.update(version.read_bytes() if version.exists() else b"?")
+    return digest.digest()

@@ -30,11 +30,11 @@ from sql import output_tables
 from storage.location import is_local, output_fs, table_files
 
 _SQL_TYPES = {
-    pl.Int64: "BIGINT",
-    pl.Float64: "DOUBLE",
-    pl.String: "VARCHAR",
-    pl.Boolean: "BOOLEAN",
-    pl.Binary: "BLOB",
+    "Int64": "BIGINT",
+    "Float64": "DOUBLE",
+    "String": "VARCHAR",
+    "Boolean": "BOOLEAN",
+    "Binary": "BLOB",
 }
 
 
@@ -51,7 +51,7 @@ def _files(output: str, table: str) -> list[str]:
 def _empty_view(table: Table) -> str:
     columns = []
     for name, kind in table.columns:
-        sql_type = "TIMESTAMPTZ" if name in table.timestamps else _SQL_TYPES[kind]  # type: ignore[index]
+        sql_type = "TIMESTAMPTZ" if name in table.timestamps else _SQL_TYPES[kind]
         columns.append(f'CAST(NULL AS {sql_type}) AS "{name}"')
     columns += ["CAST(NULL AS DATE) AS event_date", "CAST(NULL AS BIGINT) AS event_hour"]
     return f"SELECT {', '.join(columns)} WHERE false"

@@ -15,7 +15,7 @@ from gcsfs.retry import HttpError
 
 from storage.location import output_fs
 from storage.retries import cause, is_transient
-from tests.processes import ROOT, clean_env, new_store, run_flow
+from tests.processes import ROOT, clean_env, run_flow
 from tools.replay_gen import generate
 
 
@@ -169,26 +169,3 @@ def test_write_permission_revoked_mid_run_stops_it_with_one_line(tmp_path):
     line = _one_error_line(log.read_text())
     assert line.startswith(f"error: CLICKSTREAM_OUTPUT {output}: write "), line
     assert line.endswith("permission denied (Read-only file system)"), line
-
-
-def test_a_run_with_a_local_output_does_not_import_gcsfs(tmp_path):
-    # gcsfs pulls in google-cloud-storage's asyncio and gRPC modules: 1.5 s of every start
-    recovery = new_store(tmp_path / "recovery")
-    run = ["-m", "bytewax.run", "dataflows.clickstream:flow", "-r", str(recovery), "-s", "1"]
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", *run, "-b", "0"],
-        cwd=ROOT,
-        env=clean_env(
-            CLICKSTREAM_SOURCE="datagen",
-            CLICKSTREAM_DATAGEN_COUNT="2000",
-            CLICKSTREAM_DATAGEN_RATE="100000",
-            CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
-        ),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
-    assert "polars" in imported, "-X importtime lists what was imported"
-    assert not [m for m in imported if m.split(".")[0] in ("gcsfs", "google")]

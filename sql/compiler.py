@@ -1,0 +1,447 @@
+"""The SQL compiler: one table's Spark SQL, read with sqlglot, written out as Python
+source that builds its `SqlTable` (`sql.table` runs that source and keeps it in the
+compile cache, so sqlglot is imported only when a table's text is new).
+
+The subset: `SELECT` of group columns, `window.start`/`window.end` (or `session_window.`)
+and aggregates; `FROM <stream> WATERMARK timestamp DELAY OF INTERVAL n SECONDS`;
+`WHERE`; `GROUP BY window(timestamp, size[, slide])` or `session_window(timestamp, gap)`
+and columns; `HAVING` over aggregates (or their aliases). Anything else is a `SqlError`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import msgspec
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, SqlglotError
+
+from operators.windows import Session, Sliding, Window
+from sql.errors import SqlError
+from sql.expressions import Code, compile_code
+from sql.table import EVENT_TIME, Column, columns_of
+
+# Databricks' `WATERMARK col DELAY OF INTERVAL n SECONDS` (after FROM); sqlglot does not
+# read it, so it is taken out first, blanked with spaces so lines and columns stay.
+_WATERMARK = re.compile(
+    r"\bWATERMARK\s+(?P<col>`?\w+`?)\s+DELAY\s+OF\s+INTERVAL\s+'?(?P<n>\d+)'?\s+"
+    r"(?P<unit>SECONDS?|MINUTES?|HOURS?)\b",
+    re.IGNORECASE,
+)
+# sqlglot reads `GROUP BY window(` as a WINDOW clause; quoted, it is the function.
+_WINDOW_CALL = re.compile(r"(?<![`\w.])window(?=\s*\()", re.IGNORECASE)
+_DURATION = re.compile(
+    r"^\s*(\d+)\s*(millisecond|second|minute|hour|day)s?\s*$",
+    re.IGNORECASE,
+)
+_UNIT_MS = {"millisecond": 1, "second": 1_000, "minute": 60_000, "hour": 3_600_000}
+_UNIT_MS["day"] = 24 * _UNIT_MS["hour"]
+
+# Column types by their Polars names (`sinks.base.DTYPES`).
+_DTYPES: dict[type, str] = {int: "Int64", float: "Float64", str: "String", bool: "Boolean"}
+_PYTHON = {dtype: kind for kind, dtype in _DTYPES.items()}
+
+
+def compile_source(
+    text: str, name: str, streams: dict[str, type[msgspec.Struct]], shards: int
+) -> str:
+    """Python source of one expression that builds the `SqlTable` `name` defined by the
+    SQL `text` (run by `sql.table.materialize`); `SqlError` for anything unsupported."""
+    watermark = _WATERMARK.search(text)
+    text = _WATERMARK.sub(lambda found: _blank(found.group()), text)
+    text = _WINDOW_CALL.sub("`window`", text)
+    try:
+        statements = [s for s in sqlglot.parse(text, read="databricks") if s is not None]
+    except ParseError as ex:
+        error = ex.errors[0] if ex.errors else {}
+        failure = SqlError(None, f"cannot parse: {error.get('description', ex)}")
+        failure.line = int(error.get("line") or 1)
+        raise failure from None
+    except SqlglotError as ex:  # the tokenizer's: an unterminated string, a stray quote
+        raise SqlError(None, f"cannot parse: {' '.join(str(ex).split())}") from None
+    if len(statements) != 1:
+        raise SqlError(None, f"one SELECT per file, found {len(statements)} statements")
+    query = statements[0]
+    if not isinstance(query, exp.Select):
+        raise SqlError(query, f"only SELECT is supported, not {query.key.upper()}")
+    return _Compiler(query, name, streams, watermark, shards).source()
+
+
+def _blank(text: str) -> str:
+    return re.sub(r"[^\n]", " ", text)
+
+
+class _Compiler:
+    def __init__(
+        self,
+        query: exp.Select,
+        name: str,
+        streams: dict[str, type[msgspec.Struct]],
+        watermark: re.Match | None,
+        shards: int,
+    ) -> None:
+        self.query = query
+        self.name = name
+        self.shards = shards
+        self.stream = self._stream(streams)
+        self.columns = columns_of(streams[self.stream])
+        self.delay_ms = self._delay(watermark)
+        self.aggregates: list[str] = []  # the source of each aggregate
+        self.aggregate_kinds: list[str] = []  # its class in `operators.aggregates`
+        self.aggregate_codes: dict[str, int] = {}  # normalized SQL -> index
+        self.aggregate_types: list[str] = []
+
+    # FROM, WATERMARK
+
+    def _stream(self, streams: dict[str, type[msgspec.Struct]]) -> str:
+        q = self.query
+        for clause in ("with", "joins", "laterals", "order", "limit", "offset", "distinct"):
+            node = q.args.get(clause)
+            if node:
+                first = node[0] if isinstance(node, list) else node
+                word = {"with": "WITH", "joins": "JOIN", "laterals": "LATERAL VIEW"}.get(
+                    clause, clause.upper()
+                )
+                raise SqlError(first, f"{word} is not supported")
+        if q.args.get("windows") or q.find(exp.Window):
+            raise SqlError(q.find(exp.Window), "OVER (window functions) is not supported")
+        source = q.args.get("from") or q.args.get("from_")
+        if source is None:
+            raise SqlError(q, "FROM <stream> is missing")
+        table = source.this
+        if not isinstance(table, exp.Table) or table.args.get("db"):
+            raise SqlError(table, "FROM takes one stream name, not a subquery")
+        stream = table.name.lower()
+        if stream not in streams:
+            raise SqlError(
+                table, f"unknown stream {table.name} (streams: {', '.join(sorted(streams))})"
+            )
+        return stream
+
+    def _delay(self, watermark: re.Match | None) -> int:
+        if watermark is None:
+            raise SqlError(
+                self.query,
+                "no WATERMARK: windows would never close; add "
+                f"`FROM {self.stream} WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS`",
+            )
+        column = watermark.group("col").strip("`").lower()
+        if column != EVENT_TIME:
+            raise SqlError(None, f"WATERMARK must be on {EVENT_TIME}, not {column}")
+        unit = watermark.group("unit").lower().rstrip("s")
+        return int(watermark.group("n")) * _UNIT_MS[unit]
+
+    # GROUP BY
+
+    def _group(self) -> tuple[Window, list[str]]:
+        group = self.query.args.get("group")
+        if group is None:
+            raise SqlError(self.query, "GROUP BY window(...) or session_window(...) is missing")
+        window: Window | None = None
+        keys: list[str] = []
+        for item in group.expressions:
+            call = _window_call(item)
+            if call is not None:
+                if window is not None:
+                    raise SqlError(item, "only one window() or session_window() per table")
+                window = self._window(item, call)
+            elif isinstance(item, exp.Column) and not item.table:
+                keys.append(self._column(item).name)
+            else:
+                raise SqlError(item, f"GROUP BY {item.sql('spark')}: group by plain columns")
+        if window is None:
+            raise SqlError(group, "GROUP BY needs window(...) or session_window(...)")
+        return window, keys
+
+    def _window(self, node: exp.Expr, call: str) -> Window:
+        args = node.expressions
+        if not args or not (isinstance(args[0], exp.Column) and args[0].name.lower() == EVENT_TIME):
+            raise SqlError(node, f"{call}() takes {EVENT_TIME} (the event time) first")
+        durations = [self._duration(a) for a in args[1:]]
+        try:
+            if call == "session_window" and len(durations) == 1:
+                return Session(durations[0])
+            if call == "window" and len(durations) == 1:
+                return Sliding(durations[0], durations[0])
+            if call == "window" and len(durations) == 2:
+                return Sliding(durations[0], durations[1])
+        except ValueError as ex:
+            raise SqlError(node, f"{node.sql('spark')}: {ex}") from None
+        raise SqlError(
+            node,
+            f"{node.sql('spark')}: supported are window(timestamp, size[, slide]) and "
+            "session_window(timestamp, gap)",
+        )
+
+    def _duration(self, node: exp.Expr) -> int:
+        if isinstance(node, exp.Literal) and node.is_string:
+            found = _DURATION.match(node.this)
+            if found:
+                return int(found.group(1)) * _UNIT_MS[found.group(2).lower()]
+        raise SqlError(node, f"{node.sql('spark')} is not a duration like '60 seconds'")
+
+    # columns and expressions
+
+    def _column(self, node: exp.Column) -> Column:
+        name = node.name.lower()
+        if name == EVENT_TIME:
+            raise SqlError(
+                node,
+                f"{EVENT_TIME} (the event time) can be used only in window(), "
+                "session_window() and WATERMARK",
+            )
+        found = self.columns.get(name)
+        if found is None or node.table:
+            raise SqlError(
+                node,
+                f"unknown column {node.sql('spark')} (columns of {self.stream}: "
+                f"{', '.join(self.columns)})",
+            )
+        return found
+
+    def _event_scope(self, node: exp.Expr) -> Code | None:
+        """Columns of the event `e`; aggregates are not allowed here."""
+        if isinstance(node, exp.Column):
+            c = self._column(node)
+            return Code(f"e.{c.name}", c.type, c.nullable)
+        if isinstance(node, exp.AggFunc):
+            raise SqlError(node, f"{node.sql('spark')}: an aggregate belongs in SELECT or HAVING")
+        return None
+
+    def _where(self) -> str:
+        where = self.query.args.get("where")
+        if where is None:
+            return "None"
+        code = compile_code(where.this, self._event_scope)
+        if code.type not in (bool, None):
+            raise SqlError(where, "WHERE needs a condition")
+        return f"lambda e: {code.text}"
+
+    # aggregates
+
+    def _aggregate(self, node: exp.AggFunc) -> int:
+        """The index of the aggregate `node` computes (added when new)."""
+        text = _normalized(node)
+        if text in self.aggregate_codes:
+            return self.aggregate_codes[text]
+        arg = node.this
+        if isinstance(node, exp.Count):
+            if isinstance(arg, exp.Distinct):
+                if len(arg.expressions) != 1:
+                    raise SqlError(node, "count(DISTINCT ...) of one column is supported")
+                column, kind = self._argument(arg.expressions[0])
+                agg, args = "CountDistinct", [column]
+            elif arg is None or isinstance(arg, exp.Star) or _constant(arg):
+                agg, args = "Count", ["None"]
+            else:
+                column, kind = self._argument(arg)
+                agg, args = "Count", [column]
+            dtype = "Int64"
+        elif isinstance(node, exp.ApproxDistinct):
+            column, kind = self._argument(arg)
+            accuracy = node.args.get("accuracy")
+            lg_k = 12
+            if accuracy is not None:
+                if not (isinstance(accuracy, exp.Literal) and not accuracy.is_string):
+                    raise SqlError(node, "approx_count_distinct's rsd must be a number")
+                lg_k = _lg_k_for(float(accuracy.this))
+            agg, args, dtype = "ApproxCountDistinct", [column, repr(text), str(lg_k)], "Int64"
+        elif type(node) in (exp.Sum, exp.Min, exp.Max, exp.Avg):
+            column, kind = self._argument(arg)
+            args = [column]
+            if isinstance(node, exp.Min | exp.Max):
+                agg = "Min" if isinstance(node, exp.Min) else "Max"
+                dtype = _DTYPES.get(kind, "String")
+            else:
+                if kind not in (int, float):
+                    raise SqlError(node, f"{node.sql('spark')}: needs a number")
+                if isinstance(node, exp.Avg):
+                    agg, dtype = "Avg", "Float64"
+                else:
+                    agg, dtype = "Sum", _DTYPES[kind]
+        else:
+            raise SqlError(
+                node,
+                f"the aggregate {node.sql('spark')} is not supported (count, sum, avg, min, "
+                "max, count(DISTINCT), approx_count_distinct)",
+            )
+        if len(args) == 1:
+            args.append(repr(text))
+        self.aggregate_codes[text] = len(self.aggregates)
+        self.aggregates.append(f"{agg}({', '.join(args)})")
+        self.aggregate_kinds.append(agg)
+        self.aggregate_types.append(dtype)
+        return len(self.aggregates) - 1
+
+    def _argument(self, node: exp.Expr | None) -> tuple[str, type]:
+        """The source of the function an aggregate reads from each event, and its type."""
+        if node is None:
+            raise SqlError(self.query, "an aggregate without its column")
+        if isinstance(node, exp.Column):
+            c = self._column(node)
+            return f"attrgetter({c.name!r})", c.type
+        code = compile_code(node, self._event_scope)
+        if code.type is None:
+            raise SqlError(node, f"{node.sql('spark')} is always null")
+        return f"(lambda e: {code.text})", code.type
+
+    # SELECT, HAVING
+
+    def source(self) -> str:
+        window, keys = self._group()
+        where = self._where()
+        call = "session_window" if isinstance(window, Session) else "window"
+        parts: list[str] = []  # Python source of each output column
+        names: list[str] = []
+        dtypes: list[str] = []
+        start = end = None
+        aliases: dict[str, int] = {}
+        for item in self.query.expressions:
+            node, alias = (item.this, item.alias) if isinstance(item, exp.Alias) else (item, "")
+            if _window_call(node) is not None or (
+                isinstance(node, exp.Column)
+                and not node.table
+                and node.name.lower() in ("window", "session_window")
+            ):
+                raise SqlError(node, f"select {call}.start and {call}.end, not the window")
+            if isinstance(node, exp.Column) and node.table:
+                if node.table.lower() != call or node.name.lower() not in ("start", "end"):
+                    raise SqlError(node, f"{node.sql('spark')}: select {call}.start and {call}.end")
+                which = node.name.lower()
+                parts.append("s" if which == "start" else "n")
+                dtypes.append("Int64")
+                name = alias or which
+                if which == "start":
+                    start = name
+                else:
+                    end = name
+            elif isinstance(node, exp.Column):
+                column = self._column(node)
+                if column.name not in keys:
+                    raise SqlError(
+                        node, f"{node.sql('spark')} is neither in GROUP BY nor aggregated"
+                    )
+                i = keys.index(column.name)
+                parts.append("k" if len(keys) == 1 else f"k[{i}]")
+                dtypes.append(_DTYPES[column.type])
+                name = alias or node.name
+            elif isinstance(node, exp.AggFunc):
+                i = self._aggregate(node)
+                parts.append(f"v[{i}]")
+                dtypes.append(self.aggregate_types[i])
+                name = alias or _auto_name(node)
+                aliases[name.lower()] = i
+            else:
+                raise SqlError(
+                    node,
+                    f"SELECT {node.sql('spark')}: select group columns, {call}.start/end and "
+                    "aggregates",
+                )
+            if name in names:
+                raise SqlError(item, f"two columns are named {name}")
+            names.append(name)
+        if start is None:
+            raise SqlError(self.query, f"SELECT needs {call}.start: the table is partitioned by it")
+        having = self._having(aliases)
+        roles = {"s": "start", "n": "end", "k": "key", "v": "value"}
+        columns = list(zip(names, dtypes, strict=True))
+        stamps = sorted(n for n in (start, end) if n is not None)
+        # the output's column names as written: `USERID` and `userid` are one column
+        # to SQL but two to a Parquet schema
+        definition = (
+            f"{_normalized(self.query)} WATERMARK {self.delay_ms} ms, {self.shards} shards, "
+            f"columns {', '.join(names)}"
+        )
+        fields = {
+            "name": repr(self.name),
+            "stream": repr(self.stream),
+            "window": repr(window),
+            "delay_ms": repr(self.delay_ms),
+            "key": f"attrgetter{tuple(keys)!r}" if keys else "no_key",
+            "where": where,
+            "aggregates": f"[{', '.join(self.aggregates)}]",
+            "having": having,
+            "row": f"lambda k, s, n, v: ({', '.join(parts)},)",
+            "table": (
+                f"Table({self.name!r}, {columns!r}, partition_by={start!r}, "
+                f"timestamps=frozenset({stamps!r}))"
+            ),
+            "definition": repr(definition),
+            "roles": repr(tuple(roles[p[0]] for p in parts)),
+        }
+        return "SqlTable(\n" + "".join(f"    {k}={v},\n" for k, v in fields.items()) + ")\n"
+
+    def _having(self, aliases: dict[str, int]) -> str:
+        having = self.query.args.get("having")
+        if having is None:
+            return "None"
+
+        def scope(node: exp.Expr) -> Code | None:
+            if isinstance(node, exp.AggFunc):
+                return self._value(self._aggregate(node))
+            if isinstance(node, exp.Column) and not node.table:
+                if node.name.lower() in aliases:
+                    return self._value(aliases[node.name.lower()])
+                raise SqlError(
+                    node,
+                    f"HAVING {node.sql('spark')}: HAVING is over aggregates; "
+                    "a condition on a column belongs in WHERE",
+                )
+            return None
+
+        code = compile_code(having.this, scope)
+        if code.type not in (bool, None):
+            raise SqlError(having, "HAVING needs a condition")
+        return f"lambda v: {code.text}"
+
+    def _value(self, i: int) -> Code:
+        """Aggregate `i` of the values `v` HAVING sees; only counts are never null."""
+        never_null = self.aggregate_kinds[i] in ("Count", "CountDistinct", "ApproxCountDistinct")
+        return Code(f"v[{i}]", _python_type(self.aggregate_types[i]), not never_null)
+
+
+def _window_call(node: exp.Expr) -> str | None:
+    """`window` or `session_window` when `node` calls one of them."""
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if name in ("window", "session_window"):
+            return name
+    return None
+
+
+def _constant(node: exp.Expr) -> bool:
+    return isinstance(node, exp.Literal)
+
+
+def _python_type(dtype: str) -> type:
+    return _PYTHON.get(dtype, int)
+
+
+def _lg_k_for(rsd: float) -> int:
+    """The smallest HLL size whose relative standard error (1.04 / sqrt(2^lg_k)) is at
+    most `rsd`, as Spark's `approx_count_distinct(col, rsd)` promises."""
+    if not 0 < rsd < 1:
+        raise SqlError(None, f"approx_count_distinct's rsd {rsd} is not between 0 and 1")
+    lg_k = 4
+    while 1.04 / (2**lg_k) ** 0.5 > rsd and lg_k < 21:
+        lg_k += 1
+    return lg_k
+
+
+def _auto_name(node: exp.Expr) -> str:
+    """Spark's name for an unaliased aggregate: `count(1)`, `sum(bytes)`."""
+    if isinstance(node, exp.Count) and (node.this is None or isinstance(node.this, exp.Star)):
+        return "count(1)"
+    return node.sql("spark").lower()
+
+
+def _normalized(node: exp.Expr) -> str:
+    """`node` as Spark SQL with column and stream names lower-cased and no comments: the same for
+    every spelling of one query."""
+    node = node.copy()
+    for named in node.find_all(exp.Column, exp.Table):
+        for ident in named.find_all(exp.Identifier):
+            if not ident.quoted:
+                ident.set("this", ident.this.lower())
+    return node.sql("spark", comments=False)
