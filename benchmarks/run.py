@@ -20,6 +20,9 @@
    Python `count_window` calls; and a table of five aggregates against count-only.
 7. metrics: the `clickstream` dataflow with its metrics (scraped every second)
    against the same run with every metric update a no-op.
+9. scale (first): whole processes as a user times them, CPU from rusage: start-up, steady
+   CPU per record, 2 and 4 processes against 1, 1 worker and 2 processes against Spark
+   Structured Streaming `local[2]` and a naive Bytewax dataflow (`benchmarks/scale.py`).
 8. formats: the `clickstream` dataflow reading Avro, JSON Schema and Protobuf topics
    (real broker and Schema Registry) against the same events in JSON; our Avro batch
    decoding against confluent-kafka's `AvroDeserializer` per record.
@@ -46,22 +49,29 @@ from pathlib import Path
 RESULTS: list[tuple[str, str, float, str, float]] = []
 
 
+def figure(value: float) -> str:
+    """Rates as whole numbers, seconds and microseconds with three digits."""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def record(group: str, name: str, rate: float, baseline: str, base_rate: float) -> None:
+    """One row: `rate` is events per second unless `name` gives its unit, e.g. `(CPU s)`."""
     RESULTS.append((group, name, rate, baseline, base_rate))
     print(
-        f"  {name}: {rate:,.0f} ev/s vs {baseline} {base_rate:,.0f} ev/s = {rate / base_rate:.1f}x",
+        f"  {name}: {figure(rate)} vs {baseline} {figure(base_rate)} = {rate / base_rate:.2f}x",
         flush=True,
     )
 
 
 def write_results() -> None:
     lines = [
-        "| benchmark | events/s | baseline | baseline events/s | ratio |",
+        "| benchmark | figure (events/s unless named) | baseline | baseline figure | ratio |",
         "|---|---:|---|---:|---:|",
     ]
     for group, name, rate, baseline, base in RESULTS:
         lines.append(
-            f"| {group}: {name} | {rate:,.0f} | {baseline} | {base:,.0f} | {rate / base:.2f}x |"
+            f"| {group}: {name} | {figure(rate)} | {baseline} | {figure(base)} | "
+            f"{rate / base:.2f}x |"
         )
     text = "\n".join(lines)
     Path("bench-results").mkdir(exist_ok=True)
@@ -81,6 +91,7 @@ GROUPS = {
     "sql": ("benchmarks.sql_tables", "bench_sql"),
     "metrics": ("benchmarks.metrics_cost", "bench_metrics"),
     "formats": ("benchmarks.formats", "bench_formats"),
+    "scale": ("benchmarks.scale", "bench_scale"),
 }
 
 
@@ -94,7 +105,8 @@ def run_group(group: str, scale: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="benchmarks")
     parser.add_argument(
-        "--only", default="operators,dataflows,kafka,sink,recovery,columnar,sql,metrics,formats"
+        "--only",
+        default="scale,operators,dataflows,kafka,sink,recovery,columnar,sql,metrics,formats",
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply event counts")
     parser.add_argument("--results-to", type=Path, help=argparse.SUPPRESS)

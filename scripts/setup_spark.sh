@@ -14,7 +14,8 @@ if [ "$(cat "$dir/venv/.installed" 2>/dev/null)" != "$want" ]; then
     "$dir/venv/bin/pip" install -q --require-hashes -r infra/spark/requirements.txt
     echo "$want" > "$dir/venv/.installed"
 fi
-if ! ls "$dir"/jars/delta-spark_2.13-4.0.0.jar >/dev/null 2>&1; then
-    echo "setup: fetching delta-spark 4.0.0 with Maven"
+if ! ls "$dir"/jars/delta-spark_2.13-4.0.0.jar "$dir"/jars/spark-sql-kafka-0-10_2.13-4.0.0.jar \
+    >/dev/null 2>&1; then
+    echo "setup: fetching delta-spark 4.0.0 and Spark's Kafka source with Maven"
     mvn -q -f infra/spark/pom.xml dependency:copy-dependencies -DoutputDirectory="$PWD/$dir/jars"
 fi

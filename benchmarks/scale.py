@@ -1,0 +1,223 @@
+"""What a user feels: whole `python -m bytewax.run` processes, timed as a backfill is timed,
+with the CPU each process spent (`os.wait4`'s rusage: user + system, steadier than wall
+time on this noisy machine).
+
+Rows, each a ratio within one run:
+- start-up: `import dataflows.clickstream`, and a whole 10-record run;
+- steady state: CPU µs per record of 1 worker from Kafka, less a run over an empty topic;
+- the total CPU of 2 (and 4) processes against 1 worker on the same records, from Kafka
+  and from a replay file;
+- wall time: 1 worker and 2 processes from Kafka against Spark Structured Streaming
+  `local[2]` running the notebook's two queries on the same topic (`benchmarks/spark_kafka.py`,
+  the named baseline; needs scripts/setup_spark.sh); 2 processes against 1 worker;
+- from a replay file: 1 worker against a naive Bytewax dataflow (`benchmarks/naive.py`:
+  JSON per record and Bytewax's built-in windows, as its docs write it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from benchmarks.common import ROOT, Record
+from benchmarks.kafka import bootstrap_servers
+from infra.kafka_broker import free_port
+
+if TYPE_CHECKING:
+    from kafka_client.settings import KafkaSettings
+
+SPARK_PYTHON = ROOT / ".cache/spark/venv/bin/python"
+RUNS = 3
+
+
+class Timed(NamedTuple):
+    wall: float  # seconds, first start to last end
+    cpu: float  # CPU seconds of all processes
+
+
+def timed(commands: Sequence[Sequence[str]], env: dict[str, str]) -> Timed:
+    """Run `commands` side by side to their ends; a failure is an error."""
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            list(c), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for c in commands
+    ]
+    cpu = 0.0
+    failed = []
+    for p in procs:
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
+        if p.returncode != 0:
+            assert p.stderr is not None
+            failed.append(p.stderr.read().decode()[-2000:])
+    wall = time.perf_counter() - start
+    for p in procs:
+        assert p.stderr is not None
+        p.stderr.close()
+    if failed:
+        raise RuntimeError(f"a benchmark run failed:\n{failed[0]}")
+    return Timed(wall, cpu)
+
+
+def dataflow(flow: str, processes: int) -> list[list[str]]:
+    """`python -m bytewax.run dataflows.FLOW:flow`, as one process or a cluster."""
+    base = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"]
+    if processes == 1:
+        return [base]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    return [[*base, "-i", str(i), "-a", addresses] for i in range(processes)]
+
+
+def best(commands: Sequence[Sequence[str]], env_of: dict[str, str], out: Path) -> Timed:
+    """The least wall time and the least CPU of `RUNS` runs, each into a new output."""
+    runs = []
+    for attempt in range(RUNS):
+        env = {**env_of, "CLICKSTREAM_OUTPUT": str(out / f"{len(list(out.glob('*')))}-{attempt}")}
+        runs.append(timed(commands, env))
+    return Timed(min(r.wall for r in runs), min(r.cpu for r in runs))
+
+
+def pipeline_env(**settings: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+    return {**env, "CLICKSTREAM_METRICS_PORT": "", **settings}
+
+
+def bench_startup(record: Record, tmp: Path) -> float:
+    """The start-up rows; returns the CPU seconds of a 10-record run."""
+    env = pipeline_env(
+        CLICKSTREAM_SOURCE="datagen",
+        CLICKSTREAM_DATAGEN_COUNT="10",
+        CLICKSTREAM_DATAGEN_RATE="100000",
+    )
+    timed(dataflow("clickstream", 1), {**env, "CLICKSTREAM_OUTPUT": str(tmp / "warm")})  # cache
+    bare = best([[sys.executable, "-c", "import bytewax.operators, confluent_kafka"]], env, tmp)
+    imports = best([[sys.executable, "-c", "import dataflows.clickstream"]], env, tmp)
+    run = best(dataflow("clickstream", 1), env, tmp / "ten")
+    record("scale", "import dataflows.clickstream (wall s)", imports.wall, "bare", bare.wall)
+    record("scale", "a 10-record run, whole process (wall s)", run.wall, "import", imports.wall)
+    record("scale", "a 10-record run (CPU s)", run.cpu, "bytewax + confluent import", bare.cpu)
+    return run.cpu
+
+
+def bench_kafka_scale(n: int, record: Record, tmp: Path, startup_cpu: float) -> None:
+    from kafka_client.settings import KafkaSettings
+    from tools.produce import create_topics, produce_replay
+    from tools.replay_gen import generate
+
+    with bootstrap_servers(tmp) as bootstrap:
+        dump = tmp / "dump"
+        generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=11)
+        suffix = str(int(time.time()))
+        kafka = KafkaSettings(
+            bootstrap_servers=bootstrap,
+            clickstream_topic=f"scale-clickstream-{suffix}",
+            user_clickstream_topic=f"scale-user-clickstream-{suffix}",
+        )
+        produce_replay(kafka, dump, 4)
+        empty = f"scale-empty-{suffix}"
+        create_topics(kafka, {empty: {}}, 4)
+        print(f"scale: {n:,} records on 4 partitions of a local broker, bounded", flush=True)
+        env = pipeline_env(
+            CLICKSTREAM_SOURCE="kafka",
+            KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+            KAFKA_STOP_AT_END="true",
+            CLICKSTREAM_TOPIC=kafka.clickstream_topic,
+        )
+        idle = best(dataflow("clickstream", 1), {**env, "CLICKSTREAM_TOPIC": empty}, tmp / "e")
+        one = best(dataflow("clickstream", 1), env, tmp / "k1")
+        two = best(dataflow("clickstream", 2), env, tmp / "k2")
+        four = best(dataflow("clickstream", 4), env, tmp / "k4")
+        per_record = (one.cpu - idle.cpu) / n * 1e6
+        floor = ceiling_cpu(kafka, n) / n * 1e6
+        record(
+            "scale",
+            "steady CPU µs a record, 1 worker, Kafka",
+            per_record,
+            "confluent-kafka consume + JSON parse alone",
+            floor,
+        )
+        record(
+            "scale",
+            "start-up of a Kafka run (CPU s)",
+            idle.cpu,
+            "10-record datagen run",
+            startup_cpu,
+        )
+        record("scale", "CPU of 2 processes, Kafka (s)", two.cpu, "1 worker", one.cpu)
+        record("scale", "CPU of 4 processes, Kafka (s)", four.cpu, "1 worker", one.cpu)
+        record("scale", "records/s, 2 processes, Kafka", n / two.wall, "1 worker", n / one.wall)
+        spark = spark_rate(bootstrap, kafka.clickstream_topic, n, tmp / "spark")
+        if spark is not None:
+            record("scale", "records/s, 1 worker, Kafka", n / one.wall, "Spark local[2]", spark)
+            record("scale", "records/s, 2 processes, Kafka", n / two.wall, "Spark local[2]", spark)
+
+
+def ceiling_cpu(kafka: KafkaSettings, n: int) -> float:
+    """The least CPU seconds of `RUNS` runs of the raw consume + parse ceiling, in this
+    process (`benchmarks.kafka.ceiling`)."""
+    from benchmarks.kafka import ceiling
+    from events.schema import Click
+
+    spent = []
+    for _ in range(RUNS):
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        ceiling(kafka, kafka.clickstream_topic, Click, n)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        spent.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return min(spent)
+
+
+def spark_rate(bootstrap: str, topic: str, n: int, out: Path) -> float | None:
+    """Records per second of Spark's best of `RUNS` runs of the notebook's two queries."""
+    if not SPARK_PYTHON.exists():
+        print("  Spark baseline skipped: run scripts/setup_spark.sh", flush=True)
+        return None
+    seconds = []
+    for attempt in range(RUNS):
+        where = str(out / str(attempt))
+        proc = subprocess.run(
+            [str(SPARK_PYTHON), str(ROOT / "benchmarks/spark_kafka.py"), bootstrap, topic, where],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        seconds.append(result["seconds"])
+        print(f"  Spark run {attempt}: {result}", flush=True)
+    return n / min(seconds)
+
+
+def bench_replay_scale(n: int, record: Record, tmp: Path) -> None:
+    from tools.replay_gen import generate
+
+    dump = tmp / "replay"
+    generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=13)
+    print(f"scale: {n:,} records from a replay file", flush=True)
+    env = pipeline_env(CLICKSTREAM_SOURCE=f"replay:{dump}")
+    one = best(dataflow("clickstream", 1), env, tmp / "r1")
+    two = best(dataflow("clickstream", 2), env, tmp / "r2")
+    record("scale", "CPU of 2 processes, replay (s)", two.cpu, "1 worker", one.cpu)
+    record("scale", "records/s, 2 processes, replay", n / two.wall, "1 worker", n / one.wall)
+    naive_cmd = [[sys.executable, "-m", "bytewax.run", "benchmarks.naive:flow"]]
+    naive = best(naive_cmd, {**env, "NAIVE_REPLAY": str(dump / "clickstream.jsonl")}, tmp / "nv")
+    record("scale", "records/s, 1 worker, replay", n / one.wall, "naive Bytewax", n / naive.wall)
+
+
+def bench_scale(scale: float, record: Record) -> None:
+    n = int(956_000 * scale)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        startup_cpu = bench_startup(record, tmp)
+        bench_replay_scale(n, record, tmp)
+        bench_kafka_scale(n, record, tmp, startup_cpu)
