@@ -116,6 +116,12 @@ maintain *args: setup
 bench *args: setup
     {{python}} -m benchmarks.run "$@"
 
+# Where a dataflow's CPU goes: py-spy (with Bytewax's Rust) -> profile/FLOW.svg and a table of
+# steps and functions, e.g. `just profile --kafka --records 956000`.
+[no-exit-message]
+profile *args: setup
+    @{{python}} -m tools.profile "$@"
+
 # Delta tables after a live run (default 30 min), before and after `just maintain`.
 bench-compaction *args: setup
     {{python}} -m benchmarks.compaction "$@"
