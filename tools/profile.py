@@ -136,12 +136,31 @@ def kafka_input(dump: Path, tmp: Path) -> Iterator[dict[str, str]]:
         }
 
 
-def record(flow: str, env: dict[str, str], out: Path, fmt: str, rate: int) -> None:
-    command = [str(PY_SPY), "record", "--native", "-r", str(rate), "-f", fmt, "-o", str(out)]
-    command += ["--", sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"error: py-spy record failed: {done.stderr.strip()[-1500:]}")
+def record(flow: str, env: dict[str, str], outs: list[Path], fmt: str, rate: int) -> None:
+    """One run under py-spy: one process, or a cluster of `len(outs)` processes, each
+    recorded into its own file."""
+    from infra.kafka_broker import free_port
+
+    run = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in outs)
+    procs = []
+    for i, out in enumerate(outs):
+        cluster = ["-i", str(i), "-a", addresses] if len(outs) > 1 else []
+        command = [str(PY_SPY), "record", "--native", "-r", str(rate), "-f", fmt, "-o", str(out)]
+        procs.append(
+            subprocess.Popen(
+                [*command, "--", *run, *cluster],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"error: py-spy record failed: {err.strip()[-1500:]}")
 
 
 def main() -> None:
@@ -152,6 +171,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=300_000)
     parser.add_argument("--kafka", action="store_true", help="read from a local broker")
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
+    parser.add_argument("--processes", type=int, default=1, help="a cluster of N processes")
     parser.add_argument("--out", type=Path, default=Path("profile"))
     args = parser.parse_args()
     if not PY_SPY.exists():
@@ -164,16 +184,23 @@ def main() -> None:
         dump = tmp / "dump"
         generate(dump, events=args.records, rate=500, partitions=4, jitter_ms=20_000, seed=17)
         base = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
+        names = (
+            [args.flow]
+            if args.processes == 1
+            else [f"{args.flow}-p{i}" for i in range(args.processes)]
+        )
         with kafka_input(dump, tmp) if args.kafka else _replay(dump) as source:
-            for fmt, path in (("flamegraph", f"{args.flow}.svg"), ("raw", f"{args.flow}.raw.txt")):
+            for fmt, suffix in (("flamegraph", ".svg"), ("raw", ".raw.txt")):
                 env = {**base, **source, "CLICKSTREAM_OUTPUT": str(tmp / f"out-{fmt}")}
-                record(args.flow, env, args.out / path, fmt, args.rate)
+                record(args.flow, env, [args.out / f"{n}{suffix}" for n in names], fmt, args.rate)
     where = "a local broker, bounded" if args.kafka else "a replay file"
-    text = f"# `{args.flow}`, {args.records:,} records from {where}, 1 worker\n\n"
-    text += table(args.out / f"{args.flow}.raw.txt")
-    (args.out / f"{args.flow}.md").write_text(text)
-    print(text)
-    print(f"flame graph: {args.out / f'{args.flow}.svg'}")
+    run = "1 worker" if args.processes == 1 else f"{args.processes} processes"
+    for name in names:
+        text = f"# `{name}`, {args.records:,} records from {where}, {run}\n\n"
+        text += table(args.out / f"{name}.raw.txt")
+        (args.out / f"{name}.md").write_text(text)
+        print(text)
+        print(f"flame graph: {args.out / f'{name}.svg'}")
 
 
 @contextmanager
