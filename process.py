@@ -4,15 +4,18 @@ with one line instead of a traceback. Imports nothing of ours but `setting`.
 - `run_args()`: the flags `python -m bytewax.run` was given (recovery directory,
   process id, cluster size), read once here for the leases and the metrics port;
 - `fail`, `stop`, `exit_on_config_error`, `one_line_panics`: one `error: ...` line on
-  stderr and exit status 2, from the main thread or a worker thread.
+  stderr and exit status 2, from the main thread or a worker thread;
+- `await_lower_processes`: a cluster on one host starts without timely's lost second.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +32,7 @@ class RunArgs:
     recovery: Path | None
     process: int
     processes: int
+    addresses: tuple[str, ...] = ()  # `-a`, host:port of each process
 
 
 def run_args(argv: list[str] | None = None) -> RunArgs | None:
@@ -49,7 +53,12 @@ def run_args(argv: list[str] | None = None) -> RunArgs | None:
     finally:
         sys.argv = given
     addresses = [a for a in (args.addresses or "").split(";") if a.strip()]
-    return RunArgs(args.recovery_directory, args.process_id or 0, max(1, len(addresses)))
+    return RunArgs(
+        args.recovery_directory,
+        args.process_id or 0,
+        max(1, len(addresses)),
+        tuple(a.strip() for a in addresses),
+    )
 
 
 def process_id(argv: list[str] | None = None) -> int:
@@ -65,6 +74,58 @@ def process_id(argv: list[str] | None = None) -> int:
     if pod and statefulset:
         return int(pod.replace(statefulset + "-", ""))
     return 0
+
+
+def await_lower_processes(timeout_s: float = 10.0) -> None:
+    """Wait until every lower process of this cluster that runs on this host listens.
+
+    Bytewax's networking (timely's) connects each process to the lower ones and, when a
+    connection is refused because that process has not started listening yet, sleeps a
+    whole second before it tries again: most two-process runs on one host lost a second
+    (measured: 4.0 s against 2.95 s wall for 956k records). Listening is looked up in
+    /proc/net/tcp, without connecting (timely would take a probe for a peer). Processes on
+    other hosts, or a host without /proc, are not waited for; after `timeout_s` the run
+    goes on and timely retries as before."""
+    run = run_args()
+    if run is None or run.process == 0:
+        return
+    ports = [p for a in run.addresses[: run.process] if (p := _local_port(a)) is not None]
+    deadline = time.monotonic() + timeout_s
+    while ports and time.monotonic() < deadline:
+        listening = _listening_ports()
+        if listening is None:
+            return
+        ports = [p for p in ports if p not in listening]
+        if ports:
+            time.sleep(0.005)
+
+
+def _local_port(address: str) -> int | None:
+    """The port of `host:port` when the host is an address of this machine."""
+    host, _, port = address.rpartition(":")
+    try:
+        ip = socket.gethostbyname(host.strip("[]"))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.bind((ip, 0))  # only an address of this host can be bound
+        return int(port)
+    except (OSError, ValueError):
+        return None
+
+
+def _listening_ports() -> set[int] | None:
+    """The TCP ports something listens on in this network namespace (state 0A)."""
+    found: set[int] = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == "0A":
+                        found.add(int(fields[1].rsplit(":", 1)[1], 16))
+    except OSError:
+        return None
+    return found
 
 
 def fail(message: str) -> NoReturn:
