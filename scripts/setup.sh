@@ -30,13 +30,28 @@ if ! python=$(scripts/find_python.sh 2>/dev/null); then
 fi
 
 stamp=.venv/.installed
-want=$(cat uv.lock pyproject.toml scripts/uv-requirements.txt <(echo "$python") | sha256sum | cut -d' ' -f1)
+# "bytecode": a .venv made before packages were compiled at install is synced once more
+want=$(cat uv.lock pyproject.toml scripts/uv-requirements.txt <(echo "$python bytecode") | sha256sum | cut -d' ' -f1)
+# The product's own modules compiled too (only those changed since; quick): a process
+# that compiles them at its start pays 0.05 s (`import dataflows.clickstream`: 0.21 s
+# against 0.16 s). Python writes no .pyc itself where PYTHONDONTWRITEBYTECODE is set.
+compile_ours() {
+    .venv/bin/python -m compileall -q dataflows operators sinks sources sql storage events \
+        monitoring ownership kafka_client config.py setting.py process.py >/dev/null
+}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    compile_ours
     exit 0
 fi
 bootstrap_uv "$python"
 # --frozen: install what the lock names, never re-resolve (tests/test_install.py fails when the
 # lock no longer matches pyproject.toml); exact: packages the lock does not name are removed.
-UV_PROJECT_ENVIRONMENT=.venv "$UV" sync --quiet --frozen --extra dev --python "$python"
+# --compile-bytecode: every package's .pyc made now, not at each start. Where
+# PYTHONDONTWRITEBYTECODE is set (this machine sets it) Python never writes them, and
+# every process compiled its imports again (`import dataflows.clickstream`: 0.28 s, 0.19 s
+# with them).
+UV_PROJECT_ENVIRONMENT=.venv "$UV" sync --quiet --frozen --extra dev --compile-bytecode \
+    --python "$python"
+compile_ours
 echo "$want" > "$stamp"
 echo "setup: .venv ready ($("$python" --version), packages from uv.lock)"
