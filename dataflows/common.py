@@ -26,7 +26,7 @@ from ownership import claim, fence
 from process import await_lower_processes, exit_on_config_error, one_line_panics
 from setting import ConfigError
 from sinks.alerts import AlertPoster, AlertTable, TableAlerts
-from sinks.base import SinkItem, Table, TableRows, TableSink
+from sinks.base import SinkItem, Table, TableSink
 from sinks.parquet import ParquetSink
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
@@ -188,7 +188,7 @@ def write_tables(
             counts: list[WindowRow], table: Table = table, row: Callable = sql.row
         ) -> tuple[str, SinkItem]:
             rows = [row(c.key, c.start_ms, c.end_ms, c.value) for c in counts]
-            return _route(table.name), TableRows(table.name, rows)
+            return _route(table.name), (table.name, rows)
 
         watch_windows(name, table.name, out.stats)
         late_counter = LATE_EVENTS_TOTAL.labels(name, table.name)
@@ -211,7 +211,7 @@ def write_tables(
                 )
                 for e in late
             ]
-            return _route(LATE_EVENTS.name), TableRows(LATE_EVENTS.name, rows)
+            return _route(LATE_EVENTS.name), (LATE_EVENTS.name, rows)
 
         streams.append(op.map(f"{table.name}_rows", out.counts, counts_rows))
         streams.append(op.map(f"{table.name}_late_rows", out.late, late_rows))
@@ -220,7 +220,7 @@ def write_tables(
         for kind, n in Counter(reason_kind(d.reason) for d in dead).items():
             DEAD_LETTERS_TOTAL.labels(name, kind).inc(n)
         rows = [(name, *d) for d in dead]
-        return _route(DEAD_LETTERS.name), TableRows(DEAD_LETTERS.name, rows)
+        return _route(DEAD_LETTERS.name), (DEAD_LETTERS.name, rows)
 
     streams.append(op.map("dead_letter_rows", dead, dead_rows))
     streams.append(op.flat_map("ticks", raw, _Ticker(SINK_PARTS)))

@@ -70,13 +70,16 @@ class Table:
 
 
 class TableRows(NamedTuple):
-    """Rows for one table, each a tuple in the table's column order."""
+    """Rows for one table, each a tuple in the table's column order. The dataflows send
+    the same as a plain `(table, rows)` tuple: an item that crosses to another process
+    is pickled on its own, and a class would go with it by name."""
 
     table: str
     rows: list[tuple]
 
 
-SinkItem = TableRows | None  # None is a tick: lets a quiet partition flush on time
+# None is a tick: lets a quiet partition flush on time
+SinkItem = TableRows | tuple[str, list[tuple]] | None
 
 
 def frame(table: Table, rows: list[tuple]) -> pl.DataFrame:
@@ -175,8 +178,10 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
     def write_batch(self, values: list[SinkItem]) -> None:
         with self.sink.stop_on_failure():
             for item in values:
-                if item is not None and item.rows:
-                    self.buffer(item.table, item.rows)
+                if item is not None:
+                    table, rows = item  # a `TableRows`, or the same as a plain tuple
+                    if rows:
+                        self.buffer(table, rows)
             if self.pending_rows >= self.sink.flush_rows or (
                 self.oldest is not None
                 and time.monotonic() - self.oldest >= self.sink.flush_interval_s

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass
 from itertools import compress
 from operator import itemgetter, sub
 from time import monotonic
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from operators.aggregates import Aggregates
 from operators.batches import Origin, TimedBatch
@@ -21,11 +20,15 @@ E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
 
 
-@dataclass(slots=True)
-class ShardMsg:
+class ShardMsg(NamedTuple):
     """The slice of one `TimedBatch` that belongs to one shard: either every event
     (`items`: key, time, mark, low, event, origin) or the batch combined (`rows`, see
-    `combine_panes`, `combine_sessions`). Slotted and not frozen: cheap to build."""
+    `combine_panes`, `combine_sessions`).
+
+    `Splitter` sends these fields as a plain tuple, in this order, and the shard reads
+    them back as a `ShardMsg` (`as_shard_msg`): a message that crosses to another
+    process is pickled on its own (twice, by Bytewax), and a class goes with it by name
+    (measured: 1.9 µs a dump for the dataclass this was, 0.55 µs for the tuple)."""
 
     part: str
     parts: int
@@ -33,6 +36,11 @@ class ShardMsg:
     progress: int
     idle: bool
     rows: list[tuple] | None = None
+
+
+def as_shard_msg(fields: tuple) -> ShardMsg:
+    """A `ShardMsg` of the plain tuple `Splitter` sent (no copy, no checks)."""
+    return tuple.__new__(ShardMsg, fields)
 
 
 Key = Callable[[Any], Hashable]
@@ -187,7 +195,7 @@ class Splitter(Generic[E]):
         self.broadcast_s = broadcast_s
         self.last_broadcast: dict[str, float] = {}
 
-    def __call__(self, batch: TimedBatch[E]) -> list[tuple[str, ShardMsg]]:
+    def __call__(self, batch: TimedBatch[E]) -> list[tuple[str, tuple]]:
         buckets: list[list] = [[] for _ in range(self.shards)]
         combined = None
         if batch.events:
@@ -212,12 +220,12 @@ class Splitter(Generic[E]):
             self.last_broadcast[part] = now
         if combined is not None:
             return [
-                (name, ShardMsg(part, parts, [], progress, idle, rows))
+                (name, (part, parts, [], progress, idle, rows))
                 for name, rows in zip(self.names, buckets, strict=True)
                 if rows or everyone
             ]
         return [
-            (name, ShardMsg(part, parts, items, progress, idle))
+            (name, (part, parts, items, progress, idle, None))
             for name, items in zip(self.names, buckets, strict=True)
             if items or everyone
         ]

@@ -12,14 +12,14 @@ from bytewax.operators import StatefulBatchLogic
 from operators.aggregates import Aggregates
 from operators.batches import END, Origin
 from operators.clock import Clock
-from operators.windows.routing import ShardMsg
+from operators.windows.routing import ShardMsg, as_shard_msg
 from operators.windows.specs import LateEvent, WindowRow
 
 E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
 
 
-class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowRow], list[LateEvent]], Any]):
+class ShardLogic(StatefulBatchLogic[tuple, tuple[list[WindowRow], list[LateEvent]], Any]):
     """Shared event loop of one shard: watermark per event, then the window's rules."""
 
     def __init__(
@@ -42,9 +42,11 @@ class ShardLogic(StatefulBatchLogic[ShardMsg, tuple[list[WindowRow], list[LateEv
         self.out: list[WindowRow] = []
         self.late: list[LateEvent] = []
 
-    def on_batch(self, values: list[ShardMsg]) -> tuple[list[Any], bool]:
+    def on_batch(self, values: list[tuple]) -> tuple[list[Any], bool]:
+        """`values`: `ShardMsg` fields as plain tuples (see `ShardMsg`)."""
         clock, delay = self.clock, self.delay
-        for msg in values:
+        for fields in values:
+            msg: ShardMsg = as_shard_msg(fields)
             clock.parts = max(clock.parts, msg.parts)
             if msg.rows:
                 # Combined only when no event is late and none can join a window that
