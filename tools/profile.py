@@ -115,11 +115,15 @@ def kafka_input(dump: Path, tmp: Path) -> Iterator[dict[str, str]]:
     """The dump produced to topics of a local broker; the settings that read them."""
     import time
 
-    from benchmarks.kafka import bootstrap_servers
+    from infra import kafka_broker
     from kafka_client.settings import KafkaSettings
     from tools.produce import produce_replay
 
-    with bootstrap_servers(tmp) as bootstrap:
+    broker = (
+        None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else kafka_broker.start(tmp / "kafka")
+    )
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"] if broker is None else broker.bootstrap
+    try:
         suffix = str(int(time.time()))
         kafka = KafkaSettings(
             bootstrap_servers=bootstrap,
@@ -134,6 +138,9 @@ def kafka_input(dump: Path, tmp: Path) -> Iterator[dict[str, str]]:
             "CLICKSTREAM_TOPIC": kafka.clickstream_topic,
             "USER_CLICKSTREAM_TOPIC": kafka.user_clickstream_topic,
         }
+    finally:
+        if broker is not None:
+            broker.stop()
 
 
 def record(flow: str, env: dict[str, str], outs: list[Path], fmt: str, rate: int) -> None:
