@@ -42,7 +42,12 @@ def sql_cache_folder(env: Mapping[str, str] | None = None) -> Path | None:
     folder = parse(env, "CLICKSTREAM_SQL_CACHE", str, None, minimum=None)
     if folder is not None:
         return None if folder.strip().lower() == "off" else Path(folder)
-    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = env.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:  # no home directory (a container's nobody): compile each start
+            return None
     return Path(base) / "clickstream" / "sql"
 
 
