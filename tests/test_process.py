@@ -3,11 +3,15 @@ stopping it with one line."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
-from process import process_id, run_args
+import process
+from process import RunArgs, process_id, run_args
 
 
 def test_process_id_is_read_like_bytewax_run(monkeypatch):
@@ -62,3 +66,51 @@ def test_threads_stopping_at_once_print_one_line():
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("error: stopped by thread ")
+
+
+def test_the_listening_ports_of_this_host_are_read_without_connecting():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        assert port not in (process._listening_ports() or set())
+        server.listen()
+        assert port in (process._listening_ports() or set())
+    assert process._local_port(f"127.0.0.1:{port}") == port
+    assert process._local_port(f"localhost:{port}") == port
+    # TEST-NET-1: an address of no host here (nothing is sent: a bind is refused at once)
+    assert process._local_port("192.0.2.1:4000") is None
+    assert process._local_port("no-port") is None
+
+
+def test_a_process_waits_until_the_lower_ones_listen(monkeypatch):
+    """Bytewax's networking sleeps a whole second after a refused connection: process 1
+    waits until process 0 listens before Bytewax connects."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        addresses = tuple(f"127.0.0.1:{s.getsockname()[1]}" for s in (first, second))
+        monkeypatch.setattr(process, "run_args", lambda: RunArgs(None, 1, 2, addresses))
+        listening = threading.Event()
+
+        def listen_later() -> None:
+            time.sleep(0.3)
+            listening.set()
+            first.listen()
+
+        thread = threading.Thread(target=listen_later)
+        thread.start()
+        process.await_lower_processes(timeout_s=60)
+        assert listening.is_set()
+        thread.join()
+
+
+def test_process_0_and_runs_outside_bytewax_run_do_not_wait(monkeypatch):
+    def never() -> set[int]:
+        raise AssertionError("looked for listening processes")
+
+    monkeypatch.setattr(process, "_listening_ports", never)
+    monkeypatch.setattr(process, "run_args", lambda: None)
+    process.await_lower_processes(timeout_s=60)
+    # process 0 has no lower process to connect to
+    monkeypatch.setattr(process, "run_args", lambda: RunArgs(None, 0, 2, ("127.0.0.1:1",) * 2))
+    process.await_lower_processes(timeout_s=60)
