@@ -32,7 +32,7 @@ from infra import kafka_broker
 from kafka_client.admin import client_config
 from kafka_client.settings import KafkaSettings
 from sources import source_for
-from tools.produce import produce_replay
+from tools.produce import replay_to_new_topics
 from tools.replay_gen import generate
 
 
@@ -106,14 +106,7 @@ def bench_kafka(scale: float, record: Record) -> None:
     with tempfile.TemporaryDirectory() as tmp, bootstrap_servers(Path(tmp)) as bootstrap:
         dump = Path(tmp, "dump")
         generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=5)
-        suffix = str(int(time.time()))
-        kafka = KafkaSettings(
-            bootstrap_servers=bootstrap,
-            stop_at_end=True,
-            clickstream_topic=f"bench-clickstream-{suffix}",
-            user_clickstream_topic=f"bench-user-clickstream-{suffix}",
-        )
-        produce_replay(kafka, dump, 4)
+        kafka = replay_to_new_topics(bootstrap, dump, "bench")
         print(f"kafka: {n:,} records in 4 partitions, bounded run, 1 worker", flush=True)
         flows: list[tuple[str, Callable[[Settings], Dataflow], str, type]] = [
             ("clickstream", dataflows.clickstream.build, kafka.clickstream_topic, Click),

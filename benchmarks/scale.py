@@ -114,23 +114,16 @@ def bench_startup(record: Record, tmp: Path) -> float:
 
 
 def bench_kafka_scale(n: int, record: Record, tmp: Path, startup_cpu: float) -> None:
-    from kafka_client.settings import KafkaSettings
-    from tools.produce import create_topics, produce_dump, produce_replay
+    from tools.produce import create_topics, produce_dump, replay_to_new_topics
     from tools.replay_gen import generate
 
     with bootstrap_servers(tmp) as bootstrap:
         dump = tmp / "dump"
         generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=11)
-        suffix = str(int(time.time()))
-        kafka = KafkaSettings(
-            bootstrap_servers=bootstrap,
-            clickstream_topic=f"scale-clickstream-{suffix}",
-            user_clickstream_topic=f"scale-user-clickstream-{suffix}",
-        )
-        produce_replay(kafka, dump, 4)
+        kafka = replay_to_new_topics(bootstrap, dump, "scale")
         # The start-up run reads a few records, so that it flushes too: the sink imports
         # Polars at its first flush, a cost of every run that is not per record.
-        few = f"scale-few-{suffix}"
+        few = f"{kafka.clickstream_topic}-few"
         create_topics(kafka, {few: {}}, 4)
         head = tmp / "few.jsonl"
         with (dump / "clickstream.jsonl").open("rb") as lines:

@@ -90,6 +90,23 @@ def produce_dump(kafka: KafkaSettings, dump: Path, topic: str, shape: Shape = CL
     return n
 
 
+def replay_to_new_topics(
+    bootstrap: str, replay_dir: Path, prefix: str, partitions: int = 4
+) -> KafkaSettings:
+    """A replay directory's two dumps produced to new topics `PREFIX-clickstream-N` and
+    `PREFIX-user-clickstream-N` (N: the time now), for a benchmark or a profile; the
+    settings that read them to their end."""
+    suffix = str(int(time.time()))
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        stop_at_end=True,
+        clickstream_topic=f"{prefix}-clickstream-{suffix}",
+        user_clickstream_topic=f"{prefix}-user-clickstream-{suffix}",
+    )
+    produce_replay(kafka, replay_dir, partitions)
+    return kafka
+
+
 def produce_replay(kafka: KafkaSettings, replay_dir: Path, partitions: int) -> None:
     """Create the clickstream and USER_CLICKSTREAM topics of `kafka` and produce a replay
     directory's two dumps into them (as `tools.replay_gen` writes them)."""

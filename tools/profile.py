@@ -113,24 +113,15 @@ def table(raw: Path, top: int = 25) -> str:
 @contextmanager
 def kafka_input(dump: Path, tmp: Path) -> Iterator[dict[str, str]]:
     """The dump produced to topics of a local broker; the settings that read them."""
-    import time
-
     from infra import kafka_broker
-    from kafka_client.settings import KafkaSettings
-    from tools.produce import produce_replay
+    from tools.produce import replay_to_new_topics
 
     broker = (
         None if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") else kafka_broker.start(tmp / "kafka")
     )
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"] if broker is None else broker.bootstrap
     try:
-        suffix = str(int(time.time()))
-        kafka = KafkaSettings(
-            bootstrap_servers=bootstrap,
-            clickstream_topic=f"profile-clickstream-{suffix}",
-            user_clickstream_topic=f"profile-user-clickstream-{suffix}",
-        )
-        produce_replay(kafka, dump, 4)
+        kafka = replay_to_new_topics(bootstrap, dump, "profile")
         yield {
             "CLICKSTREAM_SOURCE": "kafka",
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
