@@ -9,7 +9,7 @@ for t in load_tables("tables"):            # every table, checked
 
 Each dataflow computes the tables whose `FROM` names its stream (`STREAMS`). A file
 that uses what is not supported is one `ConfigError` line naming the file, the line in
-it and what is not supported (see `sql.table` for the subset, docs/sql.md for users).
+it and what is not supported (see `sql.compiler` for the subset, docs/sql.md for users).
 """
 
 from __future__ import annotations
