@@ -5,7 +5,8 @@ partial states (`merge`) and reads the final value from one (`result`). Because
 every state merges, the window operator can combine a batch before routing it
 (map-side), add panes into sliding windows, merge runs into sessions, and never
 keep an event. Nulls follow Spark: aggregates skip them; `count(col)` counts the
-non-null values; `sum`, `avg`, `min` and `max` of nothing but nulls are null.
+non-null values; `sum`, `avg`, `min`, `max` and the variances of nothing but nulls are
+null.
 
 ```python
 from operator import attrgetter
@@ -22,6 +23,7 @@ A new aggregate is one new subclass of `Aggregate`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import cache
 from types import ModuleType
@@ -160,6 +162,72 @@ class CountDistinct(Aggregate):
 
     def result(self, state: frozenset) -> int:
         return len(state)
+
+
+class CountIf(Aggregate):
+    """`count_if(condition)`: the events for which the condition is true (not false, not
+    null); `column` is the condition."""
+
+    name = "count_if"
+
+    def of(self, values: list[Any]) -> int:
+        return sum(1 for v in values if v is True)
+
+    def merge(self, a: int, b: int) -> int:
+        return a + b
+
+
+class Variance(Aggregate):
+    """`var_samp` (`variance`), `var_pop`, and with `root` `stddev_samp` (`stddev`) and
+    `stddev_pop`, as doubles. The state is (n, mean, M2) of the non-null values, updated
+    value by value and merged with Chan et al.'s formula, as Spark's `CentralMomentAgg`
+    does, so shards, panes and sessions merge exactly. Like Spark (without its legacy
+    flag), the sample forms of one value are null, and every form of none."""
+
+    name = "variance"
+
+    def __init__(
+        self,
+        column: Column | None = None,
+        text: str = "",
+        population: bool = False,
+        root: bool = False,
+    ) -> None:
+        super().__init__(column, text)
+        self.population = population
+        self.root = root
+
+    def of(self, values: list[Any]) -> tuple[float, float, float]:
+        n = mean = m2 = 0.0
+        for v in values:
+            if v is None:
+                continue
+            n += 1.0
+            delta = v - mean
+            delta_n = delta / n
+            mean += delta_n
+            m2 += delta * (delta - delta_n)
+        return (n, mean, m2)
+
+    def merge(
+        self, a: tuple[float, float, float], b: tuple[float, float, float]
+    ) -> tuple[float, float, float]:
+        n_a, mean_a, m2_a = a
+        n_b, mean_b, m2_b = b
+        n = n_a + n_b
+        if n == 0:
+            return a
+        delta = mean_b - mean_a
+        delta_n = delta / n
+        return (n, mean_a + delta_n * n_b, m2_a + m2_b + delta * delta_n * n_a * n_b)
+
+    def result(self, state: tuple[float, float, float]) -> float | None:
+        n, _, m2 = state
+        divisor = n if self.population else n - 1.0
+        if n == 0 or divisor == 0:
+            return None
+        value = m2 / divisor
+        return math.sqrt(value) if self.root else value
 
 
 @cache

@@ -247,6 +247,18 @@ class _Compiler:
                     raise SqlError(node, "approx_count_distinct's rsd must be a number")
                 lg_k = _lg_k_for(float(accuracy.this))
             agg, args, dtype = "ApproxCountDistinct", [column, repr(text), str(lg_k)], "Int64"
+        elif isinstance(node, exp.CountIf):
+            code = compile_code(arg, self._event_scope)
+            if code.type not in (bool, None):
+                raise SqlError(node, f"{node.sql('spark')}: count_if needs a condition")
+            agg, args, dtype = "CountIf", [f"(lambda e: {code.text})"], "Int64"
+        elif type(node) in _VARIANCES:
+            column, kind = self._argument(arg)
+            if kind not in (int, float):
+                raise SqlError(node, f"{node.sql('spark')}: needs a number")
+            population, root = _VARIANCES[type(node)]
+            agg, dtype = "Variance", "Float64"
+            args = [column, repr(text), repr(population), repr(root)]
         elif type(node) in (exp.Sum, exp.Min, exp.Max, exp.Avg):
             column, kind = self._argument(arg)
             args = [column]
@@ -263,8 +275,9 @@ class _Compiler:
         else:
             raise SqlError(
                 node,
-                f"the aggregate {node.sql('spark')} is not supported (count, sum, avg, min, "
-                "max, count(DISTINCT), approx_count_distinct)",
+                f"the aggregate {node.sql('spark')} is not supported (count, count_if, sum, "
+                "avg, min, max, count(DISTINCT), approx_count_distinct, stddev, stddev_pop, "
+                "variance, var_pop)",
             )
         if len(args) == 1:
             args.append(repr(text))
@@ -397,8 +410,23 @@ class _Compiler:
 
     def _value(self, i: int) -> Code:
         """Aggregate `i` of the values `v` HAVING sees; only counts are never null."""
-        never_null = self.aggregate_kinds[i] in ("Count", "CountDistinct", "ApproxCountDistinct")
+        never_null = self.aggregate_kinds[i] in (
+            "Count",
+            "CountIf",
+            "CountDistinct",
+            "ApproxCountDistinct",
+        )
         return Code(f"v[{i}]", _python_type(self.aggregate_types[i]), not never_null)
+
+
+# The variances, as (population, square root): var_samp is sqlglot's Variance too.
+_VARIANCES: dict[type, tuple[bool, bool]] = {
+    exp.Variance: (False, False),
+    exp.VariancePop: (True, False),
+    exp.Stddev: (False, True),
+    exp.StddevSamp: (False, True),
+    exp.StddevPop: (True, True),
+}
 
 
 def _window_call(node: exp.Expr) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from collections import Counter
@@ -128,3 +129,24 @@ def replay_in_both_formats(dump: Path, out: Path, **settings: Any) -> None:
         )
         run_main(dataflows.clickstream.build(options))
         run_main(dataflows.user_clickstream.build(options))
+
+
+def assert_same_rows(ours: list[tuple], theirs: list[tuple], what: object) -> None:
+    """The same rows, floats compared with a relative tolerance: sums and moments of
+    doubles differ in the last bits with the order of adding (rounding both sides would
+    now and then split two equal values across a rounding boundary)."""
+
+    def split(row: tuple) -> tuple[tuple, tuple]:
+        exact = tuple(v for v in row if not isinstance(v, float))
+        return exact, tuple(v for v in row if isinstance(v, float))
+
+    def order(pair: tuple[tuple, tuple]) -> str:
+        return repr(pair[0])  # keys may be null: None and ints do not compare
+
+    mine, spark = sorted(map(split, ours), key=order), sorted(map(split, theirs), key=order)
+    assert [k for k, _ in mine] == [k for k, _ in spark], (what, len(mine), len(spark))
+    for (key, a), (_, b) in zip(mine, spark, strict=True):
+        close = len(a) == len(b) and all(
+            math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) for x, y in zip(a, b, strict=True)
+        )
+        assert close, (what, key, a, b)

@@ -3,8 +3,10 @@ error `approx_count_distinct` promises."""
 
 from __future__ import annotations
 
+import math
 import pickle
 import random
+import statistics
 from operator import itemgetter
 from typing import Any
 
@@ -16,9 +18,11 @@ from operators.aggregates import (
     Avg,
     Count,
     CountDistinct,
+    CountIf,
     Max,
     Min,
     Sum,
+    Variance,
 )
 
 v = itemgetter(1)
@@ -111,3 +115,43 @@ def test_an_aggregate_says_what_it_computes_in_words_a_resume_can_compare():
     assert repr(Sum(itemgetter(1))) == "sum(itemgetter(1))"
     assert repr(Avg(lambda e: e.bytes * 2)) == "avg(lambda e: e.bytes * 2)"
     assert repr(Count()) == "count(*)"
+
+
+def test_count_if_counts_where_the_condition_is_true_not_null():
+    aggs = Aggregates([CountIf(v)])
+    assert aggs.results(aggs.of([(1, True), (2, False), (3, None), (4, True)])) == (2,)
+    assert aggs.results(aggs.of([(1, None)])) == (0,)
+
+
+VARIANCES = [Variance(v), Variance(v, population=True), Variance(v, root=True)]
+VARIANCES += [Variance(v, population=True, root=True)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_variances_are_the_textbook_ones_in_any_split(seed):
+    rng = random.Random(seed)
+    events = [
+        (i, rng.choice([None, rng.uniform(-1e4, 1e4), rng.randrange(15_000)])) for i in range(300)
+    ]
+    values = [x for _, x in events if x is not None]
+    want = (
+        statistics.variance(values),
+        statistics.pvariance(values),
+        statistics.stdev(values),
+        statistics.pstdev(values),
+    )
+    aggs = Aggregates(VARIANCES)
+    cuts = sorted(rng.sample(range(1, 300), 7))
+    merged: Any = 0
+    for a, b in zip([0, *cuts], [*cuts, 300], strict=True):
+        merged = merged + aggs.of(events[a:b])
+    for got in (aggs.results(merged), aggs.results(aggs.of(events))):
+        assert all(math.isclose(g, w, rel_tol=1e-9) for g, w in zip(got, want, strict=True))
+
+
+def test_variances_of_one_value_and_of_none_are_as_in_spark():
+    aggs = Aggregates(VARIANCES)
+    # the sample forms divide by n - 1: null for one value (Spark 3+, without its legacy flag)
+    assert aggs.results(aggs.of([(1, 7), (2, None)])) == (None, 0.0, None, 0.0)
+    assert aggs.results(aggs.of([(1, None)])) == (None, None, None, None)
+    assert aggs.results(0 + aggs.of([(1, None)]) + aggs.of([(2, 5)])) == (None, 0.0, None, 0.0)
