@@ -76,7 +76,7 @@ def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
         return Code(f"({a.text} {symbol} {b.text})", kind, False)
     if type(node) in _COMPARISONS:
         a, b = (compile_code(x, resolve) for x in (node.this, node.expression))
-        _comparable(a, b, node)
+        comparable(a, b, node)
         symbol, name = _COMPARISONS[type(node)]
         if a.nullable or b.nullable:
             return Code(f"_arith({name}, {a.text}, {b.text})", bool, True)
@@ -87,8 +87,8 @@ def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
         return _compile_in(node, resolve)
     if isinstance(node, exp.Between):
         x, low, high = (compile_code(node.args[k], resolve) for k in ("this", "low", "high"))
-        _comparable(x, low, node)
-        _comparable(x, high, node)
+        comparable(x, low, node)
+        comparable(x, high, node)
         if x.nullable or low.nullable or high.nullable:
             return Code(f"_between({x.text}, {low.text}, {high.text})", bool, True)
         return Code(f"({low.text} <= {x.text} <= {high.text})", bool, False)
@@ -113,6 +113,9 @@ def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
         return _cast(node, resolve)
     if isinstance(node, exp.Column):
         raise SqlError(node, f"unknown column {node.sql('spark')}")
+    function = _scalar_functions().get(type(node))
+    if function is not None:
+        return function(node, resolve)
     if isinstance(node, exp.Func):
         raise SqlError(node, f"the function {node.sql('spark')} is not supported here")
     raise SqlError(node, f"{node.sql('spark')} is not supported")
@@ -139,27 +142,27 @@ def _call(name: str, args: list[Code], kind: type | None) -> Code:
 
 def _numeric(code: Code, node: exp.Expr) -> Code:
     if code.type is not None and code.type not in _NUMBERS:
-        raise SqlError(node, f"{node.sql('spark')}: arithmetic on a {_name(code.type)}")
+        raise SqlError(node, f"{node.sql('spark')}: arithmetic on a {name_of(code.type)}")
     return code
 
 
 def _boolean(code: Code, node: exp.Expr) -> Code:
     if code.type not in (bool, None):
-        raise SqlError(node, f"{node.sql('spark')}: a {_name(code.type)} is not a condition")
+        raise SqlError(node, f"{node.sql('spark')}: a {name_of(code.type)} is not a condition")
     return code
 
 
-def _comparable(a: Code, b: Code, node: exp.Expr) -> None:
+def comparable(a: Code, b: Code, node: exp.Expr) -> None:
     if a.type is None or b.type is None:
         return
     if (a.type in _NUMBERS and b.type in _NUMBERS) or a.type is b.type:
         return
     raise SqlError(
-        node, f"{node.sql('spark')} compares a {_name(a.type)} with a {_name(b.type)}: CAST one"
+        node, f"{node.sql('spark')} compares a {name_of(a.type)} with a {name_of(b.type)}: CAST one"
     )
 
 
-def _name(kind: type | None) -> str:
+def name_of(kind: type | None) -> str:
     names = {int: "number", float: "number", str: "string", bool: "boolean"}
     return names.get(kind, "null") if kind is not None else "null"
 
@@ -216,7 +219,7 @@ def _compile_in(node: exp.In, resolve: Resolve) -> Code:
     for item in items:
         if item.nullable:
             raise SqlError(node, "IN with a NULL among its values is always null or true")
-        _comparable(x, item, node)
+        comparable(x, item, node)
     values = f"({', '.join(i.text for i in items)},)"
     test = (
         Code(f"_in({x.text}, {values})", bool, True)
@@ -240,3 +243,10 @@ def _cast(node: exp.Cast, resolve: Resolve) -> Code:
     if to in ("TEXT", "VARCHAR", "CHAR"):  # STRING parses as TEXT
         return Code(f"_to_str({x.text})", str, x.nullable)
     raise SqlError(node, f"CAST to {node.to.sql('spark')} is not supported")
+
+
+def _scalar_functions() -> dict[type, Callable[..., Code]]:
+    """CASE, string and number functions (`sql.scalars`, which builds on this module)."""
+    from sql.scalars import FUNCTIONS
+
+    return FUNCTIONS

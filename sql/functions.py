@@ -103,6 +103,93 @@ def _to_str(x: Any) -> str | None:
     return str(x)
 
 
+def _coalesce(*args: Any) -> Any:
+    return next((a for a in args if a is not None), None)
+
+
+def _nullif(a: Any, b: Any) -> Any:
+    return None if a is not None and b is not None and a == b else a
+
+
+def _lower(x: str | None) -> str | None:
+    return None if x is None else x.lower()
+
+
+def _upper(x: str | None) -> str | None:
+    return None if x is None else x.upper()
+
+
+def _trim(x: str | None) -> str | None:
+    return None if x is None else x.strip(" ")  # Spark trims spaces, not other whitespace
+
+
+def _length(x: str | None) -> int | None:
+    return None if x is None else len(x)
+
+
+def _substr(x: str | None, pos: int | None, length: int | None = 2**31 - 1) -> str | None:
+    """Spark's `substr`: 1-based, 0 is 1, a negative start counts from the end; the end is
+    taken from the start before it is clamped (`substr('abc', -5, 3)` is 'a')."""
+    if x is None or pos is None or length is None:
+        return None
+    n = len(x)
+    start = pos - 1 if pos > 0 else (n + pos if pos < 0 else 0)
+    end = n if length >= 2**31 - 1 else start + length
+    start = max(start, 0)
+    return "" if start >= end else x[start:end]
+
+
+def _concat(*args: str | None) -> str | None:
+    return None if any(a is None for a in args) else "".join(args)  # type: ignore[arg-type]
+
+
+def _starts_with(x: str | None, prefix: str | None) -> bool | None:
+    return None if x is None or prefix is None else x.startswith(prefix)
+
+
+_PATTERNS: dict[str, re.Pattern] = {}
+
+
+def _regex(pattern: str) -> re.Pattern:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _PATTERNS[pattern] = re.compile(pattern)
+    return compiled
+
+
+def _rlike(pattern: str, x: str | None) -> bool | None:
+    """Java's `find`: the pattern anywhere in the string."""
+    return None if x is None else _regex(pattern).search(x) is not None
+
+
+def _regexp_extract(pattern: str, x: str | None, group: int) -> str | None:
+    """The group of the first match; '' for no match or a group that took no part."""
+    if x is None:
+        return None
+    found = _regex(pattern).search(x)
+    return "" if found is None else (found.group(group) or "")
+
+
+def _abs(x: Any) -> Any:
+    return None if x is None else abs(x)
+
+
+def _floor(x: Any) -> int | None:
+    return None if x is None else math.floor(x)
+
+
+def _ceil(x: Any) -> int | None:
+    return None if x is None else math.ceil(x)
+
+
+def _int_div(a: int | None, b: int | None) -> int | None:
+    """Spark's `DIV`: toward zero; null for a zero divisor."""
+    if a is None or b is None or b == 0:
+        return None
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
 HELPERS: dict[str, Any] = {
     # the names compiled code reads, as `sql.expressions` writes them
     "_op": operator,
@@ -119,4 +206,20 @@ HELPERS: dict[str, Any] = {
     "_to_int": _to_int,
     "_to_float": _to_float,
     "_to_str": _to_str,
+    "_math": math,
+    "_coalesce": _coalesce,
+    "_nullif": _nullif,
+    "_lower": _lower,
+    "_upper": _upper,
+    "_trim": _trim,
+    "_length": _length,
+    "_substr": _substr,
+    "_concat": _concat,
+    "_starts_with": _starts_with,
+    "_rlike": _rlike,
+    "_regexp_extract": _regexp_extract,
+    "_abs": _abs,
+    "_floor": _floor,
+    "_ceil": _ceil,
+    "_int_div": _int_div,
 }

@@ -46,9 +46,34 @@ UNSUPPORTED = {
         "the aggregate PERCENTILE(bytes, 0.5) is not supported",
     ),
     "function in WHERE": (
-        GOOD.replace("GROUP BY", "WHERE\n  lower(request) = 'x'\nGROUP BY"),
+        GOOD.replace("GROUP BY", "WHERE\n  soundex(request) = 'x'\nGROUP BY"),
         4,
-        "the function LOWER(request) is not supported here",
+        "the function SOUNDEX(request) is not supported here",
+    ),
+    "CASE of two types": (
+        GOOD.replace("count(*)", "\n  max(CASE WHEN status > 400 THEN 'bad' ELSE 0 END)"),
+        2,
+        "mixes number, string: CAST the branches to one type",
+    ),
+    "a group the pattern lacks": (
+        GOOD.replace("count(*)", "max(regexp_extract(request, 'G(E)T', 2))"),
+        1,
+        "the pattern has no group 2",
+    ),
+    "a pattern from a column": (
+        GOOD.replace("GROUP BY", "WHERE request RLIKE ip\nGROUP BY"),
+        3,
+        "the pattern must be a string literal",
+    ),
+    "trim of other characters": (
+        GOOD.replace("count(*)", "max(trim(BOTH 'G' FROM request))"),
+        1,
+        "only the one-argument form is supported",
+    ),
+    "DIV of doubles": (
+        GOOD.replace("count(*)", "sum(bytes / 2 DIV 3)"),
+        1,
+        "DIV takes integers",
     ),
     "no watermark": (
         GOOD.replace(" WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS", ""),

@@ -54,6 +54,25 @@ def _click() -> Click:
         ("NOT bytes IN (1, 2)", False),
         ("status / 0 IS NULL", True),
         ("USERID = 7 AND Status = 200", True),  # identifiers are case-insensitive
+        # conditional, string and number functions; bytes is null
+        ("coalesce(bytes, status) = 200 AND coalesce(bytes, NULL) IS NULL", True),
+        ("nullif(status, 200) IS NULL AND nullif(status, 404) = 200", True),
+        ("nullif(bytes, 3) IS NULL", True),
+        ("CASE WHEN bytes > 5 THEN true END", False),  # null: not kept
+        ("CASE WHEN bytes > 5 THEN false ELSE true END", True),  # null is not true
+        ("CASE status WHEN 404 THEN 'x' WHEN 200 THEN 'ok' END = 'ok'", True),
+        ("IF(status = 200, 1, 2.5) = 1.0", True),
+        ("lower(request) LIKE 'get%' AND upper(ip) = '10.0.0.1'", True),
+        ("trim('  GET  ') = 'GET' AND length(request) = 20", True),
+        ("substr(request, 0, 3) = 'GET' AND substr(request, 1, 3) = 'GET'", True),
+        ("substr(request, -8) = 'HTTP/1.1' AND substr(request, -25, 6) = 'G'", True),
+        ("substr(request, 5, -1) = ''", True),
+        ("concat(ip, '/', userid) = '10.0.0.1/7' AND concat(ip, bytes) IS NULL", True),
+        ("startswith(request, 'GET') AND request RLIKE 'a\\.html'", True),
+        ("regexp_extract(request, '^GET (/[^ ]*)', 1) = '/a.html'", True),
+        ("regexp_extract(request, 'x(y)?', 1) = ''", True),  # no match: empty, not null
+        ("abs(-7) = 7 AND floor(7 / 2) = 3 AND ceil(7 / 2) = 4 AND floor(-0.5) = -1", True),
+        ("-7 DIV 2 = -3 AND 7 DIV -2 = -3 AND 7 DIV 0 IS NULL", True),
     ],
 )
 def test_where_keeps_what_spark_keeps(condition, kept):

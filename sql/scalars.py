@@ -1,0 +1,224 @@
+"""Spark's conditional, string and number functions, compiled to Python source like every
+scalar expression (`sql.expressions`): CASE, IF, COALESCE, NULLIF; lower, upper, trim,
+length, substr, concat, startswith, regexp_extract, RLIKE; abs, floor, ceil, DIV.
+
+Each is one entry of `FUNCTIONS`: a node type and the function that writes its source
+from its compiled arguments. Nulls and types follow Spark without ANSI mode: a null
+argument gives null (concat too), DIV by zero is null, substr counts from 1 and from the
+end for a negative start, regexp_extract of no match is the empty string. The helpers
+the source calls are in `sql.functions`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from sqlglot import exp
+
+from sql.errors import SqlError
+from sql.expressions import Code, Resolve, comparable, compile_code, name_of
+
+_NUMBERS = (int, float)
+
+
+def _null_safe(name: str, args: list[Code], kind: type | None, plain: str | None = None) -> Code:
+    """`name(args)` through a helper that gives null for a null argument; `plain` (Python
+    source over `{0}`, `{1}`...) when no argument can be null."""
+    if plain is not None and not any(a.nullable for a in args):
+        return Code(plain.format(*(a.text for a in args)), kind, False)
+    return Code(f"{name}({', '.join(a.text for a in args)})", kind, True)
+
+
+def _string(code: Code, node: exp.Expr) -> Code:
+    if code.type not in (str, None):
+        raise SqlError(node, f"{node.sql('spark')}: needs a string, not a {name_of(code.type)}")
+    return code
+
+
+def _number(code: Code, node: exp.Expr) -> Code:
+    if code.type not in (*_NUMBERS, None):
+        raise SqlError(node, f"{node.sql('spark')}: needs a number, not a {name_of(code.type)}")
+    return code
+
+
+def _literal_string(node: exp.Expr | None, call: exp.Expr) -> str:
+    if not (isinstance(node, exp.Literal) and node.is_string):
+        raise SqlError(call, f"{call.sql('spark')}: the pattern must be a string literal")
+    return node.this
+
+
+def _pattern(text: str, call: exp.Expr) -> str:
+    """A Java regular expression as Python's `re` reads it; refused when Python cannot."""
+    try:
+        re.compile(text)
+    except re.error as ex:
+        raise SqlError(call, f"{call.sql('spark')}: the pattern does not compile ({ex})") from None
+    return text
+
+
+def _common(codes: list[Code], node: exp.Expr) -> tuple[type | None, list[Code]]:
+    """The one type of several branches (a double when ints and doubles mix, as Spark
+    widens), with the ints made doubles; `SqlError` for other mixes."""
+    kinds = {c.type for c in codes if c.type is not None}
+    if not kinds:
+        return None, codes
+    if kinds <= set(_NUMBERS):
+        if len(kinds) == 1:
+            return kinds.pop(), codes
+        return float, [
+            c if c.type is not int else Code(f"_to_float({c.text})", float, c.nullable)
+            for c in codes
+        ]
+    if len(kinds) > 1:
+        names = ", ".join(sorted(name_of(k) for k in kinds))
+        raise SqlError(node, f"{node.sql('spark')} mixes {names}: CAST the branches to one type")
+    return kinds.pop(), codes
+
+
+def _taken(condition: Code) -> str:
+    """Python source that is true only when the SQL condition is true (not null)."""
+    return condition.text if not condition.nullable else f"({condition.text} is True)"
+
+
+def _branches(whens: list[tuple[Code, Code]], default: Code | None, node: exp.Expr) -> Code:
+    values = [v for _, v in whens] + ([default] if default is not None else [])
+    kind, values = _common(values, node)
+    text = values[-1].text if default is not None else "None"
+    for (condition, _), value in reversed(list(zip(whens, values, strict=False))):
+        text = f"({value.text} if {_taken(condition)} else {text})"
+    nullable = default is None or any(v.nullable for v in values)
+    return Code(text, kind, nullable)
+
+
+def _case(node: exp.Case, resolve: Resolve) -> Code:
+    subject = node.args.get("this")
+    whens = []
+    for branch in node.args.get("ifs") or []:
+        test = compile_code(branch.this, resolve)
+        if subject is not None:  # CASE x WHEN v: x = v
+            x = compile_code(subject, resolve)
+            comparable(x, test, node)
+            test = Code(f"_arith(_op.eq, {x.text}, {test.text})", bool, True)
+        elif test.type not in (bool, None):
+            raise SqlError(branch, f"{branch.this.sql('spark')}: WHEN needs a condition")
+        whens.append((test, compile_code(branch.args["true"], resolve)))
+    default = node.args.get("default")
+    return _branches(whens, None if default is None else compile_code(default, resolve), node)
+
+
+def _if(node: exp.If, resolve: Resolve) -> Code:
+    test = compile_code(node.this, resolve)
+    if test.type not in (bool, None):
+        raise SqlError(node, f"{node.this.sql('spark')}: IF needs a condition")
+    otherwise = node.args.get("false")
+    default = None if otherwise is None else compile_code(otherwise, resolve)
+    return _branches([(test, compile_code(node.args["true"], resolve))], default, node)
+
+
+def _coalesce(node: exp.Coalesce, resolve: Resolve) -> Code:
+    args = [compile_code(a, resolve) for a in [node.this, *node.expressions]]
+    kind, args = _common(args, node)
+    return Code(
+        f"_coalesce({', '.join(a.text for a in args)})", kind, all(a.nullable for a in args)
+    )
+
+
+def _nullif(node: exp.Nullif, resolve: Resolve) -> Code:
+    a, b = compile_code(node.this, resolve), compile_code(node.expression, resolve)
+    comparable(a, b, node)
+    return Code(f"_nullif({a.text}, {b.text})", a.type, True)
+
+
+def _unary(helper: str, plain: str, kind: type | None, check: Callable) -> Callable:
+    """A function of one argument (`kind` None: of the argument's own type)."""
+
+    def compile_unary(node: exp.Func, resolve: Resolve) -> Code:
+        extra = [k for k, v in node.args.items() if k != "this" and v]
+        if extra:  # trim(BOTH 'x' FROM s), floor(x, 2): other forms than Spark's plain one
+            raise SqlError(node, f"{node.sql('spark')}: only the one-argument form is supported")
+        arg = check(compile_code(node.this, resolve), node)
+        out = kind if kind is not None else arg.type
+        return _null_safe(helper, [arg], out, plain)
+
+    return compile_unary
+
+
+def _substr(node: exp.Substring, resolve: Resolve) -> Code:
+    args = [_string(compile_code(node.this, resolve), node)]
+    for part in ("start", "length"):
+        given = node.args.get(part)
+        if given is not None:
+            code = compile_code(given, resolve)
+            if code.type not in (int, None):
+                raise SqlError(node, f"{node.sql('spark')}: the {part} must be an integer")
+            args.append(code)
+    return _null_safe("_substr", args, str)
+
+
+def _concat(node: exp.Concat, resolve: Resolve) -> Code:
+    args = []
+    for a in node.expressions:
+        code = compile_code(a, resolve)
+        if code.type not in (str, None):  # Spark casts other types to strings here
+            code = Code(f"_to_str({code.text})", str, code.nullable)
+        args.append(code)
+    plain = "(" + " + ".join(f"{{{i}}}" for i in range(len(args))) + ")"
+    return _null_safe("_concat", args, str, plain)
+
+
+def _starts_with(node: exp.StartsWith, resolve: Resolve) -> Code:
+    a = _string(compile_code(node.this, resolve), node)
+    b = _string(compile_code(node.expression, resolve), node)
+    return _null_safe("_starts_with", [a, b], bool, "{0}.startswith({1})")
+
+
+def _rlike(node: exp.RegexpLike, resolve: Resolve) -> Code:
+    a = _string(compile_code(node.this, resolve), node)
+    pattern = _pattern(_literal_string(node.expression, node), node)
+    return _null_safe("_rlike", [Code(repr(pattern), str, False), a], bool)
+
+
+def _regexp_extract(node: exp.RegexpExtract, resolve: Resolve) -> Code:
+    a = _string(compile_code(node.this, resolve), node)
+    pattern = _pattern(_literal_string(node.expression, node), node)
+    group = node.args.get("group")
+    index = 1
+    if group is not None:
+        if not (isinstance(group, exp.Literal) and not group.is_string):
+            raise SqlError(node, f"{node.sql('spark')}: the group must be an integer literal")
+        index = int(group.this)
+    if not 0 <= index <= re.compile(pattern).groups:
+        raise SqlError(node, f"{node.sql('spark')}: the pattern has no group {index}")
+    args = [Code(repr(pattern), str, False), a, Code(str(index), int, False)]
+    return _null_safe("_regexp_extract", args, str)
+
+
+def _int_div(node: exp.IntDiv, resolve: Resolve) -> Code:
+    a, b = (compile_code(x, resolve) for x in (node.this, node.expression))
+    for code in (a, b):
+        if code.type not in (int, None):
+            raise SqlError(node, f"{node.sql('spark')}: DIV takes integers")
+    return Code(f"_int_div({a.text}, {b.text})", int, True)
+
+
+FUNCTIONS: dict[type, Callable[..., Code]] = {
+    exp.Case: _case,
+    exp.If: _if,
+    exp.Coalesce: _coalesce,
+    exp.Nullif: _nullif,
+    exp.Lower: _unary("_lower", "{0}.lower()", str, _string),
+    exp.Upper: _unary("_upper", "{0}.upper()", str, _string),
+    exp.Trim: _unary("_trim", "{0}.strip(' ')", str, _string),
+    exp.Length: _unary("_length", "len({0})", int, _string),
+    exp.Substring: _substr,
+    exp.Concat: _concat,
+    exp.StartsWith: _starts_with,
+    exp.RegexpLike: _rlike,
+    exp.RegexpExtract: _regexp_extract,
+    exp.Abs: _unary("_abs", "abs({0})", None, _number),
+    exp.Floor: _unary("_floor", "_math.floor({0})", int, _number),
+    exp.Ceil: _unary("_ceil", "_math.ceil({0})", int, _number),
+    exp.IntDiv: _int_div,
+}
+"""The functions this module compiles, by sqlglot's node type."""

@@ -1,0 +1,15 @@
+-- Conditional, string and number functions in WHERE and in aggregate arguments.
+SELECT userid, window.start AS event_start, window.end AS event_end,
+       sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+       sum(IF(request LIKE '%html%', bytes, 0)) AS html_bytes,
+       max(length(lower(request))) AS longest,
+       min(substr(request, 5, 6)) AS path_start, max(substr(request, -8)) AS tail,
+       max(regexp_extract(request, '^GET (/[^ ]*)', 1)) AS last_path,
+       count(nullif(status, 200)) AS not_ok, sum(coalesce(bytes, 0)) AS all_bytes,
+       max(concat(ip, '#', userid)) AS last_ip_user,
+       sum(abs(userid - 20)) AS spread, sum(floor(bytes / 3)) AS thirds,
+       sum(ceil(bytes / 7)) AS sevenths, sum((userid - 20) DIV 3) AS thirds_div,
+       max(CASE status WHEN 404 THEN 'missing' WHEN 200 THEN 'ok' END) AS word
+FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
+WHERE upper(trim(request)) RLIKE 'GET' AND startswith(request, 'GET')
+GROUP BY window(timestamp, '1 minute'), userid
