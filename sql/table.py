@@ -130,15 +130,23 @@ def materialize(source: str) -> SqlTable:
     return table
 
 
+KEPT = 256
+"""Compiled tables the cache keeps: the oldest go when a new one comes (a release or an
+edited file leaves its old entries behind, and nothing else removes them)."""
+
+
 def _keep(path: Path, source: str) -> None:
-    """Write `source` to `path` whole or not at all; a cache that cannot be written only
-    costs the next start a compile."""
+    """Write `source` to `path` whole or not at all, and drop the oldest entries beyond
+    `KEPT`; a cache that cannot be written only costs the next start a compile."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         hidden = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         hidden.write_text(source)
         os.replace(hidden, path)
-    except OSError as ex:
+        kept = sorted(path.parent.glob("*.py"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[KEPT:]:
+            old.unlink(missing_ok=True)
+    except OSError as ex:  # another process removed one first, or no permission
         log.debug("sql: cannot keep compiled %s (%s)", path, ex)
 
 

@@ -4,11 +4,13 @@ parser, and is the same table; anything that could change the result compiles af
 from __future__ import annotations
 
 import logging
+import os
 
 import msgspec
 import pytest
 
 import sql.compiler
+import sql.table
 from events.schema import Click
 from sql import REPO_TABLES, STREAMS, load_tables
 from sql.table import compile_table
@@ -108,3 +110,17 @@ def test_repo_tables_from_the_cache_equal_a_fresh_compile(cache, monkeypatch):
         assert a.definition == b.definition and a.earlier == b.earlier and a.table == b.table
         assert a.roles == b.roles and a.delay_ms == b.delay_ms
         assert [x.text for x in a.aggregates] == [x.text for x in b.aggregates]
+
+
+def test_the_cache_keeps_the_newest_entries_only(cache, monkeypatch):
+    monkeypatch.setattr(sql.table, "KEPT", 3)
+    seen: set[str] = set()
+    for i in range(5):
+        compile_table(PAGES.replace("html", f"html{i}"), "pages_per_min", STREAMS, 32)
+        (new,) = [p for p in cache.glob("*.py") if p.name not in seen]
+        seen.add(new.name)
+        os.utime(new, (1_000 + i, 1_000 + i))  # file times may be coarser than compiles
+    assert len(list(cache.glob("*.py"))) == 3
+    # the newest is kept: built again without the compiler
+    monkeypatch.setattr(sql.compiler, "compile_source", _refuse)
+    compile_table(PAGES.replace("html", "html4"), "pages_per_min", STREAMS, 32)
