@@ -11,6 +11,7 @@ and columns; `HAVING` over aggregates (or their aliases). Anything else is a `Sq
 from __future__ import annotations
 
 import re
+from functools import partial
 
 import msgspec
 import sqlglot
@@ -306,6 +307,7 @@ class _Compiler:
         where = self._where()
         call = "session_window" if isinstance(window, Session) else "window"
         parts: list[str] = []  # Python source of each output column
+        roles: list[str] = []  # what each is: a group `key`, `start`, `end` or a `value`
         names: list[str] = []
         dtypes: list[str] = []
         start = end = None
@@ -323,6 +325,7 @@ class _Compiler:
                     raise SqlError(node, f"{node.sql('spark')}: select {call}.start and {call}.end")
                 which = node.name.lower()
                 parts.append("s" if which == "start" else "n")
+                roles.append(which)
                 dtypes.append("Int64")
                 name = alias or which
                 if which == "start":
@@ -337,27 +340,32 @@ class _Compiler:
                     )
                 i = keys.index(column.name)
                 parts.append("k" if len(keys) == 1 else f"k[{i}]")
+                roles.append("key")
                 dtypes.append(_DTYPES[column.type])
                 name = alias or node.name
             elif isinstance(node, exp.AggFunc):
                 i = self._aggregate(node)
                 parts.append(f"v[{i}]")
+                roles.append("value")
                 dtypes.append(self.aggregate_types[i])
                 name = alias or _auto_name(node)
                 aliases[name.lower()] = i
-            else:
-                raise SqlError(
-                    node,
-                    f"SELECT {node.sql('spark')}: select group columns, {call}.start/end and "
-                    "aggregates",
-                )
+            else:  # an expression over aggregates and group columns: sum(bytes) / count(*)
+                code = compile_code(node, partial(self._over_aggregates, keys, call))
+                if code.type not in _DTYPES:
+                    raise SqlError(node, f"SELECT {node.sql('spark')} is always null")
+                if not alias:
+                    raise SqlError(node, f"SELECT {node.sql('spark')}: name it with AS")
+                parts.append(code.text)
+                roles.append("value")
+                dtypes.append(_DTYPES[code.type])
+                name = alias
             if name in names:
                 raise SqlError(item, f"two columns are named {name}")
             names.append(name)
         if start is None:
             raise SqlError(self.query, f"SELECT needs {call}.start: the table is partitioned by it")
         having = self._having(aliases)
-        roles = {"s": "start", "n": "end", "k": "key", "v": "value"}
         columns = list(zip(names, dtypes, strict=True))
         stamps = sorted(n for n in (start, end) if n is not None)
         # the output's column names as written: `USERID` and `userid` are one column
@@ -381,9 +389,26 @@ class _Compiler:
                 f"timestamps=frozenset({stamps!r}))"
             ),
             "definition": repr(definition),
-            "roles": repr(tuple(roles[p[0]] for p in parts)),
+            "roles": repr(tuple(roles)),
         }
         return "SqlTable(\n" + "".join(f"    {k}={v},\n" for k, v in fields.items()) + ")\n"
+
+    def _over_aggregates(self, keys: list[str], call: str, node: exp.Expr) -> Code | None:
+        """The scope of an expression in SELECT: aggregates (`v`), group columns (`k`) and
+        the window's start and end (`s`, `n`)."""
+        if isinstance(node, exp.AggFunc):
+            return self._value(self._aggregate(node))
+        if isinstance(node, exp.Column) and node.table:
+            if node.table.lower() != call or node.name.lower() not in ("start", "end"):
+                raise SqlError(node, f"{node.sql('spark')}: select {call}.start and {call}.end")
+            return Code("s" if node.name.lower() == "start" else "n", int, False)
+        if isinstance(node, exp.Column):
+            column = self._column(node)
+            if column.name not in keys:
+                raise SqlError(node, f"{node.sql('spark')} is neither in GROUP BY nor aggregated")
+            i = keys.index(column.name)
+            return Code("k" if len(keys) == 1 else f"k[{i}]", column.type, column.nullable)
+        return None
 
     def _having(self, aliases: dict[str, int]) -> str:
         having = self.query.args.get("having")

@@ -70,6 +70,16 @@ UNSUPPORTED = {
         1,
         "only the one-argument form is supported",
     ),
+    "an unnamed expression": (
+        GOOD.replace("count(*) AS n", "count(*) * 2"),
+        1,
+        "SELECT COUNT(*) * 2: name it with AS",
+    ),
+    "an event column in an expression": (
+        GOOD.replace("count(*) AS n", "count(*) + bytes AS x"),
+        1,
+        "bytes is neither in GROUP BY nor aggregated",
+    ),
     "DIV of doubles": (
         GOOD.replace("count(*)", "sum(bytes / 2 DIV 3)"),
         1,

@@ -1,4 +1,5 @@
--- Conditional, string and number functions in WHERE and in aggregate arguments.
+-- Conditional, string and number functions in WHERE and in aggregate arguments;
+-- expressions over aggregates and group columns in SELECT.
 SELECT userid, window.start AS event_start, window.end AS event_end,
        sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
        sum(IF(request LIKE '%html%', bytes, 0)) AS html_bytes,
@@ -9,7 +10,9 @@ SELECT userid, window.start AS event_start, window.end AS event_end,
        max(concat(ip, '#', userid)) AS last_ip_user,
        sum(abs(userid - 20)) AS spread, sum(floor(bytes / 3)) AS thirds,
        sum(ceil(bytes / 7)) AS sevenths, sum((userid - 20) DIV 3) AS thirds_div,
-       max(CASE status WHEN 404 THEN 'missing' WHEN 200 THEN 'ok' END) AS word
+       max(CASE status WHEN 404 THEN 'missing' WHEN 200 THEN 'ok' END) AS word,
+       sum(bytes) / count(*) AS bytes_per_click, userid * 10 + 1 AS userid_code,
+       count_if(status >= 400) * 100 / count(*) AS error_pct
 FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
 WHERE upper(trim(request)) RLIKE 'GET' AND startswith(request, 'GET')
 GROUP BY window(timestamp, '1 minute'), userid
