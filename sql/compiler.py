@@ -11,6 +11,7 @@ and columns; `HAVING` over aggregates (or their aliases). Anything else is a `Sq
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import partial
 
 import msgspec
@@ -135,22 +136,40 @@ class _Compiler:
 
     # GROUP BY
 
-    def _group(self) -> tuple[Window, list[str]]:
+    def _group(self) -> tuple[Window, list[Key]]:
+        """The window, and the group keys: columns or expressions of the event (`path` of
+        `SELECT regexp_extract(...) AS path ... GROUP BY ..., path` too, as Spark's
+        group-by aliases)."""
         group = self.query.args.get("group")
         if group is None:
             raise SqlError(self.query, "GROUP BY window(...) or session_window(...) is missing")
+        named = {
+            item.alias.lower(): item.this
+            for item in self.query.expressions
+            if isinstance(item, exp.Alias) and not item.this.find(exp.AggFunc)
+        }
         window: Window | None = None
-        keys: list[str] = []
+        keys: list[Key] = []
         for item in group.expressions:
             call = _window_call(item)
             if call is not None:
                 if window is not None:
                     raise SqlError(item, "only one window() or session_window() per table")
                 window = self._window(item, call)
-            elif isinstance(item, exp.Column) and not item.table:
-                keys.append(self._column(item).name)
-            else:
-                raise SqlError(item, f"GROUP BY {item.sql('spark')}: group by plain columns")
+                continue
+            alias = ""
+            if (
+                isinstance(item, exp.Column)
+                and not item.table
+                and item.name.lower() not in self.columns
+                and item.name.lower() in named
+            ):
+                alias = item.name.lower()
+                item = named[alias]
+            code = compile_code(item, self._event_scope)
+            if code.type not in _DTYPES:
+                raise SqlError(item, f"GROUP BY {item.sql('spark')} is always null")
+            keys.append(Key(_normalized(item), code, isinstance(item, exp.Column), alias))
         if window is None:
             raise SqlError(group, "GROUP BY needs window(...) or session_window(...)")
         return window, keys
@@ -332,17 +351,16 @@ class _Compiler:
                     start = name
                 else:
                     end = name
-            elif isinstance(node, exp.Column):
-                column = self._column(node)
-                if column.name not in keys:
-                    raise SqlError(
-                        node, f"{node.sql('spark')} is neither in GROUP BY nor aggregated"
-                    )
-                i = keys.index(column.name)
-                parts.append("k" if len(keys) == 1 else f"k[{i}]")
+            elif isinstance(node, exp.Column) or (
+                not isinstance(node, exp.AggFunc) and _find_key(keys, node) is not None
+            ):
+                key = self._key(keys, node)
+                parts.append(key.text)
                 roles.append("key")
-                dtypes.append(_DTYPES[column.type])
-                name = alias or node.name
+                dtypes.append(_DTYPES[key.type])  # type: ignore[index] # checked in _group
+                name = alias or (node.name if isinstance(node, exp.Column) else "")
+                if not name:
+                    raise SqlError(node, f"SELECT {node.sql('spark')}: name it with AS")
             elif isinstance(node, exp.AggFunc):
                 i = self._aggregate(node)
                 parts.append(f"v[{i}]")
@@ -379,7 +397,7 @@ class _Compiler:
             "stream": repr(self.stream),
             "window": repr(window),
             "delay_ms": repr(self.delay_ms),
-            "key": f"attrgetter{tuple(keys)!r}" if keys else "no_key",
+            "key": _key_source(keys),
             "where": where,
             "aggregates": f"[{', '.join(self.aggregates)}]",
             "having": having,
@@ -393,9 +411,21 @@ class _Compiler:
         }
         return "SqlTable(\n" + "".join(f"    {k}={v},\n" for k, v in fields.items()) + ")\n"
 
-    def _over_aggregates(self, keys: list[str], call: str, node: exp.Expr) -> Code | None:
-        """The scope of an expression in SELECT: aggregates (`v`), group columns (`k`) and
+    def _key(self, keys: list[Key], node: exp.Expr) -> Code:
+        """The group key `node` is, as the row sees it (`k`, or `k[i]` of several)."""
+        i = _find_key(keys, node)
+        if i is None:
+            if isinstance(node, exp.Column):
+                self._column(node)  # an unknown column says so first
+            raise SqlError(node, f"{node.sql('spark')} is neither in GROUP BY nor aggregated")
+        code = keys[i].code
+        return Code("k" if len(keys) == 1 else f"k[{i}]", code.type, code.nullable)
+
+    def _over_aggregates(self, keys: list[Key], call: str, node: exp.Expr) -> Code | None:
+        """The scope of an expression in SELECT: aggregates (`v`), group keys (`k`) and
         the window's start and end (`s`, `n`)."""
+        if not isinstance(node, exp.AggFunc) and _find_key(keys, node) is not None:
+            return self._key(keys, node)
         if isinstance(node, exp.AggFunc):
             return self._value(self._aggregate(node))
         if isinstance(node, exp.Column) and node.table:
@@ -403,11 +433,7 @@ class _Compiler:
                 raise SqlError(node, f"{node.sql('spark')}: select {call}.start and {call}.end")
             return Code("s" if node.name.lower() == "start" else "n", int, False)
         if isinstance(node, exp.Column):
-            column = self._column(node)
-            if column.name not in keys:
-                raise SqlError(node, f"{node.sql('spark')} is neither in GROUP BY nor aggregated")
-            i = keys.index(column.name)
-            return Code("k" if len(keys) == 1 else f"k[{i}]", column.type, column.nullable)
+            return self._key(keys, node)
         return None
 
     def _having(self, aliases: dict[str, int]) -> str:
@@ -452,6 +478,37 @@ _VARIANCES: dict[type, tuple[bool, bool]] = {
     exp.StddevSamp: (False, True),
     exp.StddevPop: (True, True),
 }
+
+
+@dataclass(frozen=True)
+class Key:
+    """One group key: its SQL (normalized, to find it in SELECT), its code over the event
+    `e`, and whether it is a plain column."""
+
+    text: str
+    code: Code
+    column: bool
+    alias: str = ""  # the SELECT name GROUP BY gave it by
+
+
+def _find_key(keys: list[Key], node: exp.Expr) -> int | None:
+    text = _normalized(node)
+    named = node.name.lower() if isinstance(node, exp.Column) and not node.table else None
+    return next(
+        (i for i, k in enumerate(keys) if k.text == text or (named and k.alias == named)), None
+    )
+
+
+def _key_source(keys: list[Key]) -> str:
+    """The key function: `attrgetter` for plain columns (as before expressions were
+    allowed), else a lambda giving the one value or the tuple of them."""
+    if not keys:
+        return "no_key"
+    if all(k.column for k in keys):
+        return f"attrgetter{tuple(k.code.text.removeprefix('e.') for k in keys)!r}"
+    if len(keys) == 1:
+        return f"lambda e: {keys[0].code.text}"
+    return f"lambda e: ({', '.join(k.code.text for k in keys)},)"
 
 
 def _window_call(node: exp.Expr) -> str | None:

@@ -178,3 +178,27 @@ def test_an_edited_repo_table_loses_its_earlier_definition(tmp_path: Path):
     (tmp_path / "pages_per_min.sql").write_text(sql)
     (table,) = load_tables(tmp_path)
     assert table.earlier == []
+
+
+def test_group_by_expressions_and_their_select_names():
+    sql = (
+        "SELECT regexp_extract(request, '^GET (/[^ ]*)', 1) AS path, status >= 500 AS failed, "
+        "window.start AS s, count(*) AS n, concat(path, '!') AS loud "
+        f"FROM clickstream {WM}"
+        "GROUP BY window(timestamp, '1 minute'), path, status >= 500"
+    )
+    table = compile_table(sql, "t", STREAMS, 4)
+    assert table.key(_click()) == ("/a.html", False)
+    assert [(c, t) for c, t in table.table.columns] == [
+        ("path", "String"),
+        ("failed", "Boolean"),
+        ("s", "Int64"),
+        ("n", "Int64"),
+        ("loud", "String"),
+    ]
+    assert table.roles == ("key", "key", "start", "value", "value")
+    assert table.row(("/a.html", True), 0, 60_000, (3,)) == ("/a.html", True, 0, 3, "/a.html!")
+    # plain columns keep their attrgetter, as before expressions were allowed
+    assert repr(compile_table(f"{HEAD}{WM}{TAIL}", "t", STREAMS, 4).key) == (
+        "operator.attrgetter('userid')"
+    )
