@@ -10,6 +10,7 @@ import math
 import operator
 import re
 from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 
@@ -190,6 +191,36 @@ def _int_div(a: int | None, b: int | None) -> int | None:
     return q if (a >= 0) == (b >= 0) else -q
 
 
+def _round(x: Any, digits: int) -> Any:
+    """Spark's `round`: half up, on the decimal a double is written as (2.675 -> 2.68,
+    where Python's `round` gives 2.67)."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return x
+    exponent = Decimal(1).scaleb(-digits)
+    rounded = Decimal(repr(x)).quantize(exponent, rounding=ROUND_HALF_UP)
+    return float(rounded) if isinstance(x, float) else int(rounded)
+
+
+def _split_part(x: str | None, delimiter: str, index: int) -> str | None:
+    """Spark's `split_part`: parts from 1, or from -1 at the end; '' out of range; an
+    empty delimiter does not split."""
+    if x is None:
+        return None
+    parts = x.split(delimiter) if delimiter else [x]
+    if index > 0:
+        return parts[index - 1] if index <= len(parts) else ""
+    return parts[index] if -index <= len(parts) else ""
+
+
+def _split_at(pattern: str, x: str | None, at: int | None) -> str | None:
+    """An element of Spark's `split(x, pattern)` (Java's split, trailing empties kept);
+    null out of range."""
+    if x is None or at is None:
+        return None
+    parts = _regex(pattern).split(x)
+    return parts[at] if -len(parts) <= at < len(parts) else None
+
+
 HELPERS: dict[str, Any] = {
     # the names compiled code reads, as `sql.expressions` writes them
     "_op": operator,
@@ -222,4 +253,7 @@ HELPERS: dict[str, Any] = {
     "_floor": _floor,
     "_ceil": _ceil,
     "_int_div": _int_div,
+    "_round": _round,
+    "_split_part": _split_part,
+    "_split_at": _split_at,
 }

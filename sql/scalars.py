@@ -1,6 +1,7 @@
 """Spark's conditional, string and number functions, compiled to Python source like every
 scalar expression (`sql.expressions`): CASE, IF, COALESCE, NULLIF; lower, upper, trim,
-length, substr, concat, startswith, regexp_extract, RLIKE; abs, floor, ceil, DIV.
+length, substr, concat, startswith, regexp_extract, RLIKE, split_part, split()[i]; abs,
+floor, ceil, round, DIV.
 
 Each is one entry of `FUNCTIONS`: a node type and the function that writes its source
 from its compiled arguments. Nulls and types follow Spark without ANSI mode: a null
@@ -194,6 +195,57 @@ def _regexp_extract(node: exp.RegexpExtract, resolve: Resolve) -> Code:
     return _null_safe("_regexp_extract", args, str)
 
 
+def _int_literal(node: exp.Expr | None, call: exp.Expr, what: str) -> int:
+    """An integer literal argument (`-1` too)."""
+    negative = isinstance(node, exp.Neg)
+    inner = node.this if negative and node is not None else node
+    if not (isinstance(inner, exp.Literal) and not inner.is_string and inner.this.isdigit()):
+        raise SqlError(call, f"{call.sql('spark')}: {what} must be an integer literal")
+    return -int(inner.this) if negative else int(inner.this)
+
+
+def _round(node: exp.Round, resolve: Resolve) -> Code:
+    x = _number(compile_code(node.this, resolve), node)
+    given = node.args.get("decimals")
+    digits = 0 if given is None else _int_literal(given, node, "the scale")
+    return _null_safe("_round", [x, Code(str(digits), int, False)], x.type)
+
+
+def _split_part(node: exp.SplitPart, resolve: Resolve) -> Code:
+    x = _string(compile_code(node.this, resolve), node)
+    delimiter = _literal_string(node.args.get("delimiter"), node)
+    index = _int_literal(node.args.get("part_index"), node, "the part")
+    if index == 0:
+        raise SqlError(node, f"{node.sql('spark')}: parts count from 1 (or -1 from the end)")
+    args = [x, Code(repr(delimiter), str, False), Code(str(index), int, False)]
+    return _null_safe("_split_part", args, str)
+
+
+def _element(node: exp.Bracket, resolve: Resolve) -> Code:
+    """`split(s, regex)[i]` (from 0) and `element_at(split(s, regex), i)` (from 1, or from
+    the end when negative); null out of range."""
+    array = node.this
+    if not isinstance(array, exp.RegexpSplit) or len(node.expressions) != 1:
+        raise SqlError(
+            node, f"{node.sql('spark')}: only an element of split(s, regex) is supported"
+        )
+    x = _string(compile_code(array.this, resolve), node)
+    pattern = _pattern(_literal_string(array.expression, node), node)
+    if re.compile(pattern).groups:  # Python's split returns the groups too, Java's not
+        raise SqlError(node, f"{node.sql('spark')}: a pattern with groups; write (?:...)")
+    if re.compile(pattern).match("") is not None:  # Java and Python split those apart
+        raise SqlError(node, f"{node.sql('spark')}: a pattern that can match nothing")
+    index = _int_literal(node.expressions[0], node, "the index")
+    offset = int(node.args.get("offset") or 0)
+    if offset and index == 0:
+        raise SqlError(node, f"{node.sql('spark')}: element_at counts from 1")
+    # element_at: from 1, and from the end when negative; [i]: from 0, and [-1] is null
+    from_one = index - 1 if index > 0 else index
+    at = from_one if offset else (index if index >= 0 else None)
+    args = [Code(repr(pattern), str, False), x, Code(repr(at), int, False)]
+    return _null_safe("_split_at", args, str)
+
+
 def _int_div(node: exp.IntDiv, resolve: Resolve) -> Code:
     a, b = (compile_code(x, resolve) for x in (node.this, node.expression))
     for code in (a, b):
@@ -220,5 +272,8 @@ FUNCTIONS: dict[type, Callable[..., Code]] = {
     exp.Floor: _unary("_floor", "_math.floor({0})", int, _number),
     exp.Ceil: _unary("_ceil", "_math.ceil({0})", int, _number),
     exp.IntDiv: _int_div,
+    exp.Round: _round,
+    exp.SplitPart: _split_part,
+    exp.Bracket: _element,
 }
 """The functions this module compiles, by sqlglot's node type."""

@@ -80,6 +80,16 @@ UNSUPPORTED = {
         1,
         "bytes is neither in GROUP BY nor aggregated",
     ),
+    "split by a pattern with groups": (
+        GOOD.replace("count(*)", "max(split(ip, '([.])')[1])"),
+        1,
+        "a pattern with groups; write (?:...)",
+    ),
+    "split_part's part 0": (
+        GOOD.replace("count(*)", "max(split_part(ip, '.', 0))"),
+        1,
+        "parts count from 1",
+    ),
     "DIV of doubles": (
         GOOD.replace("count(*)", "sum(bytes / 2 DIV 3)"),
         1,

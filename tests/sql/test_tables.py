@@ -73,6 +73,12 @@ def _click() -> Click:
         ("regexp_extract(request, 'x(y)?', 1) = ''", True),  # no match: empty, not null
         ("abs(-7) = 7 AND floor(7 / 2) = 3 AND ceil(7 / 2) = 4 AND floor(-0.5) = -1", True),
         ("-7 DIV 2 = -3 AND 7 DIV -2 = -3 AND 7 DIV 0 IS NULL", True),
+        ("round(2.675, 2) = 2.68 AND round(-2.5) = -3.0 AND round(1250, -2) = 1300", True),
+        ("round(bytes, 1) IS NULL AND round(status / 3, 1) = 66.7", True),
+        ("split_part(ip, '.', 1) = '10' AND split_part(ip, '.', -1) = '1'", True),
+        ("split_part(ip, '.', 9) = '' AND split_part(ip, '', 1) = ip", True),
+        ("split(ip, '[.]')[3] = '1' AND split(ip, '[.]')[4] IS NULL", True),
+        ("split(ip, '[.]')[-1] IS NULL AND element_at(split(ip, '[.]'), -1) = '1'", True),
     ],
 )
 def test_where_keeps_what_spark_keeps(condition, kept):

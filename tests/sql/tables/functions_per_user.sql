@@ -12,7 +12,11 @@ SELECT userid, window.start AS event_start, window.end AS event_end,
        sum(ceil(bytes / 7)) AS sevenths, sum((userid - 20) DIV 3) AS thirds_div,
        max(CASE status WHEN 404 THEN 'missing' WHEN 200 THEN 'ok' END) AS word,
        sum(bytes) / count(*) AS bytes_per_click, userid * 10 + 1 AS userid_code,
-       count_if(status >= 400) * 100 / count(*) AS error_pct
+       count_if(status >= 400) * 100 / count(*) AS error_pct,
+       max(round(bytes / 3, 2)) AS third_max, sum(round(userid * 7, -1)) AS rounded,
+       min(round(bytes / 7)) AS seventh_min, max(split_part(ip, '.', 2)) AS second_octet,
+       min(split_part(request, ' ', -1)) AS protocol, max(split(ip, '[.]')[3]) AS last_octet,
+       min(element_at(split(request, ' '), -2)) AS target
 FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
 WHERE upper(trim(request)) RLIKE 'GET' AND startswith(request, 'GET')
 GROUP BY window(timestamp, '1 minute'), userid
