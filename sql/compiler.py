@@ -369,7 +369,7 @@ class _Compiler:
                 name = alias or _auto_name(node)
                 aliases[name.lower()] = i
             else:  # an expression over aggregates and group columns: sum(bytes) / count(*)
-                code = compile_code(node, partial(self._over_aggregates, keys, call))
+                code = compile_code(node, partial(self._over_aggregates, keys))
                 if code.type not in _DTYPES:
                     raise SqlError(node, f"SELECT {node.sql('spark')} is always null")
                 if not alias:
@@ -421,17 +421,16 @@ class _Compiler:
         code = keys[i].code
         return Code("k" if len(keys) == 1 else f"k[{i}]", code.type, code.nullable)
 
-    def _over_aggregates(self, keys: list[Key], call: str, node: exp.Expr) -> Code | None:
-        """The scope of an expression in SELECT: aggregates (`v`), group keys (`k`) and
-        the window's start and end (`s`, `n`)."""
+    def _over_aggregates(self, keys: list[Key], node: exp.Expr) -> Code | None:
+        """The scope of an expression in SELECT: aggregates (`v`) and group keys (`k`)."""
         if not isinstance(node, exp.AggFunc) and _find_key(keys, node) is not None:
             return self._key(keys, node)
         if isinstance(node, exp.AggFunc):
             return self._value(self._aggregate(node))
         if isinstance(node, exp.Column) and node.table:
-            if node.table.lower() != call or node.name.lower() not in ("start", "end"):
-                raise SqlError(node, f"{node.sql('spark')}: select {call}.start and {call}.end")
-            return Code("s" if node.name.lower() == "start" else "n", int, False)
+            # a timestamp to Spark, epoch milliseconds here: not in expressions until the
+            # compiler has a timestamp type (date_format, hour, ...)
+            raise SqlError(node, f"{node.sql('spark')} in an expression is not supported yet")
         if isinstance(node, exp.Column):
             return self._key(keys, node)
         return None
