@@ -294,6 +294,49 @@ class ApproxCountDistinct(Aggregate):
         return None if saved is None else _sketches().hll_sketch.deserialize(saved)
 
 
+class Percentile(Aggregate):
+    """`percentile_approx(col, p[, accuracy])`, computed exactly: the smallest value with
+    at least `p` of the non-null values at or below it, as Spark defines it (Spark's
+    answer is exact up to `accuracy` values, 10,000 by default, and within 1/accuracy of
+    the rank beyond). The state is each distinct value with its count, so it grows with
+    the distinct values of a window, as `count(DISTINCT)`'s does; a mergeable sketch
+    (KLL) would be smaller, but its compactions are random, and a resumed or rescaled run
+    must give the same rows."""
+
+    name = "percentile"
+
+    def __init__(self, column: Column | None = None, text: str = "", p: float = 0.5) -> None:
+        super().__init__(column, text)
+        self.p = p
+
+    def of(self, values: list[Any]) -> dict[Any, int]:
+        counts: dict[Any, int] = {}
+        for v in values:
+            if v is not None:
+                counts[v] = counts.get(v, 0) + 1
+        return counts
+
+    def merge(self, a: dict[Any, int], b: dict[Any, int]) -> dict[Any, int]:
+        if len(a) < len(b):
+            a, b = b, a
+        merged = dict(a)  # a new state: states are never changed in place
+        for v, n in b.items():
+            merged[v] = merged.get(v, 0) + n
+        return merged
+
+    def result(self, state: dict[Any, int]) -> Any:
+        if not state:
+            return None
+        # Spark: the value at rank ceil(p * n), counting from 1 (the least for p = 0)
+        rank = max(math.ceil(self.p * sum(state.values())), 1)
+        seen = 0
+        for v in sorted(state):
+            seen += state[v]
+            if seen >= rank:
+                return v
+        return None
+
+
 class Partial:
     """The partial states of a table's aggregates for some events; `+` merges two and
     `0 + p` is `p`, so window state adds them as it adds counts."""

@@ -272,6 +272,18 @@ class _Compiler:
             if code.type not in (bool, None):
                 raise SqlError(node, f"{node.sql('spark')}: count_if needs a condition")
             agg, args, dtype = "CountIf", [f"(lambda e: {code.text})"], "Int64"
+        elif isinstance(node, exp.ApproxQuantile):
+            column, kind = self._argument(arg)
+            if kind not in (int, float):
+                raise SqlError(node, f"{node.sql('spark')}: needs a number")
+            p = _fraction(node.args.get("quantile"), node)
+            accuracy = node.args.get("accuracy")  # exact here: any accuracy is met
+            if accuracy is not None and not (
+                isinstance(accuracy, exp.Literal) and accuracy.this.isdigit()
+            ):
+                raise SqlError(node, f"{node.sql('spark')}: the accuracy must be a whole number")
+            agg, dtype = "Percentile", _DTYPES[kind]
+            args = [column, repr(text), repr(p)]
         elif type(node) in _VARIANCES:
             column, kind = self._argument(arg)
             if kind not in (int, float):
@@ -297,7 +309,7 @@ class _Compiler:
                 node,
                 f"the aggregate {node.sql('spark')} is not supported (count, count_if, sum, "
                 "avg, min, max, count(DISTINCT), approx_count_distinct, stddev, stddev_pop, "
-                "variance, var_pop)",
+                "variance, var_pop, percentile_approx)",
             )
         if len(args) == 1:
             args.append(repr(text))
@@ -525,6 +537,18 @@ def _constant(node: exp.Expr) -> bool:
 
 def _python_type(dtype: str) -> type:
     return _PYTHON.get(dtype, int)
+
+
+def _fraction(node: exp.Expr | None, call: exp.Expr) -> float:
+    """The percentage of `percentile_approx`: one number literal in [0, 1]."""
+    if isinstance(node, exp.Array):
+        raise SqlError(call, f"{call.sql('spark')}: one percentage; write one call for each")
+    if not (isinstance(node, exp.Literal) and not node.is_string):
+        raise SqlError(call, f"{call.sql('spark')}: the percentage must be a number")
+    p = float(node.this)
+    if not 0 <= p <= 1:
+        raise SqlError(call, f"{call.sql('spark')}: the percentage must be between 0 and 1")
+    return p
 
 
 def _lg_k_for(rsd: float) -> int:

@@ -21,6 +21,7 @@ from operators.aggregates import (
     CountIf,
     Max,
     Min,
+    Percentile,
     Sum,
     Variance,
 )
@@ -155,3 +156,20 @@ def test_variances_of_one_value_and_of_none_are_as_in_spark():
     assert aggs.results(aggs.of([(1, 7), (2, None)])) == (None, 0.0, None, 0.0)
     assert aggs.results(aggs.of([(1, None)])) == (None, None, None, None)
     assert aggs.results(0 + aggs.of([(1, None)]) + aggs.of([(2, 5)])) == (None, 0.0, None, 0.0)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.1, 0.25, 0.3, 0.5, 0.75, 1.0])
+@pytest.mark.parametrize("distinct", [True, False])
+def test_a_percentile_is_spark_s_in_any_split(p, distinct):
+    rng = random.Random(3)
+    pool = list(range(1_000)) if distinct else list(range(20))
+    events = [(i, rng.choice([None, *pool])) for i in range(150)]
+    values = sorted(x for _, x in events if x is not None)
+    # Spark: the value at rank ceil(p * n), from 1 (with p * n in doubles, as Spark has it)
+    want = values[max(math.ceil(p * len(values)), 1) - 1]
+    aggs = Aggregates([Percentile(v, p=p)])
+    merged: Any = 0
+    for a, b in zip([0, 40, 41, 100], [40, 41, 100, 150], strict=True):
+        merged = merged + aggs.load(aggs.save(aggs.of(events[a:b])))  # through snapshots
+    assert aggs.results(merged) == aggs.results(aggs.of(events)) == (want,)
+    assert aggs.results(aggs.of([(1, None)])) == (None,)

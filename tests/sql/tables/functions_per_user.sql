@@ -16,7 +16,10 @@ SELECT userid, window.start AS event_start, window.end AS event_end,
        max(round(bytes / 3, 2)) AS third_max, sum(round(userid * 7, -1)) AS rounded,
        min(round(bytes / 7)) AS seventh_min, max(split_part(ip, '.', 2)) AS second_octet,
        min(split_part(request, ' ', -1)) AS protocol, max(split(ip, '[.]')[3]) AS last_octet,
-       min(element_at(split(request, ' '), -2)) AS target
+       min(element_at(split(request, ' '), -2)) AS target,
+       percentile_approx(bytes, 0.5) AS bytes_median,
+       approx_percentile(bytes, 0.25, 1000) AS bytes_q1,
+       percentile_approx(bytes / 2, 0.75) AS half_q3
 FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
 WHERE upper(trim(request)) RLIKE 'GET' AND startswith(request, 'GET')
 GROUP BY window(timestamp, '1 minute'), userid
