@@ -24,6 +24,7 @@ A new aggregate is one new subclass of `Aggregate`.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import cache
 from types import ModuleType
@@ -309,22 +310,13 @@ class Percentile(Aggregate):
         super().__init__(column, text)
         self.p = p
 
-    def of(self, values: list[Any]) -> dict[Any, int]:
-        counts: dict[Any, int] = {}
-        for v in values:
-            if v is not None:
-                counts[v] = counts.get(v, 0) + 1
-        return counts
+    def of(self, values: list[Any]) -> Counter:
+        return Counter(_present(values))
 
-    def merge(self, a: dict[Any, int], b: dict[Any, int]) -> dict[Any, int]:
-        if len(a) < len(b):
-            a, b = b, a
-        merged = dict(a)  # a new state: states are never changed in place
-        for v, n in b.items():
-            merged[v] = merged.get(v, 0) + n
-        return merged
+    def merge(self, a: Counter, b: Counter) -> Counter:
+        return a + b  # a new Counter: states are never changed in place
 
-    def result(self, state: dict[Any, int]) -> Any:
+    def result(self, state: Counter) -> Any:
         if not state:
             return None
         # Spark: the value at rank ceil(p * n), counting from 1 (the least for p = 0)

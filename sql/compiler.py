@@ -2,10 +2,13 @@
 source that builds its `SqlTable` (`sql.table` runs that source and keeps it in the
 compile cache, so sqlglot is imported only when a table's text is new).
 
-The subset: `SELECT` of group columns, `window.start`/`window.end` (or `session_window.`)
-and aggregates; `FROM <stream> WATERMARK timestamp DELAY OF INTERVAL n SECONDS`;
-`WHERE`; `GROUP BY window(timestamp, size[, slide])` or `session_window(timestamp, gap)`
-and columns; `HAVING` over aggregates (or their aliases). Anything else is a `SqlError`.
+The subset: `SELECT` of group keys, `window.start`/`window.end` (or `session_window.`),
+aggregates (`operators.aggregates`) and named expressions over aggregates and keys;
+`FROM <stream> WATERMARK timestamp DELAY OF INTERVAL n SECONDS`; `WHERE`; `GROUP BY
+window(timestamp, size[, slide])` or `session_window(timestamp, gap)` and columns or
+expressions of the event (or their SELECT names); `HAVING` over aggregates (or their
+aliases). Expressions and functions are `sql.expressions` and `sql.scalars`. Anything
+else is a `SqlError`.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class Code:
 Resolve = Callable[[exp.Expr], Code | None]
 """Gives the code of a node the scope knows (a column, an aggregate), else None."""
 
-_NUMBERS = (int, float)
+NUMBERS = (int, float)
 
 
 def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
@@ -141,7 +141,7 @@ def _call(name: str, args: list[Code], kind: type | None) -> Code:
 
 
 def _numeric(code: Code, node: exp.Expr) -> Code:
-    if code.type is not None and code.type not in _NUMBERS:
+    if code.type is not None and code.type not in NUMBERS:
         raise SqlError(node, f"{node.sql('spark')}: arithmetic on a {name_of(code.type)}")
     return code
 
@@ -155,7 +155,7 @@ def _boolean(code: Code, node: exp.Expr) -> Code:
 def comparable(a: Code, b: Code, node: exp.Expr) -> None:
     if a.type is None or b.type is None:
         return
-    if (a.type in _NUMBERS and b.type in _NUMBERS) or a.type is b.type:
+    if (a.type in NUMBERS and b.type in NUMBERS) or a.type is b.type:
         return
     raise SqlError(
         node, f"{node.sql('spark')} compares a {name_of(a.type)} with a {name_of(b.type)}: CAST one"

@@ -11,6 +11,7 @@ import operator
 import re
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
 from typing import Any
 
 
@@ -59,16 +60,14 @@ def _in(x: Any, values: tuple) -> bool | None:
     return None if x is None else x in values
 
 
-_LIKES: dict[str, re.Pattern] = {}
+@cache
+def _regex(pattern: str, flags: int = 0) -> re.Pattern:
+    """A pattern compiled once per process (LIKE's, RLIKE's, regexp_extract's, split's)."""
+    return re.compile(pattern, flags)
 
 
 def _like(regex: str, x: str | None) -> bool | None:
-    if x is None:
-        return None
-    compiled = _LIKES.get(regex)
-    if compiled is None:
-        compiled = _LIKES[regex] = re.compile(regex, re.DOTALL)
-    return compiled.fullmatch(x) is not None
+    return None if x is None else _regex(regex, re.DOTALL).fullmatch(x) is not None
 
 
 def _to_int(x: Any) -> int | None:
@@ -146,16 +145,6 @@ def _concat(*args: str | None) -> str | None:
 
 def _starts_with(x: str | None, prefix: str | None) -> bool | None:
     return None if x is None or prefix is None else x.startswith(prefix)
-
-
-_PATTERNS: dict[str, re.Pattern] = {}
-
-
-def _regex(pattern: str) -> re.Pattern:
-    compiled = _PATTERNS.get(pattern)
-    if compiled is None:
-        compiled = _PATTERNS[pattern] = re.compile(pattern)
-    return compiled
 
 
 def _rlike(pattern: str, x: str | None) -> bool | None:

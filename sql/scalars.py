@@ -18,9 +18,7 @@ from collections.abc import Callable
 from sqlglot import exp
 
 from sql.errors import SqlError
-from sql.expressions import Code, Resolve, comparable, compile_code, name_of
-
-_NUMBERS = (int, float)
+from sql.expressions import NUMBERS, Code, Resolve, comparable, compile_code, name_of
 
 
 def _null_safe(name: str, args: list[Code], kind: type | None, plain: str | None = None) -> Code:
@@ -38,7 +36,7 @@ def _string(code: Code, node: exp.Expr) -> Code:
 
 
 def _number(code: Code, node: exp.Expr) -> Code:
-    if code.type not in (*_NUMBERS, None):
+    if code.type not in (*NUMBERS, None):
         raise SqlError(node, f"{node.sql('spark')}: needs a number, not a {name_of(code.type)}")
     return code
 
@@ -64,7 +62,7 @@ def _common(codes: list[Code], node: exp.Expr) -> tuple[type | None, list[Code]]
     kinds = {c.type for c in codes if c.type is not None}
     if not kinds:
         return None, codes
-    if kinds <= set(_NUMBERS):
+    if kinds <= set(NUMBERS):
         if len(kinds) == 1:
             return kinds.pop(), codes
         return float, [

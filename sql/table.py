@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import types
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -162,10 +163,15 @@ def _cache_key(text: str, name: str, streams: dict[str, type[msgspec.Struct]], s
 
 @cache
 def _compiler_fingerprint() -> bytes:
-    """What the compiled source depends on besides its inputs: the code of this package
-    and sqlglot's version. A new release compiles afresh."""
+    """What the compiled source depends on besides its inputs: the code of this package,
+    of every module whose names the source uses (the aggregates' constructors, `Table`,
+    the windows), and sqlglot's version. A new release compiles afresh."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    named = {
+        sys.modules[v.__module__].__file__ for v in _NAMES.values() if hasattr(v, "__module__")
+    }
+    files = {*Path(__file__).parent.glob("*.py"), *(Path(f) for f in named if f)}
+    for path in sorted(files):
         digest.update(path.name.encode() + path.read_bytes())
     spec = find_spec("sqlglot")
     if spec is not None and spec.origin is not None:
