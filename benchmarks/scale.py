@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from benchmarks.common import ROOT, Record
 from benchmarks.kafka import bootstrap_servers
-from infra.kafka_broker import free_port
+from infra.cluster import local_cluster
 
 if TYPE_CHECKING:
     from kafka_client.settings import KafkaSettings
@@ -75,11 +75,7 @@ def timed(commands: Sequence[Sequence[str]], env: dict[str, str]) -> Timed:
 
 def dataflow(flow: str, processes: int) -> list[list[str]]:
     """`python -m bytewax.run dataflows.FLOW:flow`, as one process or a cluster."""
-    base = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"]
-    if processes == 1:
-        return [base]
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
-    return [[*base, "-i", str(i), "-a", addresses] for i in range(processes)]
+    return local_cluster([sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"], processes)
 
 
 def best(commands: Sequence[Sequence[str]], env_of: dict[str, str], out: Path) -> Timed:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from infra.kafka_broker import free_port
+from infra.cluster import local_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,16 +70,9 @@ def start_flow(
         base += ["-r", str(recovery), "-s", "1", "-b", "0"]
     out = log.open("a")
     if layout == "2 processes":
-        addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
         return [
-            subprocess.Popen(
-                [*base, "-i", str(i), "-a", addresses],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-            for i in (0, 1)
+            subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+            for command in local_cluster(base, 2)
         ]
     flags = ["-w", "2"] if layout == "-w 2" else []
     return [subprocess.Popen(base + flags, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)]

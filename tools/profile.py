@@ -137,17 +137,15 @@ def kafka_input(dump: Path, tmp: Path) -> Iterator[dict[str, str]]:
 def record(flow: str, env: dict[str, str], outs: list[Path], fmt: str, rate: int) -> None:
     """One run under py-spy: one process, or a cluster of `len(outs)` processes, each
     recorded into its own file."""
-    from infra.kafka_broker import free_port
+    from infra.cluster import local_cluster
 
     run = [sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"]
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in outs)
     procs = []
-    for i, out in enumerate(outs):
-        cluster = ["-i", str(i), "-a", addresses] if len(outs) > 1 else []
+    for out, process in zip(outs, local_cluster(run, len(outs)), strict=True):
         command = [str(PY_SPY), "record", "--native", "-r", str(rate), "-f", fmt, "-o", str(out)]
         procs.append(
             subprocess.Popen(
-                [*command, "--", *run, *cluster],
+                [*command, "--", *process],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.DEVNULL,
