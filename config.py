@@ -34,6 +34,11 @@ def tables_folder(env: Mapping[str, str] | None = None) -> str | None:
     return parse(os.environ if env is None else env, "CLICKSTREAM_TABLES", str, None, minimum=None)
 
 
+def streams_folder(env: Mapping[str, str] | None = None) -> str | None:
+    """`CLICKSTREAM_STREAMS` alone, for the tools that read the tables a dataflow wrote."""
+    return parse(os.environ if env is None else env, "CLICKSTREAM_STREAMS", str, None, minimum=None)
+
+
 def sql_cache_folder(env: Mapping[str, str] | None = None) -> Path | None:
     """`CLICKSTREAM_SQL_CACHE`: where compiled tables are kept (`sql.table`), so a start
     does not parse SQL it has parsed before. Default `$XDG_CACHE_HOME/clickstream/sql`
@@ -70,6 +75,17 @@ class Settings:
         "CLICKSTREAM_TABLES",
         None,
         "the folder of the tables' `.sql` files, one table per file; unset: the repo's `tables/`",
+    )
+    streams: str | None = setting(
+        "CLICKSTREAM_STREAMS",
+        None,
+        "the folder of the streams' `.sql` declarations, one stream per file; unset: the "
+        "repo's `streams/`",
+    )
+    stream: str | None = setting(
+        "CLICKSTREAM_STREAM",
+        None,
+        "`dataflows.tables`: the stream whose tables it computes (a file of the streams folder)",
     )
     datagen_rate: float = setting(
         "CLICKSTREAM_DATAGEN_RATE", 200.0, "datagen: records per second, per dataflow", 0.001

@@ -14,17 +14,14 @@ from functools import partial
 from operator import attrgetter
 from pathlib import Path
 
-import msgspec
 from bytewax.dataflow import Dataflow
 
 from benchmarks.common import Record
 from benchmarks.replay import best_replay_rate
 from config import Settings
 from dataflows.common import read_events, write_tables
-from events.schema import Click, UserClick
 from operators.windows import Session, Sliding, Tumbling, WindowOut, count_window
-from sources.datagen import Shape
-from sql import load_tables
+from sql import load_streams, load_tables
 
 COUNT_ONLY = """SELECT userid, window.start AS event_start, window.end AS event_end,
        count(*) AS clicks
@@ -37,16 +34,14 @@ FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
 GROUP BY window(timestamp, '1 minute'), userid"""
 
 
-def _as_python(
-    flow_name: str, stream: Shape, event_type: type[msgspec.Struct]
-) -> Callable[[Settings], Dataflow]:
+def _as_python(flow_name: str, stream: str) -> Callable[[Settings], Dataflow]:
     """The dataflow as it was built before tables were SQL: `count_window` with lambdas.
     Only the table descriptions (names, columns) come from the SQL."""
 
     def build(settings: Settings) -> Dataflow:
         tables = {t.name: t for t in load_tables() if t.stream == stream}
         flow = Dataflow(flow_name)
-        raw, events, dead = read_events(flow, settings, stream, event_type)
+        raw, events, dead = read_events(flow, settings, load_streams()[stream])
         outs: dict[str, WindowOut]
         if stream == "clickstream":
             outs = {
@@ -56,7 +51,7 @@ def _as_python(
                     attrgetter("userid"),
                     Sliding(60_000, 5_000),
                     60_000,
-                    where=lambda c: "html" in c.request,
+                    where=lambda c: c.request is not None and "html" in c.request,
                 ),
                 "errors_per_min_alert": count_window(
                     "errors_per_min_alert",
@@ -64,7 +59,7 @@ def _as_python(
                     attrgetter("status"),
                     Sliding(60_000, 20_000),
                     60_000,
-                    where=lambda c: c.status > 400,
+                    where=lambda c: c.status is not None and c.status > 400,
                     having=lambda errors: errors > 5,
                 ),
             }
@@ -73,12 +68,12 @@ def _as_python(
         else:
             outs = {
                 "click_user_sessions": count_window(
-                    "click_user_sessions", events, attrgetter("username"), Session(30_000), 30_000
+                    "click_user_sessions", events, attrgetter("USERNAME"), Session(30_000), 30_000
                 ),
                 "user_ip_activity": count_window(
                     "user_ip_activity",
                     events,
-                    attrgetter("username", "ip", "city"),
+                    attrgetter("USERNAME", "IP", "CITY"),
                     Tumbling(60_000),
                     60_000,
                     having=lambda count: count > 1,
@@ -111,12 +106,12 @@ def bench_sql(scale: float, record: Record) -> None:
             (
                 "clickstream",
                 dataflows.clickstream.build,
-                _as_python("clickstream", "clickstream", Click),
+                _as_python("clickstream", "clickstream"),
             ),
             (
                 "user_clickstream",
                 dataflows.user_clickstream.build,
-                _as_python("user_clickstream", "user_clickstream", UserClick),
+                _as_python("user_clickstream", "user_clickstream"),
             ),
         ]
         for name, from_sql, from_python in flows:

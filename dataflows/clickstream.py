@@ -2,22 +2,19 @@
 
     python -m bytewax.run dataflows.clickstream:flow
 
-The repo's `tables/` has two: pages_per_min and errors_per_min_alert.
+The repo's `tables/` has two: pages_per_min and errors_per_min_alert. The stream is
+declared in `streams/clickstream.sql`; this is `dataflows.tables` for it.
 """
 
 from bytewax.dataflow import Dataflow
 
 from config import Settings
-from dataflows.common import flow_from_env, read_events, window_tables, write_tables
-from events.schema import Click
+from dataflows.common import flow_from_env, stream_tables
 
 
 def build(settings: Settings) -> Dataflow:
     """The dataflow, reading and writing where `settings` say."""
-    flow = Dataflow("clickstream")
-    raw, events, dead = read_events(flow, settings, "clickstream", Click)
-    write_tables(flow, settings, raw, dead, window_tables(events, settings, "clickstream"))
-    return flow
+    return stream_tables(settings, "clickstream")
 
 
 def __getattr__(name: str) -> Dataflow:

@@ -8,15 +8,16 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 import bytewax.operators as op
-import msgspec
 from bytewax.dataflow import Dataflow, Stream
 
 from config import DEFAULTS, Settings, slow_writes_for_tests
 from events.parse import DeadLetter, Parser, reason_kind
 from events.schema import RawBatch
+from events.streams import Stream as DeclaredStream
+from events.streams import event_type
 from monitoring.health import HEALTH
 from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_windows
 from monitoring.server import serve
@@ -30,12 +31,9 @@ from sinks.base import SinkItem, Table, TableSink
 from sinks.parquet import ParquetSink
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
-from sources.datagen import Shape
-from sql import REPO_TABLES, SqlTable, load_tables
+from sql import REPO_STREAMS, REPO_TABLES, SqlTable, load_streams, load_tables
 from storage.location import check_output
 from storage.retries import quiet_gcsfs_retries
-
-E = TypeVar("E", bound=msgspec.Struct)
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +65,37 @@ def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:
     return flow
 
 
+def stream_tables(settings: Settings, stream: str) -> Dataflow:
+    """The dataflow named `stream` that computes every table whose SQL reads it."""
+    streams = load_streams(settings.streams or REPO_STREAMS)
+    declared = streams.get(stream.lower())
+    if declared is None:
+        raise ConfigError(
+            f"no stream {stream} in {settings.streams or REPO_STREAMS} "
+            f"(streams: {', '.join(sorted(streams))})"
+        )
+    flow = Dataflow(declared.name)
+    raw, events, dead = read_events(flow, settings, declared)
+    write_tables(flow, settings, raw, dead, window_tables(events, settings, streams, declared.name))
+    return flow
+
+
 def read_events(
-    flow: Dataflow, settings: Settings, shape: Shape, event_type: type[E]
-) -> tuple[Stream[RawBatch], Stream[TimedBatch[E]], Stream[list[DeadLetter]]]:
-    """Read records of `shape` and parse them; returns raw batches, events, dead letters."""
+    flow: Dataflow, settings: Settings, stream: DeclaredStream
+) -> tuple[Stream[RawBatch], Stream[TimedBatch[Any]], Stream[list[DeadLetter]]]:
+    """Read the records of `stream` and parse them; returns raw batches, events, dead letters."""
     # Window state is many small long-lived objects; the default collector thresholds
     # make Python rescan them all the time (measured: +4% to +21% throughput).
     gc.set_threshold(50_000, 20, 100)
-    raw = op.input("read", flow, source_for(settings, shape, flow.flow_id))
+    raw = op.input("read", flow, source_for(settings, stream, flow.flow_id))
     # A process that lost its lease (paused, then woken) stops here, before its next
     # batch can reach a table or a snapshot.
     raw = op.map("fence", raw, _fenced)
-    value_format = settings.kafka.value_format if settings.kafka else "json"
-    parsed = op.map("parse", raw, Parser(event_type, flow.flow_id, value_format=value_format))
+    value_format = stream.value_format or (
+        settings.kafka.value_format if settings.kafka else "json"
+    )
+    parser = Parser(event_type(stream), flow.flow_id, value_format=value_format, permissive=True)
+    parsed = op.map("parse", raw, parser)
     events = op.map("events", parsed, attrgetter("events"))
     dead = op.filter_map("dead", parsed, lambda p: p.dead or None)
     return raw, events, dead
@@ -111,10 +127,13 @@ def _route(table: str) -> str:
 
 
 def window_tables(
-    events: Stream[TimedBatch[Any]], settings: Settings, stream: str
+    events: Stream[TimedBatch[Any]],
+    settings: Settings,
+    streams: dict[str, DeclaredStream],
+    stream: str,
 ) -> list[tuple[SqlTable, WindowOut]]:
-    """A window operator for each table whose SQL reads `stream`."""
-    tables = load_tables(settings.tables or REPO_TABLES)
+    """A window operator for each table whose SQL reads `stream` (of `streams`)."""
+    tables = load_tables(settings.tables or REPO_TABLES, streams=streams)
     return [
         (
             t,

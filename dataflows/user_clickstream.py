@@ -2,22 +2,19 @@
 
     python -m bytewax.run dataflows.user_clickstream:flow
 
-The repo's `tables/` has two: click_user_sessions and user_ip_activity.
+The repo's `tables/` has two: click_user_sessions and user_ip_activity. The stream is
+declared in `streams/user_clickstream.sql`; this is `dataflows.tables` for it.
 """
 
 from bytewax.dataflow import Dataflow
 
 from config import Settings
-from dataflows.common import flow_from_env, read_events, window_tables, write_tables
-from events.schema import UserClick
+from dataflows.common import flow_from_env, stream_tables
 
 
 def build(settings: Settings) -> Dataflow:
     """The dataflow, reading and writing where `settings` say."""
-    flow = Dataflow("user_clickstream")
-    raw, events, dead = read_events(flow, settings, "user_clickstream", UserClick)
-    write_tables(flow, settings, raw, dead, window_tables(events, settings, "user_clickstream"))
-    return flow
+    return stream_tables(settings, "user_clickstream")
 
 
 def __getattr__(name: str) -> Dataflow:

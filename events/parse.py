@@ -22,6 +22,7 @@ import msgspec
 
 from events.formats import SchemaDecoder, framed_id
 from events.schema import RawBatch, RawRecord
+from events.streams import permissive_event
 from operators.batches import TimedBatch
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,9 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
+_SAMPLE = 8  # events of each batch `Parser` looks at for values of the wrong shape
+
+
 class Parser(Generic[E]):
     """Callable step: `RawBatch` -> `Parsed` (the events as a `TimedBatch[E]`, dead letters).
 
@@ -110,9 +114,17 @@ class Parser(Generic[E]):
         log_every_s: float = 10.0,
         on_tombstone: Callable[[RawRecord], E | None] | None = None,
         value_format: str = "auto",
+        permissive: bool = False,
     ) -> None:
         self.decoder = msgspec.json.Decoder(shape, strict=False)
         self.shape = shape
+        # A declared stream's fields are all optional, and one of the wrong type is null
+        # (Spark's from_json); the hand-written shapes of `enrich` refuse the record.
+        self.permissive = permissive
+        # an event none of whose columns was in its value (all null): a sign of the wrong
+        # topic, which Spark would count as a row of nulls, as we do; the log says so
+        self.blank = shape() if permissive else None
+        self.next_blank_warning = 0.0
         self.value_format = value_format
         # plain JSON is read (`json`, `auto`), and may be tried on a whole batch first
         self.json = value_format in ("auto", "json")
@@ -147,6 +159,8 @@ class Parser(Generic[E]):
         try:
             return self.decoder.decode(record.value)
         except msgspec.ValidationError as ex:
+            if self.permissive:
+                return permissive_event(self.shape, msgspec.json.decode(record.value))  # type: ignore[return-value]
             return f"invalid {self.shape.__name__}: {ex}"
         except (msgspec.DecodeError, UnicodeDecodeError) as ex:
             return f"not JSON: {ex}" if is_utf8(record.value) else "payload is not UTF-8"
@@ -177,6 +191,8 @@ class Parser(Generic[E]):
         try:
             return msgspec.convert(fields, self.shape, strict=False)
         except msgspec.ValidationError as ex:
+            if self.permissive:
+                return permissive_event(self.shape, fields)  # type: ignore[return-value]
             return f"invalid {self.shape.__name__}: {ex} ({decoder.format} schema id {schema_id})"
 
     def _not_framed(self, value: bytes | str) -> str:
@@ -222,6 +238,8 @@ class Parser(Generic[E]):
         bad = [d for d in dead if not d.reason.startswith(RECORDS_LOST)] if dead else dead
         if len(bad) * 2 > len(batch.events):
             self._warn_mostly_dead(len(batch.events), bad)
+        if self.blank is not None and out.events:
+            self._warn_if_blank(out.events)
         if batch.at_end or time.monotonic() >= self.next_log:
             self.next_log = time.monotonic() + self.log_every_s
             log.info(
@@ -256,6 +274,26 @@ class Parser(Generic[E]):
         )
         self.mostly_dead = [0, 0]
         self.dead_reasons.clear()
+
+    def _warn_if_blank(self, events: list[E]) -> None:
+        """Most of a batch's first events have none of the stream's columns: the wrong
+        topic or declaration, most likely. A sample of each batch, for the log only; the
+        events are counted either way (as rows with null keys)."""
+        sample = events[:_SAMPLE]
+        blank = sum(1 for e in sample if e == self.blank)
+        now = time.monotonic()
+        if blank * 2 <= len(sample) or now < self.next_blank_warning:
+            return
+        self.next_blank_warning = now + 60.0
+        log.warning(
+            "%s: %d of %d records sampled have none of the columns of %s (%s); "
+            "is this the right topic and declaration? They count as rows of nulls",
+            self.name,
+            blank,
+            len(sample),
+            self.shape.__name__,
+            ", ".join(f.encode_name for f in msgspec.structs.fields(self.shape)),
+        )
 
     def _one_by_one(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter]]:
         keep: list[bool] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -123,6 +123,13 @@ class RegistrySettings:
         return cls(url.rstrip("/"), info)
 
 
+# the settings that move a repo stream to another topic
+_STREAM_TOPICS = {
+    "clickstream": ("clickstream_topic",),
+    "user_clickstream": ("user_clickstream_topic",),
+}
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
     """Connection to a Kafka cluster (Apache Kafka, Confluent Cloud, Redpanda)."""
@@ -133,9 +140,13 @@ class KafkaSettings:
     # Where Schema Registry formats find their writer schemas; None: none set.
     registry: RegistrySettings | None = None
     # The rest is declared once each (see `config.setting`).
-    clickstream_topic: str = setting("CLICKSTREAM_TOPIC", "clickstream", "the clicks topic")
+    clickstream_topic: str = setting(
+        "CLICKSTREAM_TOPIC", "clickstream", "the clicks topic (the topic of stream `clickstream`)"
+    )
     user_clickstream_topic: str = setting(
-        "USER_CLICKSTREAM_TOPIC", "USER_CLICKSTREAM", "the clicks joined with their users"
+        "USER_CLICKSTREAM_TOPIC",
+        "USER_CLICKSTREAM",
+        "the clicks joined with their users (the topic of stream `user_clickstream`)",
     )
     users_topic: str = setting(
         "CLICKSTREAM_USERS_TOPIC", "clickstream_users", "the users topic (compacted)"
@@ -171,6 +182,15 @@ class KafkaSettings:
         "offsets deleted (retention) before they were read stop the run with one line; "
         "`false`: counted, logged, one dead letter per gap, reading goes on",
     )
+
+    def topic_of(self, stream: str, declared: str) -> str:
+        """The topic of `stream`, declared as `declared`: `CLICKSTREAM_TOPIC` and
+        `USER_CLICKSTREAM_TOPIC` move the repo's two streams (when set to other than
+        their defaults, which are the declared topics); any other stream reads its own."""
+        for f in fields(self):
+            if f.name in _STREAM_TOPICS.get(stream, ()) and getattr(self, f.name) != f.default:
+                return str(getattr(self, f.name))
+        return declared
 
     def librdkafka_config(self) -> dict[str, str]:
         """The config dict for confluent-kafka clients, secrets revealed."""

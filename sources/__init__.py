@@ -10,33 +10,45 @@ from bytewax.inputs import Source
 
 from config import Settings
 from events.schema import RawBatch
+from events.streams import Stream, TimesOf, times_of
 from kafka_client.admin import check_topics
 from kafka_client.schema_registry import check_registry
 from setting import ConfigError
-from sources.datagen import DatagenSource, Shape
+from sources.datagen import SHAPES, DatagenSource
 from sources.kafka import KafkaSource
 from sources.replay import ReplaySource
 
 
-def source_for(settings: Settings, shape: Shape, dataflow: str) -> Source[RawBatch]:
-    """The source the settings ask for, reading records of `shape` for `dataflow`."""
+def source_for(settings: Settings, stream: Stream, dataflow: str) -> Source[RawBatch]:
+    """The source the settings ask for, reading the records of `stream` for `dataflow`."""
     if settings.source == "replay":
         return ReplaySource(
-            settings.replay_file(f"{shape}.jsonl"),
+            settings.replay_file(f"{stream.name}.jsonl"),
             settings.batch_size,
             settings.max_future_skew_s,
             dataflow,
+            _payload_times(stream, stream.value_format or "json"),
         )
     if settings.source == "datagen":
+        if stream.name not in SHAPES:
+            raise ConfigError(
+                f"CLICKSTREAM_SOURCE=datagen makes {' and '.join(SHAPES)} records, not "
+                f"{stream.name}; read it from Kafka or a replay"
+            )
         return DatagenSource(
-            shape, settings.datagen_rate, settings.datagen_count, settings.batch_size, dataflow
+            stream.name,  # one of SHAPES
+            settings.datagen_rate,
+            settings.datagen_count,
+            settings.batch_size,
+            dataflow,
         )
     kafka = settings.kafka
     if kafka is None:
         raise ConfigError("CLICKSTREAM_SOURCE=kafka needs KAFKA_BOOTSTRAP_SERVERS")
-    topic = kafka.clickstream_topic if shape == "clickstream" else kafka.user_clickstream_topic
+    topic = kafka.topic_of(stream.name, stream.topic)
+    value_format = stream.value_format or kafka.value_format
     partitions = check_topics(kafka, [topic])[topic]
-    if kafka.registry is not None and kafka.value_format != "json":
+    if kafka.registry is not None and value_format != "json":
         check_registry(kafka.registry, settings.storage_retry_s)
     return KafkaSource(
         kafka,
@@ -46,4 +58,20 @@ def source_for(settings: Settings, shape: Shape, dataflow: str) -> Source[RawBat
         settings.idle_timeout_s,
         settings.max_future_skew_s,
         dataflow,
+        value_format,
+        _payload_times(stream, value_format),
     )
+
+
+def _payload_times(stream: Stream, value_format: str) -> TimesOf | None:
+    """How the event time is read from a value of `stream`, when a column of the payload
+    holds it (None: the Kafka record timestamp)."""
+    if stream.event_time is None:
+        return None
+    if value_format != "json":
+        raise ConfigError(
+            f"{stream.path or stream.name}: the event time is column "
+            f"{stream.event_time.column} of the payload, which is read from JSON values only; "
+            f"the values are {value_format} (set VALUE_FORMAT = 'JSON' in the declaration)"
+        )
+    return times_of(stream.event_time)

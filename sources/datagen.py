@@ -20,6 +20,8 @@ from monitoring.metrics import InputMeter
 from operators.batches import END, Origins
 
 Shape = Literal["clickstream", "user_clickstream"]
+SHAPES: tuple[Shape, ...] = ("clickstream", "user_clickstream")
+"""The streams whose records the datagen makes."""
 
 
 class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):

@@ -47,6 +47,7 @@ from typing import NamedTuple
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import (
     OFFSET_BEGINNING,
+    TIMESTAMP_CREATE_TIME,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     ConsumerGroupTopicPartitions,
@@ -60,6 +61,7 @@ from confluent_kafka.admin import AdminClient
 from config import DEFAULTS
 from events.parse import RECORDS_LOST
 from events.schema import RawBatch, RawRecord
+from events.streams import TimesOf
 from kafka_client.admin import FATAL, client_config, end_offsets
 from kafka_client.schema_registry import RegistryRefused, RegistryUnavailable
 from kafka_client.settings import KafkaSettings
@@ -219,7 +221,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         kafka = source.kafka
         self.schemas: WriterSchemas | None = (
             writer_schemas(kafka.registry)
-            if kafka.registry is not None and kafka.value_format != "json"
+            if kafka.registry is not None and source.value_format != "json"
             else None
         )
         # records read but waiting for the Schema Registry, and when to ask it again
@@ -471,16 +473,32 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         keys = list(map(Message.key, messages))
         values = list(map(Message.value, messages))
         stamps = list(map(Message.timestamp, messages))
-        times = [ts for _, ts in stamps]
+        no_time: dict[int, str] = {}
+        if self.source.times_of is None:
+            times = [ts for _, ts in stamps]
+        else:  # the event time is a column of the payload
+            times, no_time = self.source.times_of(values)
+            stamps = [(TIMESTAMP_CREATE_TIME, ts) for ts in times]
         special: dict[int, RawRecord] = {}
         limit = self.future.limit_ms()
         # librdkafka gives -1 for TIMESTAMP_NOT_AVAILABLE
-        if min(times) < 0 or max(times) > limit:
+        if no_time or min(times) < 0 or max(times) > limit:
             # No event time, or one from a broken clock: a dead letter, standing at the
             # partition's progress so far, so it moves no event time.
             high = self.high
             for i, (kind, ts) in enumerate(stamps):
-                if kind == TIMESTAMP_NOT_AVAILABLE or ts < 0:
+                if i in no_time:
+                    special[i] = RawRecord(
+                        self.topic,
+                        self.partition,
+                        offsets[i],
+                        messages[i].timestamp()[1],
+                        keys[i],
+                        values[i],
+                        no_time[i],
+                    )
+                    times[i] = high
+                elif kind == TIMESTAMP_NOT_AVAILABLE or ts < 0:
                     special[i] = RawRecord(
                         self.topic, self.partition, offsets[i], None, keys[i], values[i]
                     )
@@ -710,9 +728,14 @@ class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
         idle_timeout_s: float = DEFAULTS.idle_timeout_s,
         max_future_skew_s: float = DEFAULTS.max_future_skew_s,
         dataflow: str = "",
+        value_format: str | None = None,
+        times_of: TimesOf | None = None,
     ) -> None:
         self.kafka = kafka
         self.dataflow = dataflow
+        # the stream's format (None: `KAFKA_VALUE_FORMAT`), and its payload's event time
+        self.value_format = value_format or kafka.value_format
+        self.times_of = times_of
         self.max_future_skew_s = max_future_skew_s
         self.topic = topic
         self.partitions = partitions

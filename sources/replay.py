@@ -21,6 +21,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from config import DEFAULTS
 from events.parse import is_utf8
 from events.schema import RawBatch, RawRecord
+from events.streams import TimesOf
 from monitoring.metrics import InputMeter
 from monitoring.progress_bar import READ_BAR
 from operators.batches import END, Origins
@@ -102,8 +103,10 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         max_future_skew_s: float,
         dataflow: str,
         resume: tuple | None,
+        times_of: TimesOf | None = None,
     ) -> None:
         self.path = path
+        self.times_of = times_of
         self.batch_size = batch_size
         self.future = FutureGuard(max_future_skew_s)
         if resume is None:
@@ -151,8 +154,15 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         latest = progress.latest
         low = progress.low
         limit = self.future.limit_ms()
+        payload_times, no_time = (
+            self.times_of([r.value for r in records]) if self.times_of else (None, {})
+        )
         for i, record in enumerate(records):
             ts = record.ts
+            if payload_times is not None and record.error is None:
+                # the event time is a column of the payload; the record's own stays as read
+                ts = None if i in no_time else payload_times[i]
+                record.error = no_time.get(i)
             if ts is not None and ts < 0:  # kcat writes -1 for a record without a timestamp
                 record.ts = ts = None
             elif ts is not None and ts > limit and record.error is None:
@@ -168,7 +178,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             mark = latest.get(tp, low)
             marks.append(mark if mark > low else low)
             lows.append(low)
-            if record.ts is None or record.error is not None:
+            if ts is None or record.error is not None:
                 special[i] = record
         position = self.file.tell()
         READ_BAR.advance(position - self.position, last=self.done)
@@ -212,8 +222,10 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
         batch_size: int = DEFAULTS.batch_size,
         max_future_skew_s: float = DEFAULTS.max_future_skew_s,
         dataflow: str = "",
+        times_of: TimesOf | None = None,
     ) -> None:
         self.dataflow = dataflow
+        self.times_of = times_of
         self.path = path
         self.batch_size = batch_size
         self.max_future_skew_s = max_future_skew_s
@@ -225,5 +237,10 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
         self, step_id: str, for_part: str, resume_state: tuple | None
     ) -> _ReplayPartition:
         return _ReplayPartition(
-            self.path, self.batch_size, self.max_future_skew_s, self.dataflow, resume_state
+            self.path,
+            self.batch_size,
+            self.max_future_skew_s,
+            self.dataflow,
+            resume_state,
+            self.times_of,
         )

@@ -7,7 +7,8 @@ for t in load_tables("tables"):            # every table, checked
     print(t.name, t.stream, t.table.columns)
 ```
 
-Each dataflow computes the tables whose `FROM` names its stream (`STREAMS`). A file
+A table reads one stream (`FROM`), declared in the streams folder (`sql.streams`); a
+dataflow computes the tables whose `FROM` names its stream. A file
 that uses what is not supported is one `ConfigError` line naming the file, the line in
 it and what is not supported (see `sql.compiler` for the subset, docs/sql.md for users).
 """
@@ -20,19 +21,37 @@ from pathlib import Path
 
 import msgspec
 
-from events.schema import Click, UserClick
+from events.streams import Stream, event_type
 from operators.shards import DEFAULT_SHARDS
 from setting import ConfigError
 from sinks.base import Table
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sql.errors import SqlError
 from sql.legacy import EARLIER
+from sql.streams import REPO_STREAMS, load_streams
 from sql.table import SqlTable, compile_table
 
-__all__ = ["REPO_TABLES", "STREAMS", "SqlTable", "load_tables", "output_tables"]
+__all__ = [
+    "REPO_STREAMS",
+    "REPO_TABLES",
+    "SqlTable",
+    "event_types",
+    "load_streams",
+    "load_tables",
+    "output_tables",
+]
 
-STREAMS: dict[str, type[msgspec.Struct]] = {"clickstream": Click, "user_clickstream": UserClick}
-"""The streams a table may read, by the name `FROM` gives them, and their events."""
+
+def event_types(streams: dict[str, Stream]) -> dict[str, type[msgspec.Struct]]:
+    """The events of each stream, by the name `FROM` gives it: the columns SQL sees."""
+    return {name: event_type(stream) for name, stream in streams.items()}
+
+
+def __getattr__(name: str) -> dict[str, type[msgspec.Struct]]:
+    if name == "STREAMS":  # the repo's streams' events, read when asked for (tests, benches)
+        return event_types(load_streams(REPO_STREAMS))
+    raise AttributeError(name)
+
 
 REPO_TABLES = Path(__file__).resolve().parents[1] / "tables"
 """The notebook's four tables: the default of `CLICKSTREAM_TABLES`."""
@@ -41,10 +60,15 @@ _RESERVED = {"late_events", "dead_letters"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def load_tables(folder: str | Path = REPO_TABLES, shards: int = DEFAULT_SHARDS) -> list[SqlTable]:
-    """Every table of `folder`, by file name; `ConfigError` for the first one that is
-    not supported."""
+def load_tables(
+    folder: str | Path = REPO_TABLES,
+    shards: int = DEFAULT_SHARDS,
+    streams: dict[str, Stream] | None = None,
+) -> list[SqlTable]:
+    """Every table of `folder`, by file name, over `streams` (default: the repo's);
+    `ConfigError` for the first one that is not supported."""
     folder = Path(folder)
+    events = event_types(load_streams(REPO_STREAMS) if streams is None else streams)
     if not folder.is_dir():
         raise ConfigError(f"CLICKSTREAM_TABLES: {folder} is not a folder of .sql files")
     files = sorted(folder.glob("*.sql"))
@@ -59,7 +83,7 @@ def load_tables(folder: str | Path = REPO_TABLES, shards: int = DEFAULT_SHARDS) 
                 f"(letters, digits and _; not {' or '.join(sorted(_RESERVED))})"
             )
         try:
-            table = compile_table(path.read_text(), name, STREAMS, shards)
+            table = compile_table(path.read_text(), name, events, shards)
         except SqlError as ex:
             raise ConfigError(f"{path}:{ex.line}: {ex.message}") from None
         earlier = EARLIER.get(name)
@@ -69,14 +93,20 @@ def load_tables(folder: str | Path = REPO_TABLES, shards: int = DEFAULT_SHARDS) 
     return tables
 
 
-def output_tables(folder: str | Path | None = None) -> list[Table]:
-    """Every table a dataflow writes with the tables of `folder` (default: the repo's),
-    late events and dead letters included: what the tools read."""
-    return [t.table for t in load_tables(folder or REPO_TABLES)] + [LATE_EVENTS, DEAD_LETTERS]
+def output_tables(
+    folder: str | Path | None = None, streams_folder: str | Path | None = None
+) -> list[Table]:
+    """Every table a dataflow writes with the tables of `folder` over the streams of
+    `streams_folder` (default: the repo's), late events and dead letters included: what
+    the tools read."""
+    streams = load_streams(streams_folder or REPO_STREAMS)
+    tables = load_tables(folder or REPO_TABLES, streams=streams)
+    return [t.table for t in tables] + [LATE_EVENTS, DEAD_LETTERS]
 
 
 @cache
 def _earlier_definition(name: str, shards: int) -> str:
     """The definition of the SQL that computes what table `name` computed before tables
     were SQL (compiled once per process)."""
-    return compile_table(EARLIER[name].sql, name, STREAMS, shards).definition
+    events = event_types(load_streams(REPO_STREAMS))
+    return compile_table(EARLIER[name].sql, name, events, shards).definition

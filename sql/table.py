@@ -101,7 +101,7 @@ def compile_table(
     source = compile_source(text, name, streams, shards)
     table = materialize(source)
     if path is not None:
-        _keep(path, source)
+        keep(path, source)
     return table
 
 
@@ -136,15 +136,18 @@ KEPT = 256
 edited file leaves its old entries behind, and nothing else removes them)."""
 
 
-def _keep(path: Path, source: str) -> None:
-    """Write `source` to `path` whole or not at all, and drop the oldest entries beyond
-    `KEPT`; a cache that cannot be written only costs the next start a compile."""
+def keep(path: Path, source: str) -> None:
+    """Write `source` to `path` whole or not at all, and drop the oldest entries of its
+    kind (suffix) beyond `KEPT`; a cache that cannot be written only costs the next start
+    a compile."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         hidden = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         hidden.write_text(source)
         os.replace(hidden, path)
-        kept = sorted(path.parent.glob("*.py"), key=lambda p: p.stat().st_mtime, reverse=True)
+        kept = sorted(
+            path.parent.glob(f"*{path.suffix}"), key=lambda p: p.stat().st_mtime, reverse=True
+        )
         for old in kept[KEPT:]:
             old.unlink(missing_ok=True)
     except OSError as ex:  # another process removed one first, or no permission
@@ -152,7 +155,7 @@ def _keep(path: Path, source: str) -> None:
 
 
 def _cache_key(text: str, name: str, streams: dict[str, type[msgspec.Struct]], shards: int) -> str:
-    digest = hashlib.sha256(_compiler_fingerprint())
+    digest = hashlib.sha256(compiler_fingerprint())
     columns = {
         s: sorted((k, c.name, c.type.__name__, c.nullable) for k, c in columns_of(t).items())
         for s, t in sorted(streams.items())
@@ -162,7 +165,7 @@ def _cache_key(text: str, name: str, streams: dict[str, type[msgspec.Struct]], s
 
 
 @cache
-def _compiler_fingerprint() -> bytes:
+def compiler_fingerprint() -> bytes:
     """What the compiled source depends on besides its inputs: the code of this package,
     of every module whose names the source uses (the aggregates' constructors, `Table`,
     the windows), and sqlglot's version. A new release compiles afresh."""

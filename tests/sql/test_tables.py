@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from events.schema import Click, UserClick
 from operators.aggregates import ApproxCountDistinct
 from operators.windows import Session, Sliding
 from sql import REPO_TABLES, STREAMS, load_tables
@@ -16,6 +15,7 @@ from sql.table import compile_table
 HEAD = "SELECT userid, window.start AS s, count(*) AS n FROM clickstream "
 WM = "WATERMARK timestamp DELAY OF INTERVAL 1 MINUTE "
 TAIL = " GROUP BY window(timestamp, '1 minute'), userid"
+Click, UserClick = STREAMS["clickstream"], STREAMS["user_clickstream"]
 
 
 def _where(condition: str):
@@ -24,7 +24,7 @@ def _where(condition: str):
     return table.where
 
 
-def _click() -> Click:
+def _click():  # a declared stream's event
     return Click(ip="10.0.0.1", userid=7, request="GET /a.html HTTP/1.1", status=200)
 
 
@@ -114,7 +114,7 @@ def test_columns_types_and_names_follow_the_select():
     assert (
         isinstance(approx, ApproxCountDistinct) and approx.lg_k == 14
     )  # 1.04 / sqrt(2^14) = 0.81% <= 1% < 1.15% at 13
-    click = UserClick(username="u", ip="1", city="Rome", request="r", status=200, bytes=5)
+    click = UserClick(USERNAME="u", IP="1", CITY="Rome", REQUEST="r", STATUS=200, BYTES=5)
     assert table.key(click) == "Rome"
     assert table.row("Rome", 1, 2, (3, 4, 5, 6.0, "A", 7, 8, 9)) == (
         "Rome",

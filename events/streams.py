@@ -1,0 +1,186 @@
+"""A stream: a Kafka topic, its value format, its columns and where its event time is.
+
+Streams are declared in SQL, one `.sql` file each (`streams/` in the repo, or the folder
+`CLICKSTREAM_STREAMS` names; `sql.streams` reads them). What a declaration says is a
+`Stream`; the events of a stream are a `msgspec.Struct` built from its columns
+(`event_type`), so decoding stays in msgspec's C and no dict is made per record.
+
+```python
+orders = Stream("orders", "orders", (Column("country", "string"), Column("amount", "double")),
+                event_time=EventTime("ts", "epoch_millis"))
+Order = event_type(orders)       # fields country: str | None, amount: float | None
+times_of(orders.event_time)([b'{"ts": 1700000000000}'])   # ([1700000000000], {})
+```
+
+Every column may be null, as in Spark's `from_json`: a field that is missing is null, and
+a field of another type is cast as Spark casts a string (`"404"` is 404, `"abc"` null).
+"""
+
+from __future__ import annotations
+
+import keyword
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import msgspec
+
+TYPES: dict[str, type] = {
+    "string": str,
+    "int": int,
+    "bigint": int,
+    "double": float,
+    "boolean": bool,
+}
+"""The column types a declaration may use besides `timestamp`, and their Python types."""
+
+TIME_FORMATS = ("epoch_millis", "epoch_seconds", "iso8601")
+"""How a payload column holds the event time (`TIMESTAMP_FORMAT`)."""
+
+VALUE_FORMATS = ("json", "avro", "json_sr", "protobuf", "auto")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A field of a stream's values: its name as written in the value, and its type."""
+
+    name: str
+    type: str  # a key of TYPES, or "timestamp"
+
+
+@dataclass(frozen=True)
+class EventTime:
+    """The event time is the payload column `column`, held as `format` (`TIME_FORMATS`)."""
+
+    column: str
+    format: str
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One declared stream."""
+
+    name: str  # what `FROM` calls it (lower case)
+    topic: str
+    columns: tuple[Column, ...]
+    # None: `KAFKA_VALUE_FORMAT` (json by default)
+    value_format: str | None = None
+    # None: the Kafka record timestamp, as in Spark's Kafka source
+    event_time: EventTime | None = None
+    # where it was declared, for messages
+    path: str = ""
+
+
+def is_column_name(name: str) -> bool:
+    """A name that can be a column: a Python identifier that is not a keyword (so it is
+    an attribute of the event, and compiled SQL reads it as `e.name`)."""
+    return name.isidentifier() and not keyword.iskeyword(name)
+
+
+@cache
+def event_type(stream: Stream) -> type[msgspec.Struct]:
+    """The events of `stream`: a struct of its columns, each optional (default null). A
+    `timestamp` column other than the event time is not a SQL column yet, and left out."""
+    fields = [(c.name, TYPES[c.type] | None, None) for c in stream.columns if c.type in TYPES]
+    return msgspec.defstruct(_class_name(stream.name), fields, kw_only=True)
+
+
+def _class_name(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_")) or "Event"
+
+
+def permissive_event(shape: type[msgspec.Struct], fields: Any) -> msgspec.Struct | str:
+    """The event of a decoded value whose fields did not all convert: each field that
+    does not is null, as Spark's `from_json` does; a value that is not an object is why
+    there is no event."""
+    if not isinstance(fields, dict):
+        return f"not an object: the value is {_JSON_KINDS.get(type(fields), 'a scalar')}"
+    values: dict[str, Any] = {}
+    for f in msgspec.structs.fields(shape):
+        found = fields.get(f.encode_name)
+        if found is None:
+            continue
+        try:
+            values[f.name] = msgspec.convert(found, f.type, strict=False)
+        except msgspec.ValidationError:
+            values[f.name] = _spark_cast(found, f.type)
+    return shape(**values)
+
+
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number"}
+
+
+def _spark_cast(value: Any, kind: Any) -> Any:
+    """What Spark's non-ANSI `CAST(string AS kind)` gives where msgspec refuses: a number
+    with a fraction as an integer is truncated; anything else is null."""
+    if int in getattr(kind, "__args__", (kind,)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        return int(number) if number == number and abs(number) < 2**63 else None
+    return None
+
+
+TimesOf = Callable[[list[Any]], tuple[list[int], dict[int, str]]]
+"""Values -> their event times (epoch ms), and why, by position, a value has none."""
+
+
+def times_of(event_time: EventTime) -> TimesOf:
+    """A function that reads the event time from a batch of JSON values. A value whose
+    time cannot be read gets 0 and a reason (a dead letter, see `sources`)."""
+    holder = msgspec.defstruct(
+        "EventTimeHolder", [(event_time.column, int | float | str | None, None)]
+    )
+    decode = msgspec.json.Decoder(holder).decode
+    column, to_ms = event_time.column, _TO_MS[event_time.format]
+
+    def read(values: list[Any]) -> tuple[list[int], dict[int, str]]:
+        times: list[int] = []
+        errors: dict[int, str] = {}
+        for i, value in enumerate(values):
+            try:
+                raw = getattr(decode(value), column)
+                if raw is None:
+                    raise ValueError(f"{column} is null or missing")
+                times.append(to_ms(raw))
+            except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as ex:
+                times.append(0)
+                errors[i] = f"no event time: {_reason(ex)}"
+        return times, errors
+
+    return read
+
+
+def _reason(ex: Exception) -> str:
+    return " ".join(str(ex).split()) or type(ex).__name__
+
+
+def _epoch_millis(raw: int | float | str) -> int:
+    if isinstance(raw, str):
+        raw = raw.strip()
+        return int(raw) if raw.lstrip("-").isdigit() else int(float(raw))
+    return int(raw)
+
+
+def _epoch_seconds(raw: int | float | str) -> int:
+    return round(float(raw) * 1000)
+
+
+def _iso8601(raw: int | float | str) -> int:
+    if not isinstance(raw, str):
+        raise ValueError(f"{raw!r} is not an ISO-8601 string")
+    text = raw.strip()
+    parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    if parsed.tzinfo is None:  # no zone: UTC, the session time zone Spark is run with
+        parsed = parsed.replace(tzinfo=UTC)
+    return round(parsed.timestamp() * 1000)
+
+
+_TO_MS: dict[str, Callable[[Any], int]] = {
+    "epoch_millis": _epoch_millis,
+    "epoch_seconds": _epoch_seconds,
+    "iso8601": _iso8601,
+}
