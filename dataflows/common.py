@@ -16,8 +16,8 @@ from bytewax.dataflow import Dataflow, Stream
 from config import DEFAULTS, Settings, slow_writes_for_tests
 from events.parse import DeadLetter, Parser, reason_kind
 from events.schema import RawBatch
+from events.streams import KAFKA_COLUMNS, event_type
 from events.streams import Stream as DeclaredStream
-from events.streams import event_type
 from monitoring.health import HEALTH
 from monitoring.metrics import DEAD_LETTERS_TOTAL, LATE_EVENTS_TOTAL, watch_windows
 from monitoring.server import serve
@@ -31,7 +31,7 @@ from sinks.base import SinkItem, Table, TableSink
 from sinks.parquet import ParquetSink
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
-from sql import REPO_STREAMS, REPO_TABLES, SqlTable, load_streams, load_tables
+from sql import REPO_STREAMS, REPO_TABLES, SqlTable, all_streams, load_tables
 from storage.location import check_output
 from storage.retries import quiet_gcsfs_retries
 
@@ -67,23 +67,33 @@ def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:
 
 def stream_tables(settings: Settings, stream: str) -> Dataflow:
     """The dataflow named `stream` that computes every table whose SQL reads it."""
-    streams = load_streams(settings.streams or REPO_STREAMS)
+    streams = all_streams(settings.streams)
     declared = streams.get(stream.lower())
     if declared is None:
         raise ConfigError(
-            f"no stream {stream} in {settings.streams or REPO_STREAMS} "
+            f"no stream {stream} in {settings.streams or REPO_STREAMS} or the repo's "
             f"(streams: {', '.join(sorted(streams))})"
         )
     flow = Dataflow(declared.name)
-    raw, events, dead = read_events(flow, settings, declared)
-    write_tables(flow, settings, raw, dead, window_tables(events, settings, streams, declared.name))
+    tables = [
+        t
+        for t in load_tables(settings.tables or REPO_TABLES, streams=streams)
+        if t.stream == declared.name
+    ]
+    kafka_columns = tuple(sorted({c for t in tables for c in t.reads} & set(KAFKA_COLUMNS)))
+    raw, events, dead = read_events(flow, settings, declared, kafka_columns)
+    write_tables(flow, settings, raw, dead, window_tables(events, tables))
     return flow
 
 
 def read_events(
-    flow: Dataflow, settings: Settings, stream: DeclaredStream
+    flow: Dataflow,
+    settings: Settings,
+    stream: DeclaredStream,
+    kafka_columns: tuple[str, ...] = (),
 ) -> tuple[Stream[RawBatch], Stream[TimedBatch[Any]], Stream[list[DeadLetter]]]:
-    """Read the records of `stream` and parse them; returns raw batches, events, dead letters."""
+    """Read the records of `stream` and parse them, with the Kafka columns the tables
+    read; returns raw batches, events, dead letters."""
     # Window state is many small long-lived objects; the default collector thresholds
     # make Python rescan them all the time (measured: +4% to +21% throughput).
     gc.set_threshold(50_000, 20, 100)
@@ -94,7 +104,13 @@ def read_events(
     value_format = stream.value_format or (
         settings.kafka.value_format if settings.kafka else "json"
     )
-    parser = Parser(event_type(stream), flow.flow_id, value_format=value_format, permissive=True)
+    parser = Parser(
+        event_type(stream),
+        flow.flow_id,
+        value_format=value_format,
+        permissive=True,
+        kafka_columns=kafka_columns,
+    )
     parsed = op.map("parse", raw, parser)
     events = op.map("events", parsed, attrgetter("events"))
     dead = op.filter_map("dead", parsed, lambda p: p.dead or None)
@@ -127,13 +143,9 @@ def _route(table: str) -> str:
 
 
 def window_tables(
-    events: Stream[TimedBatch[Any]],
-    settings: Settings,
-    streams: dict[str, DeclaredStream],
-    stream: str,
+    events: Stream[TimedBatch[Any]], tables: list[SqlTable]
 ) -> list[tuple[SqlTable, WindowOut]]:
-    """A window operator for each table whose SQL reads `stream` (of `streams`)."""
-    tables = load_tables(settings.tables or REPO_TABLES, streams=streams)
+    """A window operator for each of `tables`."""
     return [
         (
             t,
@@ -142,7 +154,6 @@ def window_tables(
             ),
         )
         for t in tables
-        if t.stream == stream
     ]
 
 
@@ -153,7 +164,7 @@ def table_alerts(
     `CLICKSTREAM_ALERTMANAGER_URL` is unset or none of them is an alert."""
     folder = settings.tables or REPO_TABLES
     wanted = {n.strip() for n in settings.alert_tables.split(",") if n.strip()}
-    known = {t.name for t in load_tables(folder)}
+    known = {t.name for t in load_tables(folder, streams=all_streams(settings.streams))}
     unknown = wanted - known
     if unknown and settings.alert_tables == DEFAULTS.alert_tables:
         # the default names the repo's table: a folder of other tables has no alerts

@@ -22,7 +22,7 @@ import msgspec
 
 from events.formats import SchemaDecoder, framed_id
 from events.schema import RawBatch, RawRecord
-from events.streams import permissive_event
+from events.streams import fill_kafka_columns, permissive_event
 from operators.batches import TimedBatch
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,15 @@ class Parser(Generic[E]):
         on_tombstone: Callable[[RawRecord], E | None] | None = None,
         value_format: str = "auto",
         permissive: bool = False,
+        kafka_columns: tuple[str, ...] = (),
     ) -> None:
         self.decoder = msgspec.json.Decoder(shape, strict=False)
         self.shape = shape
         # A declared stream's fields are all optional, and one of the wrong type is null
         # (Spark's from_json); the hand-written shapes of `enrich` refuse the record.
         self.permissive = permissive
+        # the Kafka columns (`events.streams.KAFKA_COLUMNS`) a table reads: set per event
+        self.kafka_columns = kafka_columns
         # an event none of whose columns was in its value (all null): a sign of the wrong
         # topic, which Spark would count as a row of nulls, as we do; the log says so
         self.blank = shape() if permissive else None
@@ -228,10 +231,11 @@ class Parser(Generic[E]):
                 except Exception:  # some record is bad: sorted out one by one below
                     events = None
         dead: list[DeadLetter] = []
+        keep: list[bool] | None = None
         if events is not None:
             out = _with_events(batch, events)
         else:
-            out, dead = self._one_by_one(batch)
+            out, dead, keep = self._one_by_one(batch)
         self.read += len(batch.events)
         self.parsed += len(out.events)
         self.dead += len(dead)
@@ -240,6 +244,11 @@ class Parser(Generic[E]):
             self._warn_mostly_dead(len(batch.events), bad)
         if self.blank is not None and out.events:
             self._warn_if_blank(out.events)
+        if self.kafka_columns and out.events:
+            keys = (
+                batch.keys if keep is None or not batch.keys else list(compress(batch.keys, keep))
+            )
+            fill_kafka_columns(out.events, self.kafka_columns, out.times, out.origins, keys)
         if batch.at_end or time.monotonic() >= self.next_log:
             self.next_log = time.monotonic() + self.log_every_s
             log.info(
@@ -295,7 +304,7 @@ class Parser(Generic[E]):
             ", ".join(f.encode_name for f in msgspec.structs.fields(self.shape)),
         )
 
-    def _one_by_one(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter]]:
+    def _one_by_one(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter], list[bool]]:
         keep: list[bool] = []
         events: list[E] = []
         dead: list[DeadLetter] = []
@@ -315,7 +324,7 @@ class Parser(Generic[E]):
             else:
                 events.append(event)
             keep.append(not isinstance(event, str))
-        return _with_events(batch, events, keep), dead
+        return _with_events(batch, events, keep), dead, keep
 
 
 def _with_events(batch: RawBatch, events: list[Any], keep: list[bool] | None = None) -> TimedBatch:

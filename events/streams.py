@@ -79,12 +79,55 @@ def is_column_name(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
 
+class Timestamp(int):
+    """The type of a SQL TIMESTAMP (the event time `timestamp`, its min and max): epoch
+    milliseconds at run time, a type of its own to the SQL compiler, so that it compares
+    with timestamps and string literals only, and is written as a timestamp."""
+
+
+KAFKA_COLUMNS: dict[str, type] = {
+    "key": str,
+    "topic": str,
+    "partition": int,
+    "offset": int,
+    "timestamp": int,
+}
+"""The columns every stream has besides its declared ones, as Spark's Kafka source gives
+them (`key` as a string, as `CAST(key AS STRING)` makes it); `timestamp` is the event
+time. `Parser` fills the ones a table reads."""
+
+
 @cache
 def event_type(stream: Stream) -> type[msgspec.Struct]:
-    """The events of `stream`: a struct of its columns, each optional (default null). A
-    `timestamp` column other than the event time is not a SQL column yet, and left out."""
+    """The events of `stream`: a struct of its columns, each optional (default null), and
+    of Kafka's columns. A `timestamp` column other than the event time is not a SQL
+    column yet, and left out."""
     fields = [(c.name, TYPES[c.type] | None, None) for c in stream.columns if c.type in TYPES]
-    return msgspec.defstruct(_class_name(stream.name), fields, kw_only=True)
+    fields += [(name, kind | None, None) for name, kind in KAFKA_COLUMNS.items()]
+    # a payload field does not fill a Kafka column: its name in values is one no
+    # producer writes (msgspec refuses control characters in it)
+    rename = {name: f"<kafka {name}>" for name in KAFKA_COLUMNS}
+    return msgspec.defstruct(_class_name(stream.name), fields, kw_only=True, rename=rename)
+
+
+def fill_kafka_columns(
+    events: list[Any],
+    columns: tuple[str, ...],
+    times: list[int],
+    origins: Any,
+    keys: list[Any],
+) -> None:
+    """Set the Kafka `columns` of `events` from their batch: event times, origins (topic,
+    partition, offset, or None) and record keys (bytes, str or None)."""
+    if "timestamp" in columns:
+        for e, t in zip(events, times, strict=True):
+            e.timestamp = t
+    if origins is not None and {"topic", "partition", "offset"} & set(columns):
+        for e, (topic, partition, offset) in zip(events, origins, strict=True):
+            e.topic, e.partition, e.offset = topic, partition, offset
+    if "key" in columns:
+        for e, k in zip(events, keys or [None] * len(events), strict=True):
+            e.key = k.decode("utf-8", "replace") if isinstance(k, bytes) else k
 
 
 def _class_name(name: str) -> str:

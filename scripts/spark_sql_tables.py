@@ -1,7 +1,7 @@
 """Spark's answer for a folder of table `.sql` files, on a replay dump (run with the Python of
 `.cache/spark/venv`, see scripts/setup_spark.sh; used by tests/sql/test_spark_sql.py).
 
-    python scripts/spark_sql_tables.py TABLES DUMP OUT
+    python scripts/spark_sql_tables.py TABLES DUMP OUT [STREAMS.json]
 
 For each table, the same SQL runs twice on the stream's records, as typed columns with
 `timestamp` the record's time:
@@ -11,6 +11,12 @@ For each table, the same SQL runs twice on the stream's records, as typed column
 - as a batch query, whose rows are written to OUT/<table>.jsonl (timestamps as epoch ms).
   Batch equals streaming append when no record is later than the delay, and unlike a
   stream it also gives the windows still open at the end of the input.
+
+STREAMS.json describes declared streams (what `sql.streams` read from their CREATE STREAM
+files): `{name: {"columns": {column: type}, "event_time": null or {"column", "format"}}}`.
+Each is read as Spark's `from_json` reads text, then cast to its declared type; the event
+time is the record's timestamp, or the payload column turned into a timestamp by Spark's
+`timestamp_millis`, `timestamp_seconds` or `CAST(... AS TIMESTAMP)`.
 
 `count(DISTINCT x)` becomes `size(collect_set(x))`: Spark streams refuse the former; the
 latter is exact and skips nulls too.
@@ -63,14 +69,45 @@ SCHEMAS = {
 ENVELOPE = "topic string, partition int, offset bigint, ts bigint, key string, payload string"
 
 
-def typed(frame, stream):
+# a declared stream's column types, as Spark names them
+SPARK_TYPES = {
+    "string": "string",
+    "int": "int",
+    "bigint": "bigint",
+    "double": "double",
+    "boolean": "boolean",
+    "timestamp": "timestamp",
+}
+EVENT_TIME = {
+    "epoch_millis": "timestamp_millis(CAST(v.`{c}` AS BIGINT))",
+    "epoch_seconds": "timestamp_seconds(CAST(v.`{c}` AS DOUBLE))",
+    "iso8601": "CAST(v.`{c}` AS TIMESTAMP)",
+}
+
+
+def declared(streams_json):
+    """The streams of a STREAMS.json, as SCHEMAS has them, and their event time columns."""
+    schemas, times = {}, {}
+    for name, stream in json.loads(Path(streams_json).read_text()).items():
+        columns = {c: SPARK_TYPES[t] for c, t in stream["columns"].items()}
+        schemas[name] = (f"{name}.jsonl", columns)
+        times[name] = stream["event_time"]
+    return schemas, times
+
+
+def typed(frame, stream, times=None):
     _, fields = SCHEMAS[stream]
     as_text = ", ".join(f"`{name}` string" for name in fields)
     parsed = frame.select(from_json("payload", as_text).alias("v"), "ts")
+    event_time = (times or {}).get(stream)
+    if event_time is None:
+        stamp = expr("timestamp_millis(ts)")
+    else:
+        stamp = expr(EVENT_TIME[event_time["format"]].format(c=event_time["column"]))
     return parsed.select(
         *[col(f"v.`{name}`").cast(kind).alias(name) for name, kind in fields.items()],
-        expr("timestamp_millis(ts)").alias("timestamp"),
-    )
+        stamp.alias("timestamp"),
+    ).where("timestamp IS NOT NULL")  # no event time: a dead letter to us, no window to Spark
 
 
 def cell(value):
@@ -79,10 +116,12 @@ def cell(value):
     return value
 
 
-def main(tables, dump, out):
+def main(tables, dump, out, times=None):
     spark = (
         SparkSession.builder.master("local[2]")
         .config("spark.sql.session.timeZone", "UTC")
+        # docs/sql.md: nulls, types and casts are those of Spark without ANSI mode
+        .config("spark.sql.ansi.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.ui.enabled", "false")
         .getOrCreate()
@@ -104,7 +143,7 @@ def main(tables, dump, out):
             folder.mkdir(parents=True)
             (folder / file_name).write_bytes((dump / file_name).read_bytes())
         # streaming: Spark accepts this SQL as an append-mode streaming aggregation
-        events = typed(spark.readStream.schema(ENVELOPE).json(str(folder)), stream)
+        events = typed(spark.readStream.schema(ENVELOPE).json(str(folder)), stream, times)
         events.withWatermark("timestamp", f"{delay} seconds").createOrReplaceTempView(stream)
         started = (
             spark.sql(query)
@@ -116,7 +155,8 @@ def main(tables, dump, out):
         )
         started.awaitTermination()
         # batch: every window, for the comparison
-        typed(spark.read.schema(ENVELOPE).json(str(folder)), stream).createOrReplaceTempView(stream)
+        batch = typed(spark.read.schema(ENVELOPE).json(str(folder)), stream, times)
+        batch.createOrReplaceTempView(stream)
         rows = spark.sql(query).collect()
         with open(out / f"{path.stem}.jsonl", "w") as f:
             for row in rows:
@@ -126,4 +166,8 @@ def main(tables, dump, out):
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    found_times = None
+    if len(sys.argv) > 4:
+        found, found_times = declared(sys.argv[4])
+        SCHEMAS.update(found)
+    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), found_times)

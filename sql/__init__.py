@@ -35,11 +35,21 @@ __all__ = [
     "REPO_STREAMS",
     "REPO_TABLES",
     "SqlTable",
+    "all_streams",
     "event_types",
     "load_streams",
     "load_tables",
     "output_tables",
 ]
+
+
+def all_streams(folder: str | Path | None = None) -> dict[str, Stream]:
+    """The repo's streams and those of `folder` (`CLICKSTREAM_STREAMS`), which may also
+    declare one of the repo's anew: a folder of your own adds to the repo's two."""
+    streams = load_streams(REPO_STREAMS)
+    if folder is not None and Path(folder).resolve() != REPO_STREAMS:
+        streams |= load_streams(folder)
+    return streams
 
 
 def event_types(streams: dict[str, Stream]) -> dict[str, type[msgspec.Struct]]:
@@ -99,8 +109,7 @@ def output_tables(
     """Every table a dataflow writes with the tables of `folder` over the streams of
     `streams_folder` (default: the repo's), late events and dead letters included: what
     the tools read."""
-    streams = load_streams(streams_folder or REPO_STREAMS)
-    tables = load_tables(folder or REPO_TABLES, streams=streams)
+    tables = load_tables(folder or REPO_TABLES, streams=all_streams(streams_folder))
     return [t.table for t in tables] + [LATE_EVENTS, DEAD_LETTERS]
 
 

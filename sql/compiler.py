@@ -22,6 +22,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
+from events.streams import Timestamp
 from operators.windows import Session, Sliding, Window
 from sql.errors import SqlError
 from sql.expressions import Code, compile_code
@@ -44,7 +45,14 @@ _UNIT_MS = {"millisecond": 1, "second": 1_000, "minute": 60_000, "hour": 3_600_0
 _UNIT_MS["day"] = 24 * _UNIT_MS["hour"]
 
 # Column types by their Polars names (`sinks.base.DTYPES`).
-_DTYPES: dict[type, str] = {int: "Int64", float: "Float64", str: "String", bool: "Boolean"}
+_DTYPES: dict[type, str] = {
+    int: "Int64",
+    float: "Float64",
+    str: "String",
+    bool: "Boolean",
+    # epoch ms in rows, written as a UTC timestamp (`Table.timestamps`)
+    Timestamp: "Timestamp",
+}
 _PYTHON = {dtype: kind for kind, dtype in _DTYPES.items()}
 
 
@@ -96,6 +104,7 @@ class _Compiler:
         self.aggregate_kinds: list[str] = []  # its class in `operators.aggregates`
         self.aggregate_codes: dict[str, int] = {}  # normalized SQL -> index
         self.aggregate_types: list[str] = []
+        self.reads: set[str] = set()  # the event attributes the table reads
 
     # FROM, WATERMARK
 
@@ -208,12 +217,6 @@ class _Compiler:
 
     def _column(self, node: exp.Column) -> Column:
         name = node.name.lower()
-        if name == EVENT_TIME:
-            raise SqlError(
-                node,
-                f"{EVENT_TIME} (the event time) can be used only in window(), "
-                "session_window() and WATERMARK",
-            )
         found = self.columns.get(name)
         if found is None or node.table:
             raise SqlError(
@@ -221,6 +224,7 @@ class _Compiler:
                 f"unknown column {node.sql('spark')} (columns of {self.stream}: "
                 f"{', '.join(self.columns)})",
             )
+        self.reads.add(found.name)
         return found
 
     def _event_scope(self, node: exp.Expr) -> Code | None:
@@ -399,8 +403,12 @@ class _Compiler:
         if start is None:
             raise SqlError(self.query, f"SELECT needs {call}.start: the table is partitioned by it")
         having = self._having(aliases)
+        stamps = sorted(
+            {n for n in (start, end) if n is not None}
+            | {n for n, d in zip(names, dtypes, strict=True) if d == "Timestamp"}
+        )
+        dtypes = ["Int64" if d == "Timestamp" else d for d in dtypes]
         columns = list(zip(names, dtypes, strict=True))
-        stamps = sorted(n for n in (start, end) if n is not None)
         # the output's column names as written: `USERID` and `userid` are one column
         # to SQL but two to a Parquet schema
         definition = (
@@ -423,6 +431,7 @@ class _Compiler:
             ),
             "definition": repr(definition),
             "roles": repr(tuple(roles)),
+            "reads": f"frozenset({sorted(self.reads)!r})",
         }
         return "SqlTable(\n" + "".join(f"    {k}={v},\n" for k, v in fields.items()) + ")\n"
 

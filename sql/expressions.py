@@ -14,9 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlglot import exp
 
+from events.streams import Timestamp
 from sql.errors import SqlError
 
 
@@ -76,6 +78,7 @@ def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
         return Code(f"({a.text} {symbol} {b.text})", kind, False)
     if type(node) in _COMPARISONS:
         a, b = (compile_code(x, resolve) for x in (node.this, node.expression))
+        a, b = _timestamp_literal(a, b, node.this), _timestamp_literal(b, a, node.expression)
         comparable(a, b, node)
         symbol, name = _COMPARISONS[type(node)]
         if a.nullable or b.nullable:
@@ -87,6 +90,8 @@ def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
         return _compile_in(node, resolve)
     if isinstance(node, exp.Between):
         x, low, high = (compile_code(node.args[k], resolve) for k in ("this", "low", "high"))
+        low = _timestamp_literal(low, x, node.args["low"])
+        high = _timestamp_literal(high, x, node.args["high"])
         comparable(x, low, node)
         comparable(x, high, node)
         if x.nullable or low.nullable or high.nullable:
@@ -162,8 +167,23 @@ def comparable(a: Code, b: Code, node: exp.Expr) -> None:
     )
 
 
+def _timestamp_literal(code: Code, other: Code, node: exp.Expr) -> Code:
+    """A string literal compared with a timestamp is that instant, as Spark casts it:
+    `timestamp >= '2026-12-01 08:00:00'` (UTC, Spark's session time zone here)."""
+    if other.type is not Timestamp or not (isinstance(node, exp.Literal) and node.is_string):
+        return code
+    text = node.this.strip()
+    try:
+        at = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise SqlError(node, f"{node.sql('spark')} is not a timestamp") from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return Code(repr(round(at.timestamp() * 1000)), Timestamp, False)
+
+
 def name_of(kind: type | None) -> str:
-    names = {int: "number", float: "number", str: "string", bool: "boolean"}
+    names = {int: "number", float: "number", str: "string", bool: "boolean", Timestamp: "timestamp"}
     return names.get(kind, "null") if kind is not None else "null"
 
 

@@ -26,6 +26,7 @@ from typing import Any, Union, get_args, get_origin
 import msgspec
 
 from config import sql_cache_folder
+from events.streams import KAFKA_COLUMNS, Timestamp
 from operators.aggregates import Aggregate
 from operators.windows import Session, Sliding, Window
 from sinks.base import Table
@@ -46,13 +47,17 @@ class Column:
 
 
 def columns_of(event_type: type[msgspec.Struct]) -> dict[str, Column]:
-    """The SQL columns of an event type, by lower-case name."""
+    """The SQL columns of an event type, by lower-case name. Kafka's columns other than
+    `key` are never null (`Parser` fills them); `timestamp` is a SQL timestamp."""
     out = {}
     for f in msgspec.structs.fields(event_type):
         kind, nullable = f.type, False
         if get_origin(kind) in (Union, types.UnionType):
             args = [a for a in get_args(kind) if a is not type(None)]
             kind, nullable = args[0], True
+        if f.name in KAFKA_COLUMNS and f.encode_name != f.name:
+            nullable = f.name == "key"
+            kind = Timestamp if f.name == EVENT_TIME else kind
         out[f.name.lower()] = Column(f.name, kind, nullable)
     return out
 
@@ -79,6 +84,8 @@ class SqlTable:
     # What each column is, in SELECT order: a group `key`, the window's `start` or
     # `end`, or a `value` (an aggregate).
     roles: tuple[str, ...] = ()
+    # the event attributes it reads (`Parser` fills the Kafka columns among them)
+    reads: frozenset[str] = frozenset()
 
 
 def compile_table(
