@@ -98,7 +98,9 @@ def declared(streams_json):
 def typed(frame, stream, times=None):
     _, fields = SCHEMAS[stream]
     as_text = ", ".join(f"`{name}` string" for name in fields)
-    parsed = frame.select(from_json("payload", as_text).alias("v"), "ts")
+    parsed = frame.select(
+        from_json("payload", as_text).alias("v"), "ts", "key", "topic", "partition", "offset"
+    )
     event_time = (times or {}).get(stream)
     if event_time is None:
         stamp = expr("timestamp_millis(ts)")
@@ -107,6 +109,11 @@ def typed(frame, stream, times=None):
     return parsed.select(
         *[col(f"v.`{name}`").cast(kind).alias(name) for name, kind in fields.items()],
         stamp.alias("timestamp"),
+        # Kafka's columns, as the Kafka source gives them (the key cast to a string)
+        "key",
+        "topic",
+        "partition",
+        "offset",
     ).where("timestamp IS NOT NULL")  # no event time: a dead letter to us, no window to Spark
 
 

@@ -1,7 +1,8 @@
 """A topic the repo does not know, run with no Python: a stream declaration, table SQL, and
 `python -m bytewax.run dataflows.tables:flow`, against the real broker. The tables equal
 what Spark computes from the same SQL on the same records (`from_json`, the payload's
-time column as the event time), from Kafka and from a replay of the same records."""
+time column as the event time, Kafka's columns in WHERE and aggregates), from Kafka and
+from a replay of the same records."""
 
 from __future__ import annotations
 
@@ -45,6 +46,14 @@ TABLES = {
                count(amount) AS priced
         FROM orders WATERMARK timestamp DELAY OF INTERVAL 30 SECONDS
         GROUP BY window(timestamp, '60 seconds', '20 seconds'), country""",
+    "orders_per_partition": """
+        SELECT partition, window.start AS event_start, count(*) AS orders,
+               max(offset) AS last_offset, min(timestamp) AS first_placed,
+               max(timestamp) AS last_placed, count(DISTINCT key) AS keys
+        FROM orders WATERMARK timestamp DELAY OF INTERVAL 30 SECONDS
+        WHERE timestamp >= '2026-11-30 08:01:00' AND topic LIKE '%-orders'
+              AND offset % 2 = 0
+        GROUP BY window(timestamp, '30 seconds'), partition""",
     "time_per_page": """
         SELECT page, session_window.start AS event_start, session_window.end AS event_end,
                sum(seconds) AS seconds, count(*) AS visits
