@@ -295,13 +295,14 @@ class Parser(Generic[E]):
             return
         self.next_blank_warning = now + 60.0
         log.warning(
-            "%s: %d of %d records sampled have none of the columns of %s (%s); "
+            "%s: %d of %d records sampled have none of the declared columns (%s); "
             "is this the right topic and declaration? They count as rows of nulls",
             self.name,
             blank,
             len(sample),
-            self.shape.__name__,
-            ", ".join(f.encode_name for f in msgspec.structs.fields(self.shape)),
+            ", ".join(
+                f.encode_name for f in msgspec.structs.fields(self.shape) if f.name == f.encode_name
+            ),
         )
 
     def _one_by_one(self, batch: RawBatch) -> tuple[TimedBatch[E], list[DeadLetter], list[bool]]:

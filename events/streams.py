@@ -18,6 +18,7 @@ a field of another type is cast as Spark casts a string (`"404"` is 404, `"abc"`
 
 from __future__ import annotations
 
+import hashlib
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,7 +108,24 @@ def event_type(stream: Stream) -> type[msgspec.Struct]:
     # a payload field does not fill a Kafka column: its name in values is one no
     # producer writes (msgspec refuses control characters in it)
     rename = {name: f"<kafka {name}>" for name in KAFKA_COLUMNS}
-    return msgspec.defstruct(_class_name(stream.name), fields, kw_only=True, rename=rename)
+    # Events cross processes (pickled, their class by name): the name says which
+    # declaration, and this module finds the class by it (`__getattr__`)
+    digest = hashlib.sha256(repr((stream.name, stream.columns)).encode()).hexdigest()[:12]
+    name = f"{_class_name(stream.name)}_{digest}"
+    built = msgspec.defstruct(name, fields, kw_only=True, rename=rename, module=__name__)
+    _BUILT[name] = built
+    return built
+
+
+_BUILT: dict[str, type[msgspec.Struct]] = {}
+
+
+def __getattr__(name: str) -> type[msgspec.Struct]:
+    # the event types `event_type` built in this process, for pickle
+    found = _BUILT.get(name)
+    if found is None:
+        raise AttributeError(name)
+    return found
 
 
 def fill_kafka_columns(

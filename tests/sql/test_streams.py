@@ -5,6 +5,7 @@ that is refused, naming the file and the line."""
 from __future__ import annotations
 
 import logging
+import pickle
 import subprocess
 import sys
 from typing import Any
@@ -266,3 +267,23 @@ def test_the_datagen_makes_only_the_repo_streams(tmp_path):
     settings = Settings(output=str(tmp_path / "out"), streams=str(tmp_path / "streams"))
     with pytest.raises(ConfigError, match="datagen makes clickstream and user_clickstream"):
         stream_tables(settings, "orders")
+
+
+def test_an_event_crosses_to_a_process_that_declared_the_same_stream():
+    # events that may be late travel to their shard's process with their batch (pickled)
+    shape = event_type(load_streams(REPO_STREAMS)["clickstream"])
+    event = shape(ip="1.2.3.4", userid=3, timestamp=5)
+    code = (
+        "import pickle, sys; from sql import load_streams; from events.streams import "
+        "event_type; [event_type(s) for s in load_streams().values()]; "
+        "print(repr(pickle.loads(sys.stdin.buffer.read())))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=clean_env(),
+        input=pickle.dumps(event),
+        capture_output=True,
+        check=True,
+    )
+    assert done.stdout.decode().strip() == repr(event)
