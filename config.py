@@ -39,6 +39,16 @@ def streams_folder(env: Mapping[str, str] | None = None) -> str | None:
     return parse(os.environ if env is None else env, "CLICKSTREAM_STREAMS", str, None, minimum=None)
 
 
+def registry_kafka(env: Mapping[str, str] | None = None) -> KafkaSettings | None:
+    """The Kafka settings, for the tools that read the tables of streams whose columns
+    are the Schema Registry's: None without a Kafka cluster and a registry set."""
+    env = os.environ if env is None else env
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS") and not env.get("KAFKA_CONFIG_FILE"):
+        return None
+    kafka = KafkaSettings.from_env(env)
+    return kafka if kafka.registry is not None else None
+
+
 def sql_cache_folder(env: Mapping[str, str] | None = None) -> Path | None:
     """`CLICKSTREAM_SQL_CACHE`: where compiled tables are kept (`sql.table`), so a start
     does not parse SQL it has parsed before. Default `$XDG_CACHE_HOME/clickstream/sql`

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from operator import attrgetter
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -31,6 +32,7 @@ from sinks.base import SinkItem, Table, TableSink
 from sinks.parquet import ParquetSink
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
+from sources.schemas import with_registry_columns
 from sql import REPO_STREAMS, REPO_TABLES, SqlTable, all_streams, load_tables
 from storage.location import check_output
 from storage.retries import quiet_gcsfs_retries
@@ -74,10 +76,14 @@ def stream_tables(settings: Settings, stream: str) -> Dataflow:
             f"no stream {stream} in {settings.streams or REPO_STREAMS} or the repo's "
             f"(streams: {', '.join(sorted(streams))})"
         )
+    if not declared.columns:  # the columns are the registry's
+        streams |= with_registry_columns({declared.name: declared}, settings.kafka)
+        declared = streams[declared.name]
     flow = Dataflow(declared.name)
+    folder = settings.tables or REPO_TABLES
     tables = [
         t
-        for t in load_tables(settings.tables or REPO_TABLES, streams=streams)
+        for t in load_tables(folder, streams=streams, only=declared.name)
         if t.stream == declared.name
     ]
     kafka_columns = tuple(sorted({c for t in tables for c in t.reads} & set(KAFKA_COLUMNS)))
@@ -164,7 +170,7 @@ def table_alerts(
     `CLICKSTREAM_ALERTMANAGER_URL` is unset or none of them is an alert."""
     folder = settings.tables or REPO_TABLES
     wanted = {n.strip() for n in settings.alert_tables.split(",") if n.strip()}
-    known = {t.name for t in load_tables(folder, streams=all_streams(settings.streams))}
+    known = {p.stem for p in Path(folder).glob("*.sql")}
     unknown = wanted - known
     if unknown and settings.alert_tables == DEFAULTS.alert_tables:
         # the default names the repo's table: a folder of other tables has no alerts

@@ -19,6 +19,7 @@ a field of another type is cast as Spark casts a string (`"404"` is 404, `"abc"`
 from __future__ import annotations
 
 import hashlib
+import json
 import keyword
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,68 @@ class Stream:
     event_time: EventTime | None = None
     # where it was declared, for messages
     path: str = ""
+
+
+# Avro's types and JSON Schema's, as declared column types
+_AVRO_TYPES = {
+    "string": "string",
+    "enum": "string",
+    "int": "int",
+    "long": "bigint",
+    "float": "double",
+    "double": "double",
+    "boolean": "boolean",
+}
+_JSON_TYPES = {"string": "string", "integer": "bigint", "number": "double", "boolean": "boolean"}
+
+
+def columns_of_schema(schema_type: str, schema_str: str) -> tuple[list[Column], list[str]]:
+    """The columns a registry schema gives a stream declared without them (a record's
+    top-level fields of simple types; `timestamp-millis` longs are timestamps), and the
+    fields left out, each with why. `ValueError` for a schema that is not a record."""
+    schema = json.loads(schema_str)
+    columns: list[Column] = []
+    left_out: list[str] = []
+    if schema_type.upper() == "AVRO":
+        if not isinstance(schema, dict) or schema.get("type") != "record":
+            raise ValueError("the Avro schema is not a record")
+        fields = [(f["name"], f["type"]) for f in schema["fields"]]
+    elif schema_type.upper() == "JSON":
+        if not isinstance(schema, dict) or not isinstance(schema.get("properties"), dict):
+            raise ValueError("the JSON Schema has no properties")
+        fields = list(schema["properties"].items())
+    else:
+        raise ValueError(f"columns are taken from Avro and JSON schemas, not {schema_type}")
+    for name, kind in fields:
+        found = _avro_type(kind) if schema_type.upper() == "AVRO" else _json_type(kind)
+        if found is None or not is_column_name(name) or name.lower() in KAFKA_COLUMNS:
+            left_out.append(f"{name} ({json.dumps(kind)[:60]})")
+        else:
+            columns.append(Column(name, found))
+    return columns, left_out
+
+
+def _avro_type(kind: Any) -> str | None:
+    if isinstance(kind, list):  # a union: null and one type
+        kinds = [k for k in kind if k != "null"]
+        return _avro_type(kinds[0]) if len(kinds) == 1 else None
+    if isinstance(kind, dict):
+        if kind.get("logicalType") == "timestamp-millis":
+            return "timestamp"
+        if kind.get("type") == "enum":
+            return "string"
+        return None if kind.get("logicalType") else _avro_type(kind.get("type"))
+    return _AVRO_TYPES.get(kind) if isinstance(kind, str) else None
+
+
+def _json_type(kind: Any) -> str | None:
+    if not isinstance(kind, dict):
+        return None
+    types = kind.get("type")
+    if isinstance(types, list):
+        types = [t for t in types if t != "null"]
+        types = types[0] if len(types) == 1 else None
+    return _JSON_TYPES.get(types) if isinstance(types, str) else None
 
 
 def is_column_name(name: str) -> bool:

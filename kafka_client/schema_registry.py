@@ -89,6 +89,10 @@ class SchemaRegistry:
                 self.schemas[schema_id] = found
         return found
 
+    def latest(self, subject: str) -> Any:
+        """The newest version registered under `subject` (a `RegisteredSchema`)."""
+        return self._call(self.client.get_latest_version, subject)
+
     def register(self, subject: str, schema: Schema) -> int:
         """Register `schema` under `subject` (a no-op when it is there); its id."""
         return self._call(self.client.register_schema, subject, schema)

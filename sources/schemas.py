@@ -11,12 +11,23 @@ blinked.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import threading
 from operator import itemgetter
 
 from events.formats import HEADER, MAGIC, SchemaDecoder, SchemaUnusable, decoder_for
-from kafka_client.schema_registry import SchemaMissing, SchemaRegistry
-from kafka_client.settings import RegistrySettings
+from events.streams import Stream, columns_of_schema
+from kafka_client.schema_registry import (
+    RegistryRefused,
+    RegistryUnavailable,
+    SchemaMissing,
+    SchemaRegistry,
+)
+from kafka_client.settings import KafkaSettings, RegistrySettings
+from setting import ConfigError
+
+log = logging.getLogger(__name__)
 
 # A decoder, or why the records of that id cannot be decoded.
 Decoding = SchemaDecoder | str
@@ -74,3 +85,55 @@ def writer_schemas(settings: RegistrySettings) -> WriterSchemas:
         if found is None:
             found = _shared[settings] = WriterSchemas(settings)
         return found
+
+
+def with_registry_columns(
+    streams: dict[str, Stream], kafka: KafkaSettings | None
+) -> dict[str, Stream]:
+    """`streams`, those declared without columns given the columns of the newest schema
+    under `<topic>-value` in the Schema Registry (the TOPIC strategy). A `ConfigError`
+    of one line, naming the declaration, when there is none to be had."""
+    missing = [s for s in streams.values() if not s.columns]
+    if not missing:
+        return streams
+    if kafka is None or kafka.registry is None:
+        names = ", ".join(s.path or s.name for s in missing)
+        raise ConfigError(
+            f"{names}: no columns declared; they are taken from the Schema Registry, so set "
+            "CLICKSTREAM_SOURCE=kafka and KAFKA_SCHEMA_REGISTRY_URL (or declare the columns)"
+        )
+    out = dict(streams)
+    with SchemaRegistry(kafka.registry) as registry:
+        for stream in missing:
+            topic = kafka.topic_of(stream.name, stream.topic)
+            subject = f"{topic}-value"
+            where = stream.path or stream.name
+            try:
+                latest = registry.latest(subject)
+                columns, left_out = columns_of_schema(
+                    latest.schema.schema_type or "AVRO", latest.schema.schema_str or ""
+                )
+            except SchemaMissing:
+                raise ConfigError(
+                    f"{where}: no columns declared, and the Schema Registry has no schema "
+                    f"under {subject} to take them from"
+                ) from None
+            except (RegistryRefused, RegistryUnavailable) as ex:
+                raise ConfigError(
+                    f"{where}: cannot read the columns of {subject} from the Schema Registry "
+                    f"at {kafka.registry.url} ({ex})"
+                ) from None
+            except ValueError as ex:
+                raise ConfigError(f"{where}: the schema under {subject}: {ex}") from None
+            if not columns:
+                raise ConfigError(f"{where}: the schema under {subject} has no usable column")
+            log.info(
+                "stream %s: columns %s from %s version %s%s",
+                stream.name,
+                ", ".join(f"{c.name} {c.type}" for c in columns),
+                subject,
+                latest.version,
+                f" (left out: {', '.join(left_out)})" if left_out else "",
+            )
+            out[stream.name] = dataclasses.replace(stream, columns=tuple(columns))
+    return out

@@ -22,10 +22,12 @@ from pathlib import Path
 import msgspec
 
 from events.streams import Stream, event_type
+from kafka_client.settings import KafkaSettings
 from operators.shards import DEFAULT_SHARDS
 from setting import ConfigError
 from sinks.base import Table
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
+from sources.schemas import with_registry_columns
 from sql.errors import SqlError
 from sql.legacy import EARLIER
 from sql.streams import REPO_STREAMS, load_streams
@@ -67,6 +69,9 @@ REPO_TABLES = Path(__file__).resolve().parents[1] / "tables"
 """The notebook's four tables: the default of `CLICKSTREAM_TABLES`."""
 
 _RESERVED = {"late_events", "dead_letters"}
+# the stream a table reads, as a first look (the compiler reads it exactly)
+_FROM = re.compile(r"\bFROM\s+`?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -74,11 +79,14 @@ def load_tables(
     folder: str | Path = REPO_TABLES,
     shards: int = DEFAULT_SHARDS,
     streams: dict[str, Stream] | None = None,
+    only: str | None = None,
 ) -> list[SqlTable]:
-    """Every table of `folder`, by file name, over `streams` (default: the repo's);
-    `ConfigError` for the first one that is not supported."""
+    """Every table of `folder`, by file name, over `streams` (default: the repo's), or
+    only those that read the stream `only`; `ConfigError` for the first one that is not
+    supported."""
     folder = Path(folder)
-    events = event_types(load_streams(REPO_STREAMS) if streams is None else streams)
+    streams = load_streams(REPO_STREAMS) if streams is None else streams
+    events = event_types(streams)
     if not folder.is_dir():
         raise ConfigError(f"CLICKSTREAM_TABLES: {folder} is not a folder of .sql files")
     files = sorted(folder.glob("*.sql"))
@@ -92,8 +100,19 @@ def load_tables(
                 f"{path}: a table is named after its file; {name!r} is not a name for one "
                 f"(letters, digits and _; not {' or '.join(sorted(_RESERVED))})"
             )
+        text = path.read_text()
+        reads = _FROM.search(_COMMENT.sub(" ", text))
+        stream = streams.get(reads.group(1).lower()) if reads else None
+        if only is not None and stream is not None and stream.name != only:
+            continue  # another dataflow's table, checked when that one starts
+        if stream is not None and not stream.columns:
+            raise ConfigError(
+                f"{path}: stream {stream.name} takes its columns from the Schema Registry, "
+                "which this command does not ask: set KAFKA_BOOTSTRAP_SERVERS and "
+                "KAFKA_SCHEMA_REGISTRY_URL, or declare the columns"
+            )
         try:
-            table = compile_table(path.read_text(), name, events, shards)
+            table = compile_table(text, name, events, shards)
         except SqlError as ex:
             raise ConfigError(f"{path}:{ex.line}: {ex.message}") from None
         earlier = EARLIER.get(name)
@@ -104,12 +123,17 @@ def load_tables(
 
 
 def output_tables(
-    folder: str | Path | None = None, streams_folder: str | Path | None = None
+    folder: str | Path | None = None,
+    streams_folder: str | Path | None = None,
+    kafka: KafkaSettings | None = None,
 ) -> list[Table]:
     """Every table a dataflow writes with the tables of `folder` over the streams of
     `streams_folder` (default: the repo's), late events and dead letters included: what
-    the tools read."""
-    tables = load_tables(folder or REPO_TABLES, streams=all_streams(streams_folder))
+    the tools read. Streams declared without columns take them from `kafka`'s registry."""
+    streams = all_streams(streams_folder)
+    if kafka is not None and kafka.registry is not None:
+        streams = with_registry_columns(streams, kafka)
+    tables = load_tables(folder or REPO_TABLES, streams=streams)
     return [t.table for t in tables] + [LATE_EVENTS, DEAD_LETTERS]
 
 

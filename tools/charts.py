@@ -14,7 +14,7 @@ from typing import Any
 import duckdb
 import plotly.graph_objects as go
 
-from config import streams_folder, tables_folder
+from config import registry_kafka, streams_folder, tables_folder
 from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sql import output_tables
 
@@ -205,7 +205,7 @@ def health_figures(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], list[dic
     """Rows per table, freshness, and dead letters and late events by reason."""
     health = []
     newest_end = None
-    for table in output_tables(tables_folder(), streams_folder()):
+    for table in output_tables(tables_folder(), streams_folder(), registry_kafka()):
         # a window table's freshness is its newest window end; the others' their time
         ends = table.timestamps - {table.partition_by}
         window = table.name not in (LATE_EVENTS.name, DEAD_LETTERS.name) and len(ends) == 1

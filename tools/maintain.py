@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
-from config import streams_folder, tables_folder
+from config import registry_kafka, streams_folder, tables_folder
 from process import exit_on_config_error
 from setting import ConfigError
 from sql import output_tables
@@ -66,7 +66,7 @@ def delta_tables(output: str, names: list[str] | None = None) -> list[tuple[str,
     """(name, uri) of each Delta table under `output`; a `ConfigError` if there is none."""
     fs, root = output_fs(output)
     found = []
-    for table in output_tables(tables_folder(), streams_folder()):
+    for table in output_tables(tables_folder(), streams_folder(), registry_kafka()):
         if names and table.name not in names:
             continue
         if is_delta_table(fs, f"{root}/{table.name}"):

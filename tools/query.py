@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import duckdb
 import polars as pl
 
-from config import streams_folder, tables_folder
+from config import registry_kafka, streams_folder, tables_folder
 from sinks.base import Table
 from sql import output_tables
 from storage.location import is_local, output_fs, table_files
@@ -64,7 +64,7 @@ def connect(output: str) -> duckdb.DuckDBPyConnection:
     fs, _ = output_fs(output)
     if not is_local(fs):
         con.register_filesystem(fs)
-    for table in output_tables(tables_folder(), streams_folder()):
+    for table in output_tables(tables_folder(), streams_folder(), registry_kafka()):
         files = _files(output, table.name)
         if files:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -127,7 +127,9 @@ def prompt(con: duckdb.DuckDBPyConnection, fmt: str, output: str) -> None:
     """A small SQL prompt: statements end with `;`, `.tables` lists the views."""
     with contextlib.suppress(ImportError):  # line editing and history for input()
         import readline  # noqa: F401
-    names = ", ".join(t.name for t in output_tables(tables_folder(), streams_folder()))
+    names = ", ".join(
+        t.name for t in output_tables(tables_folder(), streams_folder(), registry_kafka())
+    )
     print(f"clickstream SQL over {output} (DuckDB). Views: {names}. End with ';', quit with .quit")
     buffer: list[str] = []
     while True:

@@ -10,7 +10,7 @@ import sys
 
 import polars as pl
 
-from config import streams_folder, tables_folder
+from config import registry_kafka, streams_folder, tables_folder
 from sql import output_tables
 from storage.location import is_local, output_fs, table_files  # also keeps gcsfs off its gRPC probe
 
@@ -46,7 +46,9 @@ def main() -> None:
     pl.Config.set_fmt_str_lengths(40)
     pl.Config.set_tbl_width_chars(150)
     pl.Config.set_tbl_hide_dataframe_shape(True)
-    for table in (t.name for t in output_tables(tables_folder(), streams_folder())):
+    for table in (
+        t.name for t in output_tables(tables_folder(), streams_folder(), registry_kafka())
+    ):
         df = read_table(output, table)
         if df is None:
             print(f"\n{table}: no rows")

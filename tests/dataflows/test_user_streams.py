@@ -6,6 +6,7 @@ from a replay of the same records."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import subprocess
@@ -199,3 +200,133 @@ def test_a_topic_the_repo_does_not_know_runs_from_sql_files_and_equals_spark(
         dead = read_rows(tmp_path / source, "dead_letters")
         assert len(dead) == no_time, source
         assert all(row[-1].startswith("no event time: placed_at is null") for row in dead)
+
+
+PAGEVIEWS_SCHEMA = {
+    "type": "record",
+    "name": "pageview",
+    "fields": [
+        {"name": "userid", "type": "string"},
+        {"name": "pageid", "type": "string"},
+        {"name": "duration", "type": ["null", "int"], "default": None},
+        {"name": "premium", "type": "boolean"},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},  # not a column
+    ],
+}
+PAGEVIEWS = "CREATE STREAM pageviews WITH (KAFKA_TOPIC = '{topic}', VALUE_FORMAT = 'AVRO');\n"
+PAGEVIEW_TABLE = """
+    SELECT pageid, window.start AS event_start, count(*) AS views, sum(duration) AS seconds,
+           count_if(premium) AS premium_views, count(DISTINCT userid) AS users
+    FROM pageviews WATERMARK timestamp DELAY OF INTERVAL 30 SECONDS
+    GROUP BY window(timestamp, '1 minute', '30 seconds'), pageid"""
+
+
+def test_an_avro_topic_takes_its_columns_from_the_registry_and_equals_spark(
+    kafka_bootstrap, registry, topic_name, spark_python, tmp_path
+):
+    import fastavro
+
+    from kafka_client.schema_registry import register_value_schema
+    from kafka_client.settings import RegistrySettings
+    from sources.schemas import with_registry_columns
+    from tools.produce import producer
+
+    rng = random.Random(7)
+    streams, tables, dump = tmp_path / "streams", tmp_path / "tables", tmp_path / "dump"
+    for folder in (streams, tables, dump):
+        folder.mkdir()
+    (streams / "pageviews.sql").write_text(PAGEVIEWS.format(topic=topic_name))
+    (tables / "views_per_page.sql").write_text(PAGEVIEW_TABLE)
+    kafka = KafkaSettings(
+        bootstrap_servers=kafka_bootstrap,
+        registry=RegistrySettings(registry.url),
+        value_format="avro",
+    )
+    schema_id = register_value_schema(
+        kafka.registry,
+        topic_name,
+        "AVRO",
+        json.dumps(PAGEVIEWS_SCHEMA),  # type: ignore[arg-type]
+    )
+    create_topics(kafka, {topic_name: {}}, 2)
+    parsed = fastavro.parse_schema(PAGEVIEWS_SCHEMA)
+    p = producer(kafka)
+    lines = []
+    offsets = [0, 0]
+    at = int(START.timestamp() * 1000)
+    for i in range(3_000):
+        at += rng.randrange(0, 150) + (45_000 if i % 900 == 899 else 0)
+        ts = at - rng.randrange(0, 10_000)
+        view = {
+            "userid": f"u{rng.randrange(40)}",
+            "pageid": rng.choice(["home", "cart", "pay"]),
+            "duration": None if i % 13 == 0 else rng.randrange(1, 300),
+            "premium": rng.random() < 0.3,
+            "tags": ["a"],
+        }
+        value = io.BytesIO(b"\x00" + schema_id.to_bytes(4, "big"))
+        value.seek(5)
+        fastavro.schemaless_writer(value, parsed, view)
+        partition = i % 2
+        p.produce(
+            topic_name, value.getvalue(), key=view["userid"], partition=partition, timestamp=ts
+        )
+        # Spark reads the same records as JSON: from_json of a record is from_avro's
+        lines.append(
+            kcat_line(
+                topic_name, partition, offsets[partition], ts, view["userid"], orjson.dumps(view)
+            )
+        )
+        offsets[partition] += 1
+    assert p.flush(60) == 0
+    (dump / "pageviews.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    # the columns are the registry's, the array left out
+    found = with_registry_columns(load_streams(streams), kafka)["pageviews"]
+    columns = {c.name: c.type for c in found.columns}
+    assert columns == {
+        "userid": "string",
+        "pageid": "string",
+        "duration": "int",
+        "premium": "boolean",
+    }
+
+    env = {
+        "CLICKSTREAM_STREAMS": str(streams),
+        "CLICKSTREAM_TABLES": str(tables),
+        "CLICKSTREAM_STREAM": "pageviews",
+        "CLICKSTREAM_OUTPUT": str(tmp_path / "out"),
+        "CLICKSTREAM_SOURCE": "kafka",
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "KAFKA_SCHEMA_REGISTRY_URL": registry.url,
+        "KAFKA_STOP_AT_END": "true",
+    }
+    done = run_flow(env, "tables", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stream pageviews: columns userid string, pageid string" in done.stderr
+    assert "(left out: tags" in done.stderr
+
+    spark_streams = {"pageviews": {"columns": columns, "event_time": None}}
+    (tmp_path / "streams.json").write_text(json.dumps(spark_streams))
+    spark = subprocess.run(
+        [
+            str(spark_python),
+            str(ROOT / "scripts" / "spark_sql_tables.py"),
+            str(tables),
+            str(dump),
+            str(tmp_path / "spark"),
+            str(tmp_path / "streams.json"),
+        ],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert spark.returncode == 0, spark.stdout + spark.stderr[-3000:]
+    theirs = [
+        tuple(json.loads(line))
+        for line in (tmp_path / "spark" / "views_per_page.jsonl").read_text().splitlines()
+    ]
+    assert len(theirs) > 20
+    assert_same_rows(read_rows(tmp_path / "out", "views_per_page"), theirs, "views_per_page")
+    assert read_rows(tmp_path / "out", "dead_letters") == []
