@@ -42,11 +42,17 @@ def streams_folder(env: Mapping[str, str] | None = None) -> str | None:
 def registry_kafka(env: Mapping[str, str] | None = None) -> KafkaSettings | None:
     """The Kafka settings, for the tools that read the tables of streams whose columns
     are the Schema Registry's: None without a Kafka cluster and a registry set."""
+    kafka = tool_kafka(env)
+    return kafka if kafka is not None and kafka.registry is not None else None
+
+
+def tool_kafka(env: Mapping[str, str] | None = None) -> KafkaSettings | None:
+    """The Kafka settings of the environment, for the tools that read topics (`just
+    query` over a stream); None when no cluster is set."""
     env = os.environ if env is None else env
     if not env.get("KAFKA_BOOTSTRAP_SERVERS") and not env.get("KAFKA_CONFIG_FILE"):
         return None
-    kafka = KafkaSettings.from_env(env)
-    return kafka if kafka.registry is not None else None
+    return KafkaSettings.from_env(env)
 
 
 def sql_cache_folder(env: Mapping[str, str] | None = None) -> Path | None:

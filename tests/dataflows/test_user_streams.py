@@ -12,6 +12,7 @@ import random
 import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -237,16 +238,12 @@ def test_an_avro_topic_takes_its_columns_from_the_registry_and_equals_spark(
         folder.mkdir()
     (streams / "pageviews.sql").write_text(PAGEVIEWS.format(topic=topic_name))
     (tables / "views_per_page.sql").write_text(PAGEVIEW_TABLE)
+    registry_settings = RegistrySettings(registry.url)
     kafka = KafkaSettings(
-        bootstrap_servers=kafka_bootstrap,
-        registry=RegistrySettings(registry.url),
-        value_format="avro",
+        bootstrap_servers=kafka_bootstrap, registry=registry_settings, value_format="avro"
     )
     schema_id = register_value_schema(
-        kafka.registry,
-        topic_name,
-        "AVRO",
-        json.dumps(PAGEVIEWS_SCHEMA),  # type: ignore[arg-type]
+        registry_settings, topic_name, "AVRO", json.dumps(PAGEVIEWS_SCHEMA)
     )
     create_topics(kafka, {topic_name: {}}, 2)
     parsed = fastavro.parse_schema(PAGEVIEWS_SCHEMA)
@@ -257,7 +254,7 @@ def test_an_avro_topic_takes_its_columns_from_the_registry_and_equals_spark(
     for i in range(3_000):
         at += rng.randrange(0, 150) + (45_000 if i % 900 == 899 else 0)
         ts = at - rng.randrange(0, 10_000)
-        view = {
+        view: dict[str, Any] = {
             "userid": f"u{rng.randrange(40)}",
             "pageid": rng.choice(["home", "cart", "pay"]),
             "duration": None if i % 13 == 0 else rng.randrange(1, 300),
