@@ -27,6 +27,10 @@
    (real broker and Schema Registry) against the same events in JSON; our Avro batch
    decoding against confluent-kafka's `AvroDeserializer` per record.
 
+10. streams: the `clickstream` dataflow with its events built from its declaration
+   (`streams/clickstream.sql`) against the hand-written struct it had before, median
+   of paired CPU ratios.
+
 The soak (state and memory over hours of event time) is `python -m benchmarks.soak`;
 Delta compaction after a live run is `python -m benchmarks.compaction`.
 
@@ -92,6 +96,7 @@ GROUPS = {
     "metrics": ("benchmarks.metrics_cost", "bench_metrics"),
     "formats": ("benchmarks.formats", "bench_formats"),
     "scale": ("benchmarks.scale", "bench_scale"),
+    "streams": ("benchmarks.streams", "bench_streams"),
 }
 
 
@@ -106,7 +111,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="benchmarks")
     parser.add_argument(
         "--only",
-        default="scale,operators,dataflows,kafka,sink,recovery,columnar,sql,metrics,formats",
+        default=(
+            "scale,operators,dataflows,kafka,sink,recovery,columnar,sql,metrics,formats,streams"
+        ),
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply event counts")
     parser.add_argument("--results-to", type=Path, help=argparse.SUPPRESS)

@@ -295,7 +295,7 @@ class Parser(Generic[E]):
             return
         self.next_blank_warning = now + 60.0
         log.warning(
-            "%s: %d of %d records sampled have none of the declared columns (%s); "
+            "%s: %d of %d records sampled have none of the columns the tables read (%s); "
             "is this the right topic and declaration? They count as rows of nulls",
             self.name,
             blank,

@@ -162,18 +162,24 @@ time. `Parser` fills the ones a table reads."""
 
 
 @cache
-def event_type(stream: Stream) -> type[msgspec.Struct]:
+def event_type(stream: Stream, only: frozenset[str] | None = None) -> type[msgspec.Struct]:
     """The events of `stream`: a struct of its columns, each optional (default null), and
-    of Kafka's columns. A `timestamp` column other than the event time is not a SQL
-    column yet, and left out."""
-    fields = [(c.name, TYPES[c.type] | None, None) for c in stream.columns if c.type in TYPES]
+    of Kafka's columns; with `only`, of those of its columns alone (what a dataflow's
+    tables read: msgspec skips the rest of a value without making objects of it). A
+    `timestamp` column other than the event time is not a SQL column yet, and left out."""
+    fields = [
+        (c.name, TYPES[c.type] | None, None)
+        for c in stream.columns
+        if c.type in TYPES and (only is None or c.name in only)
+    ]
     fields += [(name, kind | None, None) for name, kind in KAFKA_COLUMNS.items()]
     # a payload field does not fill a Kafka column: its name in values is one no
     # producer writes (msgspec refuses control characters in it)
     rename = {name: f"<kafka {name}>" for name in KAFKA_COLUMNS}
     # Events cross processes (pickled, their class by name): the name says which
     # declaration, and this module finds the class by it (`__getattr__`)
-    digest = hashlib.sha256(repr((stream.name, stream.columns)).encode()).hexdigest()[:12]
+    kept = None if only is None else sorted(only)
+    digest = hashlib.sha256(repr((stream.name, stream.columns, kept)).encode()).hexdigest()[:12]
     name = f"{_class_name(stream.name)}_{digest}"
     built = msgspec.defstruct(name, fields, kw_only=True, rename=rename, module=__name__)
     _BUILT[name] = built
