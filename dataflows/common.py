@@ -28,14 +28,14 @@ from ownership import claim, fence
 from process import await_lower_processes, exit_on_config_error, one_line_panics
 from setting import ConfigError
 from sinks.alerts import AlertPoster, AlertTable, TableAlerts
-from sinks.base import SinkItem, Table, TableSink
+from sinks.base import SinkItem, TableSink
 from sinks.parquet import ParquetSink
-from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources import source_for
 from sources.schemas import with_registry_columns
 from sql import REPO_STREAMS, REPO_TABLES, SqlTable, all_streams, load_tables
 from storage.location import check_output
 from storage.retries import quiet_gcsfs_retries
+from storage.tables import DEAD_LETTERS, LATE_EVENTS, Table
 
 log = logging.getLogger(__name__)
 

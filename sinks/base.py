@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
@@ -33,40 +32,16 @@ from process import stop
 from sinks.alerts import TableAlerts
 from storage.location import is_local, storage_options
 from storage.retries import StorageFailure, StorageRetry
+from storage.tables import HIVE_COLUMNS, Table
 
 if TYPE_CHECKING:
     import polars as pl
 
-# Polars (0.3-0.4 s of imports) is imported by the first flush, not by the start: a table
-# names its column types by their Polars names ("Int64"), not by Polars' classes.
+# Polars is imported by the first flush, not by the start (`storage.tables`).
 
 log = logging.getLogger(__name__)
 
 S = TypeVar("S")
-
-DTYPES = frozenset({"Int64", "Float64", "String", "Boolean", "Binary"})
-"""The column types a table may have, by their Polars names."""
-
-HIVE_COLUMNS = ("event_date", "event_hour")
-
-
-@dataclass(frozen=True)
-class Table:
-    """One output table: column names and types (`DTYPES`) in row order.
-
-    `timestamps` name the columns given as epoch milliseconds in rows and stored as
-    UTC timestamps; `partition_by` is the one the hive partitions come from.
-    """
-
-    name: str
-    columns: Sequence[tuple[str, str]]
-    partition_by: str
-    timestamps: frozenset[str] = field(default_factory=frozenset)
-
-    def __post_init__(self) -> None:
-        unknown = {t for _, t in self.columns} - DTYPES
-        if unknown:
-            raise ValueError(f"table {self.name}: unknown column types {sorted(unknown)}")
 
 
 class TableRows(NamedTuple):

@@ -46,17 +46,10 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 from ownership import fence
 from process import stop
 from setting import ConfigError
-from sinks.base import (
-    HIVE_COLUMNS,
-    BufferedPartition,
-    Table,
-    TableSink,
-    frame,
-    hive_parts,
-    rows_of,
-)
+from sinks.base import BufferedPartition, TableSink, frame, hive_parts, rows_of
 from storage.location import delta_storage_options
 from storage.retries import StorageFailure
+from storage.tables import HIVE_COLUMNS, Table
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from typing import NamedTuple
 
 from ownership import fence
 from setting import ConfigError
-from sinks.base import BufferedPartition, SinkItem, Table, TableRows, TableSink, frame, hive_parts
+from sinks.base import BufferedPartition, SinkItem, TableRows, TableSink, frame, hive_parts
 from storage.location import is_delta_table
 
-__all__ = ["ParquetSink", "SinkItem", "Table", "TableRows"]
+__all__ = ["ParquetSink", "SinkItem", "TableRows"]
 
 log = logging.getLogger(__name__)
 

@@ -25,13 +25,12 @@ from events.streams import Stream, event_type
 from kafka_client.settings import KafkaSettings
 from operators.shards import DEFAULT_SHARDS
 from setting import ConfigError
-from sinks.base import Table
-from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sources.schemas import with_registry_columns
 from sql.errors import SqlError
 from sql.legacy import EARLIER
 from sql.streams import REPO_STREAMS, load_streams
 from sql.table import SqlTable, compile_table
+from storage.tables import DEAD_LETTERS, LATE_EVENTS, Table
 
 __all__ = [
     "REPO_STREAMS",

@@ -44,7 +44,7 @@ _DURATION = re.compile(
 _UNIT_MS = {"millisecond": 1, "second": 1_000, "minute": 60_000, "hour": 3_600_000}
 _UNIT_MS["day"] = 24 * _UNIT_MS["hour"]
 
-# Column types by their Polars names (`sinks.base.DTYPES`).
+# Column types by their Polars names (`storage.tables.DTYPES`).
 _DTYPES: dict[type, str] = {
     int: "Int64",
     float: "Float64",

@@ -29,8 +29,8 @@ from config import sql_cache_folder
 from events.streams import KAFKA_COLUMNS, Timestamp
 from operators.aggregates import Aggregate
 from operators.windows import Session, Sliding, Window
-from sinks.base import Table
 from sql.functions import HELPERS
+from storage.tables import Table
 
 log = logging.getLogger(__name__)
 

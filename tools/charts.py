@@ -15,8 +15,8 @@ import duckdb
 import plotly.graph_objects as go
 
 from config import registry_kafka, streams_folder, tables_folder
-from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sql import output_tables
+from storage.tables import DEAD_LETTERS, LATE_EVENTS
 
 ALERT_THRESHOLD = 5  # errors_per_min_alert keeps windows with errors > 5
 TOP_USERS = 5

@@ -35,11 +35,11 @@ import polars as pl
 
 from config import registry_kafka, streams_folder, tables_folder, tool_kafka
 from events.streams import Stream
-from sinks.base import Table
 from sources.schemas import with_registry_columns
 from sources.snapshot import Bounds, read_snapshot
 from sql import all_streams, output_tables
 from storage.location import is_local, output_fs, table_files
+from storage.tables import Table
 
 _SQL_TYPES = {
     "Int64": "BIGINT",

@@ -18,9 +18,9 @@ from deltalake import DeltaTable
 from sinks.base import TableRows
 from sinks.delta import DeltaSink, SinkState, delta_schema
 from sinks.parquet import ParquetSink
-from sinks.tables import DEAD_LETTERS, LATE_EVENTS
 from sql import output_tables
 from storage.location import delta_storage_options
+from storage.tables import DEAD_LETTERS, LATE_EVENTS
 from tests.processes import ROOT, clean_env, run_flow
 from tests.sinks.conftest import HOUR, T0, pages_rows
 from tests.tables import read_rows
@@ -112,7 +112,7 @@ import sys
 from sinks.base import TableRows
 from sinks.delta import DeltaSink, delta_schema
 from storage.location import delta_storage_options
-from sinks.tables import LATE_EVENTS
+from storage.tables import LATE_EVENTS
 
 flow = sys.argv[2]
 sink = DeltaSink(sys.argv[1], flow, [LATE_EVENTS], parts=1, flush_rows=1)
