@@ -55,6 +55,35 @@ def tool_kafka(env: Mapping[str, str] | None = None) -> KafkaSettings | None:
     return KafkaSettings.from_env(env)
 
 
+def output_folder(env: Mapping[str, str] | None = None) -> str:
+    """`CLICKSTREAM_OUTPUT` alone (default `./output`), for the tools that read the tables."""
+    env = os.environ if env is None else env
+    return env.get("CLICKSTREAM_OUTPUT", "").strip() or "./output"
+
+
+def dashboard_settings(env: Mapping[str, str] | None = None) -> tuple[int, float]:
+    """`CLICKSTREAM_DASHBOARD_PORT` (8050) and `CLICKSTREAM_DASHBOARD_REFRESH` (5 s)."""
+    env = os.environ if env is None else env
+    port = parse(env, "CLICKSTREAM_DASHBOARD_PORT", int, 8050, minimum=0)
+    refresh = parse(env, "CLICKSTREAM_DASHBOARD_REFRESH", float, 5.0, minimum=0.1)
+    return port, refresh
+
+
+def gcs_emulator(env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """The GCS emulator's endpoints, as Google's libraries name them:
+    `STORAGE_EMULATOR_HOST` (JSON API) and `STORAGE_EMULATOR_XML_HOST` (XML API, for
+    deltalake; default the former), each as an http URL; None when unset."""
+    env = os.environ if env is None else env
+
+    def url(value: str | None) -> str | None:
+        if not value:
+            return None
+        return value if value.startswith("http") else f"http://{value}"
+
+    json_api = url(env.get("STORAGE_EMULATOR_HOST"))
+    return json_api, url(env.get("STORAGE_EMULATOR_XML_HOST")) or json_api
+
+
 def sql_cache_folder(env: Mapping[str, str] | None = None) -> Path | None:
     """`CLICKSTREAM_SQL_CACHE`: where compiled tables are kept (`sql.table`), so a start
     does not parse SQL it has parsed before. Default `$XDG_CACHE_HOME/clickstream/sql`

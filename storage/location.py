@@ -14,6 +14,7 @@ from typing import Any
 
 import fsspec
 
+from config import gcs_emulator
 from setting import ConfigError
 from storage.retries import cause
 
@@ -26,10 +27,8 @@ def storage_options(url: str) -> dict[str, Any]:
     Otherwise credentials come the usual Google way (application default credentials,
     GOOGLE_APPLICATION_CREDENTIALS).
     """
-    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    emulator, _ = gcs_emulator()
     if url.startswith(("gs://", "gcs://")) and emulator:
-        if not emulator.startswith("http"):
-            emulator = f"http://{emulator}"
         return {"endpoint_url": emulator, "token": "anon"}
     return {}
 
@@ -42,13 +41,9 @@ def delta_storage_options(url: str) -> dict[str, str]:
     service-account file naming the endpoint; `STORAGE_EMULATOR_XML_HOST`, when set, is
     the endpoint for object_store's XML API calls (see `infra.gcs_emulator`).
     """
-    emulator = os.environ.get("STORAGE_EMULATOR_XML_HOST") or os.environ.get(
-        "STORAGE_EMULATOR_HOST"
-    )
+    _, emulator = gcs_emulator()
     if not url.startswith(("gs://", "gcs://")) or not emulator:
         return {}
-    if not emulator.startswith("http"):
-        emulator = f"http://{emulator}"
     path = os.path.join(
         tempfile.gettempdir(),
         f"clickstream-emulator-{uuid.uuid5(uuid.NAMESPACE_URL, emulator).hex}.json",

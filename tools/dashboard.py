@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import threading
 import time
 import urllib.request
@@ -26,6 +25,7 @@ import dash
 from dash import dash_table, dcc, html
 from prometheus_client.parser import text_string_to_metric_families
 
+from config import dashboard_settings, output_folder
 from tools import charts
 from tools.query import connect
 
@@ -193,15 +193,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m tools.dashboard", description="live charts of the output tables"
     )
-    parser.add_argument("--output", default=os.environ.get("CLICKSTREAM_OUTPUT", "./output"))
-    parser.add_argument(
-        "--port", type=int, default=int(os.environ.get("CLICKSTREAM_DASHBOARD_PORT", "8050"))
-    )
+    parser.add_argument("--output", default=output_folder())
+    port, refresh = dashboard_settings()
+    parser.add_argument("--port", type=int, default=port)
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other hosts")
     parser.add_argument(
         "--refresh",
         type=float,
-        default=float(os.environ.get("CLICKSTREAM_DASHBOARD_REFRESH", "5")),
+        default=refresh,
         help="seconds between refreshes",
     )
     parser.add_argument("--metrics", help="a /metrics URL whose figures to show")

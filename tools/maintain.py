@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from deltalake import DeltaTable
 from deltalake.transaction import CommitProperties
 
-from config import registry_kafka, streams_folder, tables_folder
+from config import output_folder, registry_kafka, streams_folder, tables_folder
 from process import exit_on_config_error
 from setting import ConfigError
 from sql import output_tables
@@ -133,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "output",
         nargs="?",
-        default=os.environ.get("CLICKSTREAM_OUTPUT", "./output"),
+        default=output_folder(),
         help="the output location, a directory or gs://bucket/prefix "
         "(default: $CLICKSTREAM_OUTPUT or ./output)",
     )

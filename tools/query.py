@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import duckdb
 import polars as pl
 
-from config import registry_kafka, streams_folder, tables_folder, tool_kafka
+from config import output_folder, registry_kafka, streams_folder, tables_folder, tool_kafka
 from events.streams import Stream
 from sources.schemas import with_registry_columns
 from sources.snapshot import Bounds, read_snapshot
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("sql", nargs="?", help="a query; none opens an interactive prompt")
     parser.add_argument(
         "--output",
-        default=os.environ.get("CLICKSTREAM_OUTPUT", "./output"),
+        default=output_folder(),
         help="where the tables are (default: $CLICKSTREAM_OUTPUT or ./output)",
     )
     parser.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")

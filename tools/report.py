@@ -8,12 +8,12 @@ Plotly's JavaScript is inlined once, so the file opens anywhere, offline.
 from __future__ import annotations
 
 import html
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from config import output_folder
 from tools import charts
 from tools.query import connect
 
@@ -59,7 +59,7 @@ newest window end: {html.escape(built.newest_window_end or "none yet")}</p>
 
 def main() -> None:
     args = sys.argv[1:]
-    output = args[0] if args else os.environ.get("CLICKSTREAM_OUTPUT", "./output")
+    output = args[0] if args else output_folder()
     target = Path(args[1] if len(args) > 1 else "report.html")
     target.write_text(render(output))
     print(f"report: {target} ({target.stat().st_size / 1e6:.1f} MB)")

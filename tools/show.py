@@ -5,12 +5,11 @@ python -m tools.show [OUTPUT]      (default: $CLICKSTREAM_OUTPUT or ./output)
 
 from __future__ import annotations
 
-import os
 import sys
 
 import polars as pl
 
-from config import registry_kafka, streams_folder, tables_folder
+from config import output_folder, registry_kafka, streams_folder, tables_folder
 from sql import output_tables
 from storage.location import is_local, output_fs, table_files  # also keeps gcsfs off its gRPC probe
 
@@ -41,7 +40,7 @@ def read_table(output: str, table: str, version: int | None = None) -> pl.DataFr
 
 
 def main() -> None:
-    output = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CLICKSTREAM_OUTPUT", "./output")
+    output = sys.argv[1] if len(sys.argv) > 1 else output_folder()
     pl.Config.set_tbl_rows(8)
     pl.Config.set_fmt_str_lengths(40)
     pl.Config.set_tbl_width_chars(150)
