@@ -81,9 +81,14 @@ def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
         a, b = _timestamp_literal(a, b, node.this), _timestamp_literal(b, a, node.expression)
         comparable(a, b, node)
         symbol, name = _COMPARISONS[type(node)]
+        plain = f"({a.text} {symbol} {b.text})"
+        if a.nullable and not b.nullable and _ATTRIBUTE.match(a.text):
+            return _null_if_none(a, plain)  # a column against a constant: the common WHERE
+        if b.nullable and not a.nullable and _ATTRIBUTE.match(b.text):
+            return _null_if_none(b, plain)
         if a.nullable or b.nullable:
             return Code(f"_arith({name}, {a.text}, {b.text})", bool, True)
-        return Code(f"({a.text} {symbol} {b.text})", bool, False)
+        return Code(plain, bool, False)
     if isinstance(node, exp.Like):
         return _compile_like(node, resolve)
     if isinstance(node, exp.In):
@@ -141,6 +146,16 @@ _COMPARISONS: dict[type, tuple[str, str]] = {
 }
 
 
+# An event's column: cheap enough to read twice, so a null test can go inline
+_ATTRIBUTE = re.compile(r"^e\.[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _null_if_none(column: Code, test: str) -> Code:
+    """`test` over a nullable `column`, null when the column is: inline Python, with no
+    helper call per event (as fast as the test on a column that cannot be null)."""
+    return Code(f"(None if {column.text} is None else {test})", bool, True)
+
+
 def _call(name: str, args: list[Code], kind: type | None) -> Code:
     return Code(f"{name}({', '.join(a.text for a in args)})", kind, True)
 
@@ -194,7 +209,8 @@ def _compile_like(node: exp.Like, resolve: Resolve) -> Code:
         raise SqlError(node, "LIKE is supported as `string_column LIKE 'pattern'`")
     text = pattern.this
     inner = text.strip("%")
-    if "_" not in text and "\\" not in text and "%" not in inner and not x.nullable:
+    inline = not x.nullable or _ATTRIBUTE.match(x.text)
+    if "_" not in text and "\\" not in text and "%" not in inner and inline:
         # the forms the notebook uses, as fast as plain Python
         if text.startswith("%") and text.endswith("%") and len(text) > 1:
             test = f"({inner!r} in {x.text})"
@@ -204,6 +220,8 @@ def _compile_like(node: exp.Like, resolve: Resolve) -> Code:
             test = f"{x.text}.endswith({inner!r})"
         else:
             test = f"({x.text} == {inner!r})"
+        if x.nullable:
+            test = _null_if_none(x, test).text
     else:
         regex = _like_regex(text)
         test = f"_like({regex!r}, {x.text})"
