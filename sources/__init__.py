@@ -14,7 +14,7 @@ from events.streams import Stream, TimesOf, times_of
 from kafka_client.admin import check_topics
 from kafka_client.schema_registry import check_registry
 from setting import ConfigError
-from sources.datagen import SHAPES, DatagenSource
+from sources.datagen import DATAGEN_STREAMS, DatagenSource
 from sources.kafka import KafkaSource
 from sources.replay import ReplaySource
 
@@ -30,13 +30,13 @@ def source_for(settings: Settings, stream: Stream, dataflow: str) -> Source[RawB
             _payload_times(stream, stream.value_format or "json"),
         )
     if settings.source == "datagen":
-        if stream.name not in SHAPES:
+        if stream.name not in DATAGEN_STREAMS:
             raise ConfigError(
-                f"CLICKSTREAM_SOURCE=datagen makes {' and '.join(SHAPES)} records, not "
+                f"CLICKSTREAM_SOURCE=datagen makes {' and '.join(DATAGEN_STREAMS)} records, not "
                 f"{stream.name}; read it from Kafka or a replay"
             )
         return DatagenSource(
-            stream.name,  # one of SHAPES
+            stream.name,  # one of DATAGEN_STREAMS
             settings.datagen_rate,
             settings.datagen_count,
             settings.batch_size,

@@ -19,23 +19,23 @@ from events.schema import RawBatch
 from monitoring.metrics import InputMeter
 from operators.batches import END, Origins
 
-Shape = Literal["clickstream", "user_clickstream"]
-SHAPES: tuple[Shape, ...] = ("clickstream", "user_clickstream")
+DatagenStream = Literal["clickstream", "user_clickstream"]
+DATAGEN_STREAMS: tuple[DatagenStream, ...] = ("clickstream", "user_clickstream")
 """The streams whose records the datagen makes."""
 
 
 class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
     def __init__(
         self,
-        shape: Shape,
+        stream: DatagenStream,
         rate: float,
         count: int | None,
         batch_size: int,
         dataflow: str,
         produced: int,
     ) -> None:
-        self.shape = shape
-        self.topic = "clickstream" if shape == "clickstream" else "USER_CLICKSTREAM"
+        self.stream = stream
+        self.topic = "clickstream" if stream == "clickstream" else "USER_CLICKSTREAM"
         self.rate = rate
         self.count = count
         self.batch_size = batch_size
@@ -62,7 +62,7 @@ class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
         for _ in range(n):
             now = time.time_ns() // 1_000_000
             click = self.gen.click()
-            if self.shape == "clickstream":
+            if self.stream == "clickstream":
                 keys.append(str(click["ip"]).encode())
                 values.append(datagen.dumps(click))
             else:
@@ -109,14 +109,14 @@ class _DatagenPartition(StatefulSourcePartition[RawBatch, int]):
 class DatagenSource(FixedPartitionedSource[RawBatch, int]):
     def __init__(
         self,
-        shape: Shape,
+        stream: DatagenStream,
         rate: float,
         count: int | None = None,
         batch_size: int = DEFAULTS.batch_size,
         dataflow: str = "",
     ) -> None:
         self.dataflow = dataflow
-        self.shape = shape
+        self.stream = stream
         self.rate = rate
         self.count = count
         self.batch_size = batch_size
@@ -128,5 +128,5 @@ class DatagenSource(FixedPartitionedSource[RawBatch, int]):
         self, step_id: str, for_part: str, resume_state: int | None
     ) -> _DatagenPartition:
         return _DatagenPartition(
-            self.shape, self.rate, self.count, self.batch_size, self.dataflow, resume_state or 0
+            self.stream, self.rate, self.count, self.batch_size, self.dataflow, resume_state or 0
         )

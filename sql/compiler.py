@@ -342,6 +342,7 @@ class _Compiler:
 
     def source(self) -> str:
         window, keys = self._group()
+        self.window = window
         where = self._where()
         call = "session_window" if isinstance(window, Session) else "window"
         parts: list[str] = []  # Python source of each output column
@@ -452,9 +453,11 @@ class _Compiler:
         if isinstance(node, exp.AggFunc):
             return self._value(self._aggregate(node))
         if isinstance(node, exp.Column) and node.table:
-            # a timestamp to Spark, epoch milliseconds here: not in expressions until the
-            # compiler has a timestamp type (date_format, hour, ...)
-            raise SqlError(node, f"{node.sql('spark')} in an expression is not supported yet")
+            call = "session_window" if isinstance(self.window, Session) else "window"
+            which = node.name.lower()
+            if node.table.lower() != call or which not in ("start", "end"):
+                raise SqlError(node, f"{node.sql('spark')}: {call}.start and {call}.end are")
+            return Code("s" if which == "start" else "n", Timestamp, False)
         if isinstance(node, exp.Column):
             return self._key(keys, node)
         return None

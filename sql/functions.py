@@ -10,6 +10,7 @@ import math
 import operator
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from typing import Any
@@ -210,6 +211,40 @@ def _split_at(pattern: str, x: str | None, at: int | None) -> str | None:
     return parts[at] if -len(parts) <= at < len(parts) else None
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLIS = "\ue000"
+"""Where `_date_format`'s pattern has Java's `SSS` (milliseconds): strftime has none."""
+
+
+def _utc(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _date_format(ms: int | None, pattern: str) -> str | None:
+    """Spark's `date_format` in UTC, `pattern` as strftime (the compiler converts Java's)."""
+    if ms is None:
+        return None
+    text = _utc(ms).strftime(pattern)
+    return text.replace(MILLIS, f"{ms % 1000:03d}") if MILLIS in pattern else text
+
+
+def _trunc_calendar(ms: int | None, unit: str) -> int | None:
+    """`date_trunc` to a week (from Monday), month, quarter or year, in UTC."""
+    if ms is None:
+        return None
+    at = _utc(ms)
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    if unit == "WEEK":
+        day -= timedelta(days=day.weekday())
+    elif unit == "MONTH":
+        day = day.replace(day=1)
+    elif unit == "QUARTER":
+        day = day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    else:
+        day = day.replace(month=1, day=1)
+    return (day - _EPOCH) // timedelta(milliseconds=1)
+
+
 HELPERS: dict[str, Any] = {
     # the names compiled code reads, as `sql.expressions` writes them
     "_op": operator,
@@ -238,6 +273,8 @@ HELPERS: dict[str, Any] = {
     "_starts_with": _starts_with,
     "_rlike": _rlike,
     "_regexp_extract": _regexp_extract,
+    "_date_format": _date_format,
+    "_trunc_calendar": _trunc_calendar,
     "_abs": _abs,
     "_floor": _floor,
     "_ceil": _ceil,

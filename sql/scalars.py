@@ -1,7 +1,8 @@
 """Spark's conditional, string and number functions, compiled to Python source like every
 scalar expression (`sql.expressions`): CASE, IF, COALESCE, NULLIF; lower, upper, trim,
 length, substr, concat, startswith, regexp_extract, RLIKE, split_part, split()[i]; abs,
-floor, ceil, round, DIV.
+floor, ceil, round, DIV; date_format, hour, minute, second and date_trunc of a timestamp
+(the event time, `window.start`/`end`), in UTC as Spark's session time zone here.
 
 Each is one entry of `FUNCTIONS`: a node type and the function that writes its source
 from its compiled arguments. Nulls and types follow Spark without ANSI mode: a null
@@ -17,8 +18,10 @@ from collections.abc import Callable
 
 from sqlglot import exp
 
+from events.streams import Timestamp
 from sql.errors import SqlError
 from sql.expressions import NUMBERS, Code, Resolve, comparable, compile_code, name_of
+from sql.functions import MILLIS
 
 
 def _null_safe(name: str, args: list[Code], kind: type | None, plain: str | None = None) -> Code:
@@ -252,6 +255,68 @@ def _int_div(node: exp.IntDiv, resolve: Resolve) -> Code:
     return Code(f"_int_div({a.text}, {b.text})", int, True)
 
 
+def _timestamp(node: exp.Expr, resolve: Resolve, call: exp.Expr) -> Code:
+    """A timestamp argument: the event time, `window.start`/`end`, min or max of one."""
+    if isinstance(node, exp.TimeStrToTime | exp.TsOrDsToDate):  # sqlglot's wrappers
+        node = node.this
+    code = compile_code(node, resolve)
+    if code.type not in (Timestamp, None):
+        raise SqlError(call, f"{call.sql('spark')}: needs a timestamp, not a {name_of(code.type)}")
+    return code
+
+
+# Java's date pattern letters as sqlglot turns them into strftime (each `...strict`)
+_STRFTIME = re.compile(r"%([YymdHMS])(?:strict)?")
+
+
+def _date_format(node: exp.TimeToStr, resolve: Resolve) -> Code:
+    x = _timestamp(node.this, resolve, node)
+    given = node.args.get("format")
+    if not (isinstance(given, exp.Literal) and given.is_string):
+        raise SqlError(node, f"{node.sql('spark')}: the pattern must be a string literal")
+    pattern = _STRFTIME.sub(r"%\1", given.this).replace("SSS", MILLIS)
+    if re.search(r"%[^YymdHMS%]|[A-Za-z]", re.sub(r"%[YymdHMS]", "", pattern)):
+        raise SqlError(
+            node,
+            f"{node.sql('spark')}: patterns of yyyy, yy, MM, dd, HH, mm, ss and SSS are supported",
+        )
+    return _null_safe("_date_format", [x, Code(repr(pattern), str, False)], str)
+
+
+def _part(ms_per: int, modulo: int) -> Callable[[exp.Expr, Resolve], Code]:
+    """hour(), minute(), second() of a timestamp, in UTC."""
+
+    def compile_part(node: exp.Expr, resolve: Resolve) -> Code:
+        x = _timestamp(node.this, resolve, node)
+        plain = f"({x.text} // {ms_per} % {modulo})"
+        if x.nullable:
+            return Code(f"(None if {x.text} is None else {plain})", int, True)
+        return Code(plain, int, False)
+
+    return compile_part
+
+
+_FIXED_UNITS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+_CALENDAR_UNITS = ("WEEK", "MONTH", "QUARTER", "YEAR")
+
+
+def _date_trunc(node: exp.TimestampTrunc, resolve: Resolve) -> Code:
+    x = _timestamp(node.this, resolve, node)
+    unit = node.args.get("unit")
+    name = (unit.name if unit is not None else "").upper()
+    if name in _FIXED_UNITS:
+        plain = f"({x.text} - {x.text} % {_FIXED_UNITS[name]})"
+        if x.nullable:
+            return Code(f"(None if {x.text} is None else {plain})", Timestamp, True)
+        return Code(plain, Timestamp, False)
+    if name in _CALENDAR_UNITS:
+        return Code(f"_trunc_calendar({x.text}, {name!r})", Timestamp, True)
+    raise SqlError(
+        node,
+        f"{node.sql('spark')}: the unit is one of {', '.join([*_FIXED_UNITS, *_CALENDAR_UNITS])}",
+    )
+
+
 FUNCTIONS: dict[type, Callable[..., Code]] = {
     exp.Case: _case,
     exp.If: _if,
@@ -273,5 +338,10 @@ FUNCTIONS: dict[type, Callable[..., Code]] = {
     exp.Round: _round,
     exp.SplitPart: _split_part,
     exp.Bracket: _element,
+    exp.TimeToStr: _date_format,
+    exp.Hour: _part(3_600_000, 24),
+    exp.Minute: _part(60_000, 60),
+    exp.Second: _part(1_000, 60),
+    exp.TimestampTrunc: _date_trunc,
 }
 """The functions this module compiles, by sqlglot's node type."""

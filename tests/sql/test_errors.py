@@ -90,10 +90,10 @@ UNSUPPORTED = {
         1,
         "parts count from 1",
     ),
-    "the window's bounds in an expression": (
+    "arithmetic on the window's bounds": (
         GOOD.replace("count(*) AS n", "count(*) AS n, window.end - window.start AS d"),
         1,
-        "window.end in an expression is not supported yet",
+        "window.end - window.start: arithmetic on a timestamp",
     ),
     "DIV of doubles": (
         GOOD.replace("count(*)", "sum(bytes / 2 DIV 3)"),
@@ -140,6 +140,28 @@ UNSUPPORTED = {
         GOOD.replace("window.start AS event_start", "window"),
         1,
         "not the window",
+    ),
+    "a date pattern letter that is not supported": (
+        GOOD.replace("count(*) AS n", "date_format(window.start, 'EEE HH') AS day"),
+        1,
+        "patterns of yyyy, yy, MM, dd, HH, mm, ss and SSS are supported",
+    ),
+    "hour of a number": (
+        GOOD.replace("FROM clickstream", "FROM clickstream\n").replace(
+            "GROUP BY", "WHERE hour(userid) > 3 GROUP BY"
+        ),
+        4,
+        "HOUR(userid): needs a timestamp, not a number",
+    ),
+    "a date_trunc unit that is not one": (
+        GOOD.replace("count(*) AS n", "date_trunc('DECADE', window.start) AS d"),
+        1,
+        "the unit is one of SECOND, MINUTE, HOUR, DAY, WEEK, MONTH, QUARTER, YEAR",
+    ),
+    "a timestamp compared with a number": (
+        GOOD.replace("GROUP BY", "WHERE timestamp > 5 GROUP BY"),
+        3,
+        "compares a timestamp with a number: CAST one",
     ),
     "the sum of a timestamp": (
         GOOD.replace("count(*)", "sum(timestamp)"),
