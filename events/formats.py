@@ -148,7 +148,9 @@ class AvroDecoder(SchemaDecoder):
         except Exception as ex:
             raise SchemaUnusable(f"Avro schema id {schema_id} does not parse: {ex}") from None
         self.block: tuple[bytes, bytes] | None = None
+        self.fields: list[str] = []  # the writer's, when its records batch
         if _batch_readable(parsed):
+            self.fields = [f["name"] for f in parsed["fields"]]
             head = {"name": _HEAD_FIELD, "type": {"type": "fixed", "name": _HEAD_FIELD, "size": 5}}
             fields = [head, *parsed["fields"], {"name": _MARK, "type": "long"}]
             marked = {**parsed, "fields": fields}
@@ -162,6 +164,16 @@ class AvroDecoder(SchemaDecoder):
         self.marks: list[bytes] = []
         self.marks_lock = threading.Lock()
         self.lists: dict[type, msgspec.json.Decoder] = {}
+        self.projections: dict[type, list[str]] = {}
+
+    def _columns(self, shape: type) -> list[str]:
+        """The block's fields that `shape` reads, with the framing and the marker."""
+        found = self.projections.get(shape)
+        if found is None:
+            wanted = {f.encode_name for f in msgspec.structs.fields(shape)}
+            fields = [name for name in self.fields if name in wanted]
+            found = self.projections[shape] = [_HEAD_FIELD, *fields, _MARK]
+        return found
 
     def record(self, value: bytes) -> Any:
         import fastavro
@@ -196,7 +208,9 @@ class AvroDecoder(SchemaDecoder):
         header, sync = self.block
         container = b"".join([header, _long(n), _long(len(body)), body, sync])
         try:
-            frame = pl.read_avro(io.BytesIO(container))
+            # only the fields the events have (a dataflow's events have the columns its
+            # tables read): Polars skips the others, and msgspec never sees them
+            frame = pl.read_avro(io.BytesIO(container), columns=self._columns(shape))
             marks = frame.get_column(_MARK)
             exact = (
                 frame.height == n
