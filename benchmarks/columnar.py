@@ -18,7 +18,7 @@ import msgspec
 import polars as pl
 
 from benchmarks.common import Record
-from events.schema import UserClick
+from benchmarks.shapes import UserClick
 from operators.batches import TimedBatch
 from operators.windows import combine_panes, combine_sessions
 from sources.replay import parse_lines

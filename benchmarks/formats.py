@@ -20,11 +20,11 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 import dataflows.clickstream
 from benchmarks.common import Record
 from benchmarks.kafka import _best_rate, bootstrap_servers
+from benchmarks.shapes import Click
 from benchmarks.sql_tables import _best_of_alternating
 from events import datagen
 from events.encoders import CLICK, AvroEncoder
 from events.formats import decoder_for
-from events.schema import Click
 from infra import schema_registry
 from kafka_client.schema_registry import register_value_schema
 from kafka_client.settings import KafkaSettings, RegistrySettings

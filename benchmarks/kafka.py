@@ -25,9 +25,9 @@ from confluent_kafka import Consumer, TopicPartition
 import dataflows.clickstream
 import dataflows.user_clickstream
 from benchmarks.common import CountingSink, Record
+from benchmarks.shapes import Click, UserClick
 from config import Settings
 from events.parse import Parser
-from events.schema import Click, UserClick
 from infra import kafka_broker
 from kafka_client.admin import client_config
 from kafka_client.settings import KafkaSettings

@@ -65,8 +65,8 @@ def _parse_ceiling(path: Path, shape: type) -> float:
 def bench_dataflows(scale: float, record: Record) -> None:
     import dataflows.clickstream
     import dataflows.user_clickstream
+    from benchmarks.shapes import Click, UserClick
     from config import Settings
-    from events.schema import Click, UserClick
     from tools.replay_gen import generate
 
     n = int(500_000 * scale)

@@ -165,7 +165,7 @@ def ceiling_cpu(kafka: KafkaSettings, n: int) -> float:
     """The least CPU seconds of `RUNS` runs of the raw consume + parse ceiling, in this
     process (`benchmarks.kafka.ceiling`)."""
     from benchmarks.kafka import ceiling
-    from events.schema import Click
+    from benchmarks.shapes import Click
 
     spent = []
     for _ in range(RUNS):

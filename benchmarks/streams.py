@@ -16,10 +16,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 
 from benchmarks.common import Record
+from benchmarks.shapes import Click, UserClick
 from config import Settings
 from dataflows.common import window_tables, write_tables
 from events.parse import Parser
-from events.schema import Click, RawBatch, UserClick
+from events.schema import RawBatch
 from operators.shards import DEFAULT_SHARDS
 from sql import REPO_TABLES
 from sql.table import compile_table

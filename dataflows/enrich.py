@@ -8,7 +8,8 @@ REGISTERED_AT and CITY null. The output record has key user_id, upper-case value
 fields with numbers as numbers, and the click's own timestamp, so event time
 survives the join. It is JSON, or with `KAFKA_VALUE_FORMAT` set to a Schema Registry
 format, that format with its schema registered under `USER_CLICKSTREAM-value`, as
-ksqlDB writes it. Unparseable records go to the dead_letters table. With
+ksqlDB writes it. The three streams are the repo's declarations (`streams/`), the
+join's columns are `events.user_clicks`. Unparseable records go to the dead_letters table. With
 recovery (`-r`), a restart neither loses nor repeats output records (see
 `sinks.kafka`).
 """
@@ -18,15 +19,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from operator import attrgetter
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from config import Settings, slow_writes_for_tests
 from dataflows.common import SINK_PARTS, flow_from_env, write_tables
-from events.encoders import USER_CLICK
+from events.encoders import ksql_shape
 from events.parse import Parser
-from events.schema import Click, RawRecord, User, UserClick
+from events.schema import RawRecord
+from events.streams import event_type
+from events.user_clicks import user_click
 from kafka_client.admin import check_topics
 from kafka_client.schema_registry import check_registry
 from monitoring.metrics import JOIN_TABLE_SIZE
@@ -34,22 +38,17 @@ from operators.join import Joined, JoinStats, lookup_join
 from setting import ConfigError
 from sinks.kafka import KafkaRecord, KafkaTopicSink, value_encoder
 from sources.kafka import KafkaSource
+from sql import all_streams
+
+# the columns the join reads of each side
+CLICK_COLUMNS = frozenset({"ip", "userid", "request", "status", "bytes"})
+USER_COLUMNS = frozenset({"user_id", "username", "registered_at", "city"})
 
 
-def _deleted_user(record: RawRecord) -> User | None:
-    """A tombstone on the compacted users topic deletes that user."""
-    try:
-        return User(user_id=int(record.key), username=None) if record.key is not None else None
-    except ValueError:
-        return None
-
-
-def _enriched(
-    joined: list[Joined[Click, User]], encode: Callable[[UserClick], bytes]
-) -> list[KafkaRecord]:
+def _enriched(joined: list[Joined[Any, Any]], encode: Callable[[Any], bytes]) -> list[KafkaRecord]:
     return [
         KafkaRecord(
-            str(j.left.userid).encode(), encode(UserClick.join(j.left, j.right)), j.time, j.origin
+            str(j.left.userid).encode(), encode(user_click(j.left, j.right)), j.time, j.origin
         )
         for j in joined
     ]
@@ -59,50 +58,52 @@ def build(settings: Settings) -> Dataflow:
     kafka = settings.kafka
     if kafka is None:
         raise ConfigError("dataflows.enrich reads Kafka: set CLICKSTREAM_SOURCE=kafka")
-    # the output topic too: the sink reads it back on start, so it must exist
-    counts = check_topics(
-        kafka,
-        [kafka.clickstream_topic, kafka.users_topic, kafka.user_clickstream_topic],
-        writes=[kafka.user_clickstream_topic],
+    streams = all_streams(settings.streams)
+    clicks_in, users_in, out = (
+        streams[name] for name in ("clickstream", "clickstream_users", "user_clickstream")
     )
+    clicks_topic = kafka.topic_of(clicks_in.name, clicks_in.topic)
+    users_topic = kafka.topic_of(users_in.name, users_in.topic)
+    out_topic = kafka.topic_of(out.name, out.topic)
+    # the output topic too: the sink reads it back on start, so it must exist
+    counts = check_topics(kafka, [clicks_topic, users_topic, out_topic], writes=[out_topic])
     if kafka.registry is not None and kafka.value_format != "json":
         check_registry(kafka.registry, settings.storage_retry_s)
-    encode = value_encoder(kafka, kafka.user_clickstream_topic, USER_CLICK)
+    encode = value_encoder(kafka, out_topic, ksql_shape(out.columns))
     flow = Dataflow("enrich")
-    raw_clicks = op.input(
-        "read_clicks",
-        flow,
-        KafkaSource(
+
+    def read(step: str, topic: str) -> Any:
+        source = KafkaSource(
             kafka,
-            kafka.clickstream_topic,
-            counts[kafka.clickstream_topic],
+            topic,
+            counts[topic],
             settings.batch_size,
             settings.idle_timeout_s,
             settings.max_future_skew_s,
             "enrich",
-        ),
-    )
-    raw_users = op.input(
-        "read_users",
-        flow,
-        KafkaSource(
-            kafka,
-            kafka.users_topic,
-            counts[kafka.users_topic],
-            settings.batch_size,
-            settings.idle_timeout_s,
-            settings.max_future_skew_s,
-            "enrich",
-        ),
-    )
+        )
+        return op.input(step, flow, source)
+
+    raw_clicks = read("read_clicks", clicks_topic)
+    raw_users = read("read_users", users_topic)
     value_format = kafka.value_format
+    click_type = event_type(clicks_in, CLICK_COLUMNS)
+    user_type = event_type(users_in, USER_COLUMNS)
+
+    def deleted_user(record: RawRecord) -> Any:
+        """A tombstone on the compacted users topic deletes that user."""
+        try:
+            return user_type(user_id=int(record.key)) if record.key is not None else None
+        except ValueError:
+            return None
+
     clicks = op.map(
-        "parse_clicks", raw_clicks, Parser(Click, "enrich clicks", value_format=value_format)
+        "parse_clicks", raw_clicks, Parser(click_type, "enrich clicks", value_format=value_format)
     )
     users = op.map(
         "parse_users",
         raw_users,
-        Parser(User, "enrich users", on_tombstone=_deleted_user, value_format=value_format),
+        Parser(user_type, "enrich users", on_tombstone=deleted_user, value_format=value_format),
     )
     users_held = JoinStats()
     JOIN_TABLE_SIZE.labels(flow.flow_id, "users").set_function(users_held.table_rows)
@@ -116,7 +117,7 @@ def build(settings: Settings) -> Dataflow:
     )
     sink = KafkaTopicSink(
         kafka,
-        kafka.user_clickstream_topic,
+        out_topic,
         SINK_PARTS,
         slow_writes_s=slow_writes_for_tests(),
         dataflow=flow.flow_id,

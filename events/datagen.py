@@ -7,10 +7,11 @@ so the embedded demo and the Kafka route see the same data.
 from __future__ import annotations
 
 import random
+from types import SimpleNamespace
 
 import orjson
 
-from events.schema import Click, User, UserClick
+from events.user_clicks import user_click
 
 IPS = [
     "111.152.45.45", "111.203.236.146", "111.168.57.122", "111.249.79.93", "111.168.57.122",
@@ -95,15 +96,16 @@ class ClickGenerator:
 
 
 def enriched(click: dict[str, object], user: dict[str, object] | None) -> bytes:
-    """The USER_CLICKSTREAM value of a generated click and its user (`UserClick.join`)."""
-    parsed = Click(
+    """The USER_CLICKSTREAM value of a generated click and its user (`user_click`), the
+    click's numbers cast as the clickstream declaration casts them."""
+    typed = SimpleNamespace(
         ip=str(click["ip"]),
-        userid=int(str(click["userid"])),
         request=str(click["request"]),
         status=int(str(click["status"])),
         bytes=int(str(click["bytes"])),
     )
-    return UserClick.join(parsed, User(**user) if user else None).encode()  # type: ignore[arg-type]
+    joined = SimpleNamespace(**user) if user else None
+    return orjson.dumps(user_click(typed, joined))
 
 
 def dumps(value: dict[str, object]) -> bytes:

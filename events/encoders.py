@@ -3,8 +3,9 @@
 The schemas are the ones Confluent's tools write, so a topic we fill reads like theirs:
 - `CLICK`: Datagen's clickstream quickstart (`status` and `bytes` are strings);
 - `USER`: Datagen's clickstream users quickstart;
-- `USER_CLICK`: what ksqlDB makes of `USER_CLICKSTREAM`: upper-case fields, each one
-  nullable, in the record `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema`.
+- `ksql_shape(columns)`: what ksqlDB makes of a declared stream such as
+  `USER_CLICKSTREAM`: its fields, each one nullable, in the record
+  `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema`.
 
 An encoder is made for a format and a record shape, registered by the caller (it is
 I/O, see `sinks.kafka.value_encoder`), then frames each value with the schema id:
@@ -23,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import msgspec
@@ -79,22 +81,21 @@ USER = Shape(
         ]
     ),
 )
-USER_CLICK = Shape(
-    "KsqlDataSourceSchema",
-    "io.confluent.ksql.avro_schemas",
-    tuple(
-        Field(name, kind, nullable=True)
-        for name, kind in [
-            ("USERNAME", "string"),
-            ("REGISTERED_AT", "long"),
-            ("IP", "string"),
-            ("CITY", "string"),
-            ("REQUEST", "string"),
-            ("STATUS", "int"),
-            ("BYTES", "long"),
-        ]
-    ),
-)
+# a declared column's type as the encoders' fields name it
+_FIELD_TYPES = {"string": "string", "int": "int", "bigint": "long"}
+
+
+def ksql_shape(columns: Sequence[Any]) -> Shape:
+    """What ksqlDB makes of a stream with these declared columns (`events.streams.Column`):
+    their names, each one nullable, in the record
+    `io.confluent.ksql.avro_schemas.KsqlDataSourceSchema`. `enrich` writes
+    USER_CLICKSTREAM so, from its declaration."""
+    fields = []
+    for c in columns:
+        if c.type not in _FIELD_TYPES:
+            raise ValueError(f"column {c.name}: {c.type} is not written in a registry format yet")
+        fields.append(Field(c.name, _FIELD_TYPES[c.type], nullable=True))
+    return Shape("KsqlDataSourceSchema", "io.confluent.ksql.avro_schemas", tuple(fields))
 
 
 def _framed(schema_id: int) -> bytes:

@@ -1,14 +1,12 @@
-"""Typed events, with the shapes of Confluent's datagen clickstream quickstart.
+"""Records as read, before parsing: one (`RawRecord`) or a batch in columns (`RawBatch`).
 
-Numbers may arrive as JSON strings (datagen sends `status` and `bytes` that way);
-they are accepted and converted, as Spark's casts do. Where an event was read from
-(topic, partition, offset) and its event time (the Kafka timestamp) travel next to
-it in the batch (`TimedBatch.origins`, `times`), not in the payload.
+The events parsed from them are a stream's declaration's (`events.streams`). Where a
+record was read from (topic, partition, offset) and its event time travel next to it
+in the batch (`TimedBatch.origins`, `times`), not in the payload.
 """
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,66 +57,3 @@ class RawBatch(TimedBatch[Any]):
             return special
         topic, partition, offset = self.origins[i]  # type: ignore[index] # sources set it
         return RawRecord(topic, partition, offset, self.times[i], self.keys[i], self.events[i])
-
-
-class Click(msgspec.Struct, kw_only=True):
-    """A `clickstream` record (key: ip)."""
-
-    ip: str
-    userid: int
-    request: str
-    status: int
-    bytes: int | None = None
-    remote_user: str | None = None
-    time: str | None = None
-    referrer: str | None = None
-    agent: str | None = None
-
-
-class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
-    """A `USER_CLICKSTREAM` record: a click joined with its user (key: user_id), the value
-    ksqlDB made: upper-case fields, numbers as numbers, in ksqlDB's order.
-
-    A join miss leaves `username`, `registered_at` and `city` null.
-    """
-
-    username: str | None = None
-    registered_at: int | None = None
-    ip: str
-    city: str | None = None
-    request: str
-    status: int
-    bytes: int | None = None
-
-    @classmethod
-    def join(cls, click: Click, user: User | None) -> UserClick:
-        """`click` LEFT JOIN `user`: a user without a name is a miss."""
-        known = user is not None and user.username is not None
-        return cls(
-            username=user.username if known else None,  # type: ignore[union-attr]
-            registered_at=user.registered_at if known else None,  # type: ignore[union-attr]
-            ip=click.ip,
-            city=user.city if known else None,  # type: ignore[union-attr]
-            request=click.request,
-            status=click.status,
-            bytes=click.bytes,
-        )
-
-    def encode(self) -> builtins.bytes:  # `bytes` is a field here
-        """The record's value: JSON, as on the `USER_CLICKSTREAM` topic."""
-        return _ENCODER.encode(self)
-
-
-_ENCODER = msgspec.json.Encoder()
-
-
-class User(msgspec.Struct, kw_only=True):
-    """A `clickstream_users` record (key: user_id)."""
-
-    user_id: int
-    username: str | None = None
-    registered_at: int | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    city: str | None = None
-    level: str | None = None

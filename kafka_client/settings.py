@@ -127,6 +127,7 @@ class RegistrySettings:
 _STREAM_TOPICS = {
     "clickstream": ("clickstream_topic",),
     "user_clickstream": ("user_clickstream_topic",),
+    "clickstream_users": ("users_topic",),
 }
 
 
@@ -149,7 +150,9 @@ class KafkaSettings:
         "the clicks joined with their users (the topic of stream `user_clickstream`)",
     )
     users_topic: str = setting(
-        "CLICKSTREAM_USERS_TOPIC", "clickstream_users", "the users topic (compacted)"
+        "CLICKSTREAM_USERS_TOPIC",
+        "clickstream_users",
+        "the users topic, compacted (the topic of stream `clickstream_users`)",
     )
     stop_at_end: bool = setting(
         "KAFKA_STOP_AT_END",
@@ -184,9 +187,10 @@ class KafkaSettings:
     )
 
     def topic_of(self, stream: str, declared: str) -> str:
-        """The topic of `stream`, declared as `declared`: `CLICKSTREAM_TOPIC` and
-        `USER_CLICKSTREAM_TOPIC` move the repo's two streams (when set to other than
-        their defaults, which are the declared topics); any other stream reads its own."""
+        """The topic of `stream`, declared as `declared`: `CLICKSTREAM_TOPIC`,
+        `USER_CLICKSTREAM_TOPIC` and `CLICKSTREAM_USERS_TOPIC` move the repo's streams
+        (when set to other than their defaults, which are the declared topics); any other
+        stream reads its own."""
         for f in fields(self):
             if f.name in _STREAM_TOPICS.get(stream, ()) and getattr(self, f.name) != f.default:
                 return str(getattr(self, f.name))

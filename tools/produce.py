@@ -30,12 +30,13 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from events import datagen
-from events.encoders import CLICK, USER, USER_CLICK, Shape
+from events.encoders import CLICK, USER, Shape, ksql_shape
 from kafka_client.admin import client_config, end_offsets
 from kafka_client.settings import VALUE_FORMATS, KafkaSettings
 from process import fail
 from setting import ConfigError
 from sinks.kafka import value_encoder
+from sql import load_streams
 
 
 def create_topics(kafka: KafkaSettings, topics: dict[str, dict[str, str]], partitions: int) -> None:
@@ -115,7 +116,10 @@ def produce_replay(kafka: KafkaSettings, replay_dir: Path, partitions: int) -> N
     )
     produce_dump(kafka, replay_dir / "clickstream.jsonl", kafka.clickstream_topic, CLICK)
     produce_dump(
-        kafka, replay_dir / "user_clickstream.jsonl", kafka.user_clickstream_topic, USER_CLICK
+        kafka,
+        replay_dir / "user_clickstream.jsonl",
+        kafka.user_clickstream_topic,
+        ksql_shape(load_streams()["user_clickstream"].columns),
     )
 
 

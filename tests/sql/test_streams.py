@@ -64,9 +64,10 @@ def test_a_declaration_says_topic_format_columns_and_event_time(tmp_path):
 
 def test_the_repo_streams_are_the_datagen_shapes():
     streams = load_streams(REPO_STREAMS)
-    assert set(streams) == {"clickstream", "user_clickstream"}
+    assert set(streams) == {"clickstream", "user_clickstream", "clickstream_users"}
     assert streams["clickstream"].topic == "clickstream"
     assert streams["user_clickstream"].topic == "USER_CLICKSTREAM"
+    assert streams["clickstream_users"].topic == "clickstream_users"
     # the value format is KAFKA_VALUE_FORMAT's, the event time the record timestamp
     assert all(s.value_format is None and s.event_time is None for s in streams.values())
     click: Any = msgspec.json.decode(
