@@ -35,11 +35,9 @@ def sliding_reference(
         wm = high - delay
         if where is not None and not where(key, ts):
             continue
-        starts = [
-            s
-            for s in range(ts - ts % slide - length + slide, ts + 1, slide)
-            if s <= ts < s + length
-        ]
+        # every multiple of the slide from one at or before ts - length, brute force
+        low = ts - length
+        starts = [s for s in range(low - low % slide, ts + 1, slide) if s <= ts < s + length]
         missed = [s for s in starts if s + length <= wm]
         if missed:
             late.append((key, ts, len(missed)))

@@ -217,7 +217,7 @@ def _window(
     if isinstance(window, Session):
         combine = partial(combine_sessions, gap=window.gap_ms, delay=delay_ms, aggs=aggs)
     else:
-        combine = partial(combine_panes, slide=window.slide_ms, delay=delay_ms, aggs=aggs)
+        combine = partial(combine_panes, window=window, delay=delay_ms, aggs=aggs)
     keyed = op.flat_map("shard", up, Splitter(key, where, shards, combine))
 
     stats = WindowStats(delay_ms)

@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from operators.aggregates import Aggregates
 from operators.batches import Origin, TimedBatch
 from operators.shards import ShardCache
+from operators.windows.specs import Sliding
 
 E = TypeVar("E")
 K = TypeVar("K", bound=Hashable)
@@ -51,27 +52,29 @@ def combine_panes(
     batch: TimedBatch[Any],
     key: Key,
     where: Where,
-    slide: int,
+    window: Sliding,
     delay: int,
     aggs: Aggregates | None = None,
 ) -> list[tuple[Hashable, int, Any]] | None:
-    """Count a batch's events (those `where` holds) per key and pane, the slide-long
-    stretch of time an event falls in: `(key, pane, count)` rows, or `(key, pane,
+    """Count a batch's events (those `where` holds) per key and pane, the stretch of time
+    an event falls in (`Sliding.pane_ms`): `(key, pane, count)` rows, or `(key, pane,
     saved partial)` with `aggs` (`Aggregates.save`: plain data, as rows may go to
     another process); `None` if some event of the batch may be late for its first window.
 
     ```python
-    combine_panes(batch_of([("a", 1_000), ("a", 4_000), ("b", 6_000)]), key, None, 5_000, 60_000)
+    combine_panes(batch_of([("a", 1_000), ("a", 4_000), ("b", 6_000)]), key, None,
+                  Sliding(60_000, 5_000), 60_000)
     # [("a", 0, 2), ("b", 5_000, 1)]
     ```
     """
     times, marks = batch.times, batch.marks
-    # The first window of an event ends where its pane does, at pane + slide; it is
-    # closed for the event when that is at or before its partition's watermark.
-    first = min(times)
-    if first - first % slide + slide + delay <= max(marks):  # cheap bound failed: exact test
-        panes = [t - t % slide for t in times]
-        if min(map(sub, panes, marks)) + slide + delay <= 0:
+    slide, length = window.pane_ms, window.length_ms
+    # The first window of an event is closed for it when its end is at or before its
+    # partition's watermark; the first end grows with the event's time.
+    first_end = window.first_start(min(times)) + length
+    if first_end + delay <= max(marks):  # cheap bound failed: exact test
+        ends = [window.first_start(t) + length for t in times]
+        if min(map(sub, ends, marks)) + delay <= 0:
             return None
     if aggs is not None:
         groups: defaultdict[tuple[Hashable, int], list] = defaultdict(list)

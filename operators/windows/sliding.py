@@ -1,5 +1,7 @@
 """Sliding and tumbling windows of one shard: state per pane and key (a count, or the
-partial states of aggregates), a window's state the sum of its panes'.
+partial states of aggregates), a window's state the sum of its panes'. A pane is one
+slide long, or shorter when the length is not a multiple of the slide
+(`Sliding.pane_ms`).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class SlidingLogic(ShardLogic):
         aggs: Aggregates | None = None,
         finish: Callable[[Any], Any] | None = None,
     ) -> None:
+        self.window = window
         self.length = window.length_ms
         self.slide = window.slide_ms
-        self.per_event = self.length // self.slide
+        self.pane_ms = window.pane_ms
         if resume is None:
             super().__init__(delay_ms, having, Clock(), aggs, finish)
             self.panes: dict[int, dict[Hashable, Any]] = {}
@@ -57,29 +60,29 @@ class SlidingLogic(ShardLogic):
             self.corrections = self._load_all(state.corrections)
             if self.panes:
                 first = min(self.panes)
-                self.due = max(self.next_start, first - self.length + self.slide) + self.length
+                self.due = max(self.next_start, window.first_start(first)) + self.length
 
     def _add(
         self, key: Hashable, time: int, threshold: int, event: Any, origin: Origin | None
     ) -> None:
         slide, length = self.slide, self.length
         last_start = time - time % slide
-        first_start = last_start - length + slide
+        first_start = self.window.first_start(time)
+        pane = time - time % self.pane_ms
         if first_start + length <= threshold:  # the first window is closed for this event
-            missed = min(self.per_event, (threshold - first_start - length) // slide + 1)
+            total = (last_start - first_start) // slide + 1
+            missed = min(total, (threshold - first_start - length) // slide + 1)
             reason = (
-                f"all {self.per_event} windows closed"
-                if missed == self.per_event
-                else f"{missed} of {self.per_event} windows closed"
+                f"all {total} windows closed"
+                if missed == total
+                else f"{missed} of {total} windows closed"
             )
-            self.late.append(
-                LateEvent(event, key, time, threshold, missed, self.per_event, reason, origin)
-            )
-            if missed == self.per_event:
+            self.late.append(LateEvent(event, key, time, threshold, missed, total, reason, origin))
+            if missed == total:
                 return
             if self.aggs is not None:
                 one = self.aggs.of([event])
-                self._pane(last_start)  # keeps its windows walked until they are emitted
+                self._pane(pane)  # keeps its windows walked until they are emitted
                 for start in range(first_start + missed * slide, last_start + 1, slide):
                     self.corrections[(start, key)] = self.corrections.get((start, key), 0) + one
                 return
@@ -89,8 +92,7 @@ class SlidingLogic(ShardLogic):
                 max(first_start, self.next_start), first_start + missed * slide, slide
             ):
                 self.corrections[(start, key)] = self.corrections.get((start, key), 0) - 1
-        # Panes are one slide long, so the pane of an event starts where its last window does.
-        self._count(key, last_start, 1 if self.aggs is None else self.aggs.of([event]))
+        self._count(key, pane, 1 if self.aggs is None else self.aggs.of([event]))
 
     def _add_rows(self, rows: list[tuple]) -> None:
         count = self._count
@@ -102,7 +104,7 @@ class SlidingLogic(ShardLogic):
         counts = self.panes.get(pane)
         if counts is None:
             counts = self.panes[pane] = {}
-            end = max(self.next_start, pane - self.length + self.slide) + self.length
+            end = max(self.next_start, self.window.first_start(pane)) + self.length
             if end < self.due:
                 self.due = end
         return counts
@@ -120,7 +122,7 @@ class SlidingLogic(ShardLogic):
         while starts:
             first = starts[0]
             # The earliest window holding the earliest pane, unless already emitted.
-            start = max(self.next_start, first - length + slide)
+            start = max(self.next_start, self.window.first_start(first))
             if start + length > watermark:
                 self.due = start + length
                 return

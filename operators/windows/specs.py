@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass
+from math import gcd
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from operators.batches import Origin
@@ -24,10 +25,21 @@ class Sliding:
     def __post_init__(self) -> None:
         if self.length_ms <= 0 or self.slide_ms <= 0:
             raise ValueError("window length and slide must be positive")
-        if self.length_ms % self.slide_ms:
-            # Spark allows it, but then events belong to a varying number of windows;
-            # none of our tables needs it.
-            raise ValueError("window length must be a multiple of the slide")
+        if self.slide_ms > self.length_ms:
+            raise ValueError("the slide must not be longer than the window (as in Spark)")
+
+    @property
+    def pane_ms(self) -> int:
+        """The stretch of time state is kept per: the greatest common divisor of length and
+        slide, so every window is a whole number of panes (the slide itself when the
+        length is a multiple of it, and then an event is in `length / slide` windows; with
+        60 s sliding by 25 s, 5 s panes, and an event in 2 or 3 windows)."""
+        return gcd(self.length_ms, self.slide_ms)
+
+    def first_start(self, time_ms: int) -> int:
+        """The start of the earliest window holding `time_ms` (starts are multiples of the
+        slide: the one after `time_ms - length`)."""
+        return ((time_ms - self.length_ms) // self.slide_ms + 1) * self.slide_ms
 
 
 def Tumbling(length_ms: int) -> Sliding:

@@ -98,13 +98,14 @@ def test_combined_rows_are_plain_data_another_process_can_unpickle():
     # aggregates' functions) or a sketch would not pickle. Seen as a dead peer before.
     from operators.batches import batches_of
     from operators.windows.routing import combine_panes, combine_sessions
+    from operators.windows.specs import Sliding
 
     events = [("a", 1_000 + i, f"ip-{i % 7}") for i in range(50)]
     batch = batches_of(events, [e[1] for e in events], [50])[0]
     aggs = Aggregates([Count(), Sum(itemgetter(1)), ApproxCountDistinct(itemgetter(2))])
     key = itemgetter(0)
     for rows in (
-        combine_panes(batch, key, None, 5_000, 60_000, aggs),
+        combine_panes(batch, key, None, Sliding(60_000, 5_000), 60_000, aggs),
         combine_sessions(batch, key, None, 30_000, 30_000, aggs),
     ):
         assert rows

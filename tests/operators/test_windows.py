@@ -184,7 +184,7 @@ def test_clock_waits_for_every_partition_and_skips_idle_ones():
 
 def test_bad_windows_are_refused():
     with pytest.raises(ValueError):
-        Sliding(60 * S, 7 * S)
+        Sliding(60 * S, 61 * S)  # Spark refuses a slide longer than the window
     with pytest.raises(ValueError):
         Session(0)
 
@@ -204,17 +204,17 @@ KEY = attrgetter("key")
 
 def test_combine_panes_counts_per_key_and_pane_unless_an_event_is_late():
     batch = _batch(["a", "a", "b"], [1 * S, 4 * S, 6 * S])
-    assert sorted(combine_panes(batch, KEY, None, 5 * S, 60 * S) or []) == [
+    assert sorted(combine_panes(batch, KEY, None, PAGES, 60 * S) or []) == [
         ("a", 0, 2),
         ("b", 5 * S, 1),
     ]
-    assert combine_panes(batch, KEY, lambda e: e.key == "b", 5 * S, 60 * S) == [("b", 5 * S, 1)]
+    assert combine_panes(batch, KEY, lambda e: e.key == "b", PAGES, 60 * S) == [("b", 5 * S, 1)]
     # 10 s with its partition at 80 s: its first window [-45 s, 15 s) closed at 80 - 60 s
     late = _batch(["a", "a"], [80 * S, 10 * S], marks=[80 * S, 80 * S])
-    assert combine_panes(late, KEY, None, 5 * S, 60 * S) is None
+    assert combine_panes(late, KEY, None, PAGES, 60 * S) is None
     # ... but 20 s is still in time for all of its windows (the first ends at 25 s)
     in_time = _batch(["a", "a"], [80 * S, 20 * S], marks=[80 * S, 80 * S])
-    assert combine_panes(in_time, KEY, None, 5 * S, 60 * S) is not None
+    assert combine_panes(in_time, KEY, None, PAGES, 60 * S) is not None
 
 
 def test_combine_sessions_merges_runs_per_key_unless_order_matters():

@@ -63,7 +63,7 @@ def _where(name):
 @given(
     events=arrivals(max_jitters=st.sampled_from([5 * S, 120 * S])),
     sizes=batch_sizes,
-    window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5)]),
+    window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5), (60, 25), (50, 20)]),
     delay=st.sampled_from([0, 10 * S, 60 * S]),
     h=having,
     shards=st.integers(1, 5),
@@ -135,7 +135,7 @@ def _having_first(h):
 @given(
     events=arrivals(max_jitters=st.sampled_from([5 * S, 120 * S]), values=values),
     sizes=batch_sizes,
-    window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5)]),
+    window=st.sampled_from([(60, 5), (60, 20), (60, 60), (10, 5), (60, 25), (50, 20)]),
     delay=st.sampled_from([0, 10 * S, 60 * S]),
     h=having,
     shards=st.integers(1, 5),

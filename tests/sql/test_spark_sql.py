@@ -48,7 +48,7 @@ def test_user_tables_equal_spark_on_the_same_sql(spark_python, tmp_path):
     )
     assert spark.returncode == 0, spark.stdout + spark.stderr[-3000:]
     tables = load_tables(TABLES)
-    assert len(tables) == 7
+    assert len(tables) == 8
     for table in tables:
         names = [c for c, _ in table.table.columns]
         keep = [i for i, c in enumerate(names) if c not in APPROX]
