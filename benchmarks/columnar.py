@@ -20,7 +20,7 @@ import polars as pl
 from benchmarks.common import Record
 from benchmarks.shapes import UserClick
 from operators.batches import TimedBatch
-from operators.windows import combine_panes, combine_sessions
+from operators.windows import Tumbling, combine_panes, combine_sessions
 from sources.replay import parse_lines
 from tools.replay_gen import generate
 
@@ -43,7 +43,7 @@ def ours(batches: list[TimedBatch]) -> int:
     activity_key, session_key = attrgetter("username", "ip", "city"), attrgetter("username")
     rows = 0
     for b in batches:
-        rows += len(combine_panes(b, activity_key, None, MINUTE, MINUTE) or [])
+        rows += len(combine_panes(b, activity_key, None, Tumbling(MINUTE), MINUTE) or [])
         rows += len(combine_sessions(b, session_key, None, GAP, GAP) or [])
     return rows
 
