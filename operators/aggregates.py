@@ -178,6 +178,40 @@ class CountIf(Aggregate):
         return a + b
 
 
+class MaxBy(Aggregate):
+    """`max_by(x, ord)`: the `x` of the event with the greatest `ord` (`column` gives
+    `(ord, x)`); events whose `ord` is null are skipped, as in Spark. Among events of the
+    same `ord` Spark returns whichever it met first, which depends on how the stream was
+    split; here it is the greatest `x` (a null the least), so a table does not depend on
+    batches, workers or restarts. The state is the chosen `(ord, x)`, or None."""
+
+    name = "max_by"
+    # which of two candidates wins: the greater (max_by) or the lesser (min_by)
+    pick: ClassVar[Callable[..., Any]] = max
+
+    @staticmethod
+    def _order(pair: tuple[Any, Any]) -> tuple:
+        return (pair[0], pair[1] is not None, pair[1])
+
+    def of(self, values: list[tuple[Any, Any]]) -> tuple[Any, Any] | None:
+        present = [v for v in values if v[0] is not None]
+        return type(self).pick(present, key=self._order) if present else None
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return _either(a, b, lambda x, y: type(self).pick(x, y, key=self._order))
+
+    def result(self, state: tuple[Any, Any] | None) -> Any:
+        return None if state is None else state[1]
+
+
+class MinBy(MaxBy):
+    """`min_by(x, ord)`: the `x` of the event with the least `ord`; among ties, the least
+    `x` (see `MaxBy`)."""
+
+    name = "min_by"
+    pick = min
+
+
 class Variance(Aggregate):
     """`var_samp` (`variance`), `var_pop`, and with `root` `stddev_samp` (`stddev`) and
     `stddev_pop`, as doubles. The state is (n, mean, M2) of the non-null values, updated

@@ -291,6 +291,16 @@ class _Compiler:
                 raise SqlError(node, f"{node.sql('spark')}: the accuracy must be a whole number")
             agg, dtype = "Percentile", _DTYPES[kind]
             args = [column, repr(text), repr(p)]
+        elif isinstance(node, exp.ArgMax | exp.ArgMin):
+            value = compile_code(arg, self._event_scope)
+            order = compile_code(node.expression, self._event_scope)
+            if value.type is None or order.type is None:
+                raise SqlError(node, f"{node.sql('spark')} is always null")
+            if order.type not in (int, float, str, bool, Timestamp):
+                raise SqlError(node, f"{node.sql('spark')}: orders by a {order.type.__name__}")
+            agg = "MaxBy" if isinstance(node, exp.ArgMax) else "MinBy"
+            dtype = _DTYPES[value.type]
+            args = [f"(lambda e: ({order.text}, {value.text}))", repr(text)]
         elif type(node) in _VARIANCES:
             column, kind = self._argument(arg)
             if kind not in (int, float):
@@ -316,7 +326,7 @@ class _Compiler:
                 node,
                 f"the aggregate {node.sql('spark')} is not supported (count, count_if, sum, "
                 "avg, min, max, count(DISTINCT), approx_count_distinct, stddev, stddev_pop, "
-                "variance, var_pop, percentile_approx)",
+                "variance, var_pop, percentile_approx, max_by, min_by)",
             )
         if len(args) == 1:
             args.append(repr(text))

@@ -116,6 +116,15 @@ def _no_key(_event: Any) -> None:
     return None
 
 
+def _descendants(cls: type[Aggregate]) -> list[type[Aggregate]]:
+    """Every subclass of `cls`, theirs too."""
+    found: list[type[Aggregate]] = []
+    children: list[type[Aggregate]] = cls.__subclasses__()
+    for child in children:
+        found += [child, *_descendants(child)]
+    return found
+
+
 # The names the compiler's source may use (`sql.compiler.compile_source`).
 _NAMES: dict[str, Any] = {
     **HELPERS,
@@ -126,7 +135,7 @@ _NAMES: dict[str, Any] = {
     "attrgetter": attrgetter,
     "no_key": _no_key,
     # every aggregate by its class name: a new one is one new subclass, nothing here
-    **{a.__name__: a for a in Aggregate.__subclasses__()},
+    **{a.__name__: a for a in _descendants(Aggregate)},
 }
 
 

@@ -45,7 +45,8 @@ TABLES = {
         GROUP BY window(timestamp, '1 minute'), country""",
     "big_orders": """
         SELECT country, window.start AS event_start, count_if(amount > 100) AS big,
-               count(amount) AS priced
+               count(amount) AS priced, max_by(amount, order_id) AS last_amount,
+               min_by(paid, order_id) AS first_paid
         FROM orders WATERMARK timestamp DELAY OF INTERVAL 30 SECONDS
         GROUP BY window(timestamp, '60 seconds', '20 seconds'), country""",
     "orders_per_partition": """

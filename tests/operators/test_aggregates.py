@@ -20,7 +20,9 @@ from operators.aggregates import (
     CountDistinct,
     CountIf,
     Max,
+    MaxBy,
     Min,
+    MinBy,
     Percentile,
     Sum,
     Variance,
@@ -174,3 +176,14 @@ def test_a_percentile_is_spark_s_in_any_split(p, distinct):
         merged = merged + aggs.load(aggs.save(aggs.of(events[a:b])))  # through snapshots
     assert aggs.results(merged) == aggs.results(aggs.of(events)) == (want,)
     assert aggs.results(aggs.of([(1, None)])) == (None,)
+
+
+def test_max_by_and_min_by_skip_null_orders_and_break_ties_the_same_way_however_split():
+    values = [(3, "a"), (None, "z"), (5, "b"), (5, "c"), (5, None), (1, "d"), (1, None)]
+    for agg, want in ((MaxBy(), "c"), (MinBy(), None)):
+        for order in (values, values[::-1]):
+            for cut in range(1, len(order)):
+                state = agg.merge(agg.of(order[:cut]), agg.of(order[cut:]))
+                assert agg.result(state) == want, (agg, order, cut)
+        assert agg.result(agg.of([(None, "x")])) is None  # only null orders: null
+    assert MinBy().result(MinBy().of([(2, "b"), (2, "a"), (7, None)])) == "a"

@@ -45,6 +45,21 @@ UNSUPPORTED = {
         1,
         "the aggregate PERCENTILE(bytes, 0.5) is not supported",
     ),
+    "collect_set, an array column": (
+        GOOD.replace("count(*)", "collect_set(ip)"),
+        1,
+        "the aggregate COLLECT_SET(ip) is not supported",
+    ),
+    "collect_list, an array column": (
+        GOOD.replace("count(*)", "collect_list(ip)"),
+        1,
+        "is not supported",
+    ),
+    "to_date": (
+        GOOD.replace("count(*) AS n", "count(*) AS n, to_date(window.start) AS d"),
+        1,
+        "is not supported",
+    ),
     "function in WHERE": (
         GOOD.replace("GROUP BY", "WHERE\n  soundex(request) = 'x'\nGROUP BY"),
         4,

@@ -19,7 +19,10 @@ SELECT userid, window.start AS event_start, window.end AS event_end,
        min(element_at(split(request, ' '), -2)) AS target,
        percentile_approx(bytes, 0.5) AS bytes_median,
        approx_percentile(bytes, 0.25, 1000) AS bytes_q1,
-       percentile_approx(bytes / 2, 0.75) AS half_q3
+       percentile_approx(bytes / 2, 0.75) AS half_q3,
+       -- ties in the ordering give one value: Spark's pick among ties is its own
+       max_by(status, status * 100000 + bytes) AS status_of_biggest,
+       min_by(upper(request), lower(request)) AS first_request
 FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
 WHERE upper(trim(request)) RLIKE 'GET' AND startswith(request, 'GET')
 GROUP BY window(timestamp, '1 minute'), userid
