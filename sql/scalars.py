@@ -50,8 +50,27 @@ def _literal_string(node: exp.Expr | None, call: exp.Expr) -> str:
     return node.this
 
 
+# Java regex constructs that Python's `re` reads otherwise or not at all: refused rather
+# than answered differently (docs/sql.md lists them)
+_JAVA_ONLY = [
+    (re.compile(r"(?<!\\)(?:\\\\)*[*+?}]\+"), "a possessive quantifier (*+, ++, ?+)"),
+    (re.compile(r"(?<!\\)(?:\\\\)*\\[pP]"), "a \\p{...} character class"),
+    (re.compile(r"(?<!\\)(?:\\\\)*\\[QE]"), "\\Q...\\E quoting"),
+    (
+        re.compile(r"(?<!\\)(?:\\\\)*\\[zZGRXhHvV]"),
+        "an anchor or class Python's re reads otherwise",
+    ),
+    (re.compile(r"&&"), "a class intersection (&&)"),
+    (re.compile(r"(?<!\\)(?:\\\\)*\[[^\]]*(?<!\\)\["), "a nested character class"),
+]
+
+
 def _pattern(text: str, call: exp.Expr) -> str:
-    """A Java regular expression as Python's `re` reads it; refused when Python cannot."""
+    """A Java regular expression as Python's `re` reads it; refused when Python cannot,
+    or would read it otherwise than Java does."""
+    for construct, what in _JAVA_ONLY:
+        if construct.search(text):
+            raise SqlError(call, f"{call.sql('spark')}: {what} means something else to Python's re")
     try:
         re.compile(text)
     except re.error as ex:

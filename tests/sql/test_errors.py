@@ -60,6 +60,17 @@ UNSUPPORTED = {
         1,
         "is not supported",
     ),
+    "a possessive quantifier, Java's": (
+        GOOD.replace("GROUP BY", "WHERE request RLIKE 'GET /[a-z]*+' GROUP BY"),
+        3,
+        "a possessive quantifier (*+, ++, ?+) means something else to Python's re",
+    ),
+    "a Unicode class, Java's": (
+        # in Spark's SQL a backslash is written twice in a string literal
+        GOOD.replace("GROUP BY", "WHERE regexp_extract(request, '\\\\p{Alpha}', 0) = 'x' GROUP BY"),
+        3,
+        "a \\p{...} character class means something else to Python's re",
+    ),
     "function in WHERE": (
         GOOD.replace("GROUP BY", "WHERE\n  soundex(request) = 'x'\nGROUP BY"),
         4,
