@@ -32,6 +32,17 @@ FIVE = """SELECT userid, window.start AS event_start, window.end AS event_end,
        max(bytes) AS max_bytes, count(DISTINCT ip) AS ips
 FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
 GROUP BY window(timestamp, '1 minute'), userid"""
+# what analysts write (issue 39): CASE, a regex group key, stddev
+ANALYST = """SELECT regexp_extract(request, '^GET (/[^ ]*)', 1) AS path,
+       window.start AS event_start, window.end AS event_end,
+       count(*) AS clicks, sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS errors,
+       stddev(bytes) AS spread
+FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
+GROUP BY window(timestamp, '1 minute'), path"""
+COUNT_PER_PATH = """SELECT request, window.start AS event_start, window.end AS event_end,
+       count(*) AS clicks
+FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 60 SECONDS
+GROUP BY window(timestamp, '1 minute'), request"""
 
 
 def _as_python(flow_name: str, stream: str) -> Callable[[Settings], Dataflow]:
@@ -122,7 +133,13 @@ def bench_sql(scale: float, record: Record) -> None:
             sql, python = _best_of_alternating(partial(run, from_sql), partial(run, from_python))
             record("sql", f"{name}, tables/*.sql", sql, "the same tables as Python calls", python)
         folders = {}
-        for label, text in (("count", COUNT_ONLY), ("five", FIVE)):
+        tables = (
+            ("count", COUNT_ONLY),
+            ("five", FIVE),
+            ("analyst", ANALYST),
+            ("per_request", COUNT_PER_PATH),
+        )
+        for label, text in tables:
             folders[label] = Path(tmp, f"tables-{label}")
             folders[label].mkdir()
             (folders[label] / "per_user.sql").write_text(text)
@@ -141,6 +158,16 @@ def bench_sql(scale: float, record: Record) -> None:
             five,
             "count(*) per user per minute",
             count,
+        )
+        analyst, plain = _best_of_alternating(
+            lambda i: per_user("analyst", i), lambda i: per_user("per_request", i)
+        )
+        record(
+            "sql",
+            "CASE, a regex key (the path) and stddev per minute",
+            analyst,
+            "count(*) per request per minute",
+            plain,
         )
 
 
