@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sqlglot import exp
 
@@ -336,7 +337,84 @@ def _date_trunc(node: exp.TimestampTrunc, resolve: Resolve) -> Code:
     )
 
 
-FUNCTIONS: dict[type, Callable[..., Code]] = {
+@dataclass(frozen=True)
+class Supported:
+    """One row of what the SQL understands: the sqlglot nodes it is, how it is written,
+    its result type (aggregates) and what to know. The compiler takes only the nodes a
+    row names (`FUNCTIONS` here, `sql.compiler.AGGREGATES`), and docs/sql.md's tables
+    are printed from the rows (`python -m sql.supported`): the two cannot drift."""
+
+    nodes: tuple[type, ...]
+    spelling: str
+    notes: str
+    result: str = ""
+
+
+SCALARS: list[Supported] = [
+    Supported(
+        (exp.Case, exp.If),
+        "`CASE WHEN c THEN a [WHEN ...] [ELSE b] END`, `CASE x WHEN v THEN a ... END`, "
+        "`IF(c, a, b)`",
+        "a branch is taken only when its condition is true (not null); no `ELSE` is null; "
+        "integer and double branches give a double; other mixes are refused (CAST one)",
+    ),
+    Supported(
+        (exp.Coalesce, exp.Nullif),
+        "`coalesce(a, b, ...)`, `nullif(a, b)`",
+        "the first non-null; null when a = b",
+    ),
+    Supported(
+        (exp.Lower, exp.Upper, exp.Trim, exp.Length),
+        "`lower`, `upper`, `trim`, `length`",
+        "`trim` takes spaces only, `length` counts characters; the one-argument forms",
+    ),
+    Supported(
+        (exp.Substring,),
+        "`substr(s, pos[, len])`, `substring`",
+        "from 1; 0 is 1; a negative `pos` counts from the end",
+    ),
+    Supported(
+        (exp.Concat,), "`concat(a, b, ...)`", "null if any argument is; numbers become strings"
+    ),
+    Supported(
+        (exp.StartsWith, exp.RegexpLike, exp.RegexpExtract),
+        "`startswith(s, prefix)`, `s RLIKE 'regex'`, `regexp_like`, "
+        "`regexp_extract(s, 'regex'[, group])`",
+        "the pattern is a string literal, read by Python's `re` (Java's syntax for the "
+        "common cases, below); no match extracts `''`",
+    ),
+    Supported(
+        (exp.SplitPart, exp.Bracket),
+        "`split_part(s, 'delimiter', n)`, `split(s, 'regex')[i]`, "
+        "`element_at(split(s, 'regex'), n)`",
+        "`split_part` from 1 (or -1 from the end), `''` out of range; `[i]` from 0, null "
+        "out of range; a split pattern has no groups and cannot match nothing",
+    ),
+    Supported(
+        (exp.Abs, exp.Floor, exp.Ceil, exp.Round, exp.IntDiv),
+        "`abs`, `floor`, `ceil`, `round(x[, d])`, `a DIV b`",
+        "`floor` and `ceil` give integers; `round` is half up on the decimal a double is "
+        "written as (`round(2.675, 2)` is 2.68); `DIV` of integers, toward zero, null for 0",
+    ),
+    Supported(
+        (exp.TimeToStr,),
+        "`date_format(ts, 'yyyy-MM-dd HH:mm:ss.SSS')`",
+        "the pattern letters `yyyy`, `yy`, `MM`, `dd`, `HH`, `mm`, `ss`, `SSS`; others are refused",
+    ),
+    Supported(
+        (exp.Hour, exp.Minute, exp.Second),
+        "`hour(ts)`, `minute(ts)`, `second(ts)`",
+        "integers, in UTC",
+    ),
+    Supported(
+        (exp.TimestampTrunc,),
+        "`date_trunc('HOUR', ts)`",
+        "a timestamp; `SECOND`, `MINUTE`, `HOUR`, `DAY`, `WEEK` (from Monday), `MONTH`, "
+        "`QUARTER`, `YEAR`",
+    ),
+]
+
+_COMPILERS: dict[type, Callable[..., Code]] = {
     exp.Case: _case,
     exp.If: _if,
     exp.Coalesce: _coalesce,
@@ -362,5 +440,10 @@ FUNCTIONS: dict[type, Callable[..., Code]] = {
     exp.Minute: _part(60_000, 60),
     exp.Second: _part(1_000, 60),
     exp.TimestampTrunc: _date_trunc,
+}
+
+# What `sql.expressions` calls for a function node: only the nodes a row names
+FUNCTIONS: dict[type, Callable[..., Code]] = {
+    node: _COMPILERS[node] for row in SCALARS for node in row.nodes
 }
 """The functions this module compiles, by sqlglot's node type."""
