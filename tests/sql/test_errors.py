@@ -50,6 +50,11 @@ UNSUPPORTED = {
         1,
         "the aggregate COLLECT_SET(ip) is not supported",
     ),
+    "percentiles as an array": (
+        GOOD.replace("count(*)", "percentile_approx(bytes, array(0.5, 0.9))"),
+        1,
+        "PERCENTILE_APPROX(bytes, ARRAY(0.5, 0.9))",
+    ),
     "collect_list, an array column": (
         GOOD.replace("count(*)", "collect_list(ip)"),
         1,
