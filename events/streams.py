@@ -149,6 +149,11 @@ class Timestamp(int):
     with timestamps and string literals only, and is written as a timestamp."""
 
 
+class Date(int):
+    """The type of a SQL DATE (`to_date`): days since 1970-01-01 at run time, written as a
+    date."""
+
+
 KAFKA_COLUMNS: dict[str, type] = {
     "key": str,
     "topic": str,

@@ -120,6 +120,8 @@ def typed(frame, stream, times=None):
 def cell(value):
     if hasattr(value, "timestamp"):
         return round(value.replace(tzinfo=UTC).timestamp() * 1000)
+    if hasattr(value, "isoformat"):  # a date
+        return value.isoformat()
     return value
 
 

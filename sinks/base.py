@@ -89,7 +89,10 @@ def rows_of(df: pl.DataFrame, table: Table) -> list[tuple]:
     import polars as pl
 
     df = df.select([c for c, _ in table.columns])
-    return df.with_columns(pl.col(list(table.timestamps)).dt.epoch("ms")).rows()
+    dates = [c for c, t in table.columns if t == "Date"]  # days since the epoch in rows
+    return df.with_columns(
+        pl.col(list(table.timestamps)).dt.epoch("ms"), pl.col(dates).cast(pl.Int64)
+    ).rows()
 
 
 class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):

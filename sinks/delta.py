@@ -73,6 +73,7 @@ _DELTA_TYPES: dict[Any, str] = {
     "String": "string",
     "Boolean": "boolean",
     "Binary": "binary",
+    "Date": "date",
 }
 
 

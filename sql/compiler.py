@@ -22,7 +22,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
-from events.streams import Timestamp
+from events.streams import Date, Timestamp
 from operators.windows import Session, Sliding, Window
 from sql.errors import SqlError
 from sql.expressions import Code, compile_code
@@ -53,6 +53,8 @@ _DTYPES: dict[type, str] = {
     bool: "Boolean",
     # epoch ms in rows, written as a UTC timestamp (`Table.timestamps`)
     Timestamp: "Timestamp",
+    # days since the epoch in rows, written as a date
+    Date: "Date",
 }
 _PYTHON = {dtype: kind for kind, dtype in _DTYPES.items()}
 

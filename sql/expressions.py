@@ -14,11 +14,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlglot import exp
 
-from events.streams import Timestamp
+from events.streams import Date, Timestamp
 from sql.errors import SqlError
 
 
@@ -184,9 +184,18 @@ def comparable(a: Code, b: Code, node: exp.Expr) -> None:
 
 def _timestamp_literal(code: Code, other: Code, node: exp.Expr) -> Code:
     """A string literal compared with a timestamp is that instant, as Spark casts it:
-    `timestamp >= '2026-12-01 08:00:00'` (UTC, Spark's session time zone here)."""
-    if other.type is not Timestamp or not (isinstance(node, exp.Literal) and node.is_string):
+    `timestamp >= '2026-12-01 08:00:00'` (UTC, Spark's session time zone here); compared
+    with a date, that day (`to_date(timestamp) = '2026-12-01'`)."""
+    if other.type not in (Timestamp, Date) or not (
+        isinstance(node, exp.Literal) and node.is_string
+    ):
         return code
+    if other.type is Date:
+        try:
+            day = date.fromisoformat(node.this.strip()[:10])
+        except ValueError:
+            raise SqlError(node, f"{node.sql('spark')} is not a date") from None
+        return Code(repr((day - date(1970, 1, 1)).days), Date, False)
     text = node.this.strip()
     try:
         at = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
@@ -198,7 +207,14 @@ def _timestamp_literal(code: Code, other: Code, node: exp.Expr) -> Code:
 
 
 def name_of(kind: type | None) -> str:
-    names = {int: "number", float: "number", str: "string", bool: "boolean", Timestamp: "timestamp"}
+    names = {
+        int: "number",
+        float: "number",
+        str: "string",
+        bool: "boolean",
+        Timestamp: "timestamp",
+        Date: "date",
+    }
     return names.get(kind, "null") if kind is not None else "null"
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
-from events.streams import Timestamp
+from events.streams import Date, Timestamp
 from sql.errors import SqlError
 from sql.expressions import NUMBERS, Code, Resolve, comparable, compile_code, name_of
 from sql.functions import MILLIS
@@ -277,7 +277,7 @@ def _int_div(node: exp.IntDiv, resolve: Resolve) -> Code:
 
 def _timestamp(node: exp.Expr, resolve: Resolve, call: exp.Expr) -> Code:
     """A timestamp argument: the event time, `window.start`/`end`, min or max of one."""
-    if isinstance(node, exp.TimeStrToTime | exp.TsOrDsToDate):  # sqlglot's wrappers
+    if isinstance(node, exp.TimeStrToTime):  # sqlglot's wrapper of date_format's argument
         node = node.this
     code = compile_code(node, resolve)
     if code.type not in (Timestamp, None):
@@ -318,6 +318,14 @@ def _part(ms_per: int, modulo: int) -> Callable[[exp.Expr, Resolve], Code]:
 
 _FIXED_UNITS = {"SECOND": 1_000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 _CALENDAR_UNITS = ("WEEK", "MONTH", "QUARTER", "YEAR")
+
+
+def _to_date(node: exp.TsOrDsToDate, resolve: Resolve) -> Code:
+    x = _timestamp(node.this, resolve, node)
+    plain = f"({x.text} // 86400000)"
+    if x.nullable:
+        return Code(f"(None if {x.text} is None else {plain})", Date, True)
+    return Code(plain, Date, False)
 
 
 def _date_trunc(node: exp.TimestampTrunc, resolve: Resolve) -> Code:
@@ -407,6 +415,12 @@ SCALARS: list[Supported] = [
         "integers, in UTC",
     ),
     Supported(
+        (exp.TsOrDsToDate,),
+        "`to_date(ts)`",
+        "the UTC day, a date (written as a Parquet `DATE`); compared with a string "
+        "literal, that day",
+    ),
+    Supported(
         (exp.TimestampTrunc,),
         "`date_trunc('HOUR', ts)`",
         "a timestamp; `SECOND`, `MINUTE`, `HOUR`, `DAY`, `WEEK` (from Monday), `MONTH`, "
@@ -440,6 +454,7 @@ _COMPILERS: dict[type, Callable[..., Code]] = {
     exp.Minute: _part(60_000, 60),
     exp.Second: _part(1_000, 60),
     exp.TimestampTrunc: _date_trunc,
+    exp.TsOrDsToDate: _to_date,
 }
 
 # What `sql.expressions` calls for a function node: only the nodes a row names

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-DTYPES = frozenset({"Int64", "Float64", "String", "Boolean", "Binary"})
+DTYPES = frozenset({"Int64", "Float64", "String", "Boolean", "Binary", "Date"})
 """The column types a table may have, by their Polars names."""
 
 HIVE_COLUMNS = ("event_date", "event_hour")

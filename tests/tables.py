@@ -27,13 +27,15 @@ NO_LATENESS = 10**15
 
 
 def read_rows(output: str | Path, table: str, version: int | None = None) -> list[tuple]:
-    """All rows of a table (Parquet or Delta) as tuples, timestamps as epoch ms; [] when
-    it has no files."""
+    """All rows of a table (Parquet or Delta) as tuples, timestamps as epoch ms, dates as
+    ISO strings; [] when it has no files."""
     df = read_table(str(output), table, version)
     if df is None:
         return []
     df = df.drop("event_date", "event_hour")
-    return df.with_columns(pl.col(pl.Datetime).dt.epoch("ms")).rows()
+    return df.with_columns(
+        pl.col(pl.Datetime).dt.epoch("ms"), pl.col(pl.Date).dt.strftime("%Y-%m-%d")
+    ).rows()
 
 
 def load_dump(path: Path) -> list[tuple[int, dict]]:

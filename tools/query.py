@@ -47,6 +47,7 @@ _SQL_TYPES = {
     "String": "VARCHAR",
     "Boolean": "BOOLEAN",
     "Binary": "BLOB",
+    "Date": "DATE",
 }
 
 

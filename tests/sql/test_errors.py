@@ -60,10 +60,15 @@ UNSUPPORTED = {
         1,
         "is not supported",
     ),
-    "to_date": (
-        GOOD.replace("count(*) AS n", "count(*) AS n, to_date(window.start) AS d"),
+    "date arithmetic": (
+        GOOD.replace("count(*) AS n", "count(*) AS n, date_add(to_date(window.start), 1) AS d"),
         1,
         "is not supported",
+    ),
+    "to_date of a string": (
+        GOOD.replace("count(*) AS n", "count(*) AS n, to_date('2026-12-01') AS d"),
+        1,
+        "needs a timestamp, not a string",
     ),
     "a possessive quantifier, Java's": (
         GOOD.replace("GROUP BY", "WHERE request RLIKE 'GET /[a-z]*+' GROUP BY"),
