@@ -13,10 +13,11 @@ print.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from kafka_client.settings import KafkaSettings
 from setting import ConfigError, declared, parse, setting, settings_table
@@ -283,6 +284,81 @@ class Settings:
             kafka=kafka,
             **declared(cls, env),
         )
+
+
+DATAFLOWS = ("clickstream", "user_clickstream", "enrich", "tables")
+"""The dataflows `deploy.entrypoint` starts, as modules of `dataflows`."""
+
+_ORDINAL = re.compile(r"^(?P<set>[a-z0-9]([-a-z0-9]*[a-z0-9])?)-(?P<ordinal>\d+)$")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The facts `deploy.entrypoint` turns into `python -m bytewax.run` flags: which
+    dataflow, and where this process is in its cluster (a Kubernetes StatefulSet's pod
+    `clickstream-2` of `CLICKSTREAM_REPLICAS`, behind the headless Service
+    `CLICKSTREAM_SERVICE`), and the recovery store."""
+
+    dataflow: str
+    replicas: int = 1
+    ordinal: int = 0
+    statefulset: str = ""
+    service: str = ""
+    port: int = 9999
+    workers: int = 1
+    recovery: str | None = None
+    recovery_parts: int = 1
+    snapshot_s: float = 10.0
+    backup_s: float = 0.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], argv: Sequence[str] = ()) -> Launch:
+        dataflow = (argv[0] if argv else env.get("CLICKSTREAM_DATAFLOW", "")).strip()
+        if dataflow not in DATAFLOWS:
+            raise ConfigError(
+                f"CLICKSTREAM_DATAFLOW: {dataflow or 'unset'}; one of {', '.join(DATAFLOWS)}"
+            )
+        replicas = parse(env, "CLICKSTREAM_REPLICAS", int, 1, minimum=1)
+        workers = parse(env, "CLICKSTREAM_WORKERS", int, 1, minimum=1)
+        facts: dict[str, Any] = {
+            "dataflow": dataflow,
+            "replicas": replicas,
+            "workers": workers,
+            "port": parse(env, "CLICKSTREAM_CLUSTER_PORT", int, 9999, minimum=1),
+            "recovery": env.get("CLICKSTREAM_RECOVERY_DIR", "").strip() or None,
+            "recovery_parts": parse(
+                env, "CLICKSTREAM_RECOVERY_PARTITIONS", int, replicas * workers, minimum=1
+            ),
+            "snapshot_s": parse(env, "CLICKSTREAM_SNAPSHOT_INTERVAL", float, 10.0, minimum=0.1),
+            "backup_s": parse(env, "CLICKSTREAM_BACKUP_INTERVAL", float, 0.0, minimum=0),
+        }
+        if replicas > 1:
+            hostname = env.get("HOSTNAME", "").strip()
+            found = _ORDINAL.match(hostname)
+            if found is None:
+                raise ConfigError(
+                    f"HOSTNAME: {hostname or 'unset'} is not a StatefulSet pod's name "
+                    f"(name-ordinal), needed for CLICKSTREAM_REPLICAS={replicas}"
+                )
+            ordinal = int(found.group("ordinal"))
+            if ordinal >= replicas:
+                raise ConfigError(
+                    f"HOSTNAME: {hostname} is pod {ordinal}, but CLICKSTREAM_REPLICAS is "
+                    f"{replicas}: scale the StatefulSet and the variable together"
+                )
+            statefulset = found.group("set")
+            service = env.get("CLICKSTREAM_SERVICE", "").strip() or statefulset
+            facts |= {"ordinal": ordinal, "statefulset": statefulset, "service": service}
+        if facts["recovery_parts"] < replicas * workers:
+            raise ConfigError(
+                f"CLICKSTREAM_RECOVERY_PARTITIONS: {facts['recovery_parts']} is fewer than "
+                f"the {replicas * workers} workers of the cluster"
+            )
+        return cls(**facts)
+
+    def addresses(self) -> list[str]:
+        """Every process's address, as the headless Service's DNS names them."""
+        return [f"{self.statefulset}-{i}.{self.service}:{self.port}" for i in range(self.replicas)]
 
 
 DEFAULTS = Settings()
