@@ -40,6 +40,18 @@ def command(launch: Launch) -> list[str]:
     return args
 
 
+def environment(launch: Launch, env: dict[str, str]) -> dict[str, str]:
+    """`env` for the dataflow. A process serves `/metrics` and `/health` on
+    `CLICKSTREAM_METRICS_PORT` plus its process id, so that processes sharing a host do
+    not collide; a pod has a host of its own, and its probes and scrape annotation name
+    one port for every pod: the entrypoint takes the id back off."""
+    out = dict(env)
+    base = env.get("CLICKSTREAM_METRICS_PORT", "").strip()
+    if launch.replicas > 1 and base.isdigit():
+        out["CLICKSTREAM_METRICS_PORT"] = str(int(base) - launch.ordinal)
+    return out
+
+
 def ensure_store(launch: Launch, wait_s: float = 300.0) -> None:
     """The recovery store exists before Bytewax opens it: process 0 creates it when it
     has no partitions yet (`python -m bytewax.recovery`), then marks it ready; the other
@@ -81,7 +93,7 @@ def main(argv: list[str]) -> None:
         print(f"error: {ex}", file=sys.stderr)
         raise SystemExit(2) from None
     found = command(launch)
-    os.execv(found[0], found)
+    os.execve(found[0], found, environment(launch, dict(os.environ)))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,18 @@ from setting import ConfigError
 
 log = logging.getLogger(__name__)
 
+METRICS_PATH = "/metrics"
+HEALTH_PATHS = ("/health", "/healthz")
+PATHS = (METRICS_PATH, *HEALTH_PATHS)
+"""What a process serves (deploy/kubernetes's probes are checked against it)."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if path == METRICS_PATH:
             self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
-        elif path in ("/health", "/healthz"):
+        elif path in HEALTH_PATHS:
             problems = HEALTH.problems()
             body = json.dumps({"status": "unhealthy" if problems else "ok", "problems": problems})
             self._send(503 if problems else 200, "application/json", body.encode())

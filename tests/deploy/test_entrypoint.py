@@ -153,3 +153,14 @@ def test_a_run_through_the_entrypoint_computes_the_tables(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_rows(tmp_path / "out", "pages_per_min")
     assert (Path(tmp_path / "recovery") / READY).exists()
+
+
+def test_every_pod_serves_health_on_the_one_port_its_probes_name():
+    from deploy.entrypoint import environment
+
+    for pod in range(3):
+        env = {"HOSTNAME": f"clickstream-{pod}", "CLICKSTREAM_REPLICAS": "3"}
+        launch = Launch.from_env(env, ["clickstream"])
+        given = environment(launch, {**env, "CLICKSTREAM_METRICS_PORT": "9100"})
+        # the process adds its id (`monitoring.server.serve`)
+        assert int(given["CLICKSTREAM_METRICS_PORT"]) + pod == 9100
