@@ -41,7 +41,7 @@ def _decoders(registry: RegistrySettings, n: int, record: Record) -> None:
     ours = decoder_for(schema_id, "AVRO", encoder.schema_str)
     many = list[Click]
     client = SchemaRegistryClient(registry.client_config())
-    theirs = AvroDeserializer(client)
+    theirs = AvroDeserializer(client, conf={"subject.name.strategy.type": "TOPIC"})
     context = SerializationContext(topic, MessageField.VALUE)
     batches = [values[i : i + 1_000] for i in range(0, n, 1_000)]
 
