@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import msgspec
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError
 
 from events.streams import Date, Timestamp
 from operators.windows import Session, Sliding, Window
-from sql.errors import SqlError
+from sql.errors import SqlError, parse
 from sql.expressions import Code, compile_code
 from sql.scalars import Supported
 from sql.table import EVENT_TIME, Column, columns_of
@@ -67,15 +65,7 @@ def compile_source(
     watermark = _WATERMARK.search(text)
     text = _WATERMARK.sub(lambda found: _blank(found.group()), text)
     text = _WINDOW_CALL.sub("`window`", text)
-    try:
-        statements = [s for s in sqlglot.parse(text, read="databricks") if s is not None]
-    except ParseError as ex:
-        error = ex.errors[0] if ex.errors else {}
-        failure = SqlError(None, f"cannot parse: {error.get('description', ex)}")
-        failure.line = int(error.get("line") or 1)
-        raise failure from None
-    except SqlglotError as ex:  # the tokenizer's: an unterminated string, a stray quote
-        raise SqlError(None, f"cannot parse: {' '.join(str(ex).split())}") from None
+    statements = parse(text, "databricks")
     if len(statements) != 1:
         raise SqlError(None, f"one SELECT per file, found {len(statements)} statements")
     query = statements[0]

@@ -17,6 +17,23 @@ class SqlError(Exception):
         self.line = line_of(node)
 
 
+def parse(text: str, dialect: str) -> list[exp.Expr]:
+    """sqlglot's statements of `text` in `dialect`; what it cannot read is one `SqlError`
+    with the line, as sqlglot says it (sqlglot is imported here, by a file that is new)."""
+    import sqlglot
+    from sqlglot.errors import ParseError, SqlglotError
+
+    try:
+        return [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+    except ParseError as ex:
+        error = ex.errors[0] if ex.errors else {}
+        failure = SqlError(None, f"cannot parse: {error.get('description', ex)}")
+        failure.line = int(error.get("line") or 1)
+        raise failure from None
+    except SqlglotError as ex:  # the tokenizer's: an unterminated string, a stray quote
+        raise SqlError(None, f"cannot parse: {' '.join(str(ex).split())}") from None
+
+
 def line_of(node: exp.Expr | None) -> int:
     """The line of the first token of `node` that knows where it was read."""
     if node is None:

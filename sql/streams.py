@@ -40,7 +40,7 @@ from events.streams import (
     is_column_name,
 )
 from setting import ConfigError
-from sql.errors import SqlError
+from sql.errors import SqlError, parse
 from sql.table import compiler_fingerprint, keep
 
 if TYPE_CHECKING:
@@ -116,24 +116,14 @@ def declared_stream(text: str, name: str, path: str = "") -> Stream:
 
 
 def _read(text: str, name: str, path: str) -> Stream:
-    import sqlglot  # only for a declaration that is new
-    from sqlglot import exp
-    from sqlglot.errors import ParseError, SqlglotError
+    from sqlglot import exp  # only for a declaration that is new
 
     create = _CREATE_STREAM.match(text)
     if create is None:
         raise SqlError(None, "a stream is declared with CREATE STREAM name (columns) WITH (...)")
     # sqlglot reads ksqlDB's CREATE STREAM as a CREATE TABLE: the same length keeps lines
     text = create.group(1) + "TABLE " + text[create.end() :]
-    try:
-        statements = [s for s in sqlglot.parse(text, read="spark") if s is not None]
-    except ParseError as ex:
-        error = ex.errors[0] if ex.errors else {}
-        failure = SqlError(None, f"cannot parse: {error.get('description', ex)}")
-        failure.line = int(error.get("line") or 1)
-        raise failure from None
-    except SqlglotError as ex:
-        raise SqlError(None, f"cannot parse: {' '.join(str(ex).split())}") from None
+    statements = parse(text, "spark")
     if len(statements) != 1 or not isinstance(statements[0], exp.Create):
         raise SqlError(None, "one CREATE STREAM per file")
     create_node = statements[0]

@@ -152,3 +152,25 @@ def assert_same_rows(ours: list[tuple], theirs: list[tuple], what: object) -> No
             math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9) for x, y in zip(a, b, strict=True)
         )
         assert close, (what, key, a, b)
+
+
+def spark_rows(
+    spark_python: Path, tables: Path, dump: Path, out: Path, streams_json: Path | None = None
+) -> dict[str, list[tuple]]:
+    """Spark's rows of each table of `tables` on the replay `dump` (scripts/spark_sql_tables.py
+    with the Python of Spark's own venv; `streams_json`: declared streams), by table name."""
+    import json
+    import subprocess
+
+    from tests.processes import ROOT, clean_env
+
+    args = [str(spark_python), str(ROOT / "scripts" / "spark_sql_tables.py")]
+    args += [str(tables), str(dump), str(out)]
+    if streams_json is not None:
+        args.append(str(streams_json))
+    spark = subprocess.run(args, env=clean_env(), capture_output=True, text=True, timeout=900)
+    assert spark.returncode == 0, spark.stdout + spark.stderr[-3000:]
+    return {
+        path.stem: [tuple(json.loads(line)) for line in path.read_text().splitlines()]
+        for path in out.glob("*.jsonl")
+    }

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import random
-import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ import pytest
 
 from kafka_client.settings import KafkaSettings
 from sql import load_streams, load_tables
-from tests.processes import ROOT, clean_env, run_flow
-from tests.tables import assert_same_rows, read_rows
+from tests.processes import run_flow
+from tests.tables import assert_same_rows, read_rows, spark_rows
 from tools.produce import create_topics, produce_dump
 from tools.replay_gen import kcat_line
 
@@ -175,24 +174,9 @@ def test_a_topic_the_repo_does_not_know_runs_from_sql_files_and_equals_spark(
         for name, s in load_streams(streams).items()
     }
     (tmp_path / "streams.json").write_text(json.dumps(declared))
-    spark = subprocess.run(
-        [
-            str(spark_python),
-            str(ROOT / "scripts" / "spark_sql_tables.py"),
-            str(tables),
-            str(dump),
-            str(tmp_path / "spark"),
-            str(tmp_path / "streams.json"),
-        ],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert spark.returncode == 0, spark.stdout + spark.stderr[-3000:]
+    spark = spark_rows(spark_python, tables, dump, tmp_path / "spark", tmp_path / "streams.json")
     for table in load_tables(tables, streams=load_streams(streams)):
-        lines = (tmp_path / "spark" / f"{table.name}.jsonl").read_text().splitlines()
-        theirs = [tuple(json.loads(line)) for line in lines]
+        theirs = spark[table.name]
         assert len(theirs) > 20, f"{table.name}: too few rows to tell"
         for source in ("kafka", "replay"):
             ours = read_rows(tmp_path / source, table.name)
@@ -306,25 +290,8 @@ def test_an_avro_topic_takes_its_columns_from_the_registry_and_equals_spark(
 
     spark_streams = {"pageviews": {"columns": columns, "event_time": None}}
     (tmp_path / "streams.json").write_text(json.dumps(spark_streams))
-    spark = subprocess.run(
-        [
-            str(spark_python),
-            str(ROOT / "scripts" / "spark_sql_tables.py"),
-            str(tables),
-            str(dump),
-            str(tmp_path / "spark"),
-            str(tmp_path / "streams.json"),
-        ],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert spark.returncode == 0, spark.stdout + spark.stderr[-3000:]
-    theirs = [
-        tuple(json.loads(line))
-        for line in (tmp_path / "spark" / "views_per_page.jsonl").read_text().splitlines()
-    ]
+    spark = spark_rows(spark_python, tables, dump, tmp_path / "spark", tmp_path / "streams.json")
+    theirs = spark["views_per_page"]
     assert len(theirs) > 20
     assert_same_rows(read_rows(tmp_path / "out", "views_per_page"), theirs, "views_per_page")
     assert read_rows(tmp_path / "out", "dead_letters") == []

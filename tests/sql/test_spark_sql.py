@@ -4,14 +4,11 @@ events (scripts/spark_sql_tables.py; Spark also accepts each as a streaming quer
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
 from pathlib import Path
 
 from sql import load_tables
-from tests.processes import ROOT, clean_env
-from tests.tables import assert_same_rows, read_rows, replay_in_both_formats
+from tests.tables import assert_same_rows, read_rows, replay_in_both_formats, spark_rows
 from tools.replay_gen import generate
 
 TABLES = Path(__file__).parent / "tables"
@@ -33,27 +30,13 @@ def test_user_tables_equal_spark_on_the_same_sql(spark_python, tmp_path):
         pause_ms=45_000,
     )
     replay_in_both_formats(dump, tmp_path, tables=str(TABLES))
-    spark = subprocess.run(
-        [
-            str(spark_python),
-            str(ROOT / "scripts" / "spark_sql_tables.py"),
-            str(TABLES),
-            str(dump),
-            str(tmp_path / "spark"),
-        ],
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert spark.returncode == 0, spark.stdout + spark.stderr[-3000:]
+    spark = spark_rows(spark_python, TABLES, dump, tmp_path / "spark")
     tables = load_tables(TABLES)
     assert len(tables) == 8
     for table in tables:
         names = [c for c, _ in table.table.columns]
         keep = [i for i, c in enumerate(names) if c not in APPROX]
-        lines = (tmp_path / "spark" / f"{table.name}.jsonl").read_text().splitlines()
-        theirs = [tuple(json.loads(line)[i] for i in keep) for line in lines]
+        theirs = [tuple(row[i] for i in keep) for row in spark[table.name]]
         assert len(theirs) > 20, f"{table.name}: too few rows to tell"
         for table_format in ("parquet", "delta"):
             ours = read_rows(tmp_path / table_format, table.name)
