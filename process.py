@@ -5,6 +5,7 @@ with one line instead of a traceback. Imports nothing of ours but `setting`.
   process id, cluster size), read once here for the leases and the metrics port;
 - `fail`, `stop`, `exit_on_config_error`, `one_line_panics`: one `error: ...` line on
   stderr and exit status 2, from the main thread or a worker thread;
+- `on_sigterm`: a clean stop when Kubernetes deletes a pod or systemd stops a unit;
 - `await_lower_processes`: a cluster on one host starts without timely's lost second.
 """
 
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,6 +150,30 @@ def stop(message: str) -> NoReturn:
     print(f"error: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
     os._exit(2)
+
+
+def on_sigterm(message: str, cleanup: Callable[[], None]) -> None:
+    """On SIGTERM (Kubernetes deleting a pod, `kubectl rollout restart`, `systemctl stop`):
+    log `message`, run `cleanup` (give the lease up, so a successor on another host need
+    not wait for it to expire), then die of SIGTERM as before, exit status 143: the
+    recovery store resumes from its last committed epoch, as after a kill.
+
+    Only from the main thread (Python's rule); Bytewax runs the handler there between
+    its activations. Other threads that would stop the process meanwhile (`stop`) wait."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handle(_signum: int, _frame: object) -> None:
+        _STOPPING.acquire()  # never released: the process ends here
+        logging.getLogger(__name__).warning("%s", message)
+        try:
+            cleanup()
+        finally:
+            logging.shutdown()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, handle)
 
 
 def one_line_panics(dataflow: str) -> None:

@@ -338,6 +338,8 @@ class Lease:
     def renew(self) -> None:
         """Renew every place now; `LeaseLost` when one was taken over."""
         with self.lock:
+            if self.stopping.is_set():
+                raise LeaseLost("released by this process, which is stopping")
             started = time.monotonic()
             for held in self.held:
                 fresh = replace(held.holder, renewed=time.time())
@@ -380,6 +382,7 @@ class Lease:
         """Give the lease up (a clean end), so the next start need not wait for it."""
         self.stopping.set()
         with self.lock:
+            self.valid_until = 0.0  # a writer's next check() finds it released
             for held in self.held:
                 with contextlib.suppress(Exception):
                     held.place.swap(replace(held.holder, released=True), held.version)

@@ -1,5 +1,6 @@
 """One writer per dataflow, with real `python -m bytewax.run` processes: a second
-instance is refused and changes nothing; a restart after kill -9 takes over; a paused
+instance is refused and changes nothing; a restart after kill -9 takes over; SIGTERM
+gives the lease up; a paused
 zombie woken after a takeover writes nothing and stops with one line; a changed
 dataflow does not resume. The tables are compared with an uninterrupted run."""
 
@@ -96,6 +97,47 @@ def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, paced_dum
     (restart,) = start_flow(env, "1 worker", log, recovery=recovery)
     assert restart.wait(timeout=600) == 0, log.read_text()[-3000:]
     assert f"(its holder, pid {first.pid} on this host, is gone)" in log.read_text()
+    assert_same_tables(tmp_path / "out", paced_reference)
+
+
+def _newest_lease(folder: Path, name: str) -> dict:
+    """The newest version of the lease file `name` in `folder` (`name.v<n>`)."""
+    versions = sorted(folder.glob(f"{name}.v*"), key=lambda p: int(p.suffix[2:]))
+    return orjson.loads(versions[-1].read_bytes())
+
+
+@pytest.mark.slow
+def test_sigterm_gives_the_lease_up_and_a_restart_resumes_exactly_once(
+    tmp_path, paced_dump, paced_reference
+):
+    # Kubernetes deleting a pod, `kubectl rollout restart`, `systemctl stop`: SIGTERM. The
+    # lease would take 10 minutes to expire, so only a released lease lets a successor on
+    # another host start at once.
+    env = clean_env(
+        CLICKSTREAM_SOURCE=f"replay:{paced_dump}",
+        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
+        CLICKSTREAM_LEASE_TIMEOUT="600",
+        **SLOW_RUN,
+    )
+    recovery = new_store(tmp_path / "recovery")
+    log = tmp_path / "run.log"
+    (first,) = start_flow(env, "1 worker", log, recovery=recovery)
+    wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
+    first.send_signal(signal.SIGTERM)
+
+    assert first.wait(timeout=30) == -signal.SIGTERM, log.read_text()[-3000:]
+    said = log.read_text()
+    assert error_lines(said) == []
+    (line,) = [s for s in said.splitlines() if "SIGTERM" in s]
+    assert "WARNING" in line and "gives up its lease" in line, line
+    leases = [
+        _newest_lease(recovery, ".lease-clickstream-process-0.json"),
+        _newest_lease(tmp_path / "out" / "_leases" / "clickstream", "process-0.json"),
+    ]
+    assert [lease["released"] for lease in leases] == [True, True]
+    (restart,) = start_flow(env, "1 worker", log, recovery=recovery)
+    assert restart.wait(timeout=600) == 0, log.read_text()[-3000:]
+    assert "taken over" not in log.read_text()[len(said) :]
     assert_same_tables(tmp_path / "out", paced_reference)
 
 
