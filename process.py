@@ -5,12 +5,14 @@ with one line instead of a traceback. Imports nothing of ours but `setting`.
   process id, cluster size), read once here for the leases and the metrics port;
 - `fail`, `stop`, `exit_on_config_error`, `one_line_panics`: one `error: ...` line on
   stderr and exit status 2, from the main thread or a worker thread;
-- `on_sigterm`: a clean stop when Kubernetes deletes a pod or systemd stops a unit;
+- `on_sigterm`, `on_stop`: a clean stop when Kubernetes deletes a pod or systemd stops a
+  unit, or when the cluster lost a process: the lease given up on the way out;
 - `await_lower_processes`: a cluster on one host starts without timely's lost second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -152,11 +154,27 @@ def stop(message: str) -> NoReturn:
     os._exit(2)
 
 
-def on_sigterm(message: str, cleanup: Callable[[], None]) -> None:
+_CLEANUPS: list[Callable[[], None]] = []
+
+
+def on_stop(cleanup: Callable[[], None]) -> None:
+    """Run `cleanup` (give the lease up, so a successor on another host need not wait for
+    it to expire) when this process ends early but in order: on SIGTERM (`on_sigterm`),
+    or when its cluster lost another process (`one_line_panics`). Not in `stop`: a
+    process stopped for losing its lease has nothing to give up."""
+    _CLEANUPS.append(cleanup)
+
+
+def _clean_up() -> None:
+    for cleanup in _CLEANUPS:
+        with contextlib.suppress(Exception):  # the process ends either way
+            cleanup()
+
+
+def on_sigterm(dataflow: str) -> None:
     """On SIGTERM (Kubernetes deleting a pod, `kubectl rollout restart`, `systemctl stop`):
-    log `message`, run `cleanup` (give the lease up, so a successor on another host need
-    not wait for it to expire), then die of SIGTERM as before, exit status 143: the
-    recovery store resumes from its last committed epoch, as after a kill.
+    one warning line, the `on_stop` clean-ups, then death by SIGTERM as before (exit
+    status 143). The recovery store resumes from its last committed epoch, as after a kill.
 
     Only from the main thread (Python's rule); Bytewax runs the handler there between
     its activations. Other threads that would stop the process meanwhile (`stop`) wait."""
@@ -165,13 +183,16 @@ def on_sigterm(message: str, cleanup: Callable[[], None]) -> None:
 
     def handle(_signum: int, _frame: object) -> None:
         _STOPPING.acquire()  # never released: the process ends here
-        logging.getLogger(__name__).warning("%s", message)
-        try:
-            cleanup()
-        finally:
-            logging.shutdown()
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+        logging.getLogger(__name__).warning(
+            "dataflow %s process %d: SIGTERM: stops, giving up its lease; a restart resumes "
+            "from the last committed epoch",
+            dataflow,
+            process_id(),
+        )
+        _clean_up()
+        logging.shutdown()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, handle)
 
@@ -195,6 +216,7 @@ def one_line_panics(dataflow: str) -> None:
         else:
             what = "Bytewax stopped the run"
         print(f"error: dataflow {dataflow}: {what} ({text})", file=sys.stderr, flush=True)
+        _clean_up()
         # Now, not at the interpreter's end: while it finalizes, Bytewax's other threads
         # may still print their own error of the same loss (seen in CI: `RuntimeError:
         # (src/run.rs:292:17) panicked at ... timely communication error: reading data:

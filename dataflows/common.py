@@ -25,7 +25,7 @@ from monitoring.server import serve
 from operators.batches import TimedBatch
 from operators.windows import LateEvent, Session, WindowOut, WindowRow, window_aggregate
 from ownership import claim, fence
-from process import await_lower_processes, exit_on_config_error, one_line_panics
+from process import await_lower_processes, exit_on_config_error, on_sigterm, one_line_panics
 from setting import ConfigError
 from sinks.alerts import AlertPoster, AlertTable, TableAlerts
 from sinks.base import SinkItem, TableSink
@@ -63,6 +63,7 @@ def flow_from_env(build: Callable[[Settings], Dataflow]) -> Dataflow:
             serve(settings.metrics_port, settings.metrics_linger_s)
         flow = build(settings)
     one_line_panics(flow.flow_id)
+    on_sigterm(flow.flow_id)
     await_lower_processes()
     return flow
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from config import Settings
 from ownership.definition import check_definition
 from ownership.lease import GcsPlace, Lease, LeaseHeld, LeaseLost, LocalPlace, Place
-from process import RunArgs, on_sigterm, run_args, stop
+from process import RunArgs, on_stop, run_args, stop
 from setting import ConfigError
 from storage.location import is_local, output_fs
 from storage.retries import StorageFailure, StorageRetry
@@ -162,11 +162,7 @@ def _claim(
         settings.lease_timeout_s,
     )
     lease.start_renewing(on_lost=lambda message: stop(_lost_message(flow, message)))
-    on_sigterm(
-        f"dataflow {flow} process {run.process}: SIGTERM: gives up its lease and stops; a "
-        "restart resumes from the last committed epoch",
-        lease.release,
-    )
+    on_stop(lease.release)
     _LEASE = flow, lease
 
 

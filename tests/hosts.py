@@ -9,12 +9,16 @@ into the test's namespaces. `Hosts.close()` deletes everything it made.
         hosts.popen(0, ["python", "-m", "bytewax.run", ...])   # runs on host 0
         hosts.cut(1)                                            # host 1 off the network
         hosts.mend(1)
+        hosts.resolve({"db-0.db": 0, "db-1.db": 1})             # names, as a Service's DNS
+        hosts.http_status(0, 9100, "/health")                   # 200, 503; 0: no answer
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -69,7 +73,32 @@ class Hosts:
     def close(self) -> None:
         for name in reversed(self.made):
             subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+            shutil.rmtree(Path("/etc/netns") / name, ignore_errors=True)
         self.made = []
+
+    def resolve(self, names: dict[str, int]) -> None:
+        """Every host resolves each of `names` to the address of its host number, as a
+        headless Service's DNS names resolve to its pods: `ip netns exec` shows a host
+        `/etc/netns/<host>/hosts` as its `/etc/hosts`."""
+        lines = ["127.0.0.1 localhost"]
+        lines += [f"{self.address(i)} {name} {name.split('.')[0]}" for name, i in names.items()]
+        for name in self.names:
+            folder = Path("/etc/netns") / name
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "hosts").write_text("\n".join(lines) + "\n")
+
+    def http_status(self, i: int, port: int, path: str) -> int:
+        """The status a GET of `path` on port `port` of host `i` answers (0: no answer)."""
+        probe = (
+            "import urllib.request as r, urllib.error as e\n"
+            f"try: print(r.urlopen('http://127.0.0.1:{port}{path}', timeout=2).status)\n"
+            "except e.HTTPError as x: print(x.code)\n"
+            "except Exception: print(0)"
+        )
+        done = subprocess.run(
+            self.command(i, [sys.executable, "-c", probe]), capture_output=True, text=True
+        )
+        return int(done.stdout.strip() or 0)
 
     def command(self, i: int, argv: list[str]) -> list[str]:
         """`argv` as run on host `i`."""

@@ -53,16 +53,7 @@ def start_cluster(
 
 def health(hosts: Hosts, i: int) -> int:
     """The status `/health` answers on host i (0: no answer)."""
-    probe = (
-        "import urllib.request as r, urllib.error as e\n"
-        f"try: print(r.urlopen('http://127.0.0.1:{METRICS_PORT}/health', timeout=2).status)\n"
-        "except e.HTTPError as x: print(x.code)\n"
-        "except Exception: print(0)"
-    )
-    done = subprocess.run(
-        hosts.command(i, [sys.executable, "-c", probe]), capture_output=True, text=True
-    )
-    return int(done.stdout.strip() or 0)
+    return hosts.http_status(i, METRICS_PORT, "/health")
 
 
 def kill(procs: list[subprocess.Popen]) -> None:

@@ -129,7 +129,7 @@ def test_sigterm_gives_the_lease_up_and_a_restart_resumes_exactly_once(
     said = log.read_text()
     assert error_lines(said) == []
     (line,) = [s for s in said.splitlines() if "SIGTERM" in s]
-    assert "WARNING" in line and "gives up its lease" in line, line
+    assert "WARNING" in line and "giving up its lease" in line, line
     leases = [
         _newest_lease(recovery, ".lease-clickstream-process-0.json"),
         _newest_lease(tmp_path / "out" / "_leases" / "clickstream", "process-0.json"),
