@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from config import DATAFLOWS
+from deploy.manifests import main as write_manifests
 from monitoring.server import PATHS
 from tests.processes import ROOT
 
@@ -69,11 +71,17 @@ def check(path: Path) -> list[str]:
         problems.append("podManagementPolicy is not Parallel: every process must start at once")
     if "PodDisruptionBudget" not in docs:
         problems.append("no PodDisruptionBudget")
+    if container["args"][0] not in DATAFLOWS:
+        problems.append(f"the container runs {container['args'][0]}, which is no dataflow")
     return problems
 
 
 def test_the_manifests_agree_with_what_the_dataflow_reads():
-    assert MANIFESTS
+    assert [p.name for p in MANIFESTS] == [
+        "clickstream.yaml",
+        "enrich.yaml",
+        "user-clickstream.yaml",
+    ]
     for path in MANIFESTS:
         assert check(path) == [], path
 
@@ -97,3 +105,7 @@ def test_a_typo_a_port_or_a_probe_path_is_caught(tmp_path):
         path = tmp_path / "m.yaml"
         path.write_text(manifest)
         assert any(said in p for p in check(path)), (said, check(path))
+
+
+def test_the_manifests_are_the_templates_output():
+    assert write_manifests(["--check"]) == 0, "run python -m deploy.manifests"
