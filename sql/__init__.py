@@ -27,6 +27,7 @@ from operators.shards import DEFAULT_SHARDS
 from setting import ConfigError
 from sources.schemas import with_registry_columns
 from sql.errors import SqlError
+from sql.files import sql_files
 from sql.legacy import EARLIER
 from sql.streams import REPO_STREAMS, load_streams
 from sql.table import SqlTable, compile_table
@@ -67,11 +68,10 @@ def __getattr__(name: str) -> dict[str, type[msgspec.Struct]]:
 REPO_TABLES = Path(__file__).resolve().parents[1] / "tables"
 """The notebook's four tables: the default of `CLICKSTREAM_TABLES`."""
 
-_RESERVED = {"late_events", "dead_letters"}
+_RESERVED = frozenset({"late_events", "dead_letters"})
 # the stream a table reads, as a first look (the compiler reads it exactly)
 _FROM = re.compile(r"\bFROM\s+`?([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)
 _COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def load_tables(
@@ -83,22 +83,11 @@ def load_tables(
     """Every table of `folder`, by file name, over `streams` (default: the repo's), or
     only those that read the stream `only`; `ConfigError` for the first one that is not
     supported."""
-    folder = Path(folder)
     streams = load_streams(REPO_STREAMS) if streams is None else streams
     events = event_types(streams)
-    if not folder.is_dir():
-        raise ConfigError(f"CLICKSTREAM_TABLES: {folder} is not a folder of .sql files")
-    files = sorted(folder.glob("*.sql"))
-    if not files:
-        raise ConfigError(f"CLICKSTREAM_TABLES: {folder} holds no .sql file")
     tables = []
-    for path in files:
+    for path in sql_files(folder, "CLICKSTREAM_TABLES", "table", _RESERVED):
         name = path.stem
-        if not _NAME.match(name) or name.lower() in _RESERVED:
-            raise ConfigError(
-                f"{path}: a table is named after its file; {name!r} is not a name for one "
-                f"(letters, digits and _; not {' or '.join(sorted(_RESERVED))})"
-            )
         text = path.read_text()
         reads = _FROM.search(_COMMENT.sub(" ", text))
         stream = streams.get(reads.group(1).lower()) if reads else None

@@ -83,9 +83,9 @@ def compile_code(node: exp.Expr, resolve: Resolve) -> Code:
         symbol, name = _COMPARISONS[type(node)]
         plain = f"({a.text} {symbol} {b.text})"
         if a.nullable and not b.nullable and _ATTRIBUTE.match(a.text):
-            return _null_if_none(a, plain)  # a column against a constant: the common WHERE
+            return null_when_none(a, plain)  # a column against a constant: the common WHERE
         if b.nullable and not a.nullable and _ATTRIBUTE.match(b.text):
-            return _null_if_none(b, plain)
+            return null_when_none(b, plain)
         if a.nullable or b.nullable:
             return Code(f"_arith({name}, {a.text}, {b.text})", bool, True)
         return Code(plain, bool, False)
@@ -150,10 +150,13 @@ _COMPARISONS: dict[type, tuple[str, str]] = {
 _ATTRIBUTE = re.compile(r"^e\.[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def _null_if_none(column: Code, test: str) -> Code:
-    """`test` over a nullable `column`, null when the column is: inline Python, with no
-    helper call per event (as fast as the test on a column that cannot be null)."""
-    return Code(f"(None if {column.text} is None else {test})", bool, True)
+def null_when_none(column: Code, plain: str, kind: type | None = bool) -> Code:
+    """`plain`, an expression over `column` of type `kind`, null when the column is:
+    inline Python, with no helper call per event (as fast as `plain` on a column that
+    cannot be null)."""
+    if not column.nullable:
+        return Code(plain, kind, False)
+    return Code(f"(None if {column.text} is None else {plain})", kind, True)
 
 
 def _call(name: str, args: list[Code], kind: type | None) -> Code:
@@ -237,7 +240,7 @@ def _compile_like(node: exp.Like, resolve: Resolve) -> Code:
         else:
             test = f"({x.text} == {inner!r})"
         if x.nullable:
-            test = _null_if_none(x, test).text
+            test = null_when_none(x, test).text
     else:
         regex = _like_regex(text)
         test = f"_like({regex!r}, {x.text})"

@@ -21,7 +21,15 @@ from sqlglot import exp
 
 from events.streams import Date, Timestamp
 from sql.errors import SqlError
-from sql.expressions import NUMBERS, Code, Resolve, comparable, compile_code, name_of
+from sql.expressions import (
+    NUMBERS,
+    Code,
+    Resolve,
+    comparable,
+    compile_code,
+    name_of,
+    null_when_none,
+)
 from sql.functions import MILLIS
 
 
@@ -308,10 +316,7 @@ def _part(ms_per: int, modulo: int) -> Callable[[exp.Expr, Resolve], Code]:
 
     def compile_part(node: exp.Expr, resolve: Resolve) -> Code:
         x = _timestamp(node.this, resolve, node)
-        plain = f"({x.text} // {ms_per} % {modulo})"
-        if x.nullable:
-            return Code(f"(None if {x.text} is None else {plain})", int, True)
-        return Code(plain, int, False)
+        return null_when_none(x, f"({x.text} // {ms_per} % {modulo})", int)
 
     return compile_part
 
@@ -322,10 +327,7 @@ _CALENDAR_UNITS = ("WEEK", "MONTH", "QUARTER", "YEAR")
 
 def _to_date(node: exp.TsOrDsToDate, resolve: Resolve) -> Code:
     x = _timestamp(node.this, resolve, node)
-    plain = f"({x.text} // 86400000)"
-    if x.nullable:
-        return Code(f"(None if {x.text} is None else {plain})", Date, True)
-    return Code(plain, Date, False)
+    return null_when_none(x, f"({x.text} // 86400000)", Date)
 
 
 def _date_trunc(node: exp.TimestampTrunc, resolve: Resolve) -> Code:
@@ -333,10 +335,7 @@ def _date_trunc(node: exp.TimestampTrunc, resolve: Resolve) -> Code:
     unit = node.args.get("unit")
     name = (unit.name if unit is not None else "").upper()
     if name in _FIXED_UNITS:
-        plain = f"({x.text} - {x.text} % {_FIXED_UNITS[name]})"
-        if x.nullable:
-            return Code(f"(None if {x.text} is None else {plain})", Timestamp, True)
-        return Code(plain, Timestamp, False)
+        return null_when_none(x, f"({x.text} - {x.text} % {_FIXED_UNITS[name]})", Timestamp)
     if name in _CALENDAR_UNITS:
         return Code(f"_trunc_calendar({x.text}, {name!r})", Timestamp, True)
     raise SqlError(

@@ -41,6 +41,7 @@ from events.streams import (
 )
 from setting import ConfigError
 from sql.errors import SqlError, parse
+from sql.files import sql_files
 from sql.table import compiler_fingerprint, keep
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 REPO_STREAMS = Path(__file__).resolve().parents[1] / "streams"
 """The repo's two streams: the default of `CLICKSTREAM_STREAMS`."""
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CREATE_STREAM = re.compile(r"\A((?:\s|--[^\n]*\n|/\*.*?\*/)*CREATE\s+)STREAM\b", re.I | re.S)
 # ksqlDB's and Spark's spellings of the column types
 _TYPE_NAMES = {
@@ -73,20 +73,9 @@ _OPTIONS = ("KAFKA_TOPIC", "VALUE_FORMAT", "TIMESTAMP", "TIMESTAMP_FORMAT")
 def load_streams(folder: str | Path = REPO_STREAMS) -> dict[str, Stream]:
     """Every stream of `folder`, by name; `ConfigError` for the first one that is not
     supported."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"CLICKSTREAM_STREAMS: {folder} is not a folder of .sql files")
-    files = sorted(folder.glob("*.sql"))
-    if not files:
-        raise ConfigError(f"CLICKSTREAM_STREAMS: {folder} holds no .sql file")
     streams = {}
-    for path in files:
+    for path in sql_files(folder, "CLICKSTREAM_STREAMS", "stream"):
         name = path.stem
-        if not _NAME.match(name):
-            raise ConfigError(
-                f"{path}: a stream is named after its file; {name!r} is not a name for one "
-                "(letters, digits and _)"
-            )
         try:
             streams[name.lower()] = declared_stream(path.read_text(), name.lower(), str(path))
         except SqlError as ex:

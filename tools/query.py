@@ -81,9 +81,7 @@ def connect(
     fs, _ = output_fs(output)
     if not is_local(fs):
         con.register_filesystem(fs)
-    tables = output_tables(tables_folder(), streams_folder(), registry_kafka())
-    stream_views(con, streams_in, bounds)
-    for table in tables:
+    for table in output_tables(tables_folder(), streams_folder(), registry_kafka()):
         files = _files(output, table.name)
         if files:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -91,23 +89,21 @@ def connect(
         else:
             source = _empty_view(table)
         con.execute(f'CREATE VIEW "{table.name}" AS {source}')
+    stream_views(con, streams_in, bounds)
     return con
 
 
 def stream_views(con: duckdb.DuckDBPyConnection, sql: str, bounds: Bounds | None) -> None:
-    """A view for each declared stream `sql` names that is neither a view yet nor a
-    table's name (a table wins)."""
+    """A view for each declared stream `sql` names that is no view yet (the tables' views
+    are made first: a table wins)."""
     words = {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql)}
     if not words:
         return
     known = {
         row[0].lower() for row in con.execute("SELECT view_name FROM duckdb_views()").fetchall()
     }
-    tables = {
-        t.name.lower() for t in output_tables(tables_folder(), streams_folder(), registry_kafka())
-    }
     for name, stream in all_streams(streams_folder()).items():
-        if name in words and name not in known and name not in tables:
+        if name in words and name not in known:
             _stream_view(con, stream, bounds or Bounds())
 
 
