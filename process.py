@@ -216,11 +216,11 @@ def one_line_panics(dataflow: str) -> None:
         else:
             what = "Bytewax stopped the run"
         print(f"error: dataflow {dataflow}: {what} ({text})", file=sys.stderr, flush=True)
+        # Bytewax's other threads may still print their own error of the same loss (seen
+        # in CI: `RuntimeError: (src/run.rs:292:17) panicked at ... MergeQueue poisoned`),
+        # a second line after this one: from here on stderr goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         _clean_up()
-        # Now, not at the interpreter's end: while it finalizes, Bytewax's other threads
-        # may still print their own error of the same loss (seen in CI: `RuntimeError:
-        # (src/run.rs:292:17) panicked at ... timely communication error: reading data:
-        # socket closed`), a second line after this one.
         logging.shutdown()
         os._exit(1)
 

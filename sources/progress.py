@@ -35,5 +35,26 @@ class PartitionProgress:
                 self.low = max(self.low, min(latest.values()))
         return self.low
 
+    def read(self, tps: list[tuple[str, int]], times: list[int]) -> tuple[list[int], list[int]]:
+        """`advance` for each record of a batch, in order (one loop, for speed): each
+        record's mark (its own partition's progress, or the whole progress if that is
+        ahead) and the whole progress after it."""
+        latest = self.latest
+        low = self.low
+        marks: list[int] = []
+        lows: list[int] = []
+        for tp, ts in zip(tps, times, strict=True):
+            old = latest.get(tp)
+            if old is None or ts > old:
+                latest[tp] = mark = ts
+                if old is None or old <= low:
+                    low = max(low, min(latest.values()))
+            else:
+                mark = old
+            marks.append(mark if mark > low else low)
+            lows.append(low)
+        self.low = low
+        return marks, lows
+
     def snapshot(self) -> dict[tuple[str, int], int]:
         return dict(self.latest)
