@@ -43,16 +43,17 @@ class PartitionProgress:
         low = self.low
         marks: list[int] = []
         lows: list[int] = []
+        to_marks, to_lows, get = marks.append, lows.append, latest.get
         for tp, ts in zip(tps, times, strict=True):
-            old = latest.get(tp)
+            old = get(tp)
             if old is None or ts > old:
                 latest[tp] = mark = ts
                 if old is None or old <= low:
                     low = max(low, min(latest.values()))
             else:
                 mark = old
-            marks.append(mark if mark > low else low)
-            lows.append(low)
+            to_marks(mark if mark > low else low)
+            to_lows(low)
         self.low = low
         return marks, lows
 
