@@ -132,10 +132,10 @@ def _listening_ports() -> set[int] | None:
     return found
 
 
-def fail(message: str) -> NoReturn:
-    """Print a one-line error and exit, without a traceback."""
+def fail(message: str, status: int = 2) -> NoReturn:
+    """Print a one-line error and exit with `status`, without a traceback."""
     print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+    raise SystemExit(status)
 
 
 _STOPPING = threading.Lock()
@@ -229,8 +229,9 @@ def one_line_panics(dataflow: str) -> None:
 
 @contextmanager
 def exit_on_config_error() -> Iterator[None]:
-    """Turn a `ConfigError` into `error: ...` on stderr and exit status 2."""
+    """Turn a `ConfigError` into `error: ...` on stderr and its exit status (2; 75 for a
+    service that does not answer, `setting.Unreachable`)."""
     try:
         yield
     except ConfigError as ex:
-        fail(str(ex))
+        fail(str(ex), ex.exit_status)

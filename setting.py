@@ -18,7 +18,19 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message is one line."""
+    """A configuration value is missing or invalid; the message is one line, and the
+    process exits with `exit_status` 2, which a supervisor should not restart into (the
+    systemd unit's `RestartPreventExitStatus=2`)."""
+
+    exit_status = 2
+
+
+class Unreachable(ConfigError):
+    """A service the run needs (the broker, the Schema Registry) does not answer at start:
+    one line too, but exit status 75 (EX_TEMPFAIL), so that a supervisor restarts the run
+    until the service is back. A crash during a broker outage then heals by itself."""
+
+    exit_status = 75
 
 
 class Secret:

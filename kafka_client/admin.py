@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollectio
 from confluent_kafka.admin import AclOperation, AdminClient
 
 from kafka_client.settings import KafkaSettings
-from setting import ConfigError
+from setting import ConfigError, Unreachable
 
 __all__ = ["FATAL", "check_topics", "client_config", "end_offsets"]
 
@@ -133,7 +133,7 @@ def check_topics(
                 reason = refused[-1].split(": ", 2)[-1]
                 raise ConfigError(f"Kafka at {where} refused the connection: {reason}") from None
             if time.monotonic() >= deadline:
-                raise ConfigError(f"cannot reach Kafka at {where}: {ex.args[0].str()}") from None
+                raise Unreachable(f"cannot reach Kafka at {where}: {ex.args[0].str()}") from None
     counts = {}
     for topic in topics:
         md = metadata.topics.get(topic)

@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from kafka_client.settings import RegistrySettings
-from setting import ConfigError
+from setting import ConfigError, Unreachable
 
 if TYPE_CHECKING:
     from confluent_kafka.schema_registry import Schema
@@ -184,7 +184,7 @@ def check_registry(settings: RegistrySettings, retry_s: float) -> None:
                 ) from None
             except RegistryUnavailable as ex:
                 if time.monotonic() >= deadline:
-                    raise ConfigError(
+                    raise Unreachable(
                         f"cannot reach the Schema Registry at {settings.url} ({ex}) "
                         f"within {retry_s:.0f} s (CLICKSTREAM_STORAGE_RETRY_TIMEOUT)"
                     ) from None

@@ -109,3 +109,15 @@ def test_a_typo_a_port_or_a_probe_path_is_caught(tmp_path):
 
 def test_the_manifests_are_the_templates_output():
     assert write_manifests(["--check"]) == 0, "run python -m deploy.manifests"
+
+
+def test_the_systemd_unit_restarts_on_failure_and_on_an_outage_not_on_a_bad_setting():
+    unit = (ROOT / "deploy" / "systemd" / "clickstream@.service").read_text()
+    fields = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0] != "#"
+    )
+    assert fields["Restart"] == "on-failure"
+    prevented = set(fields["RestartPreventExitStatus"].split())
+    # setting.ConfigError exits 2: do not restart into it; setting.Unreachable exits 75
+    assert prevented == {"2"}, prevented
+    assert fields["ExecStart"].endswith("-m deploy.entrypoint %i")
