@@ -15,8 +15,8 @@ from typing import Any
 import fsspec
 
 from config import gcs_emulator
-from setting import ConfigError
-from storage.retries import cause
+from setting import ConfigError, Unreachable
+from storage.retries import cause, is_transient
 
 
 def storage_options(url: str) -> dict[str, Any]:
@@ -99,8 +99,8 @@ def table_files(fs: Any, root: str, table: str, version: int | None = None) -> l
 def check_output(url: str) -> None:
     """Make sure the run can write to `url`: create it, write a probe and remove it.
 
-    A `ConfigError` naming CLICKSTREAM_OUTPUT, the location and the cause otherwise;
-    nothing is left behind.
+    A `ConfigError` naming CLICKSTREAM_OUTPUT, the location and the cause otherwise
+    (`Unreachable` when the storage does not answer); nothing is left behind.
     """
     try:
         fs, root = output_fs(url)
@@ -122,4 +122,7 @@ def check_output(url: str) -> None:
     except ConfigError:
         raise
     except Exception as ex:
-        raise ConfigError(f"CLICKSTREAM_OUTPUT {url}: {cause(ex)}") from None
+        # storage that does not answer (after gcsfs's own retries) may come back: exit 75
+        # and be started again, where a bad location or permission exits 2
+        kind = Unreachable if is_transient(ex) else ConfigError
+        raise kind(f"CLICKSTREAM_OUTPUT {url}: {cause(ex)}") from None

@@ -169,3 +169,13 @@ def test_write_permission_revoked_mid_run_stops_it_with_one_line(tmp_path):
     line = _one_error_line(log.read_text())
     assert line.startswith(f"error: CLICKSTREAM_OUTPUT {output}: write "), line
     assert line.endswith("permission denied (Read-only file system)"), line
+
+
+@pytest.mark.slow  # gcsfs retries for about a minute before it gives up
+def test_storage_that_does_not_answer_at_start_is_one_line_and_exit_75(gcs):
+    gcs.stop()  # an outage: a supervisor starts the run again until it ends (75)
+    env = {"CLICKSTREAM_OUTPUT": "gs://clickstream/x", "STORAGE_EMULATOR_HOST": gcs.url}
+    proc = run_flow({"CLICKSTREAM_DATAGEN_COUNT": "100", **env}, timeout=300)
+    assert proc.returncode == 75, proc.stderr[-2000:]
+    line = _one_error_line(proc.stderr)  # after one warning per retry
+    assert line.startswith("error: CLICKSTREAM_OUTPUT gs://clickstream/x: "), line
