@@ -27,9 +27,9 @@ class ConfigError(ValueError):
 
 class Unreachable(ConfigError):
     """A service the run needs (the broker, the Schema Registry, the output's storage) does
-    not answer at start:
-    one line too, but exit status 75 (EX_TEMPFAIL), so that a supervisor restarts the run
-    until the service is back. A crash during a broker outage then heals by itself."""
+    not answer at start: one line too, but exit status 75 (EX_TEMPFAIL), so that a
+    supervisor restarts the run until the service is back. A crash during a broker outage
+    then heals by itself."""
 
     exit_status = 75
 
