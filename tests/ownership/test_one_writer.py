@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from subprocess import Popen
 
 import orjson
 import pytest
@@ -77,12 +78,12 @@ def test_a_second_instance_is_refused_and_changes_nothing(
     assert_same_tables(env["CLICKSTREAM_OUTPUT"], paced_reference)
 
 
-@pytest.mark.slow
-def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, paced_dump, paced_reference):
-    # a lease that would take 10 minutes to expire: only "its holder is gone" explains
-    # a takeover
+def _committed_run(tmp_path: Path, dump: Path) -> tuple[dict[str, str], Path, Path, Popen]:
+    """A run of `dump` with a recovery store, once it has committed an epoch: its
+    settings, store, log and process. Its lease would take 10 minutes to expire: only
+    "its holder is gone" or a released lease explains a successor's start."""
     env = clean_env(
-        CLICKSTREAM_SOURCE=f"replay:{paced_dump}",
+        CLICKSTREAM_SOURCE=f"replay:{dump}",
         CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
         CLICKSTREAM_LEASE_TIMEOUT="600",
         **SLOW_RUN,
@@ -91,6 +92,12 @@ def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, paced_dum
     log = tmp_path / "run.log"
     (first,) = start_flow(env, "1 worker", log, recovery=recovery)
     wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
+    return env, recovery, log, first
+
+
+@pytest.mark.slow
+def test_a_restart_after_kill_9_takes_the_lease_over_at_once(tmp_path, paced_dump, paced_reference):
+    env, recovery, log, first = _committed_run(tmp_path, paced_dump)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
 
@@ -110,19 +117,9 @@ def _newest_lease(folder: Path, name: str) -> dict:
 def test_sigterm_gives_the_lease_up_and_a_restart_resumes_exactly_once(
     tmp_path, paced_dump, paced_reference
 ):
-    # Kubernetes deleting a pod, `kubectl rollout restart`, `systemctl stop`: SIGTERM. The
-    # lease would take 10 minutes to expire, so only a released lease lets a successor on
-    # another host start at once.
-    env = clean_env(
-        CLICKSTREAM_SOURCE=f"replay:{paced_dump}",
-        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
-        CLICKSTREAM_LEASE_TIMEOUT="600",
-        **SLOW_RUN,
-    )
-    recovery = new_store(tmp_path / "recovery")
-    log = tmp_path / "run.log"
-    (first,) = start_flow(env, "1 worker", log, recovery=recovery)
-    wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 0)
+    # Kubernetes deleting a pod, `kubectl rollout restart`, `systemctl stop`: SIGTERM. Only
+    # a released lease lets a successor on another host start at once.
+    env, recovery, log, first = _committed_run(tmp_path, paced_dump)
     first.send_signal(signal.SIGTERM)
 
     assert first.wait(timeout=30) == -signal.SIGTERM, log.read_text()[-3000:]
