@@ -149,6 +149,8 @@ def statefulset(tmp_path, paced_dump):
         CLICKSTREAM_SNAPSHOT_INTERVAL="1",
         **SLOW_RUN,
     )
+    # batches of 10: the run must outlast a scale and a rollout of two pods (about 12 s)
+    env["CLICKSTREAM_BATCH_SIZE"] = "10"
     with Hosts(3) as hosts:
         pods = StatefulSet(hosts, env, tmp_path / "logs")
         try:
