@@ -44,7 +44,7 @@ def scan_partitions(path: Path) -> set[tuple[str, int]]:
 
     A pass over the whole file, at start: the file is mapped, not read, and once some
     pairs are known the search only stops at a pair it does not know yet (`_unknown`):
-    0.61 -> about 0.2 CPU-s for 956,000 lines (433 MB)."""
+    0.61 -> 0.27 CPU-s for 956,000 lines (433 MB)."""
     if path.stat().st_size == 0:
         return set()
     found: set[tuple[bytes, bytes]] = set()
@@ -219,8 +219,10 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
     def _plain(self, records: list[RawRecord], stamps: list[int | None]) -> bool:
         """The common batch: every record has its own time, none too far ahead, none
         broken, and the event time is Kafka's (not a payload column)."""
-        if self.times_of is not None or not stamps:
-            return self.times_of is None
+        if self.times_of is not None:
+            return False
+        if not stamps:
+            return True
         try:  # a None among the times raises
             if min(stamps) < 0 or max(stamps) > self.future.limit_ms():  # type: ignore[type-var, operator]
                 return False

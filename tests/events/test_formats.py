@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.shapes import Click, UserClick
 from events import datagen
 from events.encoders import CLICK, ENCODERS, AvroEncoder, ksql_shape
 from events.formats import SchemaUnusable, _message_path, decoder_for, framed_id
@@ -22,30 +23,6 @@ from operators.batches import Origins
 from sql import load_streams
 
 USER_CLICK = ksql_shape(load_streams()["user_clickstream"].columns)
-
-
-class Click(msgspec.Struct, kw_only=True):
-    """A strict shape (required fields), as a hand-written one would be."""
-
-    ip: str
-    userid: int
-    request: str
-    status: int
-    bytes: int | None = None
-    remote_user: str | None = None
-    time: str | None = None
-    referrer: str | None = None
-    agent: str | None = None
-
-
-class UserClick(msgspec.Struct, kw_only=True, rename="upper"):
-    username: str | None = None
-    registered_at: int | None = None
-    ip: str
-    city: str | None = None
-    request: str
-    status: int
-    bytes: int | None = None
 
 
 RECORD = {

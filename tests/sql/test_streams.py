@@ -16,7 +16,7 @@ import pytest
 from events.streams import Column, EventTime, Stream, event_type, permissive_event, times_of
 from setting import ConfigError
 from sql import REPO_STREAMS, load_streams, load_tables
-from tests.processes import ROOT, clean_env
+from tests.processes import ROOT, clean_env, run_flow
 
 ORDERS = """-- a comment first
 CREATE STREAM orders (
@@ -246,14 +246,7 @@ def test_dataflows_tables_without_a_stream_or_with_an_unknown_one_is_one_line(tm
         env = {"CLICKSTREAM_OUTPUT": str(tmp_path / "out")}
         if stream is not None:
             env["CLICKSTREAM_STREAM"] = stream
-        done = subprocess.run(
-            [sys.executable, "-m", "bytewax.run", "dataflows.tables:flow"],
-            cwd=ROOT,
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_flow(env, flow="tables", timeout=60)
         assert done.returncode == 2
         (line,) = done.stderr.strip().splitlines()
         assert said in line, line
