@@ -129,3 +129,10 @@ bench-compaction *args: setup
 # State and memory over 6 h of event time, 10,000 users, 5M records per dataflow.
 soak *args: setup
     {{python}} -m benchmarks.soak "$@"
+
+# The whole pipeline for N minutes under a nemesis (every fault kind, overlapping), then an
+# independent checker's one-line verdict: `just chaos --minutes 10 --seed 2`.
+[no-exit-message]
+chaos *args: setup
+    @scripts/setup_monitoring.sh
+    @{{python}} -m tools.chaos "$@"

@@ -96,7 +96,7 @@ def await_lower_processes(timeout_s: float = 10.0) -> None:
     ports = [p for a in run.addresses[: run.process] if (p := _local_port(a)) is not None]
     deadline = time.monotonic() + timeout_s
     while ports and time.monotonic() < deadline:
-        listening = _listening_ports()
+        listening = listening_ports()
         if listening is None:
             return
         ports = [p for p in ports if p not in listening]
@@ -116,7 +116,7 @@ def _local_port(address: str) -> int | None:
         return None
 
 
-def _listening_ports() -> set[int] | None:
+def listening_ports() -> set[int] | None:
     """The TCP ports something listens on in this network namespace (state 0A)."""
     found: set[int] = set()
     try:

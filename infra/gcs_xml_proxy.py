@@ -129,13 +129,21 @@ def _listed_after(listing: bytes, start_after: str) -> bytes:
     return re.sub(rb"<Contents>.*?</Contents>", keep, listing, flags=re.S)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up before its answer (a process killed mid-request, as the
+        chaos runs do) is no error of the proxy's: no traceback for it."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 def serve(upstream_url: str, port: int) -> None:
     """Serve the proxy on 127.0.0.1:`port` until killed. It runs as a process of its own:
     deltalake calls may hold the GIL while they wait for an answer, so a proxy thread
     in the same process would never answer them."""
     target = urlsplit(upstream_url)
     _Forward.upstream = (target.hostname or "127.0.0.1", target.port or 80)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Forward)
+    server = _Server(("127.0.0.1", port), _Forward)
     server.daemon_threads = True
     server.serve_forever()
 

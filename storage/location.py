@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 
 from config import gcs_emulator
 from setting import ConfigError, Unreachable
 from storage.retries import cause, is_transient
+
+GCS_ENDPOINT = "https://storage.googleapis.com"
 
 
 def storage_options(url: str) -> dict[str, Any]:
@@ -96,6 +100,21 @@ def table_files(fs: Any, root: str, table: str, version: int | None = None) -> l
     return sorted(f for f in fs.find(base) if f.endswith(".parquet") and "/." not in f)
 
 
+def _silent_endpoint(url: str, timeout_s: float = 10.0) -> str | None:
+    """Why the storage endpoint of a `gs://` URL takes no TCP connection (refused, or no
+    answer within `timeout_s`); None when it does, or when a proxy stands in between."""
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    endpoint = storage_options(url).get("endpoint_url") or GCS_ENDPOINT
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout_s).close()
+    except OSError as ex:
+        return f"cannot reach {endpoint}: {ex.strerror or type(ex).__name__}"
+    return None
+
+
 def check_output(url: str) -> None:
     """Make sure the run can write to `url`: create it, write a probe and remove it.
 
@@ -112,6 +131,10 @@ def check_output(url: str) -> None:
                     f"CLICKSTREAM_OUTPUT {url}: cannot create the directory: {cause(ex)}"
                 ) from None
         else:
+            silent = _silent_endpoint(url)
+            if silent:
+                # gcsfs would retry for a minute first; a supervisor starts the run again
+                raise Unreachable(f"CLICKSTREAM_OUTPUT {url}: {silent}")
             bucket = root.split("/", 1)[0]
             if not fs.exists(bucket):
                 raise ConfigError(f"CLICKSTREAM_OUTPUT {url}: bucket {bucket} does not exist")

@@ -68,13 +68,13 @@ def test_threads_stopping_at_once_print_one_line():
     assert proc.stderr.startswith("error: stopped by thread ")
 
 
-def test_the_listening_ports_of_this_host_are_read_without_connecting():
+def test_thelistening_ports_of_this_host_are_read_without_connecting():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         port = server.getsockname()[1]
-        assert port not in (process._listening_ports() or set())
+        assert port not in (process.listening_ports() or set())
         server.listen()
-        assert port in (process._listening_ports() or set())
+        assert port in (process.listening_ports() or set())
     assert process._local_port(f"127.0.0.1:{port}") == port
     assert process._local_port(f"localhost:{port}") == port
     # TEST-NET-1: an address of no host here (nothing is sent: a bind is refused at once)
@@ -108,7 +108,7 @@ def test_process_0_and_runs_outside_bytewax_run_do_not_wait(monkeypatch):
     def never() -> set[int]:
         raise AssertionError("looked for listening processes")
 
-    monkeypatch.setattr(process, "_listening_ports", never)
+    monkeypatch.setattr(process, "listening_ports", never)
     monkeypatch.setattr(process, "run_args", lambda: None)
     process.await_lower_processes(timeout_s=60)
     # process 0 has no lower process to connect to
