@@ -62,7 +62,11 @@ def frame(table: Table, rows: list[tuple]) -> pl.DataFrame:
     `event_hour` (strings, UTC) from the table's partition column."""
     import polars as pl
 
-    df = pl.DataFrame(rows, schema=[c for c, _ in table.columns], orient="row")
+    # The types are given, not inferred from the first rows: a flush whose first hundred
+    # rows have a null key (sessions of join misses) made `username` a Null column, and
+    # the first name then failed the flush at every restart (found by `just chaos`).
+    schema = {c: pl.Int64 if c in table.timestamps else getattr(pl, t) for c, t in table.columns}
+    df = pl.DataFrame(rows, schema=schema, orient="row")
     df = df.with_columns(
         [pl.col(c).cast(getattr(pl, t)) for c, t in table.columns if c not in table.timestamps]
         + [

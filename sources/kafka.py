@@ -50,7 +50,6 @@ from confluent_kafka import (
     TIMESTAMP_CREATE_TIME,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
-    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Message,
@@ -63,6 +62,7 @@ from events.parse import RECORDS_LOST
 from events.schema import RawBatch, RawRecord
 from events.streams import TimesOf
 from kafka_client.admin import FATAL, client_config, end_offsets
+from kafka_client.group_offsets import committer
 from kafka_client.schema_registry import RegistryRefused, RegistryUnavailable
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import InputMeter
@@ -77,6 +77,13 @@ log = logging.getLogger(__name__)
 
 # What the broker says of a topic that is not there (any more).
 _GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
+# A commit with no answer: the broker may be away (`_commit` holds the next ones back).
+_NO_ANSWER = {
+    KafkaError._TIMED_OUT,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+}
 # An offset commit the ACLs forbid: it will never land, so it is said once
 _REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}
 # No offset committed yet (real offsets are >= 0; librdkafka's logical ones are -1..-2).
@@ -123,7 +130,7 @@ class _TopicWatch:
         return self.count
 
     def admin_client(self) -> AdminClient:
-        """One admin client per topic and process (topic metadata, group offsets)."""
+        """One admin client per topic and process (topic metadata)."""
         with self.admin_lock:
             if self.admin is None:
                 self.admin = AdminClient(client_config(self.kafka))
@@ -208,6 +215,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.lost: RawRecord | None = None
         self.out_of_range = False
         self.outage_since: float | None = None
+        # a commit timed out: none is sent again until records arrive (see `_commit`)
+        self.commit_held = False
         self.fatal: str | None = None
         self.lag = 0
         self.next_lag = 0.0
@@ -368,6 +377,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
                         "kafka %s: reading again after %.0f s", self.part, now - self.outage_since
                     )
                 self.outage_since = None
+            self.commit_held = False  # the broker answers again
             self.last_read = self.last_sent = now
             self.sent_idle = False
             return [self._batch(messages, decoders)]
@@ -641,7 +651,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         sent = 0
         while self.landed != self.offset and self.offset >= 0:
             left = deadline - time.monotonic()
-            if left <= 0 or self.outage_since is not None or self.source.commit_refused:
+            stopped = self.outage_since is not None or self.commit_held
+            if left <= 0 or stopped or self.source.commit_refused:
                 log.info("kafka %s: offset %d not committed", self.part, self.offset)
                 return
             if self.committing is not None and not self.committing.done():
@@ -658,27 +669,23 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         """The next offset to the consumer group, for Kafka's lag tools (never read back).
 
         Through the admin API, not the consumer: our consumers never join the group, so
-        a group we may not use costs no coordinator wait. One request at a time, so an
+        a group we may not use costs no coordinator wait. From a helper process
+        (`kafka_client.group_offsets`): librdkafka aborts a process when the broker goes
+        away under such a request (`just chaos` caught it). One request at a time, so an
         older offset never lands after a newer one.
 
-        Not while the broker is unreachable: librdkafka aborts the whole process
-        (`rd_kafka_enq_once_del_source_return: Assertion 'eonce->refcnt > 0'`) when a
-        connection drops under a coordinator-bound admin request (confluentinc/librdkafka
-        #4605, fix proposed in #5397). The next snapshot after the outage commits."""
+        Not while the broker is unreachable, nor after a commit timed out until records
+        arrive again: the next snapshot after the outage commits."""
         if self.consumer is None or offset < 0 or offset == self.committed:
             return
-        if self.outage_since is not None:
+        if self.outage_since is not None or self.commit_held:
             return
         if self.committing is not None and not self.committing.done():
             if wait_s <= 0:
                 return  # the next snapshot commits a newer one
             concurrent.futures.wait([self.committing], timeout=wait_s)
         self.committed = offset
-        request = ConsumerGroupTopicPartitions(
-            self.group, [TopicPartition(self.topic, self.partition, offset)]
-        )
-        admin = self.watch.admin_client()
-        future = admin.alter_consumer_group_offsets([request], request_timeout=10)[self.group]
+        future = committer(self.source.kafka).commit(self.group, self.topic, self.partition, offset)
         future.add_done_callback(partial(self._on_commit, offset))
         self.committing = future
         if wait_s > 0:
@@ -692,15 +699,13 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         coordinator not ready yet answers NOT_COORDINATOR that way)."""
         err = future.exception()
         if err is None:
-            errors = [tp.error for tp in future.result().topic_partitions if tp.error]
-            if not errors:
-                self.landed = offset
-                return
-            err = KafkaException(errors[0])
+            self.landed = offset
+            return
         if self.committed == offset:
             self.committed = _NOTHING  # not landed: the next commit sends it again
         code = err.args[0].code() if isinstance(err, KafkaException) else None
         if code not in _REFUSED:  # a timeout or a coordinator not ready: the next may land
+            self.commit_held = code in _NO_ANSWER
             log.info("kafka %s: an offset commit to %r failed (%s)", self.part, self.group, err)
             return
         if self.source.commit_refused:

@@ -45,6 +45,7 @@ from tools.chaos.alerts import AlertRecorder
 from tools.chaos.checker import Verdict, check
 from tools.chaos.gate import Gate
 from tools.chaos.nemesis import Nemesis, World
+from tools.chaos.report import timeline_svg
 from tools.chaos.supervisor import ChaosFailure, Cluster
 from tools.chaos.workload import Workload
 
@@ -197,6 +198,7 @@ def _chaos(options: Options, work: Path, seconds: float) -> tuple[Verdict, str]:
             server.stop()  # type: ignore[attr-defined]
     run["left_running"] = _left_running(work)
     (work / "run.json").write_text(json.dumps(run, indent=1))
+    (work / "timeline.svg").write_text(timeline_svg(work))
     verdict = check(work)
     return verdict, verdict_line(run, verdict)
 
@@ -205,13 +207,15 @@ def verdict_line(run: dict, verdict: Verdict) -> str:
     faults = ", ".join(f"{k} {v}" for k, v in sorted(run["faults"].items()))
     restarts = ", ".join(f"{k} {v}" for k, v in run["restarts"].items())
     counts = verdict.counts
+    aborts = run.get("aborts", {"processes": 0, "helpers": 0})
     head = "PASS" if not verdict.failures else f"FAIL ({len(verdict.failures)})"
     return (
         f"chaos seed {run['seed']}, {run['minutes']:g} min: {head}: "
         f"{counts.get('produced', 0):,} records produced ({counts.get('bad', 0)} bad, "
         f"{counts.get('late', 0)} late, {counts.get('far_future', 0)} far future); "
         f"faults: {faults} ({run['overlapping_faults']} overlapping pairs); "
-        f"restarts: {restarts} (librdkafka aborts {run.get('aborts', 0)}); "
+        f"restarts: {restarts}; librdkafka aborts: {aborts['processes']} of a process, "
+        f"{aborts['helpers']} of a commit helper; "
         f"rows checked {verdict.rows_checked:,}, "
         f"alert rows {counts.get('alerts', 0)}, Delta polls {counts.get('delta_polls', 0)}, "
         f"duplicates {verdict.duplicates}, losses {verdict.losses}; "
@@ -396,11 +400,16 @@ def _sample(work: Path, kafka: KafkaSettings, workload: Workload, stop: threadin
             consumer.close()
 
 
-def _aborts(clusters: dict[str, Cluster]) -> int:
-    """Processes that librdkafka aborted (SIGABRT) when a connection dropped under an admin
-    request: confluentinc/librdkafka#4605, not fixed in 2.16 (docs/known-limits.md). The
-    supervisor restarts them like any crash; the verdict counts them."""
-    return sum(c.statuses.count(-6) for c in clusters.values())
+def _aborts(clusters: dict[str, Cluster]) -> dict[str, int]:
+    """What librdkafka aborted (SIGABRT) when the broker went away under an admin request
+    (confluentinc/librdkafka#4605, not fixed in 2.16): dataflow processes (the supervisor
+    restarts them like any crash) and offset-commit helpers (`kafka_client.group_offsets`:
+    the next commit starts a new one)."""
+    helpers = sum(
+        c.log.read_text(errors="replace").count("offset committer process ended (status -6)")
+        for c in clusters.values()
+    )
+    return {"processes": sum(c.statuses.count(-6) for c in clusters.values()), "helpers": helpers}
 
 
 def _unclean_logs(clusters: dict[str, Cluster]) -> list[str]:
