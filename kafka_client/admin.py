@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import time
 from typing import Any
 
@@ -132,7 +133,8 @@ def check_topics(
             if refused:
                 reason = refused[-1].split(": ", 2)[-1]
                 raise ConfigError(f"Kafka at {where} refused the connection: {reason}") from None
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or _all_refuse(where):
+                # nothing listens at any bootstrap address: no need to wait out the timeout
                 raise Unreachable(f"cannot reach Kafka at {where}: {ex.args[0].str()}") from None
     counts = {}
     for topic in topics:
@@ -152,6 +154,21 @@ def check_topics(
     if writes:
         _check_writable(admin, writes, where)
     return counts
+
+
+def _all_refuse(bootstrap: str) -> bool:
+    """Whether every `host:port` of a bootstrap list refuses a TCP connection (a broker
+    that is down); an address that answers, or does not answer at all, is not refusing."""
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
+        except ConnectionRefusedError:
+            continue
+        except (OSError, ValueError):
+            return False
+        return False
+    return True
 
 
 _DENIED = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED}

@@ -21,7 +21,14 @@ from tools.chaos.run import Options, chaos
 
 SEED = 1  # the seed whose run caught librdkafka aborting a process (docs/known-limits.md)
 
-pytestmark = [pytest.mark.kafka, pytest.mark.gcs, pytest.mark.monitoring, pytest.mark.slow]
+# one worker runs the module, so the run happens once (`just test` distributes by group)
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.gcs,
+    pytest.mark.monitoring,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("chaos"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The nemesis: faults at times the seed chooses, each in a thread of its own, so a new
-one may start while another is in force. Every kind is injected at least once; each
-fault's start and end go to `faults.jsonl`.
+one may start while another is in force (two of one kind take turns). Every kind is
+injected at least once; each fault's start and end go to `faults.jsonl`.
 
 | kind | what happens |
 |---|---|
@@ -85,6 +85,7 @@ class Nemesis:
         self.threads: list[threading.Thread] = []
         self.errors: list[str] = []
         self._began = 0.0
+        self._locks = {kind: threading.Lock() for kind in KINDS}
 
     def run(self, stop: threading.Event) -> None:
         """Inject the schedule (times from now), then wait for every fault to end."""
@@ -101,12 +102,19 @@ class Nemesis:
 
     def _inject(self, kind: str, seed: int) -> None:
         rng = random.Random(seed)
+        # two faults of one component do not run at once (two restarts of one broker
+        # would start two brokers on its ports): the second begins when the first ends
+        with self._locks[kind]:
+            self._inject_now(kind, rng)
+
+    def _inject_now(self, kind: str, rng: random.Random) -> None:
         start = time.monotonic() - self._began
         try:
             detail = FAULTS[kind](self.world, rng)
         except Exception as ex:  # a fault that cannot be injected is the run's failure
-            self.errors.append(f"{kind}: {type(ex).__name__}: {ex}")
-            detail = f"failed: {ex}"
+            first = str(ex).splitlines()[0][:200] if str(ex) else ""
+            self.errors.append(f"the nemesis could not {kind}: {type(ex).__name__}: {first}")
+            detail = f"failed: {first}"
         end = time.monotonic() - self._began
         self.injected[kind] += 1
         entry = {"kind": kind, "start_s": round(start, 1), "end_s": round(end, 1), "detail": detail}
