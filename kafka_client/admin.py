@@ -142,7 +142,10 @@ def check_topics(
         if md is None:
             # a topic we may not describe is left out of the full listing: ask for it
             # by name, so the broker says whether it is missing or forbidden
-            md = admin.list_topics(topic, timeout=10).topics.get(topic)
+            try:
+                md = admin.list_topics(topic, timeout=10).topics.get(topic)
+            except KafkaException as ex:
+                raise _answer_error(ex, f"Kafka topic {topic!r} at {where}") from None
         if md is not None and md.error is not None and md.error.code() in _DENIED:
             raise ConfigError(
                 f"Kafka topic {topic!r} at {where}: not authorized "
@@ -154,6 +157,28 @@ def check_topics(
     if writes:
         _check_writable(admin, writes, where)
     return counts
+
+
+# Answers of a broker that is restarting or away: the start may work a moment later.
+_TRANSIENT = {
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_CONTROLLER,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.BROKER_NOT_AVAILABLE,
+}
+
+
+def _answer_error(ex: KafkaException, what: str) -> ConfigError:
+    """A failed check as the error to stop with: `Unreachable` (exit 75, started again)
+    when the broker did not answer in time, as during its restart (a chaos run caught a
+    start refused for good that way); `ConfigError` (exit 2) when it said no."""
+    err = ex.args[0]
+    transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in _TRANSIENT)
+    reason = err.str() if isinstance(err, KafkaError) else str(err)
+    return (Unreachable if transient else ConfigError)(f"{what}: {reason}")
 
 
 def _all_refuse(bootstrap: str) -> bool:
@@ -183,7 +208,7 @@ def _check_writable(admin: AdminClient, topics: list[str], where: str) -> None:
         try:
             ops = future.result().authorized_operations
         except KafkaException as ex:
-            raise ConfigError(f"Kafka topic {topic!r} at {where}: {ex.args[0].str()}") from None
+            raise _answer_error(ex, f"Kafka topic {topic!r} at {where}") from None
         # None: the broker runs without an authorizer, everything is allowed
         if ops is not None and not {AclOperation.WRITE, AclOperation.ALL} & set(ops):
             raise ConfigError(

@@ -52,6 +52,16 @@ class Clock:
                 low = progress
         return low
 
+    @property
+    def all_idle(self) -> bool:
+        """Every partition has been heard from and is idle: a stream in this state holds
+        no other stream back (its progress creeps from its last event time)."""
+        return (
+            bool(self.progress)
+            and len(self.progress) >= self.parts
+            and self.idle.issuperset(self.progress)
+        )
+
     def update(self, msg: PartitionReport) -> None:
         self.parts = max(self.parts, msg.parts)
         self.progress[msg.part] = max(self.progress.get(msg.part, NEVER), msg.progress)

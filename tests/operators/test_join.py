@@ -86,3 +86,32 @@ def test_a_store_from_before_origins_restores_without_them():
         [_SideMsg(RIGHT, "u", 1, [], END, False), _SideMsg(LEFT, "c", 1, [], END, False)]
     )
     assert [(j.left, j.right, j.origin) for batch in out for j in batch] == [("click", None, None)]
+
+
+HOUR = 3_600_000
+
+
+def test_an_idle_users_side_holds_the_clicks_back_no_longer():
+    # users written an hour before the clicks, then nothing: once every users partition
+    # is idle, a tailing run joins each click as it comes (a chaos run's enrich held
+    # them all back, the users' progress creeping on from an hour ago)
+    logic = _JoinLogic(None)
+    out, _ = logic.on_batch(
+        [
+            _SideMsg(RIGHT, "u0", 2, [(0, 1, "ann", None)], 0, False),
+            _SideMsg(RIGHT, "u1", 2, [], 0, False),
+            _SideMsg(LEFT, "c", 1, [(HOUR, 1, "click", None)], HOUR, False),
+        ]
+    )
+    assert out == [], "users still being read: the click waits"
+    out, _ = logic.on_batch(
+        [
+            _SideMsg(RIGHT, "u0", 2, [], 10_000, True),
+            _SideMsg(RIGHT, "u1", 2, [], 10_000, True),
+            _SideMsg(LEFT, "c", 1, [(HOUR + 1, 2, "other click", None)], HOUR + 1, False),
+        ]
+    )
+    assert [(j.left, j.right) for batch in out for j in batch] == [
+        ("click", "ann"),
+        ("other click", None),
+    ]
