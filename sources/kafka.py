@@ -50,6 +50,7 @@ from confluent_kafka import (
     TIMESTAMP_CREATE_TIME,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
+    ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
     Message,
@@ -62,7 +63,6 @@ from events.parse import RECORDS_LOST
 from events.schema import RawBatch, RawRecord
 from events.streams import TimesOf
 from kafka_client.admin import FATAL, client_config, end_offsets
-from kafka_client.group_offsets import committer
 from kafka_client.schema_registry import RegistryRefused, RegistryUnavailable
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import InputMeter
@@ -130,7 +130,7 @@ class _TopicWatch:
         return self.count
 
     def admin_client(self) -> AdminClient:
-        """One admin client per topic and process (topic metadata)."""
+        """One admin client per topic and process (topic metadata, group offsets)."""
         with self.admin_lock:
             if self.admin is None:
                 self.admin = AdminClient(client_config(self.kafka))
@@ -669,13 +669,15 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         """The next offset to the consumer group, for Kafka's lag tools (never read back).
 
         Through the admin API, not the consumer: our consumers never join the group, so
-        a group we may not use costs no coordinator wait. From a helper process
-        (`kafka_client.group_offsets`): librdkafka aborts a process when the broker goes
-        away under such a request (`just chaos` caught it). One request at a time, so an
+        a group we may not use costs no coordinator wait. One request at a time, so an
         older offset never lands after a newer one.
 
-        Not while the broker is unreachable, nor after a commit timed out until records
-        arrive again: the next snapshot after the outage commits."""
+        Not while the broker is unreachable: librdkafka aborts the whole process
+        (`rd_kafka_enq_once_del_source_return: Assertion 'eonce->refcnt > 0'`) when a
+        connection drops under a coordinator-bound admin request (confluentinc/librdkafka
+        #4605, fix proposed in #5397). An outage is not always known at once (`just chaos`
+        saw commits time out one after another until one aborted): after a commit timed
+        out, none is sent until records arrive again. The next snapshot commits."""
         if self.consumer is None or offset < 0 or offset == self.committed:
             return
         if self.outage_since is not None or self.commit_held:
@@ -685,7 +687,11 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
                 return  # the next snapshot commits a newer one
             concurrent.futures.wait([self.committing], timeout=wait_s)
         self.committed = offset
-        future = committer(self.source.kafka).commit(self.group, self.topic, self.partition, offset)
+        request = ConsumerGroupTopicPartitions(
+            self.group, [TopicPartition(self.topic, self.partition, offset)]
+        )
+        admin = self.watch.admin_client()
+        future = admin.alter_consumer_group_offsets([request], request_timeout=10)[self.group]
         future.add_done_callback(partial(self._on_commit, offset))
         self.committing = future
         if wait_s > 0:
@@ -699,8 +705,11 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         coordinator not ready yet answers NOT_COORDINATOR that way)."""
         err = future.exception()
         if err is None:
-            self.landed = offset
-            return
+            errors = [tp.error for tp in future.result().topic_partitions if tp.error]
+            if not errors:
+                self.landed = offset
+                return
+            err = KafkaException(errors[0])
         if self.committed == offset:
             self.committed = _NOTHING  # not landed: the next commit sends it again
         code = err.args[0].code() if isinstance(err, KafkaException) else None

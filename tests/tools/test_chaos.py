@@ -31,7 +31,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: xdist may interleave other modules
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[str]]:
     """One 2-minute chaos run: its directory, verdict line and failures."""
     work = tmp_path_factory.mktemp("chaos") / f"seed-{SEED}"

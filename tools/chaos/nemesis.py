@@ -7,12 +7,14 @@ injected at least once; each fault's start and end go to `faults.jsonl`.
 | `kill9` | one process of a cluster is SIGKILLed (its supervisor restarts the cluster) |
 | `zombie` | one process is SIGSTOPped past its lease, then SIGCONTed |
 | `broker_restart` | the broker is killed and started again (same ports, same data) |
-| `registry_outage` | the Schema Registry refuses every connection for 10-60 s |
-| `storage_outage` | the GCS emulator is stopped for 10-60 s |
-| `alertmanager_outage` | Alertmanager is stopped for 10-60 s |
+| `registry_outage` | the Schema Registry refuses every connection for 10-60 s (*) |
+| `storage_outage` | the GCS emulator is stopped for 10-60 s (*) |
+| `alertmanager_outage` | Alertmanager is stopped for 10-60 s (*) |
 | `net_cut` | the link between a cluster's two processes carries nothing for 10-30 s |
 | `add_partitions` | the clicks topic gets two more partitions |
 | `second_instance` | a second instance of a dataflow is started by mistake |
+
+(*) 10-30 s in a run shorter than 4 minutes, so that its faults end soon after it.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class World:
     alertmanager_config: dict
     clusters: dict[str, Cluster]
     lease_timeout_s: float
+    # the longest outage: 60 s, less in a short run, so its faults end soon after it
+    longest_outage_s: float = 60.0
     lock: threading.Lock = field(default_factory=threading.Lock)
     seconds_instances: list[str] = field(default_factory=list)
 
@@ -177,7 +181,7 @@ def broker_restart(world: World, rng: random.Random) -> str:
 
 
 def registry_outage(world: World, rng: random.Random) -> str:
-    down = rng.uniform(10, 60)
+    down = rng.uniform(10, world.longest_outage_s)
     world.registry_gate.refuse()
     time.sleep(down)
     world.registry_gate.open()
@@ -185,7 +189,7 @@ def registry_outage(world: World, rng: random.Random) -> str:
 
 
 def storage_outage(world: World, rng: random.Random) -> str:
-    down = rng.uniform(10, 60)
+    down = rng.uniform(10, world.longest_outage_s)
     world.gcs.stop()
     time.sleep(down)
     world.gcs.start()
@@ -193,7 +197,7 @@ def storage_outage(world: World, rng: random.Random) -> str:
 
 
 def alertmanager_outage(world: World, rng: random.Random) -> str:
-    down = rng.uniform(10, 60)
+    down = rng.uniform(10, world.longest_outage_s)
     server = world.alertmanager
     server.stop()
     time.sleep(down)
@@ -208,7 +212,7 @@ def net_cut(world: World, rng: random.Random) -> str:
     gate = world.clusters[name].gate
     if gate is None:
         return f"{name} not started"
-    cut = rng.uniform(10, 30)
+    cut = rng.uniform(10, min(30, world.longest_outage_s))
     gate.blackhole()
     time.sleep(cut)
     gate.open()
