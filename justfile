@@ -75,7 +75,7 @@ test *args: setup
     @scripts/setup_browser.sh
     @scripts/setup_monitoring.sh
     @scripts/setup_spark.sh
-    {{python}} -m pytest -n 2 --dist loadgroup "$@"
+    {{python}} -m pytest -n 2 "$@"
 
 # The edit-test loop: every test that needs no broker, emulator, browser, Spark, Prometheus or
 # Alertmanager and is not slow.

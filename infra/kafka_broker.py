@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from infra.server import ServerProcess, command_line, log_tail, wait_until_ready
+from infra.server import ServerProcess, command_line, fetch_lock, log_tail, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBS = ROOT / ".cache" / "kafka" / "libs"
@@ -123,6 +123,13 @@ def ensure_jars() -> Path:
     marker = LIBS / ".complete"
     if marker.exists():
         return LIBS
+    with fetch_lock(LIBS.parent):
+        if marker.exists():  # fetched while this caller waited
+            return LIBS
+        return _fetch_jars(marker)
+
+
+def _fetch_jars(marker: Path) -> Path:
     if shutil.which("mvn") is None:
         raise BrokerError("Maven (mvn) is needed to fetch the Kafka broker jars")
     LIBS.mkdir(parents=True, exist_ok=True)

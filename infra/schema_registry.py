@@ -29,7 +29,7 @@ from functools import partial
 from pathlib import Path
 
 from infra.kafka_broker import free_port
-from infra.server import ServerProcess, command_line, log_tail, wait_until_ready
+from infra.server import ServerProcess, command_line, fetch_lock, log_tail, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = "3.3.3"
@@ -65,6 +65,13 @@ def ensure_app() -> Path:
     marker = APP / ".complete"
     if marker.exists():
         return APP
+    with fetch_lock(HOME):
+        if marker.exists():  # fetched while this caller waited
+            return APP
+        return _fetch_app(marker)
+
+
+def _fetch_app(marker: Path) -> Path:
     if shutil.which("mvn") is None:
         raise RegistryError("Maven (mvn) is needed to fetch the Schema Registry")
     download = HOME / "download"

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -130,3 +131,16 @@ def command_line(
         print(f"error: no {name} running; run `just {name.split()[-1]}-up`", file=sys.stderr)
         raise SystemExit(1)
     print(exports(existing))
+
+
+@contextlib.contextmanager
+def fetch_lock(directory: Path) -> Iterator[None]:
+    """One fetch of a component at a time on this machine: a second caller (another
+    test worker, another `just` recipe) waits, then finds it fetched."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".fetch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -55,7 +55,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(MARK_OF_FIXTURE[name])
     # the chaos run (minutes, on one worker) first, so the other worker runs the rest
     # meanwhile: collected last, it ran alone at the end and the suite took 17 minutes
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/tools/test_chaos.py"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -21,27 +21,19 @@ from tools.chaos.run import Options, chaos
 
 SEED = 1  # the seed whose run caught librdkafka aborting a process (docs/known-limits.md)
 
-# one worker runs the module, so the run happens once (`just test` distributes by group)
-pytestmark = [
-    pytest.mark.kafka,
-    pytest.mark.gcs,
-    pytest.mark.monitoring,
-    pytest.mark.slow,
-    pytest.mark.xdist_group("chaos"),
-]
+pytestmark = [pytest.mark.kafka, pytest.mark.gcs, pytest.mark.monitoring, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")  # not module: xdist may interleave other modules
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, list[str]]:
-    """One 2-minute chaos run: its directory, verdict line and failures."""
-    work = tmp_path_factory.mktemp("chaos") / f"seed-{SEED}"
-    verdict, line = chaos(Options(minutes=2, seed=SEED, workdir=work))
-    return work, line, verdict.failures
-
-
-def test_a_two_minute_chaos_run_with_every_fault_passes_the_checker(run):
-    work, line, failures = run
-    assert not failures, f"{line}\n" + "\n".join(failures)
+def test_a_two_minute_chaos_run_passes_and_the_checker_catches_planted_bugs(
+    kafka_bootstrap, registry, tmp_path
+):
+    # one test, so that one pytest-xdist worker runs it once (it is collected first, see
+    # conftest.py); the shared broker and registry fixtures make sure their jars are
+    # fetched before the run starts its own
+    work = tmp_path / f"seed-{SEED}"
+    # half the default rate: the run shares the 2 cores with the rest of the suite
+    verdict, line = chaos(Options(minutes=2, seed=SEED, workdir=work, rate=100))
+    assert not verdict.failures, f"{line}\n" + "\n".join(verdict.failures)
     facts = json.loads((work / "run.json").read_text())
     assert set(facts["faults"]) == set(KINDS), facts["faults"]
     assert facts["overlapping_faults"] > 0
@@ -50,12 +42,18 @@ def test_a_two_minute_chaos_run_with_every_fault_passes_the_checker(run):
     for count in ("records produced", "rows checked", "duplicates 0", "losses 0", "dump "):
         assert count in line, line
 
+    for planted in (_a_row_dropped, _a_row_written_twice, _an_alert_never_posted):
+        copy, output = _planted(work, tmp_path / planted.__name__)
+        expected = planted(copy, output)
+        failures = check(copy).failures
+        assert any(f.startswith(expected) for f in failures), (planted.__name__, failures)
+
 
 def _planted(run_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     """A copy of the run's output and alert journal to plant a bug in (the dump is
     shared); the run directory of the copy and its output."""
     copy = tmp_path / "run"
-    copy.mkdir()
+    copy.mkdir(parents=True)
     facts = json.loads((run_dir / "run.json").read_text())
     output = copy / "output"
     shutil.copytree(facts["output"], output)
@@ -71,28 +69,20 @@ def _a_file(output: Path, table: str) -> Path:
     return max(files, key=lambda f: pl.read_parquet(f).height)
 
 
-def test_the_checker_finds_a_row_dropped_from_an_output_file(run, tmp_path):
-    copy, output = _planted(run[0], tmp_path)
+def _a_row_dropped(copy: Path, output: Path) -> str:
     victim = _a_file(output, "pages_per_min")
     pl.read_parquet(victim).slice(1).write_parquet(victim)
-
-    failures = check(copy).failures
-    assert any(f.startswith("pages_per_min: 1 rows missing") for f in failures), failures
+    return "pages_per_min: 1 rows missing"
 
 
-def test_the_checker_finds_a_row_written_twice(run, tmp_path):
-    copy, output = _planted(run[0], tmp_path)
+def _a_row_written_twice(copy: Path, output: Path) -> str:
     victim = _a_file(output, "errors_per_min_alert")
     pl.read_parquet(victim).head(1).write_parquet(victim.with_name("planted.parquet"))
-
-    failures = check(copy).failures
-    assert any(f.startswith("errors_per_min_alert: 1 rows written twice") for f in failures), (
-        failures
-    )
+    return "errors_per_min_alert: 1 rows written twice"
 
 
-def test_the_checker_names_an_alert_row_never_posted(run, tmp_path):
-    copy, _ = _planted(run[0], tmp_path)
+def _an_alert_never_posted(copy: Path, output: Path) -> str:
+    """Every post of one alert row taken out of the journal of accepted posts."""
     journal = copy / "alerts-accepted.jsonl"
     posts = [json.loads(line) for line in journal.read_text().splitlines()]
     first = posts[0][0]
@@ -102,9 +92,4 @@ def test_the_checker_names_an_alert_row_never_posted(run, tmp_path):
         return (alert["labels"].get("status"), alert["startsAt"]) != key
 
     journal.write_text("".join(json.dumps([a for a in p if other(a)]) + "\n" for p in posts))
-
-    failures = check(copy).failures
-    named = [f for f in failures if "alert rows never reached Alertmanager" in f]
-    assert named and named[0].startswith("1 alert rows") and f"status {key[0]}" in named[0], (
-        failures
-    )
+    return "1 alert rows never reached Alertmanager: status " + key[0]
