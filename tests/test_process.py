@@ -12,6 +12,7 @@ from pathlib import Path
 
 import process
 from process import RunArgs, process_id, run_args
+from tests.processes import ROOT
 
 
 def test_process_id_is_read_like_bytewax_run(monkeypatch):
@@ -114,3 +115,25 @@ def test_process_0_and_runs_outside_bytewax_run_do_not_wait(monkeypatch):
     # process 0 has no lower process to connect to
     monkeypatch.setattr(process, "run_args", lambda: RunArgs(None, 0, 2, ("127.0.0.1:1",) * 2))
     process.await_lower_processes(timeout_s=60)
+
+
+def test_a_poisoned_exchange_queue_is_the_lost_peer_line_not_a_traceback():
+    # CI saw the loss of a peer surface first as a worker's RuntimeError
+    script = (
+        "import process\n"
+        "process.one_line_panics('clickstream')\n"
+        "raise RuntimeError('(src/run.rs:292:17) panicked at bytes_exchange.rs:55:48:\\n"
+        "MergeQueue poisoned.')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: dataflow clickstream: lost its connection"), line
+
+    other = script.replace("MergeQueue poisoned.", "something else")
+    done = subprocess.run(
+        [sys.executable, "-c", other], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert "Traceback" in done.stderr, "any other error keeps its traceback"
