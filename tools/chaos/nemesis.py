@@ -180,31 +180,35 @@ def broker_restart(world: World, rng: random.Random) -> str:
     return f"down {down:.0f} s, then started again"
 
 
-def registry_outage(world: World, rng: random.Random) -> str:
+def _outage(
+    world: World, rng: random.Random, stop: Callable[[], Any], start: Callable[[], Any], what: str
+) -> str:
+    """`stop`, 10 s to the longest outage later `start`."""
     down = rng.uniform(10, world.longest_outage_s)
-    world.registry_gate.refuse()
+    stop()
     time.sleep(down)
-    world.registry_gate.open()
-    return f"refused connections for {down:.0f} s"
+    start()
+    return f"{what} for {down:.0f} s"
+
+
+def registry_outage(world: World, rng: random.Random) -> str:
+    gate = world.registry_gate
+    return _outage(world, rng, gate.refuse, gate.open, "refused connections")
 
 
 def storage_outage(world: World, rng: random.Random) -> str:
-    down = rng.uniform(10, world.longest_outage_s)
-    world.gcs.stop()
-    time.sleep(down)
-    world.gcs.start()
-    return f"stopped for {down:.0f} s"
+    return _outage(world, rng, world.gcs.stop, world.gcs.start, "stopped")
 
 
 def alertmanager_outage(world: World, rng: random.Random) -> str:
-    down = rng.uniform(10, world.longest_outage_s)
     server = world.alertmanager
-    server.stop()
-    time.sleep(down)
-    world.alertmanager = monitoring.start_alertmanager(
-        Path(server.workdir), world.alertmanager_config, server.port
-    )
-    return f"stopped for {down:.0f} s"
+
+    def start() -> None:  # same directory and port: the recorder's upstream stays right
+        world.alertmanager = monitoring.start_alertmanager(
+            Path(server.workdir), world.alertmanager_config, server.port
+        )
+
+    return _outage(world, rng, server.stop, start, "stopped")
 
 
 def net_cut(world: World, rng: random.Random) -> str:
