@@ -159,12 +159,17 @@ def check_topics(
     return counts
 
 
+# No answer in time: the broker may be away (also what holds a source's commits back).
+NO_ANSWER = frozenset(
+    {
+        KafkaError._TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
 # Answers of a broker that is restarting or away: the start may work a moment later.
-_TRANSIENT = {
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError.REQUEST_TIMED_OUT,
+_TRANSIENT = NO_ANSWER | {
     KafkaError.NOT_CONTROLLER,
     KafkaError.LEADER_NOT_AVAILABLE,
     KafkaError.BROKER_NOT_AVAILABLE,

@@ -67,12 +67,8 @@ def frame(table: Table, rows: list[tuple]) -> pl.DataFrame:
     # the first name then failed the flush at every restart (found by `just chaos`).
     schema = {c: pl.Int64 if c in table.timestamps else getattr(pl, t) for c, t in table.columns}
     df = pl.DataFrame(rows, schema=schema, orient="row")
-    df = df.with_columns(
-        [pl.col(c).cast(getattr(pl, t)) for c, t in table.columns if c not in table.timestamps]
-        + [
-            pl.col(c).cast(pl.Int64).cast(pl.Datetime("ms", "UTC")).dt.cast_time_unit("us")
-            for c in table.timestamps
-        ]
+    df = df.with_columns(  # the other columns have their types already
+        [pl.col(c).cast(pl.Datetime("ms", "UTC")).dt.cast_time_unit("us") for c in table.timestamps]
     )
     stamp = pl.col(table.partition_by).fill_null(datetime.now(UTC))
     return df.with_columns(

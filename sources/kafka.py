@@ -62,7 +62,7 @@ from config import DEFAULTS
 from events.parse import RECORDS_LOST
 from events.schema import RawBatch, RawRecord
 from events.streams import TimesOf
-from kafka_client.admin import FATAL, client_config, end_offsets
+from kafka_client.admin import FATAL, NO_ANSWER, client_config, end_offsets
 from kafka_client.schema_registry import RegistryRefused, RegistryUnavailable
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import InputMeter
@@ -77,13 +77,6 @@ log = logging.getLogger(__name__)
 
 # What the broker says of a topic that is not there (any more).
 _GONE = {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC}
-# A commit with no answer: the broker may be away (`_commit` holds the next ones back).
-_NO_ANSWER = {
-    KafkaError._TIMED_OUT,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-}
 # An offset commit the ACLs forbid: it will never land, so it is said once
 _REFUSED = {KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.TOPIC_AUTHORIZATION_FAILED}
 # No offset committed yet (real offsets are >= 0; librdkafka's logical ones are -1..-2).
@@ -714,7 +707,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.committed = _NOTHING  # not landed: the next commit sends it again
         code = err.args[0].code() if isinstance(err, KafkaException) else None
         if code not in _REFUSED:  # a timeout or a coordinator not ready: the next may land
-            self.commit_held = code in _NO_ANSWER
+            self.commit_held = code in NO_ANSWER  # the broker may be away
             log.info("kafka %s: an offset commit to %r failed (%s)", self.part, self.group, err)
             return
         if self.source.commit_refused:
