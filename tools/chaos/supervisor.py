@@ -1,6 +1,8 @@
 """A 2-process Bytewax cluster kept running the way a Kubernetes StatefulSet keeps its
-pods: when a process ends, the others are stopped and the cluster starts again a moment
-later. Every start, exit status and `error:` line is kept for the verdict.
+pods: when a process ends, the others are stopped and the cluster starts again after a
+back-off that doubles while the starts keep failing, as CrashLoopBackOff does (its 10 s to
+5 min, scaled down to a run of minutes). Every start, exit status and `error:` line is
+kept for the verdict.
 
 Process 1 reaches process 0 through a `Gate`, so the nemesis can cut the link between
 them. An exit status 2 is a setting the run got wrong, which would crash-loop a
@@ -24,7 +26,10 @@ from process import listening_ports
 from tools.chaos.gate import Gate
 
 ROOT = Path(__file__).resolve().parents[2]
-RESTART_S = 1.0  # a StatefulSet's first back-off is about this short
+FIRST_BACKOFF_S = 1.0
+LONGEST_BACKOFF_S = 16.0
+# a start that ran this long before it failed begins the back-off again (Kubernetes: 10 min)
+BACKOFF_RESET_S = 30.0
 LEASE_REFUSALS = ("is already running", "lost its lease")
 
 
@@ -34,6 +39,14 @@ def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float = 30.0) 
         if time.monotonic() > deadline:
             return  # process 1 is started all the same; timely's own retries decide
         time.sleep(0.02)
+
+
+def next_backoff(last_s: float, ran_s: float) -> float:
+    """The wait before the next start: the first one after a start that ran well (or
+    the first failure), else twice the last, up to the longest."""
+    if ran_s >= BACKOFF_RESET_S or not last_s:
+        return FIRST_BACKOFF_S
+    return min(2 * last_s, LONGEST_BACKOFF_S)
 
 
 class ChaosFailure(AssertionError):
@@ -52,6 +65,9 @@ class Cluster:
     statuses: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # `error:` lines of every start
     _mark: int = 0  # where the log of the current start begins
+    _started: float = 0.0  # time.monotonic() of the current start
+    _backoff: float = 0.0  # the last back-off; 0 before the first failure
+    _due: float | None = None  # when the next start is due, while backing off
 
     def command(self) -> list[str]:
         return [
@@ -78,6 +94,8 @@ class Cluster:
             f"127.0.0.1:{own};127.0.0.1:{peer}",
             f"127.0.0.1:{self.gate.port};127.0.0.1:{peer}",
         ]
+        self._due = None
+        self._started = time.monotonic()
         self._mark = self.log.stat().st_size if self.log.exists() else 0
         out = self.log.open("a")
         out.write(f"=== {self.name}: start {self.starts + 1} at {time.time():.1f}\n")
@@ -105,7 +123,12 @@ class Cluster:
         return [p.pid for p in self.procs if p.poll() is None]
 
     def tend(self, **extra_env: str) -> bool:
-        """Start a failed cluster again; True once every process has ended with 0."""
+        """Start a failed cluster again once its back-off has passed (this call never
+        waits, so one loop tends every cluster); True once every process ended with 0."""
+        if self._due is not None:
+            if time.monotonic() >= self._due:
+                self.start(**extra_env)
+            return False
         codes = [p.poll() for p in self.procs]
         if codes and all(c == 0 for c in codes):
             return True
@@ -118,8 +141,8 @@ class Cluster:
         self.errors += lines
         if 2 in codes and not any(r in line for line in lines for r in LEASE_REFUSALS):
             raise ChaosFailure(f"{self.name} exited 2 (a StatefulSet would crash-loop): {lines}")
-        time.sleep(RESTART_S)
-        self.start(**extra_env)
+        self._backoff = next_backoff(self._backoff, time.monotonic() - self._started)
+        self._due = time.monotonic() + self._backoff
         return False
 
     def started_log(self) -> str:
