@@ -39,6 +39,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import accumulate
@@ -112,6 +113,7 @@ class _TopicWatch:
         self.lock = threading.Lock()
         self.admin: AdminClient | None = None
         self.admin_lock = threading.Lock()
+        self.prober: concurrent.futures.ThreadPoolExecutor | None = None
 
     def partitions(self) -> int:
         if self.interval_s <= 0 or time.monotonic() < self.next_check:
@@ -128,6 +130,16 @@ class _TopicWatch:
             if self.admin is None:
                 self.admin = AdminClient(client_config(self.kafka))
             return self.admin
+
+    def probe(self, ask: Callable[[], tuple[int, int]]) -> concurrent.futures.Future:
+        """`ask()` on this topic's probe thread, so that a worker never waits for a broker
+        that may not answer."""
+        with self.admin_lock:
+            if self.prober is None:
+                self.prober = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix=f"kafka-probe-{self.topic}"
+                )
+            return self.prober.submit(ask)
 
     def _ask(self) -> None:
         try:
@@ -208,6 +220,9 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         self.lost: RawRecord | None = None
         self.out_of_range = False
         self.outage_since: float | None = None
+        # after an outage, a question to the broker whether it answers (see `_broker_back`)
+        self.probe: concurrent.futures.Future | None = None
+        self.next_probe = 0.0
         # a commit timed out: none is sent again until records arrive (see `_commit`)
         self.commit_held = False
         self.fatal: str | None = None
@@ -575,7 +590,9 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         have records waiting, and letting the watermark run ahead of them would make
         them late.
         """
-        if self.outage_since is not None or self.consumer is None:
+        if self.consumer is None:
+            return False
+        if self.outage_since is not None and not self._broker_back():
             return False
         tp = TopicPartition(self.topic, self.partition)
         try:
@@ -585,6 +602,49 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         if high < 0:
             return False
         return (self.offset if self.offset >= 0 else low) >= high
+
+    def _broker_back(self) -> bool:
+        """After an outage, whether the broker answers again with nothing new to read.
+
+        A partition learns that its broker is back from the records it reads. A quiet one
+        (a users topic nobody writes to) reads none: without asking, it would never turn
+        idle again, and a join would hold every click back for good (found by `just
+        chaos`). Asked on the topic's probe thread, at most once a second, so the worker
+        never waits; the broker's end offset, not the client's cached one, says whether
+        records written meanwhile are still to come (they then end the outage)."""
+        probe = self.probe
+        if probe is None:
+            now = time.monotonic()
+            if now >= self.next_probe:
+                self.next_probe = now + 1.0
+                self.probe = self.watch.probe(self._offsets)
+            return False
+        if not probe.done():
+            return False
+        self.probe = None
+        try:
+            low, high = probe.result()
+        except (KafkaException, RuntimeError):  # still away, or the client closed
+            return False
+        if (self.offset if self.offset >= 0 else low) < high:
+            return False
+        assert self.outage_since is not None
+        log.warning(
+            "kafka %s: the broker answers again after %.0f s; nothing new to read",
+            self.part,
+            time.monotonic() - self.outage_since,
+        )
+        self.outage_since = None
+        return True
+
+    def _offsets(self) -> tuple[int, int]:
+        """The partition's low and high offsets, asked of the broker (on the probe thread)."""
+        with self.lag_lock:  # `close` waits: the client is not freed under this call
+            if self.consumer is None:
+                raise RuntimeError("closed")
+            tp = TopicPartition(self.topic, self.partition)
+            low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
+            return int(low), int(high)
 
     def _on_error(self, err: KafkaError) -> None:
         """Errors of records and of the client (`error_cb`, served by `consume`)."""
