@@ -37,6 +37,8 @@ import polars as pl
 S = 1000
 FAR_FUTURE_MS = 600_000
 LATE_MS = 60_000
+# longer than any fault keeps enrich from writing (an outage lasts at most 60 s)
+STALL_S = 180.0
 Row = tuple[Any, ...]
 
 
@@ -383,6 +385,7 @@ def check(run_dir: Path) -> Verdict:
         check_table(verdict, spec, out, joined_topic, readable, joined_late)
     check_dead_letters(verdict, "user_clickstream", out, set())
     check_polls(verdict, run_dir / "delta-polls.jsonl")
+    check_join_kept_up(verdict, run_dir / "timeline.jsonl")
     for what in run.get("left_running", []):
         verdict.fail(f"left running: {what}")
     for what in run.get("problems", []):
@@ -460,6 +463,30 @@ def check_alerts(verdict: Verdict, journal: Path, rows: list[Row]) -> None:
         verdict.losses += len(missing)
         named = ", ".join(f"status {r[0]} from {r[1]}" for r in missing[:5])
         verdict.fail(f"{len(missing)} alert rows never reached Alertmanager: {named}")
+
+
+def check_join_kept_up(verdict: Verdict, timeline: Path) -> None:
+    """enrich wrote to USER_CLICKSTREAM while clicks came, not only in the drain: the
+    tables would be right all the same, so only the run's timeline shows a join that held
+    every click back. A stretch longer than `STALL_S` without a record written, while the
+    producer wrote, fails."""
+    if not timeline.exists():
+        return
+    samples = [json.loads(line) for line in timeline.read_text().splitlines()]
+    if not any("joined" in s for s in samples):
+        return  # a run from before the timeline counted USER_CLICKSTREAM
+    since, last, produced, longest = 0.0, -1, 0, 0.0
+    for s in samples:
+        joined = s.get("joined")
+        if joined is not None and joined > last:
+            since, last = s["t"], joined
+        elif s["produced"] > produced:  # the producer still writes
+            longest = max(longest, s["t"] - since)
+        produced = s["produced"]
+    if longest > STALL_S:
+        verdict.fail(
+            f"USER_CLICKSTREAM: enrich wrote nothing for {longest:.0f} s while clicks came"
+        )
 
 
 def check_polls(verdict: Verdict, journal: Path) -> None:

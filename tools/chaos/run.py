@@ -361,8 +361,9 @@ def _poll_delta(work: Path, gcs: GcsEmulator, stop: threading.Event) -> None:
 
 
 def _sample(work: Path, kafka: KafkaSettings, workload: Workload, stop: threading.Event) -> None:
-    """Every 2 s: records produced, and each dataflow's lag (end offsets minus the offsets
-    its consumer group committed), for the report's timeline."""
+    """Every 2 s: records produced, each dataflow's lag (end offsets minus the offsets
+    its consumer group committed) and the records in USER_CLICKSTREAM, for the report's
+    timeline and the checker."""
     began = time.monotonic()
     consumers = {
         flow: Consumer(client_config(kafka, **{"group.id": kafka.group(flow)})) for flow in FLOWS
@@ -384,11 +385,14 @@ def _sample(work: Path, kafka: KafkaSettings, workload: Workload, stop: threadin
                     parts = consumer.list_topics(topic, timeout=2).topics[topic].partitions
                     tps = [TopicPartition(topic, p) for p in parts]
                     committed = consumer.committed(tps, timeout=2)
-                    lag = 0
+                    lag = written = 0
                     for tp in committed:
                         _, high = consumer.get_watermark_offsets(tp, timeout=2)
                         lag += high - max(tp.offset, 0)
+                        written += high
                     entry[f"lag_{flow}"] = lag
+                    if flow == "user_clickstream":
+                        entry["joined"] = written  # what enrich wrote so far
                 except Exception:  # the broker is down: no figure
                     entry[f"lag_{flow}"] = None
             with (work / "timeline.jsonl").open("a") as out:

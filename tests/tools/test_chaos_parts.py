@@ -1,0 +1,60 @@
+"""Parts of the chaos run that need no run: the supervisor's back-off and the checker's
+look at the timeline (the whole run is `test_chaos.py`)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+from tools.chaos.checker import STALL_S, Verdict, check_join_kept_up
+from tools.chaos.supervisor import (
+    BACKOFF_RESET_S,
+    FIRST_BACKOFF_S,
+    LONGEST_BACKOFF_S,
+    next_backoff,
+)
+
+
+def test_failing_starts_double_the_wait_up_to_the_longest():
+    waits, last = [], 0.0
+    for _ in range(8):
+        last = next_backoff(last, ran_s=0.5)
+        waits.append(last)
+    assert waits[0] == FIRST_BACKOFF_S
+    assert all(b == min(2 * a, LONGEST_BACKOFF_S) for a, b in itertools.pairwise(waits))
+    assert waits[-1] == LONGEST_BACKOFF_S
+
+
+def test_a_start_that_ran_well_begins_the_back_off_again():
+    assert next_backoff(LONGEST_BACKOFF_S, ran_s=BACKOFF_RESET_S) == FIRST_BACKOFF_S
+    assert next_backoff(LONGEST_BACKOFF_S, ran_s=BACKOFF_RESET_S - 1) == LONGEST_BACKOFF_S
+
+
+def _timeline(path: Path, joined_until_s: float, produced_until_s: float) -> Path:
+    """Samples every 2 s for 10 minutes: clicks produced until `produced_until_s`,
+    USER_CLICKSTREAM growing until `joined_until_s`."""
+    with path.open("w") as out:
+        for i in range(300):
+            t = 2.0 * i
+            produced = int(min(t, produced_until_s) * 100)
+            joined = int(min(t, joined_until_s) * 90)
+            out.write(json.dumps({"t": t, "produced": produced, "joined": joined}) + "\n")
+    return path
+
+
+def test_the_checker_names_a_join_that_held_every_click_back(tmp_path):
+    verdict = Verdict()
+    check_join_kept_up(verdict, _timeline(tmp_path / "stalled.jsonl", 100, 600))
+    assert verdict.failures == [
+        f"USER_CLICKSTREAM: enrich wrote nothing for {598 - 100} s while clicks came"
+    ]
+    assert STALL_S < 598 - 100
+
+
+def test_a_join_that_kept_up_or_a_quiet_end_is_no_stall(tmp_path):
+    verdict = Verdict()
+    check_join_kept_up(verdict, _timeline(tmp_path / "kept_up.jsonl", 600, 600))
+    # the producer stopped at 300 s; USER_CLICKSTREAM stops growing with it
+    check_join_kept_up(verdict, _timeline(tmp_path / "quiet_end.jsonl", 300, 300))
+    assert verdict.failures == []
