@@ -197,7 +197,8 @@ def registry_outage(world: World, rng: random.Random) -> str:
 
 
 def storage_outage(world: World, rng: random.Random) -> str:
-    return _outage(world, rng, world.gcs.stop, world.gcs.start, "stopped")
+    # the emulator's start waits as long as the broker's: a loaded machine starts it slowly
+    return _outage(world, rng, world.gcs.stop, lambda: world.gcs.start(timeout=120), "stopped")
 
 
 def alertmanager_outage(world: World, rng: random.Random) -> str:
