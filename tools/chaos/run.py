@@ -22,10 +22,12 @@ can read them, and stops everything it started.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -84,6 +86,12 @@ def chaos(options: Options) -> tuple[Verdict, str]:
     logging.getLogger().addHandler(handler)
     try:
         return _chaos(options, work, seconds)
+    except BaseException:
+        # interrupted (Ctrl-C) or failed: stop whatever the run started, faults' too
+        for pid, _ in _running_for(work):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -424,7 +432,13 @@ def _unclean_logs(clusters: dict[str, Cluster]) -> list[str]:
 
 
 def _left_running(work: Path) -> list[str]:
-    """Processes started for this run (their command line names its directory) still alive."""
+    """Processes started for this run still alive."""
+    return [f"pid {pid}: {cmdline[:160]}" for pid, cmdline in _running_for(work)]
+
+
+def _running_for(work: Path) -> list[tuple[int, str]]:
+    """Processes started for this run (their command line or directory names its
+    directory) alive."""
     found = []
     ours = _ancestors()
     for entry in Path("/proc").iterdir():
@@ -433,10 +447,11 @@ def _left_running(work: Path) -> list[str]:
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+            cwd = os.readlink(entry / "cwd")  # the registry names its directory only so
         except OSError:
             continue
-        if str(work) in cmdline and state != "Z":
-            found.append(f"pid {entry.name}: {cmdline[:160]}")
+        if (str(work) in cmdline or cwd.startswith(str(work))) and state != "Z":
+            found.append((int(entry.name), cmdline))
     return found
 
 
