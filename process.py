@@ -182,7 +182,12 @@ def on_sigterm(dataflow: str) -> None:
         return
 
     def handle(_signum: int, _frame: object) -> None:
-        _STOPPING.acquire()  # never released: the process ends here
+        if not _STOPPING.acquire(timeout=5.0):
+            # Stopping already: another thread ends the process (it would have by now),
+            # or this handler's own clean-up hangs (the storage does not answer) and the
+            # process was told again: end now.
+            _die_by_sigterm()
+        # never released: the process ends here
         logging.getLogger(__name__).warning(
             "dataflow %s process %d: SIGTERM: stops, giving up its lease; a restart resumes "
             "from the last committed epoch",
@@ -191,10 +196,15 @@ def on_sigterm(dataflow: str) -> None:
         )
         _clean_up()
         logging.shutdown()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        _die_by_sigterm()
 
     signal.signal(signal.SIGTERM, handle)
+
+
+def _die_by_sigterm() -> None:
+    """End as SIGTERM ends a process that does not handle it (exit status 143)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def one_line_panics(dataflow: str) -> None:

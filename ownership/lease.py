@@ -378,11 +378,28 @@ class Lease:
 
         threading.Thread(target=loop, name="lease", daemon=True).start()
 
-    def release(self) -> None:
-        """Give the lease up (a clean end), so the next start need not wait for it."""
+    def release(self, wait_s: float = 5.0) -> None:
+        """Give the lease up (a clean end), so the next start need not wait for it.
+
+        At most `wait_s`: a renewal retrying through a storage outage holds the lease's
+        lock, and gcsfs retries a write for half a minute on its own, while a process
+        told to stop must stop (Kubernetes' grace is 30 s). Not given up, the lease
+        expires on its own, and the next start waits for that."""
         self.stopping.set()
+        self.valid_until = 0.0  # a writer's next check() finds it released
+        giving_up = threading.Thread(target=self._give_up, name="lease-release", daemon=True)
+        giving_up.start()
+        giving_up.join(wait_s)
+        if giving_up.is_alive():
+            log.warning(
+                "lease not given up within %.0f s (the storage does not answer); "
+                "it expires %.0f s after its last renewal",
+                wait_s,
+                self.timeout_s,
+            )
+
+    def _give_up(self) -> None:
         with self.lock:
-            self.valid_until = 0.0  # a writer's next check() finds it released
             for held in self.held:
                 with contextlib.suppress(Exception):
                     held.place.swap(replace(held.holder, released=True), held.version)

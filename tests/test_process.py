@@ -3,6 +3,7 @@ stopping it with one line."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -67,6 +68,33 @@ def test_threads_stopping_at_once_print_one_line():
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith("error: stopped by thread ")
+
+
+def test_a_second_sigterm_while_the_clean_up_hangs_ends_the_process():
+    """A clean-up stuck on storage that does not answer (giving the lease up during an
+    outage) must not keep a process told twice to stop: `just chaos` found one alive 26
+    minutes after it, its second SIGTERM waiting on the first one's lock."""
+    code = (
+        "import threading, time, process\n"
+        "process.on_stop(lambda: threading.Event().wait())  # hangs\n"
+        "process.on_sigterm('flow')\n"
+        "print('ready', flush=True)\n"
+        "while True: time.sleep(0.05)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the handler is in the hanging clean-up now
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_thelistening_ports_of_this_host_are_read_without_connecting():

@@ -182,6 +182,34 @@ def test_renewals_keep_the_lease_and_a_release_frees_it(place):
     assert Lease([place], 1.0, _plain).acquire() == 2
 
 
+def test_a_release_while_a_renewal_waits_for_storage_returns_and_says_so(place, caplog):
+    """A process told to stop during a storage outage gives up at once: the renewal thread
+    holds the lease's lock through its storage retries, and the successor can wait for
+    the lease to expire."""
+    holder = Lease([place], 30.0, _plain)
+    holder.acquire()
+    renewing = threading.Event()
+    storage_back = threading.Event()
+
+    def renewal_retrying_through_an_outage() -> None:
+        with holder.lock:
+            renewing.set()
+            storage_back.wait(60)
+
+    threading.Thread(target=renewal_retrying_through_an_outage, daemon=True).start()
+    assert renewing.wait(10)
+    began = time.monotonic()
+    holder.release(wait_s=0.5)
+    waited = time.monotonic() - began
+    assert waited < 30, "it waited for the storage"
+    assert "lease not given up" in caplog.text
+    now = place.read()[0]
+    assert now is not None and not now.released, "not written: it expires on its own"
+    storage_back.set()  # (a process that lives on gives it up now, in the background)
+    with pytest.raises(LeaseLost):
+        holder.check()  # and this process writes nothing more
+
+
 def test_leases_over_two_places_are_all_or_nothing(tmp_path):
     free = LocalPlace(str(tmp_path / "a.json"))
     held = LocalPlace(str(tmp_path / "b.json"))
