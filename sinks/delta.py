@@ -45,10 +45,10 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 
 from ownership import fence
 from process import stop
-from setting import ConfigError
+from setting import ConfigError, Unreachable
 from sinks.base import BufferedPartition, TableSink, frame, hive_parts, rows_of
 from storage.location import delta_storage_options
-from storage.retries import StorageFailure
+from storage.retries import StorageFailure, cause, is_transient
 from storage.tables import HIVE_COLUMNS, Table
 
 log = logging.getLogger(__name__)
@@ -323,6 +323,8 @@ class _DeltaPartition(BufferedPartition[tuple]):
             if seq is None:
                 if not fenced:
                     return
+                if attempts > 1 and table.transaction_version(self.owner_id) == fenced[0].version:
+                    return  # the failed attempt did land (it timed out on the way back)
             elif attempts > 1 and (table.transaction_version(self.app_id) or -1) >= seq:
                 return  # the failed attempt did land
             flushed = [] if seq is None else [Transaction(self.app_id, seq)]
@@ -396,7 +398,17 @@ class DeltaSink(TableSink[tuple]):
                 )
 
     def prepare(self) -> None:
-        """`check`, then create the tables that are missing."""
+        """`check`, then create the tables that are missing. Storage that stops answering
+        meanwhile is `Unreachable` (exit 75: start again), as at the location's check."""
+        try:
+            self._prepare()
+        except ConfigError:
+            raise
+        except Exception as ex:
+            kind = Unreachable if is_transient(ex) else ConfigError
+            raise kind(f"CLICKSTREAM_OUTPUT {self.url}: {cause(ex)}") from None
+
+    def _prepare(self) -> None:
         self.check()
         for name in self.schemas:
             uri = self.uri(name)

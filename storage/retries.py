@@ -87,7 +87,7 @@ def is_transient(ex: BaseException) -> bool:
         return False
     if _no_credentials(ex):
         return False
-    if type(ex).__module__.startswith("deltalake"):
+    if _is_delta_error(ex):
         return _delta_transient(ex)
     if isinstance(ex, OSError | TimeoutError | ConnectionError):
         return True
@@ -111,6 +111,12 @@ def _errno_of(ex: BaseException) -> int | None:
 def _forbidden(ex: BaseException) -> bool:
     """gcsfs's 403: a plain OSError whose message starts with "Forbidden"."""
     return isinstance(ex, OSError) and str(ex).startswith("Forbidden")
+
+
+def _is_delta_error(ex: BaseException) -> bool:
+    """deltalake's own exceptions (their module is its Rust extension's, `_internal`)."""
+    exceptions = sys.modules.get("deltalake.exceptions")
+    return exceptions is not None and isinstance(ex, exceptions.DeltaError)
 
 
 def _delta_transient(ex: BaseException) -> bool:

@@ -15,11 +15,13 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from setting import Unreachable
 from sinks.base import TableRows
 from sinks.delta import DeltaSink, SinkState, delta_schema
 from sinks.parquet import ParquetSink
 from sql import output_tables
 from storage.location import delta_storage_options
+from storage.retries import is_transient
 from storage.tables import DEAD_LETTERS, LATE_EVENTS
 from tests.processes import ROOT, clean_env, run_flow
 from tests.sinks.conftest import HOUR, T0, pages_rows
@@ -95,6 +97,55 @@ def test_resume_drops_replayed_rows_that_were_committed_after_the_snapshot(tmp_p
     assert DeltaTable(str(tmp_path / "pages_per_min")).transaction_version(resumed.app_id) == 3
 
 
+def test_a_lease_token_commit_that_landed_but_timed_out_is_not_committed_again(
+    tmp_path, monkeypatch
+):
+    """`just chaos` (seed 3): the storage answered the first commit of the lease token
+    too late; the retry committed it again, delta-rs refused that as a concurrent
+    transaction, and the process exited 2, as for a bad setting."""
+    sink = _sink(tmp_path)
+    monkeypatch.setattr("sinks.delta.fence", lambda: 6)  # this process holds token 6
+    real = DeltaTable.create_write_transaction
+    calls = []
+
+    def lands_then_times_out(table, *args, **kwargs):
+        real(table, *args, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError("operation timed out")
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", lands_then_times_out)
+    part = sink.build_part("out", "0", None)
+    claims = [
+        action["txn"]
+        for entry in _log(tmp_path / "pages_per_min")
+        for action in entry
+        if "txn" in action and action["txn"]["appId"] == part.owner_id
+    ]
+    assert [c["version"] for c in claims] == [6], claims
+
+
+def test_storage_that_stops_answering_while_the_tables_are_checked_is_exit_75(
+    tmp_path, monkeypatch
+):
+    """`just chaos`: the emulator went away between the location's check and the tables'
+    (a traceback then); it is one line, and a supervisor starts the run again."""
+
+    def refused(*_args, **_kwargs):
+        raise OSError("Generic GCS error: tcp connect error: Connection refused (os error 111)")
+
+    monkeypatch.setattr(DeltaTable, "is_deltatable", refused)
+    with pytest.raises(Unreachable, match=r"CLICKSTREAM_OUTPUT .*Connection refused"):
+        DeltaSink(str(tmp_path), "flow", [PAGES_PER_MIN]).prepare()
+
+
+def test_a_delta_commit_conflict_is_retried_not_a_bad_setting():
+    from deltalake.exceptions import CommitFailedError
+
+    conflict = CommitFailedError("Failed to commit transaction: Concurrent transaction failed.")
+    assert is_transient(conflict)
+
+
 def test_run_without_recovery_state_over_its_own_output_adds_nothing_twice(tmp_path):
     part = _sink(tmp_path).build_part("out", "0", None)
     part.write_batch([TableRows("pages_per_min", pages_rows(4))])
@@ -109,9 +160,11 @@ def test_run_without_recovery_state_over_its_own_output_adds_nothing_twice(tmp_p
 
 _APPEND = """
 import sys
+from setting import Unreachable
 from sinks.base import TableRows
 from sinks.delta import DeltaSink, delta_schema
 from storage.location import delta_storage_options
+from storage.retries import is_transient
 from storage.tables import LATE_EVENTS
 
 flow = sys.argv[2]
