@@ -43,18 +43,35 @@ def _timeline(path: Path, joined_until_s: float, produced_until_s: float) -> Pat
     return path
 
 
+def _faults(path: Path, *spans: tuple[float, float]) -> Path:
+    path.write_text("".join(json.dumps({"start_s": a, "end_s": b}) + "\n" for a, b in spans))
+    return path
+
+
 def test_the_checker_names_a_join_that_held_every_click_back(tmp_path):
     verdict = Verdict()
-    check_join_kept_up(verdict, _timeline(tmp_path / "stalled.jsonl", 100, 600))
+    faults = _faults(tmp_path / "faults.jsonl", (150, 200), (180, 250))
+    check_join_kept_up(verdict, _timeline(tmp_path / "stalled.jsonl", 100, 600), faults)
+    # 100 s to 598 s, less the 100 s of faults
     assert verdict.failures == [
-        f"USER_CLICKSTREAM: enrich wrote nothing for {598 - 100} s while clicks came"
+        f"USER_CLICKSTREAM: enrich wrote nothing for {598 - 100 - 100} s without a fault "
+        "in force while clicks came"
     ]
-    assert STALL_S < 598 - 100
+    assert STALL_S < 598 - 100 - 100
+
+
+def test_a_stall_while_faults_are_in_force_is_not_the_join(tmp_path):
+    verdict = Verdict()
+    faults = _faults(tmp_path / "faults.jsonl", (110, 300), (290, 400))
+    # stalled from 100 s to 420 s: 10 s and 20 s of it free of faults
+    check_join_kept_up(verdict, _timeline(tmp_path / "t.jsonl", 100, 420), faults)
+    assert verdict.failures == []
 
 
 def test_a_join_that_kept_up_or_a_quiet_end_is_no_stall(tmp_path):
     verdict = Verdict()
-    check_join_kept_up(verdict, _timeline(tmp_path / "kept_up.jsonl", 600, 600))
+    none = tmp_path / "no-faults.jsonl"
+    check_join_kept_up(verdict, _timeline(tmp_path / "kept_up.jsonl", 600, 600), none)
     # the producer stopped at 300 s; USER_CLICKSTREAM stops growing with it
-    check_join_kept_up(verdict, _timeline(tmp_path / "quiet_end.jsonl", 300, 300))
+    check_join_kept_up(verdict, _timeline(tmp_path / "quiet_end.jsonl", 300, 300), none)
     assert verdict.failures == []
