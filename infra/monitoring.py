@@ -73,10 +73,14 @@ def alertmanager_config(webhook_url: str | None = None) -> dict:
 
 
 def start_alertmanager(
-    workdir: Path | None = None, config: dict | None = None, port: int | None = None
+    workdir: Path | None = None,
+    config: dict | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
 ) -> Server:
     """An Alertmanager with `config` (default: `alertmanager_config()`) on `port` (default:
-    a free one). The same `workdir` and `port` start it again after a stop."""
+    a free one), ready within `timeout` s. The same `workdir` and `port` start it again
+    after a stop."""
     workdir = Path(workdir) if workdir else DEFAULT_RUN_DIR
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "alertmanager.yml").write_text(json.dumps(config or alertmanager_config()))
@@ -89,7 +93,7 @@ def start_alertmanager(
         "--cluster.listen-address=",
         "--log.level=warn",
     ]
-    return _launch(workdir, "alertmanager", command, port, "/-/ready")
+    return _launch(workdir, "alertmanager", command, port, "/-/ready", timeout)
 
 
 def start_prometheus(
@@ -122,7 +126,9 @@ def start_prometheus(
     return _launch(workdir, "prometheus", command, port, "/-/ready")
 
 
-def _launch(workdir: Path, name: str, command: list[str], port: int, ready: str) -> Server:
+def _launch(
+    workdir: Path, name: str, command: list[str], port: int, ready: str, timeout: float = 30.0
+) -> Server:
     log = (workdir / f"{name}.log").open("ab")
     proc = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
@@ -138,7 +144,7 @@ def _launch(workdir: Path, name: str, command: list[str], port: int, ready: str)
             return False
 
     tail = partial(log_tail, workdir / f"{name}.log", 20)
-    wait_until_ready(server, proc, name, answers, tail, MonitoringError, 30, 0.1)
+    wait_until_ready(server, proc, name, answers, tail, MonitoringError, timeout, 0.1)
     return server
 
 

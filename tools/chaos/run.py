@@ -110,6 +110,7 @@ def _chaos(options: Options, work: Path, seconds: float) -> tuple[Verdict, str]:
         gcs.create_bucket(BUCKET)
         gcs.start()
         started.append(gcs)
+        storage_gates = (Gate(gcs.port), Gate(gcs.xml_port))
         # this process reads the Delta tables during the run (`_poll_delta`)
         os.environ.update(STORAGE_EMULATOR_HOST=gcs.url, STORAGE_EMULATOR_XML_HOST=gcs.xml_url)
         am_config = monitoring.alertmanager_config()
@@ -133,14 +134,15 @@ def _chaos(options: Options, work: Path, seconds: float) -> tuple[Verdict, str]:
         clusters = {
             name: Cluster(
                 name,
-                _env(kafka, gcs, recorder, name),
+                _env(kafka, storage_gates, recorder, name),
                 _store(work / f"recovery-{name}"),
                 work / f"{name}.log",
             )
             for name in FLOWS
         }
         world = World(
-            work, kafka, broker, registry_gate, gcs, alertmanager, am_config, clusters,
+            work, kafka, broker, registry_gate, gcs, storage_gates, alertmanager, am_config,
+            clusters,
             LEASE_TIMEOUT_S, longest_outage_s=min(60.0, max(30.0, seconds / 4)),
         )  # fmt: skip
         for cluster in clusters.values():
@@ -198,6 +200,8 @@ def _chaos(options: Options, work: Path, seconds: float) -> tuple[Verdict, str]:
         }
         recorder.close()
         registry_gate.close()
+        for gate in storage_gates:
+            gate.close()
         started.append(world.alertmanager)  # the one running now, after outages
         for cluster in clusters.values():
             cluster.close()
@@ -230,14 +234,14 @@ def verdict_line(run: dict, verdict: Verdict) -> str:
 
 
 def _env(
-    kafka: KafkaSettings, gcs: GcsEmulator, recorder: AlertRecorder, flow: str
+    kafka: KafkaSettings, storage: tuple[Gate, Gate], recorder: AlertRecorder, flow: str
 ) -> dict[str, str]:
     table_format, value_format = FLOWS[flow]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLICKSTREAM", "KAFKA"))}
     env.update(kafka.to_env())
     env.update(
-        STORAGE_EMULATOR_HOST=gcs.url,
-        STORAGE_EMULATOR_XML_HOST=gcs.xml_url,
+        STORAGE_EMULATOR_HOST=f"http://127.0.0.1:{storage[0].port}",
+        STORAGE_EMULATOR_XML_HOST=f"http://127.0.0.1:{storage[1].port}",
         CLICKSTREAM_SOURCE="kafka",
         CLICKSTREAM_OUTPUT=f"gs://{BUCKET}/chaos/{flow}",
         CLICKSTREAM_TABLE_FORMAT=table_format,
