@@ -81,9 +81,8 @@ def test_a_second_sigterm_while_the_clean_up_hangs_ends_the_process():
         "print('ready', flush=True)\n"
         "while True: time.sleep(0.05)\n"
     )
-    root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
