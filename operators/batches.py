@@ -95,7 +95,7 @@ class TimedBatch(Generic[E]):
     several Kafka partitions, as a replay of a whole topic dump does.
     `progress` is the partition's progress after the whole batch (`END` once its
     input is exhausted). An `idle` partition has read nothing for the idle timeout;
-    its `progress` then moves with wall-clock time and it no longer holds the
+    its `progress` stays at its last event time and it no longer holds the
     watermark of the other partitions back. A partition that `was_idle` at some
     point may since be behind the stream's watermark, so operators judge each of
     its events against that watermark instead of taking shortcuts.

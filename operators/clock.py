@@ -55,7 +55,7 @@ class Clock:
     @property
     def all_idle(self) -> bool:
         """Every partition has been heard from and is idle: a stream in this state holds
-        no other stream back (its progress creeps from its last event time)."""
+        no other stream back (its progress stays at its last event time)."""
         return (
             bool(self.progress)
             and len(self.progress) >= self.parts

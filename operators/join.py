@@ -109,8 +109,8 @@ class _JoinLogic(StatefulBatchLogic[_SideMsg, list[Joined], Any]):
                 heapq.heappush(self.pending, (time, msg.side, self.seq, key, event, origin))
             self.clocks[msg.side].update(msg)
         # A side whose partitions are all idle holds the other back no longer: its own
-        # progress only creeps on from its last event time, and a users topic last written
-        # an hour ago held every click back for an hour (found by `just chaos`).
+        # progress stays at its last event time, and a users topic last written an hour
+        # ago held every click back for an hour (found by `just chaos`).
         holding = [clock.low for clock in self.clocks if not clock.all_idle]
         frontier = min(holding) if holding else max(clock.low for clock in self.clocks)
         out: list[Joined] = []

@@ -395,13 +395,10 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
     def _progress(self, now: float, idle: bool) -> list[RawBatch]:
         """Event-time progress without records, at most once a second (and at once when
         the partition turns idle)."""
-        if idle:
-            # A quiet partition: event time moves on with the wall clock.
-            progress = (
-                self.high + int((now - self.last_read) * 1000) if self.high > NEVER else NEVER
-            )
-        else:
-            progress = self.high
+        # An idle partition stops holding the others back but does not move event time
+        # on by the wall clock: records written meanwhile (a stalled producer's backlog)
+        # then belong where their time says, whatever the stall, as in Spark.
+        progress = self.high
         if now - self.last_sent >= 1.0 or (idle and not self.sent_idle) or self.last_sent == 0.0:
             self.last_sent = now
             self.sent_idle = idle
