@@ -45,10 +45,10 @@ from deltalake.transaction import AddAction, CommitProperties, RemoveAction, Tra
 
 from ownership import fence
 from process import stop
-from setting import ConfigError, Unreachable
+from setting import ConfigError
 from sinks.base import BufferedPartition, TableSink, frame, hive_parts, rows_of
 from storage.location import delta_storage_options
-from storage.retries import StorageFailure, cause, is_transient
+from storage.retries import StorageFailure
 from storage.tables import HIVE_COLUMNS, Table
 
 log = logging.getLogger(__name__)
@@ -374,7 +374,7 @@ class DeltaSink(TableSink[tuple]):
     def uri(self, table: str) -> str:
         return f"{self.url}/{table}"
 
-    def check(self) -> None:
+    def _check(self) -> None:
         """A location that holds something else than our Delta table is a `ConfigError`."""
         for name, schema in self.schemas.items():
             uri = self.uri(name)
@@ -397,19 +397,9 @@ class DeltaSink(TableSink[tuple]):
                     "(Parquet output? set CLICKSTREAM_TABLE_FORMAT=parquet or write elsewhere)"
                 )
 
-    def prepare(self) -> None:
-        """`check`, then create the tables that are missing. Storage that stops answering
-        meanwhile is `Unreachable` (exit 75: start again), as at the location's check."""
-        try:
-            self._prepare()
-        except ConfigError:
-            raise
-        except Exception as ex:
-            kind = Unreachable if is_transient(ex) else ConfigError
-            raise kind(f"CLICKSTREAM_OUTPUT {self.url}: {cause(ex)}") from None
-
     def _prepare(self) -> None:
-        self.check()
+        """`check`, then create the tables that are missing."""
+        self._check()
         for name in self.schemas:
             uri = self.uri(name)
             if DeltaTable.is_deltatable(uri, storage_options=self.delta_options):

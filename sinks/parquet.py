@@ -99,7 +99,7 @@ class _ParquetPartition(BufferedPartition[tuple]):
 class ParquetSink(TableSink[tuple]):
     """Writes `TableRows` to hive-partitioned Parquet files (see the module docstring)."""
 
-    def check(self) -> None:
+    def _check(self) -> None:
         for table in self.tables:
             if is_delta_table(self.fs, f"{self.root}/{table}"):
                 raise ConfigError(

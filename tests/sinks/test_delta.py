@@ -136,7 +136,7 @@ def test_storage_that_stops_answering_while_the_tables_are_checked_is_exit_75(
 
     monkeypatch.setattr(DeltaTable, "is_deltatable", refused)
     with pytest.raises(Unreachable, match=r"CLICKSTREAM_OUTPUT .*Connection refused"):
-        DeltaSink(str(tmp_path), "flow", [PAGES_PER_MIN]).prepare()
+        DeltaSink(str(tmp_path), "flow", [PAGES_PER_MIN]).check()
 
 
 def test_a_delta_commit_conflict_is_retried_not_a_bad_setting():
