@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import Counter
 from pathlib import Path
 
-from tools.chaos.checker import STALL_S, Verdict, check_join_kept_up
+from tools.chaos.checker import STALL_S, Verdict, check_join_kept_up, compare
 from tools.chaos.supervisor import (
     BACKOFF_RESET_S,
     FIRST_BACKOFF_S,
@@ -75,3 +76,23 @@ def test_a_join_that_kept_up_or_a_quiet_end_is_no_stall(tmp_path):
     # the producer stopped at 300 s; USER_CLICKSTREAM stops growing with it
     check_join_kept_up(verdict, _timeline(tmp_path / "quiet_end.jsonl", 300, 300), none)
     assert verdict.failures == []
+
+
+def test_two_clicks_alike_are_not_a_duplicate_but_a_third_copy_is():
+    """Seed 2 produced two clicks of one user alike to the millisecond; the checker took
+    them for one written twice (and one missing)."""
+    click = ("2", 1796615037789, "111.249.79.93", "GET /x HTTP/1.1", 404, 4096, "O", "F")
+    other = ("3", 1796615037790, "1.2.3.4", "GET /y HTTP/1.1", 200, 1, "P", "G")
+    verdict = Verdict()
+    compare(verdict, "T", Counter([click, click, other]), [click, other, click], alike=True)
+    assert verdict.failures == []
+    compare(verdict, "T", Counter([click, click, other]), [click, click, click, other], alike=True)
+    assert verdict.failures == ["T: 1 rows written twice, e.g. " + repr(click)]
+    assert verdict.duplicates == 1
+
+
+def test_a_table_row_twice_is_a_duplicate():
+    row = ("u", 0, 60_000, 3)
+    verdict = Verdict()
+    compare(verdict, "pages_per_min", Counter([row]), [row, row])
+    assert verdict.failures == ["pages_per_min: 1 rows written twice, e.g. " + repr(row)]

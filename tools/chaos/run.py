@@ -311,11 +311,18 @@ def _dump(kafka: KafkaSettings, registry: schema_registry.Registry, dump: Path) 
                         if value and len(value) >= 5 and value[0] == 0:
                             ids.add(int.from_bytes(value[1:5], "big"))
                         key = msg.key()
+                        # the headers name the writer of a USER_CLICKSTREAM record: its
+                        # input (origin) and the lease token of the process that wrote it
+                        headers = [
+                            [name, raw.decode(errors="replace") if isinstance(raw, bytes) else raw]
+                            for name, raw in list(msg.headers() or [])
+                        ]
                         out.write(json.dumps({
                             "topic": topic, "partition": p, "offset": msg.offset(),
                             "ts": msg.timestamp()[1],
                             "key": None if key is None else key.decode(errors="replace"),
                             "payload": None if value is None else base64.b64encode(value).decode(),
+                            "headers": headers,
                         }) + "\n")  # fmt: skip
                         offset = (msg.offset() or 0) + 1
     finally:
