@@ -29,10 +29,9 @@ from monitoring.metrics import (
 )
 from ownership import fence
 from process import stop
-from setting import ConfigError, Unreachable
 from sinks.alerts import TableAlerts
-from storage.location import is_local, storage_options
-from storage.retries import StorageFailure, StorageRetry, cause, is_transient
+from storage.location import is_local, output_errors, storage_options
+from storage.retries import StorageFailure, StorageRetry
 from storage.tables import HIVE_COLUMNS, Table
 
 if TYPE_CHECKING:
@@ -202,19 +201,6 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
             self.outbox.drain(timeout_s=10.0)
 
 
-@contextmanager
-def _start_errors(url: str) -> Iterator[None]:
-    """A storage error at start in one line: exit 75 (`Unreachable`) when waiting can heal
-    it (the storage went away after the location's check), else 2 (`ConfigError`)."""
-    try:
-        yield
-    except ConfigError:
-        raise
-    except Exception as ex:
-        kind = Unreachable if is_transient(ex) else ConfigError
-        raise kind(f"CLICKSTREAM_OUTPUT {url}: {cause(ex)}") from None
-
-
 class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
     """A sink of `TableRows` under one output location; keys route to `parts` partitions.
 
@@ -259,12 +245,12 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         """Check the tables under the output before the run (a `ConfigError` if unfit;
         `Unreachable`, exit 75, when the storage stops answering meanwhile); writes
         nothing."""
-        with _start_errors(self.url):
+        with output_errors(self.url):
             self._check()
 
     def prepare(self) -> None:
         """`check`, then make what the run needs under the output."""
-        with _start_errors(self.url):
+        with output_errors(self.url):
             self._prepare()
 
     def _check(self) -> None:

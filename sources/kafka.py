@@ -639,9 +639,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         with self.lag_lock:  # `close` waits: the client is not freed under this call
             if self.consumer is None:
                 raise RuntimeError("closed")
-            tp = TopicPartition(self.topic, self.partition)
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=5)
-            return int(low), int(high)
+            return end_offsets(self.consumer, TopicPartition(self.topic, self.partition), 5.0)
 
     def _on_error(self, err: KafkaError) -> None:
         """Errors of records and of the client (`error_cb`, served by `consume`)."""

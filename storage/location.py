@@ -11,6 +11,8 @@ import os
 import socket
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -115,13 +117,28 @@ def _silent_endpoint(url: str, timeout_s: float = 10.0) -> str | None:
     return None
 
 
+@contextmanager
+def output_errors(url: str) -> Iterator[None]:
+    """A storage error while the run starts, in one line naming CLICKSTREAM_OUTPUT:
+    storage that does not answer (after gcsfs's own retries) may come back, so exit 75
+    (`Unreachable`) and be started again, where a bad location or permission exits 2
+    (`ConfigError`)."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as ex:
+        kind = Unreachable if is_transient(ex) else ConfigError
+        raise kind(f"CLICKSTREAM_OUTPUT {url}: {cause(ex)}") from None
+
+
 def check_output(url: str) -> None:
     """Make sure the run can write to `url`: create it, write a probe and remove it.
 
     A `ConfigError` naming CLICKSTREAM_OUTPUT, the location and the cause otherwise
     (`Unreachable` when the storage does not answer); nothing is left behind.
     """
-    try:
+    with output_errors(url):
         fs, root = output_fs(url)
         if is_local(fs):
             try:
@@ -142,10 +159,3 @@ def check_output(url: str) -> None:
         with fs.open(probe, "wb") as f:
             f.write(b"probe")
         fs.rm(probe)
-    except ConfigError:
-        raise
-    except Exception as ex:
-        # storage that does not answer (after gcsfs's own retries) may come back: exit 75
-        # and be started again, where a bad location or permission exits 2
-        kind = Unreachable if is_transient(ex) else ConfigError
-        raise kind(f"CLICKSTREAM_OUTPUT {url}: {cause(ex)}") from None
