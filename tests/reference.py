@@ -3,13 +3,13 @@
 
 It follows Spark's append-mode rules with the watermark taken after every record
 (a micro-batch per record): wm = max event time read so far - delay; a window whose
-end <= wm is closed for later events; sessions close when their end <= wm.
+end <= wm is closed for later events (see `session_reference` for sessions).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 Row = tuple[Hashable, int, int, Any]  # key, start, end, count (or `aggregate` of the events)
@@ -56,38 +56,39 @@ def session_reference(
     having: Callable[[Any], bool] | None = None,
     where: Callable[[Hashable, int], bool] | None = None,
     aggregate: Callable[[list[int]], Any] = len,
+    marks: Sequence[int] | None = None,
 ) -> tuple[set[Row], list[tuple[Hashable, int]]]:
-    """As `sliding_reference`, for sessions: open sessions are [start, last, positions]."""
-    open_sessions: dict[Hashable, list[list]] = defaultdict(list)
-    rows: set[Row] = set()
+    """As `sliding_reference`, for sessions; `marks[i]`, when given, is the progress the
+    event `events[i]` is judged against (its own partition's, when several are read)
+    instead of the largest time read so far. An event is late when its own session
+    window `[ts, ts + gap)` ends at or before wm, as in Spark; the sessions are then
+    those of a batch over the events that are not late: neighbours at most `gap` apart,
+    end = last + gap. (Spark streaming also evicts a session once wm passes its end, and
+    an event read later, out of order, that is not late but would have joined it starts a
+    new one there: an answer that depends on its micro-batches. The operator keeps a
+    session until no event that is not late can join it, so it gives this one.)"""
+    kept: dict[Hashable, list[tuple[int, int]]] = defaultdict(list)
     late = []
     high = None
-
-    def close(wm: float) -> None:
-        for key, sessions in open_sessions.items():
-            for s in [s for s in sessions if s[1] + gap <= wm]:
-                sessions.remove(s)
-                value = aggregate(s[2])
-                if having is None or having(value):
-                    rows.add((key, s[0], s[1] + gap, value))
-
     for i, (key, ts) in enumerate(events):
         high = ts if high is None else max(high, ts)
-        wm = high - delay
-        close(wm)
         if where is not None and not where(key, ts):
             continue
-        if ts + gap <= wm:
+        if ts + gap <= (high if marks is None else marks[i]) - delay:
             late.append((key, ts))
-            continue
-        touching = [s for s in open_sessions[key] if s[0] - gap <= ts <= s[1] + gap]
-        for s in touching:
-            open_sessions[key].remove(s)
-        merged = [
-            min([ts] + [s[0] for s in touching]),
-            max([ts] + [s[1] for s in touching]),
-            [i] + [j for s in touching for j in s[2]],
-        ]
-        open_sessions[key].append(merged)
-    close(float("inf"))
+        else:
+            kept[key].append((ts, i))
+    rows: set[Row] = set()
+    for key, timed in kept.items():
+        timed.sort()
+        runs: list[list[tuple[int, int]]] = []
+        for ts, i in timed:
+            if runs and ts - runs[-1][-1][0] <= gap:
+                runs[-1].append((ts, i))
+            else:
+                runs.append([(ts, i)])
+        for run in runs:
+            value = aggregate([i for _, i in run])
+            if having is None or having(value):
+                rows.add((key, run[0][0], run[-1][0] + gap, value))
     return rows, late

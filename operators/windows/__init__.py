@@ -2,7 +2,8 @@
 
 `window_aggregate` computes aggregates (`operators.aggregates`: count, sum, avg, min,
 max, distinct counts) per key in sliding, tumbling or session windows, and `count_window`
-counts; both emit each window exactly once, when the stream's watermark passes its end:
+counts; both emit each window exactly once, when the stream's watermark passes its end
+(a session's end + gap, see `operators.windows.session`):
 
 - Sliding and tumbling windows are aligned to the Unix epoch and half open,
   `[start, start + length)`; an event belongs to `length / slide` windows.

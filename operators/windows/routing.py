@@ -103,8 +103,7 @@ def combine_sessions(
 ) -> list[tuple[Hashable, int, int, Any]] | None:
     """Merge a batch's events (those `where` holds) into runs per key, `(key, first,
     last, count)` (or a saved partial of `aggs` for the count), with at most `gap` between
-    neighbours; `None` if some event may be late or may belong to a session that
-    closes while the batch is read.
+    neighbours; `None` if some event may be late.
 
     ```python
     combine_sessions(batch_of([("a", 0), ("a", 20_000), ("a", 90_000)]), key, None, 30_000, 30_000)
@@ -112,14 +111,10 @@ def combine_sessions(
     ```
     """
     times, marks = batch.times, batch.marks
-    lows = marks if batch.lows is None else batch.lows
-    first = min(times)
-    # Late: t + gap <= mark - delay. And sessions ending at or before low - delay close
-    # while the batch is read: an event at or before that could have joined one of
-    # them, so it must be added in order. Cheap bounds first, then the exact test.
-    if first + gap + delay <= max(marks) and min(map(sub, times, marks)) + gap + delay <= 0:
-        return None
-    if first + delay <= max(lows) and min(map(sub, times, lows)) + delay <= 0:
+    # Late: t + gap <= mark - delay; cheap bound first, then the exact test. An event that
+    # is not late cannot touch a session the shard has emitted (`operators.windows.session`),
+    # so the runs may be merged in any order.
+    if min(times) + gap + delay <= max(marks) and min(map(sub, times, marks)) + gap + delay <= 0:
         return None
     if aggs is not None:
         return _runs_of_events(batch, key, where, gap, aggs)

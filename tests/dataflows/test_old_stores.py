@@ -14,6 +14,12 @@ jitter beyond the delays, pauses). Made with:
 
 When a change makes these fail to load, the change broke every user's store: keep
 the old layout readable rather than replacing the archive.
+
+Sessions are emitted one gap later since 2026-12-07 (docs/semantics.md): the sessions
+that version had emitted before the kill stand, and on this dump's records, out of
+order by more than the delay, some of them are split where today's answer has one. So
+`click_user_sessions` keeps those rows and counts every event once, in a session or
+late, and every other table is exact.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ def test_a_store_written_by_the_earlier_version_resumes_to_the_exact_tables(tmp_
     dump, store, output = tmp_path / "dump", tmp_path / flow / "recovery", tmp_path / flow
     before = sum(len(read_rows(output / "output", t)) for t in TABLES[flow])
     assert before, "the archive holds the output written before the kill"
+    written_before = Counter(read_rows(output / "output", "click_user_sessions"))
 
     resumed = bytewax_run(
         f"dataflows.{flow}:flow",
@@ -56,7 +63,19 @@ def test_a_store_written_by_the_earlier_version_resumes_to_the_exact_tables(tmp_
     for table in TABLES[flow]:
         got = Counter(read_rows(output / "output", table))
         want = Counter(read_rows(tmp_path / "ref", table))
+        if table == "click_user_sessions":
+            assert not written_before - got, "a session emitted before the kill is gone"
+            assert _events(got) == _events(want), "sessions count each event once"
+            continue
         assert got == want, (
             f"{table}: {len(want - got)} missing, {len(got - want)} extra of {sum(want.values())}"
         )
     assert read_rows(tmp_path / "ref", TABLES[flow][0]), "the reference has rows"
+
+
+def _events(sessions: Counter) -> Counter:
+    """Events per user in these session rows (username, start, end, events)."""
+    out: Counter = Counter()
+    for (user, _start, _end, events), n in sessions.items():
+        out[user] += events * n
+    return out

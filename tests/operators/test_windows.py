@@ -16,6 +16,7 @@ from operators.windows import (
     combine_panes,
     combine_sessions,
 )
+from operators.windows.session import SessionLogic
 from tests.operators.windowing import Ev, as_rows, batches_for, run_windows
 
 S = 1_000  # one second in ms
@@ -227,9 +228,15 @@ def test_combine_sessions_merges_runs_per_key_unless_order_matters():
     assert combine_sessions(batch, KEY, lambda e: e.key is None, 30 * S, 30 * S) == [
         (None, 5 * S, 5 * S, 1)
     ]
-    # 10 s arrives when its partition is at 45 s: sessions ending by 15 s close meanwhile
-    behind = _batch(["a", "a"], [45 * S, 10 * S], marks=[45 * S, 45 * S])
-    assert combine_sessions(behind, KEY, None, 30 * S, 30 * S) is None
+    # 10 s read when its partition is at 70 s: its own session [10 s, 40 s) closed at 40 s
+    late = _batch(["a", "a"], [70 * S, 10 * S], marks=[70 * S, 70 * S])
+    assert combine_sessions(late, KEY, None, 30 * S, 30 * S) is None
+    # ... one millisecond later it is in time, and merged with its neighbours in any order
+    in_time = _batch(["a", "a"], [70 * S, 10 * S + 1], marks=[70 * S, 70 * S])
+    assert combine_sessions(in_time, KEY, None, 30 * S, 30 * S) == [
+        ("a", 10 * S + 1, 10 * S + 1, 1),
+        ("a", 70 * S, 70 * S, 1),
+    ]
 
 
 def test_partition_that_was_idle_is_judged_against_the_stream_watermark(entry_point):
@@ -247,3 +254,32 @@ def test_partition_that_was_idle_is_judged_against_the_stream_watermark(entry_po
     counts, late = run_windows(entry_point, flow_input, MINUTE, 60 * S)
     assert as_rows(counts) == {("u", 0, 60 * S, 1), ("v", 180 * S, 240 * S, 1)}
     assert [(e.key, e.event_time_ms, e.watermark_ms) for e in late] == [("u", 50 * S, 140 * S)]
+
+
+def _session_rows(messages: list[ShardMsg]) -> set[tuple]:
+    """The rows of one session shard (gap 30 s, delay 30 s) fed these messages, one at a
+    time, then the end of both partitions."""
+    logic = SessionLogic(Session(30 * S), 30 * S, None, None)
+    rows = []
+    for msg in [*messages, _msg("p0", END), _msg("p1", END)]:
+        out, _ = logic.on_batch([tuple(msg)])
+        rows += [r for counts, _late in out for r in counts]
+    return as_rows(rows)
+
+
+def _read(part, key, t, mark):
+    return ShardMsg(
+        part, 2, [(key, t * S, mark * S, mark * S, Ev(key, t * S), None)], mark * S, False
+    )
+
+
+def test_a_session_does_not_depend_on_how_far_another_partition_has_got():
+    # Chaos seed 4: p1 was written out of order (two writers, one held up). Its click at
+    # 231 s is read after its progress jumped to 290 s: not late (231 + 30 > 290 - 30),
+    # and 5 s after the session of the click at 226 s, so it belongs in it, whether p0
+    # had moved the stream's watermark past that session's end (256 s) or not.
+    p1 = [_read("p1", "u", 226, 226), _read("p1", "x", 290, 290)]
+    joins = _read("p1", "u", 231, 290)
+    want = {("u", 226 * S, 261 * S, 2), ("x", 290 * S, 320 * S, 1)}
+    assert _session_rows([_msg("p0", 200 * S), *p1, joins, _msg("p0", 300 * S)]) == want
+    assert _session_rows([_msg("p0", 200 * S), *p1, _msg("p0", 300 * S), joins]) == want

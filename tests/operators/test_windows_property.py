@@ -3,9 +3,10 @@ arrival jitter, random batch sizes and shard counts, late events included."""
 
 from __future__ import annotations
 
+from functools import partial
 from operator import attrgetter
 
-from bytewax.testing import run_main
+from bytewax.testing import cluster_main, run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -105,6 +106,40 @@ def test_sessions_match_reference(events, sizes, gap, delay, h, shards, where):
     assert sorted((e.key is None, str(e.key), e.event_time_ms) for e in late) == sorted(
         (k is None, str(k), t) for k, t in ref_late
     )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    first=arrivals(max_jitters=st.sampled_from([0, 90 * S])),
+    second=arrivals(max_jitters=st.sampled_from([0, 90 * S])),
+    sizes=st.tuples(batch_sizes, batch_sizes),
+    gap=st.sampled_from([5 * S, 30 * S]),
+    delay=st.sampled_from([0, 30 * S]),
+    shards=st.integers(1, 3),
+)
+def test_sessions_of_two_partitions_depend_on_event_time_only(
+    first, second, sizes, gap, delay, shards
+):
+    """A partition read out of order by more than the delay, next to another: an event
+    that is not late joins its session however far the other partition has got when it
+    is read (chaos seed 4 split a session there), on one worker and on two."""
+    inputs = [
+        batches_for(first, sizes[0], "p0", 2),
+        batches_for(second, sizes[1], "p1", 2),
+    ]
+    # each event is judged against its own partition's progress
+    marks = [b.marks[i] for batches in inputs for b in batches for i in range(len(b.events))]
+    events = [(e.key, e.ts) for e in [*first, *second]]
+    rows, ref_late = session_reference(events, gap, delay, marks=marks)
+    for entry_point in (
+        run_main,
+        partial(cluster_main, addresses=[], proc_id=0, worker_count_per_proc=2),
+    ):
+        counts, late = run_windows(entry_point, inputs, Session(gap), delay, None, shards)
+        assert as_rows(counts) == rows
+        assert sorted((str(e.key), e.event_time_ms) for e in late) == sorted(
+            (str(k), t) for k, t in ref_late
+        )
 
 
 # Every aggregate at once; nulls among the values, as Spark skips them.
