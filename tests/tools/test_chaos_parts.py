@@ -8,7 +8,14 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from tools.chaos.checker import STALL_S, Verdict, check_join_kept_up, compare
+from tools.chaos.checker import (
+    STALL_S,
+    Record,
+    Verdict,
+    check_join_kept_up,
+    compare,
+    once_per_origin,
+)
 from tools.chaos.supervisor import (
     BACKOFF_RESET_S,
     FIRST_BACKOFF_S,
@@ -96,3 +103,26 @@ def test_a_table_row_twice_is_a_duplicate():
     verdict = Verdict()
     compare(verdict, "pages_per_min", Counter([row]), [row, row])
     assert verdict.failures == ["pages_per_min: 1 rows written twice, e.g. " + repr(row)]
+
+
+def test_a_click_written_twice_is_named_by_its_origin_and_writers():
+    """Two alike clicks are fine by content; by origin, a click written twice is caught
+    even when the topic also holds a click alike to it, and the failure says who wrote
+    each copy."""
+
+    def rec(offset: int, origin: str, token: str) -> Record:
+        headers = {"origin": origin, "lease-token": token}
+        return Record(0, offset, 1_000, b"2", {"USERNAME": "u"}, False, headers)
+
+    verdict = Verdict()
+    kept = once_per_origin(verdict, [rec(0, "c/0/7", "3"), rec(1, "c/0/8", "3")])
+    assert [r.offset for r in kept] == [0, 1] and verdict.failures == []
+    kept = once_per_origin(
+        verdict, [rec(0, "c/0/7", "3"), rec(1, "c/0/8", "3"), rec(5, "c/0/7", "4")]
+    )
+    assert [r.offset for r in kept] == [0, 1]
+    assert verdict.failures == [
+        "USER_CLICKSTREAM: 1 clicks written twice, e.g. c/0/7 at 0/0 by lease token 3, "
+        "0/5 by lease token 4"
+    ]
+    assert verdict.duplicates == 1

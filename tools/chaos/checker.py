@@ -50,6 +50,7 @@ class Record:
     key: bytes | None
     value: dict[str, Any] | None  # an Avro record, or a JSON object (`plain`)
     plain: bool = False  # not in Confluent's framing: a JSON object, or nothing readable
+    headers: dict[str, str] = field(default_factory=dict)  # origin, lease-token (the writer)
 
 
 @dataclass
@@ -101,7 +102,10 @@ def load_topic(dump: Path, topic: str) -> list[Record]:
         key = None if env["key"] is None else env["key"].encode()
         framed = payload is not None and len(payload) >= 5 and payload[0] == 0
         value = _avro(payload, schemas) if framed else _json_object(payload)
-        out.append(Record(env["partition"], env["offset"], env["ts"], key, value, not framed))
+        headers = {name: raw for name, raw in env.get("headers") or [] if isinstance(raw, str)}
+        out.append(
+            Record(env["partition"], env["offset"], env["ts"], key, value, not framed, headers)
+        )
     return out
 
 
@@ -453,9 +457,36 @@ def check_joined(
         verdict,
         "USER_CLICKSTREAM",
         Counter(want_row(r) for r in clicks),
-        [got_row(r) for r in joined],
+        [got_row(r) for r in once_per_origin(verdict, joined)],
         alike=True,
     )
+
+
+def once_per_origin(verdict: Verdict, joined: list[Record]) -> list[Record]:
+    """USER_CLICKSTREAM with each click (its `origin` header: where `enrich` read it) once;
+    a click written twice fails, naming its copies and the lease tokens that wrote them."""
+    copies: defaultdict[str, list[Record]] = defaultdict(list)
+    kept = []
+    for r in joined:
+        origin = r.headers.get("origin")
+        if origin is None:
+            kept.append(r)  # the content comparison judges it
+            continue
+        if not copies[origin]:
+            kept.append(r)
+        copies[origin].append(r)
+    doubled = {o: rs for o, rs in copies.items() if len(rs) > 1}
+    if doubled:
+        verdict.duplicates += sum(len(rs) - 1 for rs in doubled.values())
+        origin, rs = next(iter(doubled.items()))
+        written = ", ".join(
+            f"{r.partition}/{r.offset} by lease token {r.headers.get('lease-token', '?')}"
+            for r in rs
+        )
+        verdict.fail(
+            f"USER_CLICKSTREAM: {len(doubled)} clicks written twice, e.g. {origin} at {written}"
+        )
+    return kept
 
 
 def check_alerts(verdict: Verdict, journal: Path, rows: list[Row]) -> None:
