@@ -32,6 +32,8 @@ SLOW_RUN = {
     "CLICKSTREAM_FLUSH_INTERVAL": "0.3",
     "CLICKSTREAM_TEST_SLOW_WRITES": "0.15",
 }
+# The last run of a crash test, after its kills: the rest of the input at full speed.
+FINISH_FAST = {"CLICKSTREAM_BATCH_SIZE": "2000", "CLICKSTREAM_TEST_SLOW_WRITES": "0"}
 
 
 def clean_env(**settings: str) -> dict[str, str]:

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, SLOW_RUN, clean_env, committed_epoch, start_flow
+from tests.processes import (
+    FINISH_FAST,
+    ROOT,
+    SLOW_RUN,
+    clean_env,
+    committed_epoch,
+    start_flow,
+)
 from tests.shared import built_once, paced_clicks
 from tests.tables import assert_same_tables, read_rows, reference_run
 from tests.topics import read_topic
@@ -46,10 +53,12 @@ def crash_and_resume(
     during_flush: bool = True,
     flush_marker: str = "writing flush",
     alongside: Callable[[int], subprocess.Popen | None] | None = None,
+    finish_env: dict[str, str] | None = None,
 ) -> list[str]:
     """Kill -9 the run `kills` times (if `during_flush`, every other time just after
     `flush_marker` is logged: in the middle of a flush), resuming each time with a
-    different layout; then let it finish. `alongside(i)` may start a process that runs
+    different layout; then let it finish, with `finish_env` over `env` (a batch size
+    changed at a resume changes no table). `alongside(i)` may start a process that runs
     during run `i` and is killed with it. Returns what happened."""
     rng = random.Random(seed)
     recovery.mkdir(parents=True, exist_ok=True)
@@ -87,7 +96,7 @@ def crash_and_resume(
             os.kill(p.pid, signal.SIGKILL)
             p.wait()
         story.append(f"killed {layout} {moment}" + (" and maintain" if helper else ""))
-    procs = start_flow(env, "1 worker", log, flow, recovery)
+    procs = start_flow({**env, **(finish_env or {})}, "1 worker", log, flow, recovery)
     for p in procs:
         assert p.wait(timeout=600) == 0, log.read_text()[-3000:]
     return story
@@ -99,7 +108,9 @@ def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, big_referen
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW_RUN
     )
-    story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=1)
+    story = crash_and_resume(
+        env, tmp_path / "recovery", tmp_path / "run.log", seed=1, finish_env=FINISH_FAST
+    )
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2
     assert_same_tables(out, big_reference)
     log = (tmp_path / "run.log").read_text()
@@ -229,7 +240,9 @@ def test_kill_9_and_resume_is_exactly_once_on_gcs(
     kills = 6 if table_format == "parquet" else 4
     if table_format == "delta":
         env["CLICKSTREAM_FLUSH_INTERVAL"] = "1"
-    story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", kills, seed=2)
+    story = crash_and_resume(
+        env, tmp_path / "recovery", tmp_path / "run.log", kills, seed=2, finish_env=FINISH_FAST
+    )
     assert len(story) == kills
     assert_same_tables("gs://clickstream/tables", big_reference)
 
@@ -253,7 +266,9 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
         CLICKSTREAM_OUTPUT=str(out),
         **SLOW_RUN,
     )
-    story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", seed=3)
+    story = crash_and_resume(
+        env, tmp_path / "recovery", tmp_path / "run.log", seed=3, finish_env=FINISH_FAST
+    )
     assert len(story) >= 5
     # the uninterrupted run is a replay of the same records: Kafka and replay agree
     assert_same_tables(out, big_reference, ignore_topic=True)
@@ -295,7 +310,14 @@ def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_pa
     )
     log = tmp_path / "run.log"
     story = crash_and_resume(
-        env, tmp_path / "recovery", log, kills=4, seed=5, flow="enrich", during_flush=False
+        env,
+        tmp_path / "recovery",
+        log,
+        kills=4,
+        seed=5,
+        flow="enrich",
+        during_flush=False,
+        finish_env=FINISH_FAST,
     )
     assert len(story) == 4
     text = log.read_text()

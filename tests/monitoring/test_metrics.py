@@ -215,9 +215,22 @@ def test_metrics_of_two_kafka_processes_agree_with_input_and_output(
     assert_agrees_with_output(samples, tmp_path / "out", "clickstream")
 
 
+# One table whose windows close within seconds of the wall clock (the repo's close a
+# minute or two after their records), so that rows are written before and after an outage.
+QUICK_TABLE = """
+SELECT userid, window.start AS event_start, window.end AS event_end, count(*) AS clicks
+FROM clickstream WATERMARK timestamp DELAY OF INTERVAL 1 SECONDS
+GROUP BY window(timestamp, '2 seconds'), userid
+"""
+
+
 def test_health_is_503_while_storage_fails_past_its_retries_and_200_after(gcs, tmp_path):
     port = _free_ports(1)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "clicks_per_2s.sql").write_text(QUICK_TABLE)
     env = clean_env(
+        CLICKSTREAM_TABLES=str(tables),
         CLICKSTREAM_DATAGEN_RATE="200",
         CLICKSTREAM_OUTPUT="gs://clickstream/out",
         STORAGE_EMULATOR_HOST=gcs.url,

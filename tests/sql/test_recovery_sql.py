@@ -11,7 +11,7 @@ import pytest
 
 from sql import load_tables
 from tests.dataflows.test_recovery import crash_and_resume
-from tests.processes import SLOW_RUN, clean_env
+from tests.processes import FINISH_FAST, SLOW_RUN, clean_env
 from tests.tables import assert_same_rows, read_rows, reference_run
 
 TABLES = Path(__file__).parent / "tables"
@@ -36,7 +36,9 @@ def test_kill_9_and_resume_is_exactly_once_for_every_aggregate(paced_dump, tmp_p
         CLICKSTREAM_TABLES=str(TABLES),
         **SLOW_RUN,
     )
-    story = crash_and_resume(env, tmp_path / "recovery", tmp_path / "run.log", kills=3, seed=4)
+    story = crash_and_resume(
+        env, tmp_path / "recovery", tmp_path / "run.log", kills=3, seed=4, finish_env=FINISH_FAST
+    )
     assert len(story) == 3
     for table in [*tables, "late_events", "dead_letters"]:
         got, want = read_rows(out, table), read_rows(reference, table)
