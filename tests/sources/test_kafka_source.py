@@ -8,7 +8,7 @@ from collections.abc import Callable
 from infra.kafka_broker import Broker
 from kafka_client.settings import KafkaSettings
 from operators.batches import END, NEVER
-from sources.kafka import KafkaSource, PartitionState
+from sources.kafka import READ_DEFAULTS, KafkaSource, PartitionState, reader_config
 from tools.produce import create_topics, producer
 
 
@@ -136,3 +136,15 @@ def test_resume_state_is_the_next_offset_and_bounded_read_ends(kafka_bootstrap, 
     assert offsets == list(range(300)), "every record once, in order"
     assert rest[-1].progress == END and rest[-1].progress > NEVER
     resumed.close()
+
+
+def test_a_backlog_is_fetched_without_librdkafkas_second_long_pause_unless_the_user_says():
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+    assert (
+        reader_config(kafka, "g", print)["fetch.queue.backoff.ms"]
+        == READ_DEFAULTS["fetch.queue.backoff.ms"]
+    )
+    own = KafkaSettings(bootstrap_servers="127.0.0.1:9", properties={"fetch.queue.backoff.ms": "7"})
+    config = reader_config(own, "g", print)
+    assert config["fetch.queue.backoff.ms"] == "7"
+    assert config["group.id"] == "g" and config["auto.offset.reset"] == "error"
