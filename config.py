@@ -172,6 +172,13 @@ class Settings:
         "records per input batch; bigger is faster, any value gives the same tables",
         1,
     )
+    replay_parts: int | None = setting(
+        "CLICKSTREAM_REPLAY_PARTS",
+        None,
+        "a replay file is read as this many parts, spread over the workers; unset: one a "
+        "worker (`-w` times the processes); a resume keeps its store's parts",
+        1,
+    )
     metrics_port: int | None = setting(
         "CLICKSTREAM_METRICS_PORT",
         None,

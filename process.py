@@ -37,6 +37,7 @@ class RunArgs:
     process: int
     processes: int
     addresses: tuple[str, ...] = ()  # `-a`, host:port of each process
+    workers: int = 1  # `-w`, worker threads in each process
 
 
 def run_args(argv: list[str] | None = None) -> RunArgs | None:
@@ -62,6 +63,7 @@ def run_args(argv: list[str] | None = None) -> RunArgs | None:
         args.process_id or 0,
         max(1, len(addresses)),
         tuple(a.strip() for a in addresses),
+        args.workers_per_process or 1,
     )
 
 

@@ -32,7 +32,7 @@ def _batches(path: Path) -> list[TimedBatch]:
     out = []
     with path.open("rb") as f:
         while lines := list(islice(f, 2_000)):
-            records = parse_lines(lines, 0)
+            records = parse_lines(lines, range(1, len(lines) + 1))
             events = [decode(r.value) for r in records]
             times = [r.ts or 0 for r in records]
             out.append(TimedBatch("0", 1, events, times, [0] * len(times), 0, False))

@@ -56,7 +56,7 @@ def _parse_ceiling(path: Path, shape: type) -> float:
     n = 0
     with path.open("rb") as f:
         while lines := list(islice(f, 2_000)):
-            for rec in parse_lines(lines, n):
+            for rec in parse_lines(lines, range(n + 1, n + 1 + len(lines))):
                 decode(rec.value)
             n += len(lines)
     return n / (time.perf_counter() - start)

@@ -104,7 +104,7 @@ def read_events(
     # Window state is many small long-lived objects; the default collector thresholds
     # make Python rescan them all the time (measured: +4% to +21% throughput).
     gc.set_threshold(50_000, 20, 100)
-    raw = op.input("read", flow, source_for(settings, stream, flow.flow_id))
+    raw = op.input("read", flow, source_for(settings, stream, flow.flow_id, f"{flow.flow_id}.read"))
     # A process that lost its lease (paused, then woken) stops here, before its next
     # batch can reach a table or a snapshot.
     raw = op.map("fence", raw, _fenced)

@@ -16,28 +16,14 @@ That also reads the texts earlier versions saved (`where where=lambda c: ...`).
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import os
 import re
-import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
+from ownership.store import committed
 from setting import ConfigError
-
-
-def _committed(recovery: Path) -> bool:
-    """Whether the store holds a committed epoch (a run can resume from it)."""
-    for part in recovery.glob("*.sqlite3"):
-        try:
-            with contextlib.closing(sqlite3.connect(part)) as db:
-                if db.execute("SELECT count(*) FROM commits").fetchone()[0]:
-                    return True
-        except sqlite3.Error:
-            continue
-    return False
-
 
 # A lambda in a definition's text, with the `where=` an earlier version kept before it.
 _LAMBDA = re.compile(r"(?:\b\w+=)?\blambda\b")
@@ -106,7 +92,7 @@ def check_definition(
     """Refuse (`ConfigError`) to resume a store written by another definition of `flow`;
     record the definition on a store that has nothing to resume yet."""
     path = recovery / f"definition-{flow}.json"
-    if path.exists() and _committed(recovery):
+    if path.exists() and committed(recovery):
         saved = json.loads(path.read_text())
         differences = changes(saved, definition, earlier)
         if differences:

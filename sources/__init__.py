@@ -13,21 +13,31 @@ from events.schema import RawBatch
 from events.streams import Stream, TimesOf, times_of
 from kafka_client.admin import check_topics
 from kafka_client.schema_registry import check_registry
+from ownership.store import saved_keys
+from process import run_args
 from setting import ConfigError
 from sources.datagen import DATAGEN_STREAMS, DatagenSource
 from sources.kafka import KafkaSource
-from sources.replay import ReplaySource
+from sources.replay import ReplaySource, replay_parts
 
 
-def source_for(settings: Settings, stream: Stream, dataflow: str) -> Source[RawBatch]:
-    """The source the settings ask for, reading the records of `stream` for `dataflow`."""
+def source_for(
+    settings: Settings, stream: Stream, dataflow: str, step_id: str = ""
+) -> Source[RawBatch]:
+    """The source the settings ask for, reading the records of `stream` for `dataflow`
+    in step `step_id` (whose saved state a resume reads)."""
     if settings.source == "replay":
+        path = settings.replay_file(f"{stream.name}.jsonl")
+        run = run_args()
+        parts = settings.replay_parts or (run.workers * run.processes if run else 1)
+        saved = saved_keys(run.recovery, step_id) if run and run.recovery else set()
         return ReplaySource(
-            settings.replay_file(f"{stream.name}.jsonl"),
+            path,
             settings.batch_size,
             settings.max_future_skew_s,
             dataflow,
             _payload_times(stream, stream.value_format or "json"),
+            replay_parts(parts, saved),
         )
     if settings.source == "datagen":
         if stream.name not in DATAGEN_STREAMS:

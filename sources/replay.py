@@ -4,6 +4,15 @@ Each line has `topic`, `partition`, `offset`, `ts` (epoch ms), `key` and
 `payload`. Records are replayed in file order; at end of file every window is
 flushed. The position in the file is the recovery state, so a resumed run
 continues after the last committed batch.
+
+A file is read as one or more parts, as a topic is read as its partitions, so that
+every worker of a cluster reads and parses some of it: with P parts, part k reads the
+records of every P-th Kafka partition in the file (in the order of `scan_partitions`),
+and only glances at the other lines (does one start with a partition of its own?).
+That keeps every record's lateness what it is with one part: a record is judged
+against its own Kafka partition's progress (its mark), which only that partition's
+earlier records move. One part (`replay`) is the whole file, as before parts existed;
+a resumed run keeps the parts its store saved.
 """
 
 from __future__ import annotations
@@ -11,8 +20,11 @@ from __future__ import annotations
 import logging
 import mmap
 import re
+import threading
 from collections import Counter
-from itertools import islice
+from collections.abc import Callable, Collection, Sequence
+from itertools import compress, islice, repeat
+from operator import not_
 from pathlib import Path
 from typing import NamedTuple, cast
 
@@ -26,6 +38,7 @@ from events.streams import TimesOf
 from monitoring.metrics import InputMeter
 from monitoring.progress_bar import READ_BAR
 from operators.batches import END, Origins
+from setting import ConfigError
 from sources.progress import PartitionProgress
 from sources.skew import FutureGuard
 
@@ -37,6 +50,51 @@ _TOPIC_PARTITION = re.compile(rb'"topic"\s*:\s*"([^"\\]*)"\s*,\s*"partition"\s*:
 
 _decode_line = msgspec.json.Decoder(RawRecord).decode
 _decode_lines = msgspec.json.Decoder(list[RawRecord]).decode
+
+
+WHOLE_FILE = "replay"
+"""The one part of a replay read by one worker (and the part of every earlier version)."""
+
+_PART = re.compile(r"replay (\d+)/(\d+)\Z")
+
+
+class Layout(NamedTuple):
+    """Which part of a replay file a source partition reads."""
+
+    part: int  # 0-based
+    parts: int
+
+    @property
+    def name(self) -> str:
+        return WHOLE_FILE if self.parts == 1 else f"replay {self.part + 1}/{self.parts}"
+
+    @classmethod
+    def of(cls, name: str) -> Layout:
+        if name == WHOLE_FILE:
+            return cls(0, 1)
+        found = _PART.match(name)
+        if found is None:
+            raise ValueError(f"{name!r} is not a replay part")
+        return cls(int(found[1]) - 1, int(found[2]))
+
+
+def replay_parts(parts: int, saved: Collection[str] = ()) -> list[str]:
+    """The names of the parts a replay is read as: the parts a recovery store `saved`
+    (a resume keeps them, whatever its worker count now), else `parts` parts."""
+    counts = set()
+    for key in saved:
+        try:
+            counts.add(Layout.of(key).parts)
+        except ValueError:
+            continue
+    if len(counts) > 1:
+        raise ConfigError(
+            f"the recovery store holds the parts of two different splits of the replay "
+            f"({' and '.join(f'{n} parts' for n in sorted(counts))}); resume it with the "
+            "version that wrote it, or start fresh"
+        )
+    total = counts.pop() if counts else parts
+    return [Layout(k, total).name for k in range(total)]
 
 
 def scan_partitions(path: Path) -> set[tuple[str, int]]:
@@ -52,14 +110,20 @@ def scan_partitions(path: Path) -> set[tuple[str, int]]:
         # the first pairs from the head of the file, then only what is new
         head = data.rfind(b"\n", 0, 1 << 20) + 1 or len(data)
         found.update(_TOPIC_PARTITION.findall(data, 0, head))
-        position = head
+        position = 0
         while found:
             hit = _unknown(found).search(data, position)
             if hit is None:
                 break
+            start = data.rfind(b"\n", 0, hit.start()) + 1
             end = data.find(b"\n", hit.start())
             end = len(data) if end < 0 else end + 1
-            found.update(_TOPIC_PARTITION.findall(data, hit.start(), end))
+            pairs = _TOPIC_PARTITION.findall(data, start, end)
+            if not pairs:  # a line in another layout among kcat's
+                record = parse_line(data[start:end], 0)
+                if record.topic:
+                    pairs = [(record.topic.encode(), str(record.partition).encode())]
+            found.update(pairs)
             position = end
         else:
             found.update(_TOPIC_PARTITION.findall(data, head))
@@ -105,8 +169,9 @@ def parse_line(line: bytes, number: int) -> RawRecord:
     )
 
 
-def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
-    """Decode many lines in one call; only when that fails, line by line.
+def parse_lines(lines: list[bytes], numbers: Sequence[int]) -> list[RawRecord]:
+    """Decode many lines (their line numbers `numbers`) in one call; only when that
+    fails, line by line.
 
     The JSON array is made with one copy of the lines: each megabyte-sized buffer is
     fresh memory, and page faults made `b"[" + b",".join(lines) + b"]"` (three copies)
@@ -117,9 +182,56 @@ def parse_lines(lines: list[bytes], first_number: int) -> list[RawRecord]:
     framed[0] = b"[" + framed[0]
     framed[-1] = framed[-1] + b"]"
     try:
-        return _decode_lines(b",".join(framed))
+        records = _decode_lines(b",".join(framed))
     except (msgspec.DecodeError, UnicodeDecodeError):
-        return [parse_line(line, first_number + i) for i, line in enumerate(lines)]
+        records = []
+    if len(records) != len(lines):  # a bad line, or one holding more than one JSON value
+        records = [parse_line(line, n) for n, line in zip(numbers, lines, strict=True)]
+    return records
+
+
+def _prefix(tp: tuple[str, int]) -> bytes:
+    """How kcat -J starts a line of Kafka partition `tp`."""
+    return b'{"topic":%s,"partition":%d,' % (msgspec.json.encode(tp[0]), tp[1])
+
+
+class _Share:
+    """The Kafka partitions of a replay file one part of several reads, and how it
+    picks their lines out of the file's: by how a line starts (kcat's layout), and
+    for any other line (another layout, or not a record at all) by decoding it. A line
+    that is no partition's record is the first part's (its dead letter, once)."""
+
+    def __init__(self, known: list[tuple[str, int]], layout: Layout) -> None:
+        self.first = layout.part == 0
+        self.known = set(known)
+        self.partitions = {tp for i, tp in enumerate(known) if i % layout.parts == layout.part}
+        self.own = tuple(_prefix(tp) for tp in sorted(self.partitions))
+        self.any = tuple(_prefix(tp) for tp in known)
+
+    def lines(self, raw: list[bytes], first: int) -> tuple[list[bytes], Sequence[int]]:
+        """The lines of `raw` (numbered from `first` on) this part reads, and their numbers."""
+        picked = list(map(bytes.startswith, raw, repeat(self.own)))
+        others = list(compress(raw, map(not_, picked)))
+        if sum(map(bytes.startswith, others, repeat(self.any))) == len(others):
+            numbered = range(first, first + len(raw))
+            return list(compress(raw, picked)), list(compress(numbered, picked))
+        lines: list[bytes] = []
+        numbers: list[int] = []
+        for number, (line, mine) in enumerate(zip(raw, picked, strict=True), start=first):
+            if mine or (not line.startswith(self.any) and self._stray(line, number)):
+                lines.append(line)
+                numbers.append(number)
+        return lines, numbers
+
+    def _stray(self, line: bytes, number: int) -> bool:
+        """Whether this part reads a line not in kcat's layout."""
+        if line.isspace():
+            return False
+        record = parse_line(line, number)
+        tp = (record.topic, record.partition)
+        if tp in self.partitions:
+            return True
+        return self.first and tp not in self.known
 
 
 class ReplayState(NamedTuple):
@@ -139,21 +251,36 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         dataflow: str,
         resume: tuple | None,
         times_of: TimesOf | None = None,
+        name: str = WHOLE_FILE,
+        partitions: Callable[[], list[tuple[str, int]]] | None = None,
     ) -> None:
         self.path = path
+        self.name = name
+        self.layout = Layout.of(name)
         self.times_of = times_of
         self.batch_size = batch_size
         self.future = FutureGuard(max_future_skew_s)
+        self.mine: _Share | None = None
+        known: list[tuple[str, int]] = []
+        if resume is None or self.layout.parts > 1:
+            known = partitions() if partitions else sorted(scan_partitions(path))
+        if self.layout.parts > 1:
+            self.mine = _Share(known, self.layout)
         if resume is None:
             self.position, self.line_number = 0, 0
-            known = scan_partitions(path)
-            self.progress = PartitionProgress(known)
-            log.info("replay %s: %d Kafka partitions in the file", path, len(known))
+            self.progress = PartitionProgress(self.mine.partitions if self.mine else known)
+            log.info(
+                "replay %s (%s): %d Kafka partitions in the file%s",
+                path,
+                name,
+                len(known),
+                f", {len(self.mine.partitions)} read here" if self.mine else "",
+            )
         else:
             saved = ReplayState._make(resume)
             self.position, self.line_number = saved.position, saved.line_number
             self.progress = PartitionProgress(state=saved.progress)
-            log.info("replay %s: resuming at line %d", path, self.line_number)
+            log.info("replay %s (%s): resuming at line %d", path, name, self.line_number)
         # a 1 MiB buffer: lines are read 87 ns each, not 189 as with the default 8 KiB
         self.file = path.open("rb", buffering=1 << 20)
         self.file.seek(self.position)
@@ -164,22 +291,21 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
     def next_batch(self) -> list[RawBatch]:
         if self.done:
             raise StopIteration
-        raw = list(islice(self.file, self.batch_size))
-        if len(raw) < self.batch_size:
+        # with P parts, about a P-th of the lines are this part's
+        wanted = self.batch_size * self.layout.parts
+        raw = list(islice(self.file, wanted))
+        if len(raw) < wanted:
             self.done = True
         first = self.line_number + 1
         self.line_number += len(raw)
-        lines = [line for line in raw if not line.isspace()]
-        if len(lines) == len(raw):
-            records = parse_lines(lines, first)
-        else:  # blank lines: keep line numbers right for error messages
-            numbered = [(first + i, line) for i, line in enumerate(raw) if not line.isspace()]
-            lines = [line for _, line in numbered]
-            records = parse_lines(lines, first)
-            if len(records) != len(lines):
-                records = [parse_line(line, n) for n, line in numbered]
-        if len(records) != len(lines):  # a line held more than one JSON value
-            records = [parse_line(line, first + i) for i, line in enumerate(lines)]
+        if self.mine is not None:
+            lines, numbers = self.mine.lines(raw, first)
+        else:
+            lines = [line for line in raw if not line.isspace()]
+            numbers = range(first, first + len(raw))
+            if len(lines) != len(raw):  # blank lines: keep line numbers right for errors
+                numbers = [n for n, line in zip(numbers, raw, strict=True) if not line.isspace()]
+        records = parse_lines(lines, numbers)
         topics = [r.topic for r in records]
         partitions = [r.partition for r in records]
         tps = list(zip(topics, partitions, strict=True))
@@ -197,14 +323,16 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             self.meter.read(topic, partition, n)
         if self.done:
             self.meter.finished()
-            log.info("replay %s: end of file after %d lines", self.path, self.line_number)
+            log.info(
+                "replay %s (%s): end of file after %d lines", self.path, self.name, self.line_number
+            )
         else:
             self.meter.polled(len(records), waiting=True)
         end = END if self.done else self.progress.low
         return [
             RawBatch(
-                "replay",
-                1,
+                self.name,
+                self.layout.parts,
                 [r.value for r in records],
                 times,
                 marks,
@@ -280,7 +408,8 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
 
 
 class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
-    """One partition: the whole file, read in order."""
+    """A replay file, read as the parts `parts` names (`replay_parts`; one part, the
+    whole file read in order, by default)."""
 
     def __init__(
         self,
@@ -289,15 +418,27 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
         max_future_skew_s: float = DEFAULTS.max_future_skew_s,
         dataflow: str = "",
         times_of: TimesOf | None = None,
+        parts: list[str] | None = None,
     ) -> None:
         self.dataflow = dataflow
         self.times_of = times_of
         self.path = path
         self.batch_size = batch_size
         self.max_future_skew_s = max_future_skew_s
+        self.parts = parts or [WHOLE_FILE]
+        self._partitions: list[tuple[str, int]] | None = None
+        self._scanning = threading.Lock()
+
+    def partitions(self) -> list[tuple[str, int]]:
+        """The file's Kafka partitions, sorted: scanned once for all the parts a process
+        reads (`build_part` is called on this one object for each)."""
+        with self._scanning:
+            if self._partitions is None:
+                self._partitions = sorted(scan_partitions(self.path))
+            return self._partitions
 
     def list_parts(self) -> list[str]:
-        return ["replay"]
+        return self.parts
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: tuple | None
@@ -309,4 +450,6 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
             self.dataflow,
             resume_state,
             self.times_of,
+            for_part,
+            self.partitions,
         )

@@ -49,12 +49,18 @@ def test_a_store_written_by_the_earlier_version_resumes_to_the_exact_tables(tmp_
     assert before, "the archive holds the output written before the kill"
     written_before = Counter(read_rows(output / "output", "click_user_sessions"))
 
+    # asked for 2 parts, the resume reads the file as the one part the store saved
     resumed = bytewax_run(
         f"dataflows.{flow}:flow",
-        clean_env(CLICKSTREAM_SOURCE=f"replay:{dump}", CLICKSTREAM_OUTPUT=str(output / "output")),
+        clean_env(
+            CLICKSTREAM_SOURCE=f"replay:{dump}",
+            CLICKSTREAM_OUTPUT=str(output / "output"),
+            CLICKSTREAM_REPLAY_PARTS="2",
+        ),
         store,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "(replay): resuming at line" in resumed.stderr
 
     reference = run_flow(
         {"CLICKSTREAM_SOURCE": f"replay:{dump}", "CLICKSTREAM_OUTPUT": str(tmp_path / "ref")}, flow

@@ -54,16 +54,17 @@ def crash_and_resume(
     flush_marker: str = "writing flush",
     alongside: Callable[[int], subprocess.Popen | None] | None = None,
     finish_env: dict[str, str] | None = None,
+    layouts: tuple[str, ...] = ("1 worker", "-w 2", "2 processes"),
 ) -> list[str]:
     """Kill -9 the run `kills` times (if `during_flush`, every other time just after
     `flush_marker` is logged: in the middle of a flush), resuming each time with a
-    different layout; then let it finish, with `finish_env` over `env` (a batch size
+    different layout (in turn from `layouts`: the first one writes the store, so a replay
+    keeps its parts); then let it finish, with `finish_env` over `env` (a batch size
     changed at a resume changes no table). `alongside(i)` may start a process that runs
     during run `i` and is killed with it. Returns what happened."""
     rng = random.Random(seed)
     recovery.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "4"], check=True)
-    layouts = ["1 worker", "-w 2", "2 processes"]
     story = []
     for i in range(kills):
         layout = layouts[i % len(layouts)]
@@ -108,13 +109,20 @@ def test_kill_9_and_resume_is_exactly_once_on_local_output(big_dump, big_referen
     env = clean_env(
         CLICKSTREAM_SOURCE=f"replay:{big_dump}", CLICKSTREAM_OUTPUT=str(out), **SLOW_RUN
     )
+    # a 2-process cluster writes the store: the replay is read as 2 parts, which every
+    # later layout resumes (1 worker, -w 2)
     story = crash_and_resume(
-        env, tmp_path / "recovery", tmp_path / "run.log", seed=1, finish_env=FINISH_FAST
+        env,
+        tmp_path / "recovery",
+        tmp_path / "run.log",
+        seed=1,
+        finish_env=FINISH_FAST,
+        layouts=("2 processes", "1 worker", "-w 2"),
     )
     assert len(story) >= 5 and sum("during a flush" in s for s in story) >= 2
     assert_same_tables(out, big_reference)
     log = (tmp_path / "run.log").read_text()
-    assert log.count("resuming at line") >= 3, "most restarts should resume mid-input"
+    assert log.count("(replay 2/2): resuming at line") >= 3, "restarts resume both parts"
     assert "removed" in log, "a resume should clean up what the killed run wrote"
     assert not [p for p in out.rglob(".*.tmp")], "no half-written files left behind"
 

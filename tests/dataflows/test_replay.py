@@ -41,7 +41,11 @@ def expected(replay_dir: Path) -> dict[str, set[tuple]]:
 
 
 def _settings(
-    replay_dir: Path, output: Path, batch_size: int, table_format: str = "parquet"
+    replay_dir: Path,
+    output: Path,
+    batch_size: int,
+    table_format: str = "parquet",
+    replay_parts: int | None = None,
 ) -> Settings:
     return Settings(
         source="replay",
@@ -49,15 +53,17 @@ def _settings(
         output=str(output),
         batch_size=batch_size,
         table_format=table_format,  # type: ignore[arg-type]
+        replay_parts=replay_parts,
     )
 
 
 @pytest.mark.parametrize("table_format", ["parquet", "delta"])
-@pytest.mark.parametrize("batch_size", [1, 500])
+@pytest.mark.parametrize(("batch_size", "parts"), [(1, None), (500, None), (500, 3)])
 def test_replay_gives_the_exact_tables(
-    entry_point, replay_dir, expected, tmp_path, batch_size, table_format
+    entry_point, replay_dir, expected, tmp_path, batch_size, parts, table_format
 ):
-    settings = _settings(replay_dir, tmp_path, batch_size, table_format)
+    """With the file read as one part or as several (`parts`)."""
+    settings = _settings(replay_dir, tmp_path, batch_size, table_format, parts)
     entry_point(dataflows.clickstream.build(settings))
     entry_point(dataflows.user_clickstream.build(settings))
     for table, rows in expected.items():
@@ -69,13 +75,14 @@ def test_replay_gives_the_exact_tables(
     assert read_rows(tmp_path, "dead_letters") == []
 
 
-def test_backfill_dump_partition_by_partition_is_not_late(tmp_path):
+@pytest.mark.parametrize("parts", [None, 2])
+def test_backfill_dump_partition_by_partition_is_not_late(tmp_path, parts):
     dump = tmp_path / "dump"
     generate(dump, events=3_000, rate=20, partitions=4, jitter_ms=5_000, seed=5, by_partition=True)
     out = tmp_path / "out"
     from bytewax.testing import run_main
 
-    run_main(dataflows.clickstream.build(_settings(dump, out, 300)))
+    run_main(dataflows.clickstream.build(_settings(dump, out, 300, replay_parts=parts)))
     assert read_rows(out, "late_events") == []
     assert set(read_rows(out, "pages_per_min")) == expected_tables(dump)["pages_per_min"]
 
