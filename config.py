@@ -176,7 +176,8 @@ class Settings:
         "CLICKSTREAM_REPLAY_PARTS",
         None,
         "a replay file is read as this many parts, spread over the workers; unset: one a "
-        "worker (`-w` times the processes); a resume keeps its store's parts",
+        "worker of a cluster (`-w` times the processes), one for a single process; a resume "
+        "keeps its store's parts",
         1,
     )
     metrics_port: int | None = setting(

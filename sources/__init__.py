@@ -29,7 +29,10 @@ def source_for(
     if settings.source == "replay":
         path = settings.replay_file(f"{stream.name}.jsonl")
         run = run_args()
-        parts = settings.replay_parts or (run.workers * run.processes if run else 1)
+        # a part a worker of a cluster (Bytewax gives each worker one); in one process,
+        # one part: its workers share one GIL, so more parts only add reading
+        workers = run.workers * run.processes if run is not None and run.processes > 1 else 1
+        parts = settings.replay_parts or workers
         saved = saved_keys(run.recovery, step_id) if run and run.recovery else set()
         return ReplaySource(
             path,

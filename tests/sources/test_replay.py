@@ -11,8 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config import Settings
 from events.schema import RawBatch
+from events.streams import Stream
 from operators.batches import END
+from process import RunArgs
 from setting import ConfigError
 from sources.replay import ReplaySource, replay_parts, scan_partitions
 from tools.replay_gen import kcat_line
@@ -157,3 +160,32 @@ def test_a_resume_keeps_the_parts_its_store_saved():
     assert replay_parts(1) == ["replay"]
     with pytest.raises(ConfigError, match="two different splits of the replay"):
         replay_parts(2, {"replay", "replay 1/2"})
+
+
+@pytest.mark.parametrize(
+    ("processes", "workers", "setting", "saved", "parts"),
+    [
+        (1, 1, None, set(), ["replay"]),
+        (1, 2, None, set(), ["replay"]),  # one GIL: more parts would only add reading
+        (2, 1, None, set(), ["replay 1/2", "replay 2/2"]),
+        (2, 2, None, set(), [f"replay {k}/4" for k in range(1, 5)]),
+        (2, 1, 3, set(), ["replay 1/3", "replay 2/3", "replay 3/3"]),
+        (1, 1, None, {"replay 1/2"}, ["replay 1/2", "replay 2/2"]),
+    ],
+)
+def test_a_cluster_reads_a_part_a_worker_and_one_process_one_part(
+    tmp_path, monkeypatch, processes, workers, setting, saved, parts
+):
+    import sources
+
+    dump = tmp_path / "clickstream.jsonl"
+    _dump(dump, [("record", ("c", 0), 1)])
+    recovery = tmp_path / "recovery"
+    run = RunArgs(recovery, 0, processes, workers=workers)
+    monkeypatch.setattr(sources, "run_args", lambda: run)
+    stores = {(recovery, "flow.read"): saved}
+    monkeypatch.setattr(sources, "saved_keys", lambda store, step: stores[(store, step)])
+    settings = Settings(source="replay", replay_path=dump, replay_parts=setting)
+    stream = Stream("clickstream", "clickstream", ())
+    source = sources.source_for(settings, stream, "flow", "flow.read")
+    assert isinstance(source, ReplaySource) and source.list_parts() == parts
