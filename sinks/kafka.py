@@ -52,6 +52,20 @@ Offsets = dict[int, int]
 Written = dict[tuple[str, int], set[int]]
 
 
+WRITE_DEFAULTS: dict[str, Any] = {
+    # a few ms of batching and lz4: fewer, smaller requests for the same records
+    "linger.ms": 10,
+    "compression.type": "lz4",
+}
+
+
+def writer_config(kafka: KafkaSettings) -> dict[str, Any]:
+    """The config of a sink's producer: `WRITE_DEFAULTS`, then the user's settings (a line
+    of `KAFKA_CONFIG_FILE` overrides a default), then what exactly once needs: an
+    idempotent producer, so that librdkafka's own retries never write a record twice."""
+    return {**WRITE_DEFAULTS, **client_config(kafka, **{"enable.idempotence": True})}
+
+
 class State(NamedTuple):
     """What a restarted Kafka sink partition needs: where to read back from, and what it
     knows already (saved as a plain tuple, see `operators.clock.ClockState`)."""
@@ -121,11 +135,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
         self.slow_writes_s = slow_writes_s
         self.failures: list[str] = []
         self.acked: Offsets = {}
-        self.producer = Producer(
-            client_config(
-                kafka, **{"enable.idempotence": True, "linger.ms": 10, "compression.type": "lz4"}
-            )
-        )
+        self.producer = Producer(writer_config(kafka))
         self.partitions = self._partition_count()
         saved, pending = State._make(resume) if resume is not None else State({}, {})
         self.written: Written = {k: set(offsets) for k, offsets in pending.items()}

@@ -7,7 +7,14 @@ from collections import Counter
 from confluent_kafka import Producer
 
 from kafka_client.settings import KafkaSettings
-from sinks.kafka import ORIGIN_HEADER, KafkaRecord, KafkaTopicSink, partition_of
+from sinks.kafka import (
+    ORIGIN_HEADER,
+    WRITE_DEFAULTS,
+    KafkaRecord,
+    KafkaTopicSink,
+    partition_of,
+    writer_config,
+)
 from tests.topics import read_topic
 from tools.produce import create_topics
 
@@ -150,3 +157,15 @@ def test_a_first_start_keeps_only_its_own_inputs_origins(kafka_bootstrap, topic_
     late.close()
     assert sorted(sink.group(_records(range(3), partition=0)))[0][0] == "0"
     assert len(_read(sink.kafka, topic_name)) == 70
+
+
+def test_the_users_producer_settings_override_the_defaults_but_not_idempotence():
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9")
+    assert writer_config(kafka)["linger.ms"] == WRITE_DEFAULTS["linger.ms"]
+    own = KafkaSettings(
+        bootstrap_servers="127.0.0.1:9",
+        properties={"linger.ms": "50", "compression.type": "zstd", "enable.idempotence": "false"},
+    )
+    config = writer_config(own)
+    assert (config["linger.ms"], config["compression.type"]) == ("50", "zstd")
+    assert config["enable.idempotence"] is True, "exactly once needs it, whatever the file says"
