@@ -107,7 +107,7 @@ def scan_partitions(path: Path) -> set[tuple[str, int]]:
         return set()
     found: set[tuple[bytes, bytes]] = set()
     with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        # the first pairs from the head of the file, then only what is new
+        # the first pairs from the head of the file, then only what is new, from the start
         head = data.rfind(b"\n", 0, 1 << 20) + 1 or len(data)
         found.update(_TOPIC_PARTITION.findall(data, 0, head))
         position = 0

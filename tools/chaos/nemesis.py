@@ -236,12 +236,24 @@ def net_cut(world: World, rng: random.Random) -> str:
     return f"{name}: processes cut apart for {cut:.0f} s"
 
 
+# How long the broker's controller may take to add partitions. Under a chaos run's disk
+# load, the test broker's KRaft controller has taken 25 s to write one metadata record
+# (seed 5, "Exceptionally slow controller event writeNoOpRecord"), so 30 s was too short.
+_ADMIN_TIMEOUT_S = 120.0
+
+
 def add_partitions(world: World, rng: random.Random) -> str:
     topic = world.kafka.clickstream_topic
     admin = AdminClient(client_config(world.kafka))
     with world.lock:
-        now = len(admin.list_topics(topic, timeout=30).topics[topic].partitions)
-        admin.create_partitions([NewPartitions(topic, now + 2)])[topic].result(timeout=30)
+        now = len(admin.list_topics(topic, timeout=_ADMIN_TIMEOUT_S).topics[topic].partitions)
+        added = admin.create_partitions([NewPartitions(topic, now + 2)])[topic]
+        try:
+            added.result(timeout=_ADMIN_TIMEOUT_S)
+        except TimeoutError:
+            raise TimeoutError(
+                f"the broker did not add partitions to {topic} in {_ADMIN_TIMEOUT_S:.0f} s"
+            ) from None
     return f"{topic}: {now} -> {now + 2} partitions"
 
 
