@@ -207,6 +207,9 @@ class _Share:
         self.partitions = {tp for i, tp in enumerate(known) if i % layout.parts == layout.part}
         self.own = tuple(_prefix(tp) for tp in sorted(self.partitions))
         self.any = tuple(_prefix(tp) for tp in known)
+        # more parts than Kafka partitions: a part with none reads nothing (the lines that
+        # are no partition's record are the first part's)
+        self.idle = not self.partitions and not self.first
 
     def lines(self, raw: list[bytes], first: int) -> tuple[list[bytes], Sequence[int]]:
         """The lines of `raw` (numbered from `first` on) this part reads, and their numbers."""
@@ -293,7 +296,12 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             raise StopIteration
         # with P parts, about a P-th of the lines are this part's
         wanted = self.batch_size * self.layout.parts
-        raw = list(islice(self.file, wanted))
+        if self.mine is not None and self.mine.idle:
+            # no line of the file is this part's: it ends at once, holding nobody back
+            self.file.seek(0, 2)
+            raw = []
+        else:
+            raw = list(islice(self.file, wanted))
         if len(raw) < wanted:
             self.done = True
         first = self.line_number + 1

@@ -150,6 +150,9 @@ def test_the_parts_share_out_the_kafka_partitions(tmp_path):
         for name in replay_parts(2)
     ]
     assert read == [{("c", 0), ("c", 2)}, {("c", 1), ("d", 0)}]
+    # more parts than partitions: the fifth reads nothing and ends at once
+    fifth = _read(dump, replay_parts(5)[4])
+    assert [(len(b.events), b.progress) for b in fifth] == [(0, END)]
 
 
 def test_a_resume_keeps_the_parts_its_store_saved():
