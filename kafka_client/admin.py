@@ -9,6 +9,7 @@ import logging
 import re
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicCollection, TopicPartition
@@ -53,9 +54,13 @@ FATAL = {
 }
 
 
-def client_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
-    """librdkafka settings for any client; its logs go to Python logging."""
-    return {**kafka.librdkafka_config(), "logger": librdkafka_log, **extra}
+def client_config(
+    kafka: KafkaSettings, defaults: Mapping[str, Any] | None = None, /, **extra: Any
+) -> dict[str, Any]:
+    """librdkafka settings for any client: `defaults` (ours, which a line of the user's
+    `KAFKA_CONFIG_FILE` overrides), the user's settings, then `extra` (what the client
+    needs, whatever the file says). Its logs go to Python logging."""
+    return {**(defaults or {}), **kafka.librdkafka_config(), "logger": librdkafka_log, **extra}
 
 
 # Answers of a partition whose leader is not ready yet, as just after the topic was

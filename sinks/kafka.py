@@ -63,7 +63,7 @@ def writer_config(kafka: KafkaSettings) -> dict[str, Any]:
     """The config of a sink's producer: `WRITE_DEFAULTS`, then the user's settings (a line
     of `KAFKA_CONFIG_FILE` overrides a default), then what exactly once needs: an
     idempotent producer, so that librdkafka's own retries never write a record twice."""
-    return {**WRITE_DEFAULTS, **client_config(kafka, **{"enable.idempotence": True})}
+    return client_config(kafka, WRITE_DEFAULTS, **{"enable.idempotence": True})
 
 
 class State(NamedTuple):

@@ -113,20 +113,18 @@ def reader_config(
 ) -> dict[str, Any]:
     """The config of a partition's consumer: `READ_DEFAULTS`, then the user's settings, then
     what the source needs."""
-    return {
-        **READ_DEFAULTS,
-        **client_config(
-            kafka,
-            **{
-                "group.id": group,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                # an offset that is gone is an error here, never a silent jump
-                "auto.offset.reset": "error",
-                "error_cb": on_error,
-            },
-        ),
-    }
+    return client_config(
+        kafka,
+        READ_DEFAULTS,
+        **{
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            # an offset that is gone is an error here, never a silent jump
+            "auto.offset.reset": "error",
+            "error_cb": on_error,
+        },
+    )
 
 
 class _TopicWatch:
