@@ -119,16 +119,30 @@ def _is_delta_error(ex: BaseException) -> bool:
     return exceptions is not None and isinstance(ex, exceptions.DeltaError)
 
 
+# object_store's messages for what can heal. reqwest's transport errors ("error sending
+# request for url", "request or response body error": a response cut off mid-body, as
+# the chaos run's storage cut does) carry no status and say "connection" only sometimes.
+_DELTA_TRANSIENT = (
+    "connection",
+    "timed out",
+    "timeout",
+    "error sending request",
+    "body error",
+    " 500",
+    " 502",
+    " 503",
+    " 504",
+    " 429",
+)
+
+
 def _delta_transient(ex: BaseException) -> bool:
     """deltalake raises its own exceptions with object_store's message: a lost commit race
-    past its retries, a 5xx, 429 or a lost connection can heal."""
+    past its retries, a 5xx, 429, a lost connection or a cut-off response can heal."""
     if type(ex).__name__ == "CommitFailedError":
         return True
     text = str(ex).lower()
-    return any(
-        hint in text
-        for hint in ("connection", "timed out", "timeout", " 500", " 502", " 503", " 504", " 429")
-    )
+    return any(hint in text for hint in _DELTA_TRANSIENT)
 
 
 def _no_credentials(ex: BaseException) -> bool:

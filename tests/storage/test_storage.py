@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from deltalake.exceptions import DeltaError
 from gcsfs.retry import HttpError
 
 from storage.location import output_fs
@@ -41,6 +42,24 @@ class DefaultCredentialsError(Exception):
             "permission denied (Read-only",
         ),
         (DefaultCredentialsError("none"), False, "no Google credentials"),
+        (
+            # a response cut off mid-body (the 2-minute chaos run's storage cut, in CI)
+            DeltaError(
+                "Generic DeltaTable error: Error interacting with object store: Generic GCS "
+                "error: Error getting list response body: HTTP error: request or response "
+                "body error"
+            ),
+            True,
+            "request or response body error",
+        ),
+        (
+            DeltaError(
+                "Generic DeltaTable error: Error interacting with object store: Client error "
+                "with status 403 Forbidden: no access"
+            ),
+            False,
+            "403 Forbidden",
+        ),
     ],
 )
 def test_retry_only_what_can_succeed(error, transient, says):
