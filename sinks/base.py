@@ -28,7 +28,7 @@ from monitoring.metrics import (
     ROWS_WRITTEN,
 )
 from ownership import fence
-from process import stop
+from process import keep_thread_state, stop
 from sinks.alerts import TableAlerts
 from storage.location import is_local, output_errors, storage_options
 from storage.retries import StorageFailure, StorageRetry
@@ -260,6 +260,7 @@ class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):
         self._check()
 
     def list_parts(self) -> list[str]:
+        keep_thread_state()  # Bytewax calls this on every worker as it builds the dataflow
         return [str(i) for i in range(self.parts)]
 
     def part_fn(self, item_key: str) -> int:

@@ -39,6 +39,7 @@ from kafka_client.settings import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
 from ownership import fence
+from process import keep_thread_state
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +359,7 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], tuple]):
         return list(parts.items())
 
     def list_parts(self) -> list[str]:
+        keep_thread_state()  # Bytewax calls this on every worker as it builds the dataflow
         return [str(i) for i in range(self.parts)]
 
     def part_fn(self, item_key: str) -> int:

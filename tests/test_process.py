@@ -11,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import process
 from process import RunArgs, process_id, run_args
 from tests.processes import ROOT
@@ -164,3 +166,38 @@ def test_a_poisoned_exchange_queue_is_the_lost_peer_line_not_a_traceback():
         [sys.executable, "-c", other], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert "Traceback" in done.stderr, "any other error keeps its traceback"
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_cluster_worker_keeps_its_python_thread_state(tmp_path, monkeypatch, kept):
+    """A worker of `-w 2` runs on a thread Rust started; our sink keeps its Python thread
+    state, so state a step keeps per thread lasts from batch to batch (without it, as the
+    control shows, every call found a new thread state)."""
+    import bytewax.operators as op
+    from bytewax.dataflow import Dataflow
+    from bytewax.testing import TestingSource, cluster_main
+
+    import sinks.base
+    from sinks.parquet import ParquetSink
+    from storage.tables import DEAD_LETTERS
+
+    if not kept:
+        monkeypatch.setattr(sinks.base, "keep_thread_state", lambda: None)
+    per_thread = threading.local()
+    fresh: list[int] = []
+
+    def see(item: int) -> tuple[str, None]:
+        if not getattr(per_thread, "seen", False):
+            per_thread.seen = True
+            fresh.append(threading.get_ident())
+        return "0", None  # a tick for sink partition 0: writes nothing
+
+    flow = Dataflow("threads")
+    items = op.input("in", flow, TestingSource(range(200), batch_size=1))
+    sink = ParquetSink(str(tmp_path), "threads", [DEAD_LETTERS], parts=1)
+    op.output("out", op.map("see", op.redistribute("spread", items), see), sink)
+    cluster_main(flow, addresses=[], proc_id=0, worker_count_per_proc=2)
+    if kept:
+        assert len(fresh) <= 2  # once for each worker thread
+    else:
+        assert len(fresh) > 100
