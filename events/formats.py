@@ -22,25 +22,17 @@ import base64
 import binascii
 import io
 import json
-import os
-import random
-import threading
-import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from operator import itemgetter
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
-# fastavro and polars are imported by the Avro decoder when a run meets Avro: a JSON run
-# pays for neither (tests/test_startup.py).
+# fastavro and clickstream_native are imported by the Avro decoder when a run meets Avro: a
+# JSON run pays for neither (tests/test_startup.py).
 
 MAGIC = 0
 HEADER = 5
-# the fields an Avro batch's block adds around each record (see AvroDecoder)
-_HEAD_FIELD = "__clickstream_framing"
-_MARK = "__clickstream_end_of_record"
 # A value's first bytes: Confluent's framing, when it is framed.
 _HEAD = itemgetter(slice(0, HEADER))
 
@@ -96,31 +88,29 @@ class SchemaDecoder(ABC):
         return msgspec.convert(self.records(values), list[shape], strict=False)  # type: ignore[valid-type]
 
 
-# Avro types the batch path reads exactly as fastavro does (Polars' reader, then JSON):
-# no floats (NaN has no JSON), no logical types, enums, arrays, maps or nested records.
-_BATCH_TYPES = {"null", "boolean", "int", "long", "string"}
+# Avro types the batch path reads (in Rust, `clickstream_native.avro_to_json`), each with
+# its code there: no floats (NaN has no JSON), no logical types, enums, arrays, maps or
+# nested records. A schema with any other type is read record by record, with fastavro.
+_BATCH_TYPES = {"null": 0, "boolean": 1, "int": 2, "long": 3, "string": 4}
+
+# A writer field as `avro_to_json` takes it: whether it is a union, the codes of its
+# branches, and its JSON key (b'"name":') when the events have it, else None (skipped).
+_Field = tuple[bool, bytes, bytes | None]
 
 
-def _batch_readable(schema: Any) -> bool:
-    """A record whose every field is one of `_BATCH_TYPES`, or a union of them."""
+def _batch_fields(schema: Any) -> list[tuple[str, bool, bytes]] | None:
+    """A flat record's fields (name, union, branch codes) when every field is one of
+    `_BATCH_TYPES` or a union of them; else None."""
     if not isinstance(schema, dict) or schema.get("type") != "record":
-        return False
+        return None
+    fields = []
     for f in schema["fields"]:
-        kinds = f["type"] if isinstance(f["type"], list) else [f["type"]]
+        union = isinstance(f["type"], list)
+        kinds = f["type"] if union else [f["type"]]
         if not all(isinstance(k, str) and k in _BATCH_TYPES for k in kinds):
-            return False
-    return True
-
-
-def _long(n: int) -> bytes:
-    """An Avro long: zigzag, then a base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+            return None
+        fields.append((f["name"], union, bytes(_BATCH_TYPES[k] for k in kinds)))
+    return fields
 
 
 class AvroDecoder(SchemaDecoder):
@@ -128,15 +118,14 @@ class AvroDecoder(SchemaDecoder):
     added by a newer schema is there, a dropped one is missing, so the parser says which
     one a table needed.
 
-    One record: fastavro. A batch: its values laid end to end as one block of an Avro
-    container file in memory, read by Polars (in Rust) and handed to msgspec as JSON,
-    several times faster than fastavro's reader (`just bench`, `formats`). The block's
-    schema is the writer's with two fields added: the framing in front, as a `fixed(5)`
-    (so the values go in as they are, and every one is checked to carry this id), and a
-    marker after the fields (a long: a random base plus the record's place). Records in
-    a block have no boundaries: a record longer or shorter than its schema says shifts
-    every marker after it, and the batch is then read one by one instead. Only schemas of
-    flat records of `_BATCH_TYPES` take it."""
+    One record: fastavro, the reference. A batch: `clickstream_native.avro_to_json`
+    (Rust) turns every value into a JSON object of the fields the events have, and msgspec
+    makes the events of them as it does from JSON, with the same casts. It checks what
+    fastavro would: each value carries this schema's framing, and its record ends where
+    the value does; a value that does not is read one by one. Only flat records of
+    `_BATCH_TYPES` take it (`tests/events/test_native.py` compares both ways on random
+    schemas and records). 0.75 -> 0.41 µs a record against the Polars reader this
+    replaced (docs/performance.md)."""
 
     format = "avro"
 
@@ -149,34 +138,9 @@ class AvroDecoder(SchemaDecoder):
             self.schema = fastavro.parse_schema(parsed)
         except Exception as ex:
             raise SchemaUnusable(f"Avro schema id {schema_id} does not parse: {ex}") from None
-        self.block: tuple[bytes, bytes] | None = None
-        self.fields: list[str] = []  # the writer's, when its records batch
-        if _batch_readable(parsed):
-            self.fields = [f["name"] for f in parsed["fields"]]
-            head = {"name": _HEAD_FIELD, "type": {"type": "fixed", "name": _HEAD_FIELD, "size": 5}}
-            fields = [head, *parsed["fields"], {"name": _MARK, "type": "long"}]
-            marked = {**parsed, "fields": fields}
-            sync = os.urandom(16)
-            header = io.BytesIO()
-            fastavro.writer(header, fastavro.parse_schema(marked), [], sync_marker=sync)
-            self.block = (header.getvalue(), sync)
-        self.base = random.randrange(1 << 40, 1 << 41)
-        # the marks of places 0, 1, 2, ...; grown under a lock: the workers of a process
-        # share this decoder
-        self.marks: list[bytes] = []
-        self.marks_lock = threading.Lock()
-        self.lists: dict[type, msgspec.json.Decoder] = {}
-        self.projections: dict[type, list[str]] = {}
-        self.plans: dict[type, _DirectPlan] = {}
-
-    def _columns(self, shape: type) -> list[str]:
-        """The block's fields that `shape` reads, with the framing and the marker."""
-        found = self.projections.get(shape)
-        if found is None:
-            wanted = {f.encode_name for f in msgspec.structs.fields(shape)}
-            fields = [name for name in self.fields if name in wanted]
-            found = self.projections[shape] = [_HEAD_FIELD, *fields, _MARK]
-        return found
+        self.fields = _batch_fields(parsed)
+        # per event type: the writer's fields as `avro_to_json` takes them, and the decoder
+        self.plans: dict[type, tuple[list[_Field], msgspec.json.Decoder]] = {}
 
     def record(self, value: bytes) -> Any:
         import fastavro
@@ -195,120 +159,24 @@ class AvroDecoder(SchemaDecoder):
         return found
 
     def events(self, values: list[bytes], shape: type[E]) -> list[E]:
-        import polars as pl
-
-        if self.block is None:
+        if self.fields is None:
             return super().events(values, shape)
-        n = len(values)
-        if len(self.marks) < n:
-            with self.marks_lock:
-                while len(self.marks) < n:
-                    self.marks.append(_long(self.base + len(self.marks)))
-        header, sync = self.block
-        # the container in one copy: a fresh megabyte buffer costs its page faults, more
-        # than the copy (see sources.replay.parse_lines)
-        parts: list[Any] = [header, _long(n), b"", *([None] * (2 * n)), sync]
-        parts[3:-1:2] = values
-        parts[4:-1:2] = self.marks[:n]
-        # a None (a tombstone) raises here, and the batch is read one by one
-        parts[2] = _long(sum(map(len, values)) + sum(map(len, parts[4:-1:2])))
-        container = b"".join(parts)
-        try:
-            # only the fields the events have (a dataflow's events have the columns its
-            # tables read): Polars skips the others, and msgspec never sees them
-            frame = pl.read_avro(io.BytesIO(container), columns=self._columns(shape))
-            marks = frame.get_column(_MARK)
-            exact = (
-                frame.height == n
-                and marks.equals(pl.Series(range(self.base, self.base + n), dtype=marks.dtype))
-                and frame.get_column(_HEAD_FIELD).unique().to_list() == [self.head]
-            )
-        except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
-            # a block that does not parse (Polars' reader panics on some; a panic is a
-            # BaseException, which nothing above would catch)
-            exact = False
-        if not exact:
-            raise ValueError("records do not end where their schema says")
-        direct = self._direct(frame, shape)
-        if direct is not None:
-            return direct
-        found = self.lists.get(shape)
-        if found is None:
-            found = self.lists[shape] = msgspec.json.Decoder(list[shape], strict=False)  # type: ignore[valid-type]
-        return found.decode(frame.drop(_HEAD_FIELD, _MARK).write_json())
+        from clickstream_native import avro_to_json
 
-    def _direct(self, frame: Any, shape: type[E]) -> list[E] | None:
-        """`shape`'s events made straight from the frame's columns, with no JSON between
-        (0.50 -> 0.38 µs a record); None when only msgspec's decoding can say what they
-        are, and the caller takes the JSON way. A column whose type is the field's is
-        taken as it is; another is cast as the JSON way casts it (`msgspec.convert`,
-        lax: the string "404" into an int field), and a value that does not cast sends the
-        batch the JSON way. A null where the field takes none does too."""
         plan = self.plans.get(shape)
         if plan is None:
-            plan = self.plans[shape] = _DirectPlan.of(shape, frame.columns)
-        if not plan.fields:
-            return None
-        columns = []
-        for name, kind, optional in plan.fields:
-            column = frame.get_column(name)
-            if not optional and column.null_count():
-                return None
-            values = column.to_list()
-            if _POLARS_KINDS.get(str(column.dtype)) is not kind:
-                try:
-                    values = msgspec.convert(values, list[kind | None], strict=False)  # type: ignore[valid-type]
-                except msgspec.ValidationError:
-                    return None
-            columns.append(values)
-        return plan.make(*columns)
-
-
-_POLARS_KINDS = {
-    **dict.fromkeys(("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32"), int),
-    "String": str,
-    "Boolean": bool,
-}
-"""Polars column types whose values are, as Python objects, what msgspec makes of them."""
-
-
-class _DirectPlan(NamedTuple):
-    """How `AvroDecoder._direct` makes one event type's events from a block's columns:
-    the columns (name, the field's type, whether it takes null), and a function that makes
-    the events from their values. No fields: the type cannot be made so."""
-
-    fields: list[tuple[str, type, bool]]
-    make: Callable[..., list[Any]]
-
-    @classmethod
-    def of(cls, shape: type, columns: list[str]) -> _DirectPlan:
-        fields: list[tuple[str, type, bool]] = []
-        keywords: list[str] = []
-        for field in msgspec.structs.fields(shape):
-            kinds = set(typing.get_args(field.type)) or {field.type}
-            optional = type(None) in kinds
-            kinds.discard(type(None))
-            kind = kinds.pop() if len(kinds) == 1 else None
-            if field.encode_name not in columns:
-                if field.required:
-                    return _NO_PLAN
-                continue
-            if kind not in (int, str, bool):
-                return _NO_PLAN
-            fields.append((field.encode_name, kind, optional))
-            keywords.append(field.name)
-        if not fields:
-            return _NO_PLAN
-        # A comprehension that calls the type with keywords (its fields are keyword-only),
-        # written once per type: as fast as Python makes objects.
-        names = [f"v{i}" for i in range(len(keywords))]
-        pairs = ", ".join(f"{k}={v}" for k, v in zip(keywords, names, strict=True))
-        args = ", ".join(names)
-        code = f"lambda {args}: [shape({pairs}) for {args}, in zip({args})]"
-        return cls(fields, eval(code, {"shape": shape, "zip": zip}))
-
-
-_NO_PLAN = _DirectPlan([], list)
+            wanted = {f.encode_name for f in msgspec.structs.fields(shape)}  # type: ignore[arg-type]
+            fields = [
+                (union, kinds, msgspec.json.encode(name) + b":" if name in wanted else None)
+                for name, union, kinds in self.fields
+            ]
+            decoder = msgspec.json.Decoder(list[shape], strict=False)  # type: ignore[valid-type]
+            plan = self.plans[shape] = (fields, decoder)
+        fields, decoder = plan
+        found = avro_to_json(values, self.head, fields)
+        if found is None:
+            raise ValueError(f"not every value is a record of schema id {self.schema_id}")
+        return decoder.decode(found)
 
 
 class JsonSchemaDecoder(SchemaDecoder):

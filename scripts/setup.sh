@@ -30,8 +30,10 @@ if ! python=$(scripts/find_python.sh 2>/dev/null); then
 fi
 
 stamp=.venv/.installed
-# "bytecode": a .venv made before packages were compiled at install is synced once more
-want=$(cat uv.lock pyproject.toml scripts/uv-requirements.txt <(echo "$python bytecode") | sha256sum | cut -d' ' -f1)
+# "bytecode": a .venv made before packages were compiled at install is synced once more.
+# native/: our Rust, which uv builds (with the machine's cargo) when it changed.
+want=$(cat uv.lock pyproject.toml scripts/uv-requirements.txt native/pyproject.toml native/Cargo.* \
+    native/src/*.rs <(echo "$python bytecode") | sha256sum | cut -d' ' -f1)
 # The product's own modules compiled too (only those changed since; quick): a process
 # that compiles them at its start pays 0.05 s (`import dataflows.clickstream`: 0.21 s
 # against 0.16 s). Python writes no .pyc itself where PYTHONDONTWRITEBYTECODE is set.

@@ -35,6 +35,8 @@ def test_the_lock_matches_pyproject():
 
 def test_a_lock_that_no_longer_matches_pyproject_fails_the_check(tmp_path):
     shutil.copy(ROOT / "uv.lock", tmp_path)
+    (tmp_path / "native").mkdir()  # our Rust package, a path dependency: its metadata
+    shutil.copy(ROOT / "native" / "pyproject.toml", tmp_path / "native")
     pyproject = (ROOT / "pyproject.toml").read_text()
     dropped = '    "tqdm>=4.66,<5",\n'
     assert dropped in pyproject
@@ -57,7 +59,11 @@ def test_the_venv_holds_exactly_the_versions_the_lock_names():
             continue
         if marker.strip() and not Marker(marker.strip()).evaluate():
             continue  # for another Python or platform
-        name, _, version = requirement.strip().partition("==")
+        if requirement.startswith("./"):  # a package of this repo (native/), built here
+            project = tomllib.loads((ROOT / requirement / "pyproject.toml").read_text())
+            name, version = project["project"]["name"], project["project"]["version"]
+        else:
+            name, _, version = requirement.strip().partition("==")
         locked[canonicalize_name(name)] = version
     installed = {
         canonicalize_name(d.metadata["Name"]): d.version
