@@ -46,6 +46,14 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
     exit 0
 fi
 bootstrap_uv "$python"
+# native/ is Rust that uv builds with maturin: cargo from PATH, or where rustup puts it.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: native/ needs Rust's cargo to build; install it with rustup (https://rustup.rs)" >&2
+    exit 1
+fi
 # --frozen: install what the lock names, never re-resolve (tests/test_install.py fails when the
 # lock no longer matches pyproject.toml); exact: packages the lock does not name are removed.
 # --compile-bytecode: every package's .pyc made now, not at each start. Where
