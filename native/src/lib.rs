@@ -2,8 +2,6 @@
 //! function here has a Python twin that property tests compare it with
 //! (tests/events/test_native.py).
 
-use std::io::Write;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -15,11 +13,11 @@ const LONG: u8 = 3;
 const STRING: u8 = 4;
 
 /// One field of the writer's record: its branches (one for a plain type; a union's, in
-/// order), and its JSON key (`"name":`) when the caller wants the field.
+/// order), and its name when the caller wants the field.
 struct Field {
     union: bool,
     branches: Vec<u8>,
-    key: Option<Vec<u8>>,
+    name: Option<Vec<u8>>,
 }
 
 /// A reader over one value; every step fails on bytes that are not what the schema says.
@@ -29,12 +27,17 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let byte = *self.data.get(self.at)?;
+        self.at += 1;
+        Some(byte)
+    }
+
     /// An Avro long: a zigzag base-128 varint of at most 10 bytes.
     fn long(&mut self) -> Option<i64> {
         let mut raw: u64 = 0;
         for shift in (0..70).step_by(7) {
-            let byte = *self.data.get(self.at)?;
-            self.at += 1;
+            let byte = self.byte()?;
             if shift == 63 && byte > 1 {
                 return None; // more than 64 bits
             }
@@ -46,6 +49,7 @@ impl<'a> Reader<'a> {
         None
     }
 
+    /// Avro bytes or string: a long length, then that many bytes.
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = usize::try_from(self.long()?).ok()?;
         let end = self.at.checked_add(n)?;
@@ -55,63 +59,56 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Where the first byte JSON must escape is (`"`, `\\`, a control character), eight
-/// bytes at a time: a word with none of them is passed over whole.
-fn to_escape(text: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut at = 0;
-    while at + 8 <= text.len() {
-        let word = u64::from_le_bytes(text[at..at + 8].try_into().unwrap());
-        let quote = word ^ (ONES * b'"' as u64);
-        let slash = word ^ (ONES * b'\\' as u64);
-        let found = (word.wrapping_sub(ONES * 0x20)
-            | quote.wrapping_sub(ONES) & !quote
-            | slash.wrapping_sub(ONES) & !slash)
-            & !word
-            & HIGH;
-        if found != 0 {
-            break; // one of these eight; the byte loop below says which
-        }
-        at += 8;
+/// MessagePack's string: its header, then the UTF-8 bytes.
+fn pack_str(out: &mut Vec<u8>, text: &[u8]) {
+    let n = text.len();
+    if n < 32 {
+        out.push(0xa0 | n as u8);
+    } else if n < 1 << 8 {
+        out.extend_from_slice(&[0xd9, n as u8]);
+    } else if n < 1 << 16 {
+        out.push(0xda);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        out.push(0xdb);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
     }
-    text[at..]
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
-        .map(|i| at + i)
+    out.extend_from_slice(text);
 }
 
-/// Appends `text` as a JSON string: runs of plain bytes copied at once.
-fn json_string(out: &mut Vec<u8>, text: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let mut rest = text;
-    while let Some(i) = to_escape(rest) {
-        out.extend_from_slice(&rest[..i]);
-        match rest[i] {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xF) as usize]);
-            }
-        }
-        rest = &rest[i + 1..];
+/// MessagePack's integer: a fixint when it fits in one byte, else an int 64.
+fn pack_int(out: &mut Vec<u8>, n: i64) {
+    if (-32..128).contains(&n) {
+        out.push(n as u8);
+    } else {
+        out.push(0xd3);
+        out.extend_from_slice(&n.to_be_bytes());
     }
-    out.extend_from_slice(rest);
-    out.push(b'"');
 }
 
-/// One value (framing `head`, then an Avro record of `fields`) as a JSON object of the
-/// wanted fields, appended to `out`; None if it is not exactly such a record.
-fn record(value: &[u8], head: &[u8], fields: &[Field], out: &mut Vec<u8>) -> Option<()> {
+/// One value (framing `head`, then an Avro record of `fields`) as a MessagePack map of
+/// the `wanted` fields the caller named, appended to `out`; None if it is not exactly
+/// such a record.
+fn record(
+    value: &[u8],
+    head: &[u8],
+    fields: &[Field],
+    wanted: usize,
+    out: &mut Vec<u8>,
+) -> Option<()> {
     if !value.starts_with(head) {
         return None;
     }
-    let mut reader = Reader { data: value, at: head.len() };
-    out.push(b'{');
-    let mut first = true;
+    let mut reader = Reader {
+        data: value,
+        at: head.len(),
+    };
+    if wanted < 16 {
+        out.push(0x80 | wanted as u8);
+    } else {
+        out.push(0xde);
+        out.extend_from_slice(&(wanted as u16).to_be_bytes());
+    }
     for field in fields {
         let kind = if field.union {
             let index = usize::try_from(reader.long()?).ok()?;
@@ -120,58 +117,49 @@ fn record(value: &[u8], head: &[u8], fields: &[Field], out: &mut Vec<u8>) -> Opt
             field.branches[0]
         };
         let mark = out.len();
-        if let Some(key) = &field.key {
-            if !first {
-                out.push(b',');
-            }
-            out.extend_from_slice(key);
+        if let Some(name) = &field.name {
+            pack_str(out, name);
         }
         match kind {
-            NULL => out.extend_from_slice(b"null"),
-            BOOLEAN => {
-                let byte = *reader.data.get(reader.at)?;
-                reader.at += 1;
-                match byte {
-                    0 => out.extend_from_slice(b"false"),
-                    1 => out.extend_from_slice(b"true"),
-                    _ => return None,
-                }
-            }
+            NULL => out.push(0xc0),
+            BOOLEAN => match reader.byte()? {
+                0 => out.push(0xc2),
+                1 => out.push(0xc3),
+                _ => return None,
+            },
             INT | LONG => {
                 let n = reader.long()?;
                 if kind == INT && i32::try_from(n).is_err() {
                     return None;
                 }
-                write!(out, "{n}").ok()?;
+                pack_int(out, n);
             }
             STRING => {
                 let text = reader.bytes()?;
                 std::str::from_utf8(text).ok()?; // Avro strings are UTF-8
-                json_string(out, text);
+                pack_str(out, text);
             }
             _ => return None,
         }
-        if field.key.is_none() {
-            out.truncate(mark); // read to move on, not written
-        } else {
-            first = false;
+        if field.name.is_none() {
+            out.truncate(mark); // read to move on, not kept
         }
     }
     if reader.at != value.len() {
         return None; // bytes left over: not a record of this schema
     }
-    out.push(b'}');
     Some(())
 }
 
-/// Framed Avro values of one writer schema as one JSON array of objects, or None when
-/// some value is not exactly a record of it (the caller then reads them one by one).
+/// Framed Avro values of one writer schema as one MessagePack array of maps (for
+/// `msgspec.msgpack`), or None when some value is not exactly a record of it (the
+/// caller then reads them one by one).
 ///
 /// `head`: the framing every value starts with (magic byte and schema id).
-/// `fields`: the writer's fields in order, each `(is_union, branch type codes, key)`,
-/// the key `b'"name":'` for a field to write, or None for one only to skip.
+/// `fields`: the writer's fields in order, each `(is_union, branch type codes, name)`,
+/// the name (UTF-8) of a field to keep, or None for one only to read past.
 #[pyfunction]
-fn avro_to_json<'py>(
+fn avro_to_msgpack<'py>(
     py: Python<'py>,
     values: &Bound<'py, PyList>,
     head: &[u8],
@@ -179,26 +167,34 @@ fn avro_to_json<'py>(
 ) -> Option<Bound<'py, PyBytes>> {
     let fields: Vec<Field> = fields
         .into_iter()
-        .map(|(union, branches, key)| Field { union, branches, key })
+        .map(|(union, branches, name)| Field {
+            union,
+            branches,
+            name,
+        })
         .collect();
-    if fields.iter().any(|f| f.branches.is_empty() || (!f.union && f.branches.len() != 1)) {
+    if fields
+        .iter()
+        .any(|f| f.branches.is_empty() || (!f.union && f.branches.len() != 1))
+    {
         return None;
     }
-    let mut out = Vec::with_capacity(values.len() * 128 + 2);
-    out.push(b'[');
-    for (i, value) in values.iter().enumerate() {
-        let value = value.downcast::<PyBytes>().ok()?;
-        if i > 0 {
-            out.push(b',');
-        }
-        record(value.as_bytes(), head, &fields, &mut out)?;
+    let wanted = fields.iter().filter(|f| f.name.is_some()).count();
+    if wanted > usize::from(u16::MAX) {
+        return None; // more than a MessagePack map 16 holds
     }
-    out.push(b']');
+    let mut out = Vec::with_capacity(values.len() * 128 + 5);
+    out.push(0xdd); // array 32
+    out.extend_from_slice(&u32::try_from(values.len()).ok()?.to_be_bytes());
+    for value in values.iter() {
+        let value = value.downcast::<PyBytes>().ok()?;
+        record(value.as_bytes(), head, &fields, wanted, &mut out)?;
+    }
     Some(PyBytes::new(py, &out))
 }
 
 #[pymodule]
 fn clickstream_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(avro_to_json, m)?)?;
+    m.add_function(wrap_pyfunction!(avro_to_msgpack, m)?)?;
     Ok(())
 }

@@ -1,6 +1,6 @@
 """`clickstream_native` (Rust) against its Python reference, on random batches.
 
-An Avro batch is read at once by `clickstream_native.avro_to_json`; the reference is
+An Avro batch is read at once by `clickstream_native.avro_to_msgpack`; the reference is
 fastavro reading each value (`AvroDecoder.record`), then `msgspec.convert`, as the parser
 does record by record. For random flat schemas, records and event types, the batch gives
 exactly the reference's events, or it is refused (and then read one by one) when some
@@ -23,11 +23,20 @@ from events.formats import decoder_for
 
 HEAD = b"\x00\x00\x00\x00\x05"  # Confluent's framing of schema id 5
 
+_EDGES = sorted(
+    {e + d for e in (0, 2**7, 2**8, 2**15, 2**16, 2**31) for d in (-1, 0, 1)}
+    | {-e + d for e in (32, 2**7, 2**15, 2**31) for d in (-1, 0, 1)}
+    | {2**32, 2**63 - 1, -(2**63), -(2**32)}
+)
 _VALUES: dict[str, st.SearchStrategy[Any]] = {
     "null": st.none(),
     "boolean": st.booleans(),
-    "int": st.integers(-(2**31), 2**31 - 1),
-    "long": st.integers(-(2**63), 2**63 - 1),
+    # and the edges of every width an integer may be written in, on either side
+    "int": st.one_of(
+        st.integers(-(2**31), 2**31 - 1),
+        st.sampled_from([e for e in _EDGES if -(2**31) <= e < 2**31]),
+    ),
+    "long": st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from(_EDGES)),
     # quotes, backslashes, control characters and non-ASCII text must come back as they were
     "string": st.one_of(
         st.text(max_size=12),
