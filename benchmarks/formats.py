@@ -63,7 +63,7 @@ def _decoders(registry: RegistrySettings, n: int, record: Record) -> None:
         client.close()
     record(
         "formats",
-        "Avro batch -> events: one container block read by Polars, then msgspec",
+        "Avro batch -> events: values to MessagePack in Rust (native/), then msgspec",
         mine,
         "confluent-kafka AvroDeserializer per record, same convert",
         base,

@@ -1,6 +1,7 @@
-"""A function as one line of text that says what it computes, not how it is spelt: the
-`where` and `having` of a window go into the definition a recovery store is checked
-against (`ownership.definition`), and a new release must not change that text by
+"""A function as one line of text that says what it computes, not how it is spelt: an
+aggregate over a Python function names it so (`operators.aggregates`), as the windows of
+earlier versions named their `where` and `having` in the definitions their recovery
+stores hold (`ownership.definition`); a new release must not change that text by
 reformatting a lambda.
 """
 

@@ -54,7 +54,6 @@ from bytewax.dataflow import Stream, operator
 
 from operators.aggregates import Aggregate, Aggregates
 from operators.batches import TimedBatch
-from operators.describe import describe
 from operators.shards import DEFAULT_SHARDS, LiveShards, ShardCache, shard_of
 from operators.windows.routing import Combine, ShardMsg, Splitter, combine_panes, combine_sessions
 from operators.windows.session import SessionLogic
@@ -79,7 +78,6 @@ __all__ = [
     "combine_panes",
     "combine_sessions",
     "count_window",
-    "describe",
     "shard_of",
     "window_aggregate",
 ]
@@ -96,9 +94,6 @@ class WindowOut(Generic[E]):
     counts: Stream[list[WindowRow]]
     late: Stream[list[LateEvent[E]]]
     stats: WindowStats
-    # What the counts mean (window, delay, key, where, having, shards), as text: a
-    # recovery store saved under one definition must not resume under another.
-    definition: str = ""
 
 
 @operator
@@ -140,12 +135,7 @@ def count_window(
         some or all of their windows), both as lists per shard activation, and
         `stats` (watermark and state size, for monitoring).
     """
-    out = _window(up, key, window, delay_ms, where, having, shards, None, None)
-    definition = (
-        f"{window}, delay {delay_ms} ms, key {describe(key)}, where {describe(where)}, "
-        f"having {describe(having)}, {shards} shards"
-    )
-    return WindowOut(out.counts, out.late, out.stats, definition)
+    return _window(up, key, window, delay_ms, where, having, shards, None, None)
 
 
 @operator
@@ -185,14 +175,8 @@ def window_aggregate(
     """
     aggs = Aggregates(aggregates)
     if aggs.is_count():
-        out = _window(up, key, window, delay_ms, where, having, shards, None, _as_tuple)
-    else:
-        out = _window(up, key, window, delay_ms, where, having, shards, aggs, aggs.results)
-    definition = (
-        f"{window}, delay {delay_ms} ms, key {describe(key)}, where {describe(where)}, "
-        f"aggregates {aggs!r}, having {describe(having)}, {shards} shards"
-    )
-    return WindowOut(out.counts, out.late, out.stats, definition)
+        return _window(up, key, window, delay_ms, where, having, shards, None, _as_tuple)
+    return _window(up, key, window, delay_ms, where, having, shards, aggs, aggs.results)
 
 
 def _as_tuple(count: int) -> tuple[int]:

@@ -1,8 +1,10 @@
 """A store resumes under a definition of the same meaning, however it is spelt, and is
 refused under one that computes something else (`ownership.definition`).
 
-Definitions come from `count_window` itself, as a dataflow makes them; lambdas below
-are spelt as a new release might spell them (ruff reformats, a renamed argument).
+Definitions are written as the window operators wrote them before the tables came from
+SQL (the stores of that time hold such texts), their functions by `operators.describe`;
+lambdas below are spelt as a new release might spell them (ruff reformats, a renamed
+argument).
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from collections.abc import Callable
 from operator import attrgetter
 from pathlib import Path
 
-import bytewax.operators as op
 import pytest
-from bytewax.dataflow import Dataflow, Stream
-from bytewax.testing import TestingSource
 
-from operators.windows import Sliding, count_window, describe
+from operators.describe import describe
+from operators.windows import Sliding
 from ownership.definition import check_definition, meaning
 from setting import ConfigError
 
@@ -28,18 +28,11 @@ pages = 7  # a module constant that shares its name with an argument and an attr
 
 
 def _definition(where: Callable | None, having: Callable | None) -> dict[str, str]:
-    flow = Dataflow("definitions")
-    clicks: Stream = op.input("in", flow, TestingSource([]))
-    errors = count_window(
-        "errors_per_min_alert",
-        clicks,
-        key=attrgetter("status"),
-        window=Sliding(60_000, 20_000),
-        delay_ms=60_000,
-        where=where,
-        having=having,
+    errors = (
+        f"{Sliding(60_000, 20_000)}, delay 60000 ms, key {describe(attrgetter('status'))}, "
+        f"where {describe(where)}, having {describe(having)}, 32 shards"
     )
-    return {"errors_per_min_alert": errors.definition, "dead_letters": "rows"}
+    return {"errors_per_min_alert": errors, "dead_letters": "rows"}
 
 
 def _committed_store(tmp_path: Path, definition: dict[str, str]) -> Path:
