@@ -18,11 +18,11 @@ a resumed run keeps the parts its store saved.
 from __future__ import annotations
 
 import logging
-import mmap
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
+from functools import partial
 from itertools import compress, islice, repeat
 from operator import not_
 from pathlib import Path
@@ -44,9 +44,10 @@ from sources.skew import FutureGuard
 
 log = logging.getLogger(__name__)
 
-# kcat -J writes "topic":"...","partition":N; a dump written another way (other key
-# order) is scanned by decoding every line instead, which is slower.
-_TOPIC_PARTITION = re.compile(rb'"topic"\s*:\s*"([^"\\]*)"\s*,\s*"partition"\s*:\s*(-?\d+)')
+# How a line of one Kafka partition starts: `{"topic":"...","partition":N,` as kcat -J
+# writes it, or with spaces. A topic with an escape in its name, or a line of another key
+# order, is decoded instead, which is slower.
+_LINE_START = re.compile(rb'\{\s*"topic"\s*:\s*"[^"\\]*"\s*,\s*"partition"\s*:\s*-?\d+\s*,')
 
 _decode_line = msgspec.json.Decoder(RawRecord).decode
 _decode_lines = msgspec.json.Decoder(list[RawRecord]).decode
@@ -100,56 +101,28 @@ def replay_parts(parts: int, saved: Collection[str] = ()) -> list[str]:
 def scan_partitions(path: Path) -> set[tuple[str, int]]:
     """Every (topic, partition) in a dump, so that all of them hold the watermark.
 
-    A pass over the whole file, at start: the file is mapped, not read, and once some
-    pairs are known the search only stops at a pair it does not know yet (`_unknown`):
-    0.61 -> 0.27 CPU-s for 956,000 lines (433 MB)."""
-    if path.stat().st_size == 0:
-        return set()
-    found: set[tuple[bytes, bytes]] = set()
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        # the first pairs from the head of the file, then only what is new, from the start
-        head = data.rfind(b"\n", 0, 1 << 20) + 1 or len(data)
-        found.update(_TOPIC_PARTITION.findall(data, 0, head))
-        position = 0
-        while found:
-            hit = _unknown(found).search(data, position)
-            if hit is None:
-                break
-            start = data.rfind(b"\n", 0, hit.start()) + 1
-            end = data.find(b"\n", hit.start())
-            end = len(data) if end < 0 else end + 1
-            pairs = _TOPIC_PARTITION.findall(data, start, end)
-            if not pairs:  # a line in another layout among kcat's
-                record = parse_line(data[start:end], 0)
-                if record.topic:
-                    pairs = [(record.topic.encode(), str(record.partition).encode())]
-            found.update(pairs)
-            position = end
-        else:
-            found.update(_TOPIC_PARTITION.findall(data, head))
-    if found:
-        return {(t.decode("utf-8", "replace"), int(p)) for t, p in found}
-    partitions = set()
-    with path.open("rb") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.isspace():
-                record = parse_line(line, number)
-                if record.ts is not None:
-                    partitions.add((record.topic, record.partition))
-    return partitions
-
-
-def _unknown(known: set[tuple[bytes, bytes]]) -> re.Pattern[bytes]:
-    """A pattern for a `"topic": ..., "partition": ...` pair that is not in `known` (a
-    negative lookahead: the search makes no object for the pairs it passes over)."""
-    partitions: dict[bytes, set[bytes]] = {}
-    for topic, partition in known:
-        partitions.setdefault(topic, set()).add(partition)
-    pairs = b"|".join(
-        re.escape(topic) + rb'"\s*,\s*"partition"\s*:\s*(?:' + b"|".join(sorted(ps)) + rb")(?!\d)"
-        for topic, ps in sorted(partitions.items())
-    )
-    return re.compile(rb'"topic"\s*:\s*"(?!' + pairs + rb")")
+    A pass over the whole file's lines at start. A line that starts as a line of a pair
+    already found started (`_LINE_START`: kcat's layout, or the same keys spaced) is
+    passed over, compared in C a block of lines at a time; any other line is decoded.
+    0.29 -> 0.15 CPU-s for 956,000 lines (433 MB) against a regular expression searching
+    the mapped file, which faulted in every page."""
+    found: set[tuple[str, int]] = set()
+    starts: tuple[bytes, ...] = ()
+    with path.open("rb", buffering=1 << 20) as f:
+        for lines in iter(partial(f.readlines, 1 << 22), []):
+            if sum(map(bytes.startswith, lines, repeat(starts))) == len(lines):
+                continue
+            for line in lines:
+                if line.startswith(starts) or line.isspace():
+                    continue
+                record = parse_line(line, 0)
+                if not record.topic:
+                    continue  # not a record: its dead letter is the reader's business
+                found.add((record.topic, record.partition))
+                start = _LINE_START.match(line)
+                if start is not None:
+                    starts = (*starts, start[0])
+    return found
 
 
 def parse_line(line: bytes, number: int) -> RawRecord:
