@@ -33,8 +33,8 @@ import msgspec
 
 MAGIC = 0
 HEADER = 5
-# A value's first bytes: Confluent's framing, when it is framed.
-_HEAD = itemgetter(slice(0, HEADER))
+# A value's first bytes: Confluent's framing, when it is framed (`head_of(value)`).
+head_of = itemgetter(slice(0, HEADER))
 
 E = TypeVar("E")
 
@@ -69,7 +69,7 @@ class SchemaDecoder(ABC):
 
     def _check_framed(self, values: list[bytes]) -> None:
         """Every value is framed with this schema's id (a None, a tombstone, raises too)."""
-        if set(map(_HEAD, values)) != {self.head}:
+        if set(map(head_of, values)) != {self.head}:
             raise ValueError(f"not all of schema id {self.schema_id}")
 
     @abstractmethod

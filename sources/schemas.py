@@ -14,9 +14,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from operator import itemgetter
 
-from events.formats import HEADER, MAGIC, SchemaDecoder, SchemaUnusable, decoder_for
+from events.formats import HEADER, MAGIC, SchemaDecoder, SchemaUnusable, decoder_for, head_of
 from events.streams import Stream, columns_of_schema
 from kafka_client.schema_registry import (
     RegistryRefused,
@@ -31,8 +30,6 @@ log = logging.getLogger(__name__)
 
 # A decoder, or why the records of that id cannot be decoded.
 Decoding = SchemaDecoder | str
-# A value's first bytes: Confluent's framing, when it is framed.
-_HEAD = itemgetter(slice(0, HEADER))
 
 
 class WriterSchemas:
@@ -47,7 +44,7 @@ class WriterSchemas:
         """The decoding of every schema id among `values`; `RegistryUnavailable` or
         `RegistryRefused` when the registry cannot say."""
         try:  # in C: a batch holds a handful of distinct heads
-            heads = set(map(_HEAD, values))  # type: ignore[arg-type]
+            heads = set(map(head_of, values))  # type: ignore[arg-type]
         except TypeError:  # a tombstone (None) among them
             heads = {v[:HEADER] for v in values if v is not None}
         found = {}
