@@ -353,13 +353,13 @@ def test_retention_overtaking_a_live_run(kafka_bootstrap, topic_name, tmp_path, 
             assert proc.wait(timeout=60) == 2
             last = _lines(log)[-1]
             assert last.startswith(f"error: kafka topic {topic_name!r} partition 0: data loss: ")
-            gap = re.search(
+            stopped_at = re.search(
                 r"the next offset to read is (\d+) but the earliest still there is 4500; "
                 r"(\d+) records were deleted",
                 last,
             )
-            assert gap is not None, last
-            read, lost = int(gap[1]), int(gap[2])
+            assert stopped_at is not None, last
+            read, lost = int(stopped_at[1]), int(stopped_at[2])
             assert read < 4_500 and read + lost == 4_500, last
             return
 
