@@ -30,6 +30,14 @@ def slow_writes_for_tests() -> float:
     return parse(os.environ, "CLICKSTREAM_TEST_SLOW_WRITES", float, 0.0, minimum=0)
 
 
+def slow_reads_for_tests() -> float:
+    """A test aid, not a setting: `CLICKSTREAM_TEST_SLOW_READS` seconds each record read
+    from a replay or Kafka waits, so a fault test's run lasts as long as its faults need
+    however fast the pipeline gets (its pace is set, not the machine's). 0 outside the
+    tests."""
+    return parse(os.environ, "CLICKSTREAM_TEST_SLOW_READS", float, 0.0, minimum=0)
+
+
 def tables_folder(env: Mapping[str, str] | None = None) -> str | None:
     """`CLICKSTREAM_TABLES` alone, for the tools that read the tables a dataflow wrote."""
     return parse(os.environ if env is None else env, "CLICKSTREAM_TABLES", str, None, minimum=None)

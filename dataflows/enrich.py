@@ -24,7 +24,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from config import Settings, slow_writes_for_tests
+from config import Settings, slow_reads_for_tests, slow_writes_for_tests
 from dataflows.common import SINK_PARTS, flow_from_env, write_tables
 from events.encoders import ksql_shape
 from events.parse import Parser
@@ -81,6 +81,7 @@ def build(settings: Settings) -> Dataflow:
             settings.idle_timeout_s,
             settings.max_future_skew_s,
             "enrich",
+            slow_reads_s=slow_reads_for_tests(),
         )
         return op.input(step, flow, source)
 

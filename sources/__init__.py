@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from bytewax.inputs import Source
 
-from config import Settings
+from config import Settings, slow_reads_for_tests
 from events.schema import RawBatch
 from events.streams import Stream, TimesOf, times_of
 from kafka_client.admin import check_topics
@@ -41,6 +41,7 @@ def source_for(
             dataflow,
             _payload_times(stream, stream.value_format or "json"),
             replay_parts(parts, saved),
+            slow_reads_for_tests(),
         )
     if settings.source == "datagen":
         if stream.name not in DATAGEN_STREAMS:
@@ -73,6 +74,7 @@ def source_for(
         dataflow,
         value_format,
         _payload_times(stream, value_format),
+        slow_reads_for_tests(),
     )
 
 

@@ -379,6 +379,8 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, tuple]):
         return self._send(messages)
 
     def _send(self, messages: list[Message]) -> list[RawBatch]:
+        if self.source.slow_reads_s:
+            time.sleep(self.source.slow_reads_s * len(messages))
         now = time.monotonic()
         decoders: dict[int, Decoding] = {}
         if messages and self.schemas is not None:
@@ -810,9 +812,11 @@ class KafkaSource(FixedPartitionedSource[RawBatch, tuple]):
         dataflow: str = "",
         value_format: str | None = None,
         times_of: TimesOf | None = None,
+        slow_reads_s: float = 0.0,
     ) -> None:
         self.kafka = kafka
         self.dataflow = dataflow
+        self.slow_reads_s = slow_reads_s  # config.slow_reads_for_tests
         # the stream's format (None: `KAFKA_VALUE_FORMAT`), and its payload's event time
         self.value_format = value_format or kafka.value_format
         self.times_of = times_of

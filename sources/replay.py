@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from functools import partial
@@ -229,8 +230,10 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         times_of: TimesOf | None,
         name: str,
         partitions: Callable[[], list[tuple[str, int]]],
+        slow_reads_s: float,
     ) -> None:
         self.path = path
+        self.slow_reads_s = slow_reads_s
         self.name = name
         self.layout = Layout.of(name)
         self.times_of = times_of
@@ -285,6 +288,8 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             if len(lines) != len(raw):  # blank lines: keep line numbers right for errors
                 numbers = [n for n, line in zip(numbers, raw, strict=True) if not line.isspace()]
         records = parse_lines(lines, numbers)
+        if self.slow_reads_s:
+            time.sleep(self.slow_reads_s * len(records))
         topics = [r.topic for r in records]
         partitions = [r.partition for r in records]
         tps = list(zip(topics, partitions, strict=True))
@@ -398,8 +403,10 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
         dataflow: str = "",
         times_of: TimesOf | None = None,
         parts: list[str] | None = None,
+        slow_reads_s: float = 0.0,
     ) -> None:
         self.dataflow = dataflow
+        self.slow_reads_s = slow_reads_s  # config.slow_reads_for_tests
         self.times_of = times_of
         self.path = path
         self.batch_size = batch_size
@@ -431,4 +438,5 @@ class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):
             self.times_of,
             for_part,
             self.partitions,
+            self.slow_reads_s,
         )

@@ -114,16 +114,20 @@ class StatefulSet:
         port = int(self.env["CLICKSTREAM_METRICS_PORT"])
         return self.hosts.http_status(ordinal, port, "/health") == 200
 
-    def run_until(self, what: str, condition: Callable[[], bool], timeout: float = 120) -> None:
-        """Tend the pods until `condition` holds."""
+    def run_until(
+        self, what: str, condition: Callable[[], bool], timeout: float = 120, end: bool = False
+    ) -> None:
+        """Tend the pods until `condition` holds. Unless `end` is what is waited for, the
+        pods ending first fails at once: the input ran out before the test's scenario."""
         deadline = time.monotonic() + timeout
         while not condition():
             assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.tails()}"
-            self.tend()
+            done = self.tend()
+            assert end or not done, f"the input ran out while waiting for {what}: {self.tails()}"
             time.sleep(1.0)  # the back-off, shortened
 
     def run_to_end(self) -> None:
-        self.run_until("the end of the input", self.tend, timeout=600)
+        self.run_until("the end of the input", self.tend, timeout=600, end=True)
 
     def stop(self) -> None:
         for pod in self.pods.values():
@@ -149,8 +153,14 @@ def statefulset(tmp_path, paced_dump):
         CLICKSTREAM_SNAPSHOT_INTERVAL="1",
         **SLOW_RUN,
     )
-    # batches of 10: the run must outlast a scale and a rollout of two pods (about 12 s)
-    env["CLICKSTREAM_BATCH_SIZE"] = "10"
+    # 0.1 ms a record: at least 10 s for each of the 3 parts of the replay, whatever the
+    # machine's speed. Files written at full speed: no kill here needs a half-written
+    # one, and slow ones would stretch the run 3 to 4 times.
+    env.update(
+        CLICKSTREAM_BATCH_SIZE="10",
+        CLICKSTREAM_TEST_SLOW_READS="0.0001",
+        CLICKSTREAM_TEST_SLOW_WRITES="0",
+    )
     with Hosts(3) as hosts:
         pods = StatefulSet(hosts, env, tmp_path / "logs")
         try:
@@ -197,6 +207,9 @@ def test_a_scale_from_3_to_2_and_a_rolling_restart_are_exactly_once_and_no_lease
     tmp_path, statefulset, paced_reference
 ):
     recovery = tmp_path / "recovery"
+    # The run must outlast a scale and a rollout of two pods (12-15 s; more on a loaded
+    # machine): 0.2 ms a record, at least 20 s for each part.
+    statefulset.env["CLICKSTREAM_TEST_SLOW_READS"] = "0.0002"
     statefulset.scale(3)
     _an_epoch_later(statefulset, recovery)
 
