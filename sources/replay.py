@@ -23,9 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
-from functools import partial
-from itertools import compress, islice, repeat
-from operator import not_
+from io import BytesIO
 from pathlib import Path
 from typing import NamedTuple, cast
 
@@ -99,30 +97,33 @@ def replay_parts(parts: int, saved: Collection[str] = ()) -> list[str]:
     return [Layout(k, total).name for k in range(total)]
 
 
+_BLOCK = 1 << 22  # bytes read at a time (clickstream_native.LineFile's buffer)
+
+
 def scan_partitions(path: Path) -> set[tuple[str, int]]:
     """Every (topic, partition) in a dump, so that all of them hold the watermark.
 
     A pass over the whole file's lines at start. A line that starts as a line of a pair
     already found started (`_LINE_START`: kcat's layout, or the same keys spaced) is
-    passed over, compared in C a block of lines at a time; any other line is decoded.
-    0.29 -> 0.16 CPU-s for 956,000 lines (433 MB) against a regular expression searching
-    the mapped file, which faulted in every page."""
+    passed over in Rust (`clickstream_native.LineFile.next_unknown`); any other line is
+    decoded. 956,000 lines (433 MB): 0.29 CPU-s with a regular expression over the
+    mapped file, 0.16 comparing the lines in Python, 0.05 in Rust."""
+    from clickstream_native import LineFile  # a replay's own: imported when used
+
     found: set[tuple[str, int]] = set()
-    starts: tuple[bytes, ...] = ()
-    with path.open("rb", buffering=1 << 20) as f:
-        for lines in iter(partial(f.readlines, 1 << 22), []):
-            if sum(map(bytes.startswith, lines, repeat(starts))) == len(lines):
-                continue
-            for line in lines:
-                if line.startswith(starts) or line.isspace():
-                    continue
-                record = parse_line(line, 0)
-                if not record.topic:
-                    continue  # not a record: its dead letter is the reader's business
-                found.add((record.topic, record.partition))
-                start = _LINE_START.match(line)
-                if start is not None:
-                    starts = (*starts, start[0])
+    starts: list[bytes] = []
+    lines = LineFile(str(path), 0, _BLOCK)
+    try:
+        while (line := lines.next_unknown(starts)) is not None:
+            record = parse_line(line, 0)
+            if not record.topic:
+                continue  # not a record: its dead letter is the reader's business
+            found.add((record.topic, record.partition))
+            start = _LINE_START.match(line)
+            if start is not None:
+                starts.append(start[0])
+    finally:
+        lines.close()
     return found
 
 
@@ -186,15 +187,13 @@ class _Share:
         self.idle = not self.partitions and not self.first
 
     def lines(self, raw: list[bytes], first: int) -> tuple[list[bytes], Sequence[int]]:
-        """The lines of `raw` (numbered from `first` on) this part reads, and their numbers."""
-        picked = list(map(bytes.startswith, raw, repeat(self.own)))
-        others = list(compress(raw, map(not_, picked)))
-        if sum(map(bytes.startswith, others, repeat(self.any))) == len(others):
-            numbered = range(first, first + len(raw))
-            return list(compress(raw, picked)), list(compress(numbered, picked))
+        """The lines of `raw` (numbered from `first` on) this part reads, and their
+        numbers: line by line, the reference (`clickstream_native.pick_lines` picks the
+        lines of a block that are all in kcat's layout)."""
         lines: list[bytes] = []
         numbers: list[int] = []
-        for number, (line, mine) in enumerate(zip(raw, picked, strict=True), start=first):
+        for number, line in enumerate(raw, start=first):
+            mine = line.startswith(self.own)
             if mine or (not line.startswith(self.any) and self._stray(line, number)):
                 lines.append(line)
                 numbers.append(number)
@@ -263,9 +262,9 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         if self.mine is not None and self.mine.idle:
             # no line of the file is this part's: it ends at once, holding nobody back
             self.position = path.stat().st_size
-        # a 1 MiB buffer: lines are read 87 ns each, not 189 as with the default 8 KiB
-        self.file = path.open("rb", buffering=1 << 20)
-        self.file.seek(self.position)
+        from clickstream_native import LineFile  # a replay's own: imported when used
+
+        self.lines = LineFile(str(path), self.position, _BLOCK)
         self.done = False
         self.meter = InputMeter(dataflow, f"replay {path.name}")
         READ_BAR.expect(max(path.stat().st_size - self.position, 0), "bytes")
@@ -273,21 +272,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
     def next_batch(self) -> list[RawBatch]:
         if self.done:
             raise StopIteration
-        # with P parts, about a P-th of the lines are this part's
-        wanted = self.batch_size * self.layout.parts
-        raw = list(islice(self.file, wanted))
-        if len(raw) < wanted:
-            self.done = True
-        first = self.line_number + 1
-        self.line_number += len(raw)
-        if self.mine is not None:
-            lines, numbers = self.mine.lines(raw, first)
-        else:
-            lines = [line for line in raw if not line.isspace()]
-            numbers = range(first, first + len(raw))
-            if len(lines) != len(raw):  # blank lines: keep line numbers right for errors
-                numbers = [n for n, line in zip(numbers, raw, strict=True) if not line.isspace()]
-        records = parse_lines(lines, numbers)
+        records = self._read(self.batch_size * self.layout.parts)
         if self.slow_reads_s:
             time.sleep(self.slow_reads_s * len(records))
         topics = [r.topic for r in records]
@@ -300,7 +285,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
             marks, lows = self.progress.read(tps, times)
         else:
             times, marks, lows = self._times(records, special)
-        position = self.file.tell()
+        position = self.lines.position
         READ_BAR.advance(position - self.position, last=self.done)
         self.position = position
         for (topic, partition), n in Counter(tps).items():
@@ -327,6 +312,35 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
                 special=special,
             )
         ]
+
+    def _read(self, wanted: int) -> list[RawRecord]:
+        """The records of this part in the next `wanted` lines of the file (with P parts,
+        about a P-th of them), as one decode of the lines `LineFile.pick` keeps; when one
+        is not in kcat's layout or fails to decode, line by line (`_lines`)."""
+        own, known = (self.mine.own, self.mine.any) if self.mine else (None, ())
+        taken, kept, joined = self.lines.pick(wanted, own, known)
+        self.done = self.lines.done
+        first = self.line_number + 1
+        self.line_number += taken
+        if joined is not None:
+            try:
+                records = _decode_lines(joined)
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                records = []
+            if len(records) == kept:
+                return records
+        raw = list(BytesIO(self.lines.taken()))  # split as a file is: after each \n
+        return parse_lines(*self._lines(raw, first))
+
+    def _lines(self, raw: list[bytes], first: int) -> tuple[list[bytes], Sequence[int]]:
+        """The lines of `raw` (numbered from `first` on) this part reads, and their numbers."""
+        if self.mine is not None:
+            return self.mine.lines(raw, first)
+        lines = [line for line in raw if not line.isspace()]
+        numbers: Sequence[int] = range(first, first + len(raw))
+        if len(lines) != len(raw):  # blank lines: keep line numbers right for errors
+            numbers = [n for n, line in zip(numbers, raw, strict=True) if not line.isspace()]
+        return lines, numbers
 
     def _plain(self, records: list[RawRecord], stamps: list[int | None]) -> bool:
         """The common batch: every record has its own time, none too far ahead, none
@@ -388,7 +402,7 @@ class _ReplayPartition(StatefulSourcePartition[RawBatch, tuple]):
         return tuple(ReplayState(self.position, self.line_number, self.progress.snapshot()))
 
     def close(self) -> None:
-        self.file.close()
+        self.lines.close()
 
 
 class ReplaySource(FixedPartitionedSource[RawBatch, tuple]):

@@ -1,7 +1,12 @@
-//! Compiled hot paths of the clickstream pipeline. Python stays the reference: every
-//! function here has a Python twin that property tests compare it with
-//! (tests/events/test_native.py).
+//! Compiled hot paths of the clickstream pipeline: Avro batches, and a replay file's
+//! lines. Python stays the reference: every function here has a Python twin that
+//! property tests compare it with (tests/events/test_native.py,
+//! tests/sources/test_replay_native.py).
 
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
@@ -193,8 +198,259 @@ fn avro_to_msgpack<'py>(
     Some(PyBytes::new(py, &out))
 }
 
+/// Whether a line is blank as Python's `bytes.isspace` says: not empty, and only
+/// ASCII whitespace (a replay skips such lines).
+fn blank(line: &[u8]) -> bool {
+    !line.is_empty()
+        && line
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c))
+}
+
+/// The whole lines of `block` from `start` on, each with its newline: a line ends after
+/// a `\n`, or at the end of the block when `at_eof` (the file's last line may have none).
+struct Lines<'a> {
+    block: &'a [u8],
+    at: usize,
+    at_eof: bool,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    /// (where the line starts, where it ends)
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let rest = self.block.get(self.at..)?;
+        let end = match memchr::memchr(b'\n', rest) {
+            Some(i) => self.at + i + 1,
+            None if self.at_eof && !rest.is_empty() => self.block.len(),
+            None => return None,
+        };
+        let line = (self.at, end);
+        self.at = end;
+        Some(line)
+    }
+}
+
+/// What `LineFile::pick` found: where the lines taken end, how many they are, how
+/// many of them are kept, and whether every line not kept is known.
+struct Picked {
+    end: usize,
+    taken: usize,
+    kept: usize,
+    all_known: bool,
+}
+
+/// Up to `wanted` whole lines of `block` from `start` on; the kept ones appended to
+/// `out`, each followed by a comma (see `LineFile::pick`).
+fn pick(
+    block: &[u8],
+    start: usize,
+    wanted: usize,
+    at_eof: bool,
+    own: Option<&[Vec<u8>]>,
+    known: &[Vec<u8>],
+    out: &mut Vec<u8>,
+) -> Picked {
+    let mut found = Picked {
+        end: start,
+        taken: 0,
+        kept: 0,
+        all_known: true,
+    };
+    let lines = Lines {
+        block,
+        at: start,
+        at_eof,
+    };
+    for (from, to) in lines.take(wanted) {
+        let line = &block[from..to];
+        found.end = to;
+        found.taken += 1;
+        let keep = match own {
+            None => !blank(line),
+            Some(own) if own.iter().any(|p| line.starts_with(p)) => true,
+            Some(_) => {
+                if !blank(line) && !known.iter().any(|p| line.starts_with(p)) {
+                    found.all_known = false;
+                }
+                false
+            }
+        };
+        if keep {
+            found.kept += 1;
+            if found.all_known {
+                out.extend_from_slice(line);
+                out.push(b',');
+            }
+        }
+    }
+    found
+}
+
+/// A replay file read a block at a time into one buffer, which is kept: fresh buffers
+/// of megabytes cost a page fault each 4 KiB, more than finding the lines in them.
+/// `sources.replay` reads with it; its line-by-line Python path is the reference
+/// (tests/sources/test_replay_native.py).
+#[pyclass]
+struct LineFile {
+    file: Option<File>,
+    buf: Vec<u8>,
+    /// `buf[start..end]` is read from the file and not yet taken; `base` is the file
+    /// offset of `buf[0]`
+    start: usize,
+    end: usize,
+    base: u64,
+    eof: bool,
+    /// the span of `buf` the last `pick` took
+    last: (usize, usize),
+}
+
+impl LineFile {
+    /// Read more of the file after what is left (a line that did not fit); at its end,
+    /// `eof`.
+    fn fill(&mut self) -> PyResult<()> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.base += self.start as u64;
+        self.end -= self.start;
+        self.start = 0;
+        self.last = (0, 0);
+        if self.end == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0); // one line longer than the buffer
+        }
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("the replay file is closed"))?;
+        let n = file.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        self.eof = n == 0;
+        Ok(())
+    }
+}
+
+#[pymethods]
+impl LineFile {
+    /// The file at `path`, from byte `position` on, read `block` bytes at a time.
+    #[new]
+    fn new(path: &str, position: u64, block: usize) -> PyResult<Self> {
+        let mut file = File::open(path)?;
+        file.seek(SeekFrom::Start(position))?;
+        Ok(LineFile {
+            file: Some(file),
+            buf: vec![0; block.max(1)],
+            start: 0,
+            end: 0,
+            base: position,
+            eof: false,
+            last: (0, 0),
+        })
+    }
+
+    /// Up to `wanted` whole lines, and which of them a part reads, the way
+    /// `sources.replay` reads them line by line: how many lines were taken, how many of
+    /// them are kept, and the kept ones as one JSON array (`[line,line]`, for one msgspec
+    /// decode). Kept: every line that starts with one of `own`, or with `own` None,
+    /// every line; blank lines never. The array is None when a line that is not blank
+    /// starts with none of `known` (with `own` given): the caller then reads the lines
+    /// taken (`taken`) one by one. No line is taken only at the end of the file.
+    #[pyo3(signature = (wanted, own, known))]
+    fn pick<'py>(
+        &mut self,
+        py: Python<'py>,
+        wanted: usize,
+        own: Option<Vec<Vec<u8>>>,
+        known: Vec<Vec<u8>>,
+    ) -> PyResult<(usize, usize, Option<Bound<'py, PyBytes>>)> {
+        let mut out = Vec::new();
+        loop {
+            out.clear();
+            out.push(b'[');
+            let block = &self.buf[..self.end];
+            let found = pick(
+                block,
+                self.start,
+                wanted,
+                self.eof,
+                own.as_deref(),
+                &known,
+                &mut out,
+            );
+            if found.taken == 0 && !self.eof {
+                self.fill()?;
+                continue;
+            }
+            self.last = (self.start, found.end);
+            self.start = found.end;
+            if !found.all_known {
+                return Ok((found.taken, found.kept, None));
+            }
+            if found.kept > 0 {
+                out.pop(); // the last comma
+            }
+            out.push(b']');
+            return Ok((found.taken, found.kept, Some(PyBytes::new(py, &out))));
+        }
+    }
+
+    /// The bytes of the lines the last `pick` took.
+    fn taken<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.buf[self.last.0..self.last.1])
+    }
+
+    /// The next line that is not blank and starts with none of `known`, or None at the
+    /// end of the file. The replay's partition scan passes over the lines of partitions
+    /// it found already with this.
+    fn next_unknown<'py>(
+        &mut self,
+        py: Python<'py>,
+        known: Vec<Vec<u8>>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        loop {
+            let lines = Lines {
+                block: &self.buf[..self.end],
+                at: self.start,
+                at_eof: self.eof,
+            };
+            let mut unknown = None;
+            for (from, to) in lines {
+                self.start = to;
+                let line = &self.buf[from..to];
+                if !known.iter().any(|p| line.starts_with(p)) && !blank(line) {
+                    unknown = Some(line);
+                    break;
+                }
+            }
+            if let Some(line) = unknown {
+                return Ok(Some(PyBytes::new(py, line)));
+            }
+            if self.eof {
+                return Ok(None);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// The file offset after the last line taken.
+    #[getter]
+    fn position(&self) -> u64 {
+        self.base + self.start as u64
+    }
+
+    /// Whether every line of the file has been taken.
+    #[getter]
+    fn done(&self) -> bool {
+        self.eof && self.start == self.end
+    }
+
+    fn close(&mut self) {
+        self.file = None;
+    }
+}
+
 #[pymodule]
 fn clickstream_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(avro_to_msgpack, m)?)?;
+    m.add_class::<LineFile>()?;
     Ok(())
 }
