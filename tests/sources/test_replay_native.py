@@ -1,5 +1,5 @@
-"""A replay file's lines read in Rust (`clickstream_native.pick_lines` and
-`next_unknown_line`) against the Python reference, on random files.
+"""A replay file's lines read in Rust (`clickstream_native.LineFile`: `pick` and
+`next_unknown`) against the Python reference, on random files.
 
 The reference reads the file as Python does, one line after each `\\n`, and decodes the
 lines a part keeps one by one (`_Share.lines`, `parse_line`): the path a replay takes
