@@ -122,6 +122,7 @@ def build(settings: Settings) -> Dataflow:
         SINK_PARTS,
         slow_writes_s=slow_writes_for_tests(),
         dataflow=flow.flow_id,
+        lease_timeout_s=settings.lease_timeout_s,
     )
     enriched = op.map("enriched", joined, partial(_enriched, encode=encode))
     op.output("write_user_clickstream", op.flat_map("by_sink_part", enriched, sink.group), sink)

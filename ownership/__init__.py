@@ -15,10 +15,10 @@ them is fenced too. Process 0 exists in every cluster, so a second instance of a
 dataflow always meets a held share and stops (`claim`).
 
 While running, `fence()` is called before every write: each output file, Delta
-commit, Kafka batch and snapshot. It returns the fencing token the writer puts into
-what it commits (flush file names, the Delta `txn`, a Kafka header), and stops the
-process with one line once the lease was taken over. See `ownership.lease` for why
-that holds for a process that was paused.
+commit and snapshot (`fence_until()` before each Kafka record). It returns the
+fencing token the writer puts into what it commits (flush file names, the Delta
+`txn`, a Kafka header), and stops the process with one line once the lease was
+taken over. See `ownership.lease` for why that holds for a process that was paused.
 
 A takeover from a holder that did not release its lease (killed, or paused and
 presumed dead) also gives a single process's recovery store new files
@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -46,7 +47,7 @@ from setting import ConfigError
 from storage.location import is_local, output_fs
 from storage.retries import StorageFailure, StorageRetry
 
-__all__ = ["check_definition", "claim", "fence"]
+__all__ = ["check_definition", "claim", "fence", "fence_until"]
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +186,32 @@ def fence() -> int:
 
     Stops the process with one line when the lease was taken over. 0 when the
     dataflow runs outside `python -m bytewax.run` (no lease to hold)."""
+    return fence_until(0.0)[0]
+
+
+def fence_until(lasting_s: float) -> tuple[int, float]:
+    """`fence()` for writes that may land up to `lasting_s` after they start: the token,
+    and the `time.monotonic()` before which such a write may start. Past it, call again.
+
+    A Kafka record is such a write: librdkafka may send it until `message.timeout.ms`
+    after it was queued, from its own threads, even after a pause that cost this
+    process its lease. Started before the returned time, it lands or expires while no
+    other process can have taken over (`sinks.kafka`).
+
+    ```python
+    token, send_by = fence_until(2.5)
+    if time.monotonic() >= send_by:
+        token, send_by = fence_until(2.5)
+    ```
+    """
     if _LEASE is None:
-        return 0
+        return 0, math.inf
     flow, lease = _LEASE
     try:
-        return lease.check()
+        token = lease.check(lasting_s)
     except LeaseLost as ex:
         stop(_lost_message(flow, str(ex)))
+    return token, lease.valid_until - lasting_s
 
 
 def rotate_store(recovery: Path) -> None:

@@ -356,10 +356,12 @@ class Lease:
                 held.holder, held.version = fresh, new
             self.valid_until = started + self.timeout_s * 0.75
 
-    def check(self) -> int:
-        """The fencing token, once sure the lease is still ours: at once while the last
-        renewal is fresh, else after renewing it; `LeaseLost` when it was taken over."""
-        if time.monotonic() >= self.valid_until:
+    def check(self, lasting_s: float = 0.0) -> int:
+        """The fencing token, once sure the lease is still ours for `lasting_s` more: at
+        once while the last renewal is fresh enough, else after renewing it; `LeaseLost`
+        when it was taken over. `lasting_s` must stay below half the timeout (a renewal
+        every quarter leaves at least half of it)."""
+        if time.monotonic() + lasting_s >= self.valid_until:
             self.renew()
         return self.token
 

@@ -14,6 +14,16 @@ a record's topic partition comes from its key, the same way every time. Kafka
 transactions would need the sink to know when Bytewax has committed an epoch,
 which it is not told.
 
+A process paused past its lease (SIGSTOP, a frozen VM) must not write once woken,
+but librdkafka's threads send what was queued before the pause as soon as it wakes,
+before any Python runs. So a record may only be queued while the lease is trusted for
+librdkafka's whole `message.timeout.ms` to come (`ownership.fence_until`, checked for
+every record), and that timeout is kept at a quarter of the lease timeout
+(`send_window_s`): on waking, the queued records have expired instead of landing
+after a replacement read the topic back. The price: a broker that acknowledges
+nothing for that long (7.5 s with the default 30 s lease) stops the process with one
+line, and a restart resumes exactly.
+
 A `FixedPartitionedSink` so that `snapshot()` runs at every epoch end: it waits
 until every record of the epoch is acknowledged and keeps, per topic partition,
 the offset after the last record it wrote.
@@ -38,8 +48,9 @@ from kafka_client.schema_registry import register_value_schema
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
-from ownership import fence
+from ownership import fence, fence_until
 from process import keep_thread_state
+from setting import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +71,52 @@ WRITE_DEFAULTS: dict[str, Any] = {
 }
 
 
-def writer_config(kafka: KafkaSettings) -> dict[str, Any]:
+# librdkafka's default message.timeout.ms (its alias: delivery.timeout.ms)
+_LIBRDKAFKA_MESSAGE_TIMEOUT_MS = 300_000
+
+
+def send_window_s(lease_timeout_s: float) -> float:
+    """How long librdkafka may go on trying to send a record after it was queued: a
+    quarter of the lease timeout.
+
+    A process paused past its lease keeps its queued records, and librdkafka's threads
+    send them on waking, before any Python runs. A record queued while the lease was
+    trusted (until three quarters of the timeout after the last renewal) and given up
+    a quarter later has expired before another process may take over (the timeout),
+    so it can never land after a replacement read the topic back."""
+    return lease_timeout_s / 4
+
+
+def writer_config(kafka: KafkaSettings, lease_timeout_s: float) -> dict[str, Any]:
     """The config of a sink's producer: `WRITE_DEFAULTS`, then the user's settings (a line
     of `KAFKA_CONFIG_FILE` overrides a default), then what exactly once needs: an
-    idempotent producer, so that librdkafka's own retries never write a record twice."""
-    return client_config(kafka, WRITE_DEFAULTS, **{"enable.idempotence": True})
+    idempotent producer, so that librdkafka's own retries never write a record twice,
+    and a `message.timeout.ms` no longer than `send_window_s` (a longer one asked for
+    is lowered, with a warning)."""
+    config = client_config(kafka, WRITE_DEFAULTS, **{"enable.idempotence": True})
+    window_ms = max(1, int(send_window_s(lease_timeout_s) * 1000))
+    asked = [config.pop(k) for k in ("message.timeout.ms", "delivery.timeout.ms") if k in config]
+    try:
+        asked_ms = min((int(v) for v in asked), default=_LIBRDKAFKA_MESSAGE_TIMEOUT_MS)
+        linger_ms = float(config.get("linger.ms", 0))
+    except ValueError as ex:
+        raise ConfigError(f"invalid Kafka settings: {ex}") from None
+    if asked and (asked_ms == 0 or asked_ms > window_ms):  # 0: no timeout
+        log.warning(
+            "message.timeout.ms %d lowered to %d (a quarter of CLICKSTREAM_LEASE_TIMEOUT): a "
+            "record must expire before another process may take the lease over; raise "
+            "the lease timeout to ride out longer broker outages",
+            asked_ms,
+            window_ms,
+        )
+    timeout_ms = window_ms if asked_ms == 0 else min(asked_ms, window_ms)
+    if linger_ms >= timeout_ms:
+        raise ConfigError(
+            f"invalid Kafka settings: linger.ms {linger_ms:g} must be below message.timeout.ms "
+            f"{timeout_ms} (at most a quarter of CLICKSTREAM_LEASE_TIMEOUT)"
+        )
+    config["message.timeout.ms"] = timeout_ms
+    return config
 
 
 class State(NamedTuple):
@@ -130,13 +182,17 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
         owns: Callable[[tuple[str, int]], bool],
         slow_writes_s: float = 0.0,
         dataflow: str = "",
+        lease_timeout_s: float = 30.0,
     ) -> None:
         self.topic = topic
         self.name = name
         self.slow_writes_s = slow_writes_s
         self.failures: list[str] = []
         self.acked: Offsets = {}
-        self.producer = Producer(writer_config(kafka))
+        config = writer_config(kafka, lease_timeout_s)
+        # librdkafka may send a record this long after it was queued (see `send_window_s`)
+        self.send_window_s = config["message.timeout.ms"] / 1000
+        self.producer = Producer(config)
         self.partitions = self._partition_count()
         saved, pending = State._make(resume) if resume is not None else State({}, {})
         self.written: Written = {k: set(offsets) for k, offsets in pending.items()}
@@ -263,8 +319,9 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
         return True
 
     def write_batch(self, values: list[list[KafkaRecord]]) -> None:
-        produce, parts = self.producer.produce, self.partitions
-        token = fence()
+        produce, parts, window = self.producer.produce, self.partitions, self.send_window_s
+        now = time.monotonic
+        token, send_by = fence_until(window)
         lease = [(LEASE_HEADER, str(token).encode())] if token else []
         for records in values:
             for key, value, ts, origin in records:
@@ -277,6 +334,10 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
                 elif lease:
                     headers = [*lease]
                 while True:
+                    # Checked for every record, not once a batch: a pause in the middle
+                    # of this loop must not queue the rest after the lease was taken over
+                    if now() >= send_by:
+                        token, send_by = fence_until(window)
                     try:
                         produce(
                             self.topic,
@@ -300,7 +361,19 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
 
     def _raise_failures(self) -> None:
         if self.failures:
-            raise RuntimeError(f"producing to {self.topic} failed: {self.failures[0]}")
+            # records that expired while this process was paused past its lease: the
+            # lease's line says why, not the timeout's
+            fence()
+            timed_out = "timed out" in self.failures[0].lower()
+            raise RuntimeError(
+                f"producing to {self.topic} failed: {self.failures[0]}"
+                + (
+                    f" (not acknowledged within message.timeout.ms, {self.send_window_s:g} s: "
+                    "a quarter of CLICKSTREAM_LEASE_TIMEOUT; a restart resumes exactly)"
+                    if timed_out
+                    else ""
+                )
+            )
 
     def snapshot(self) -> tuple:
         fence()
@@ -337,12 +410,14 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], tuple]):
         parts: int = 2,
         slow_writes_s: float = 0.0,
         dataflow: str = "",
+        lease_timeout_s: float = 30.0,
     ) -> None:
         self.dataflow = dataflow
         self.kafka = kafka
         self.topic = topic
         self.parts = parts
         self.slow_writes_s = slow_writes_s
+        self.lease_timeout_s = lease_timeout_s  # CLICKSTREAM_LEASE_TIMEOUT
 
     def part_of(self, record: KafkaRecord) -> str:
         return str(0 if record.origin is None else self._part_of_input(record.origin[1]))
@@ -375,5 +450,12 @@ class KafkaTopicSink(FixedPartitionedSink[list[KafkaRecord], tuple]):
             return self._part_of_input(input_partition[1]) == part
 
         return _TopicPartition(
-            self.kafka, self.topic, name, resume_state, owns, self.slow_writes_s, self.dataflow
+            self.kafka,
+            self.topic,
+            name,
+            resume_state,
+            owns,
+            self.slow_writes_s,
+            self.dataflow,
+            self.lease_timeout_s,
         )

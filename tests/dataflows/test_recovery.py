@@ -24,7 +24,10 @@ from tests.processes import (
     SLOW_RUN,
     clean_env,
     committed_epoch,
+    error_lines,
+    new_store,
     start_flow,
+    wait_for,
 )
 from tests.shared import built_once, paced_clicks
 from tests.tables import assert_same_tables, read_rows, reference_run
@@ -343,3 +346,77 @@ def _enriched(bootstrap: str, topic: str) -> list[tuple]:
     return [
         (r.key, r.value, r.timestamp_ms, r.headers["origin"]) for r in read_topic(bootstrap, topic)
     ]
+
+
+@pytest.mark.slow
+def test_a_paused_enrich_woken_after_a_takeover_writes_no_click_twice(
+    kafka_bootstrap, tmp_path, topic_name
+):
+    """librdkafka sends what it had queued as soon as a paused process wakes, before any
+    of its Python runs (chaos bug 9): those records must expire instead of landing after
+    the replacement read the topic back and wrote the same clicks."""
+    from bytewax.testing import run_main
+
+    import dataflows.enrich
+    from config import Settings
+    from kafka_client.settings import KafkaSettings
+    from tools.produce import create_topics, produce_datagen
+
+    def kafka(output: str) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=kafka_bootstrap,
+            stop_at_end=True,
+            clickstream_topic=f"{topic_name}-clicks",
+            users_topic=f"{topic_name}-users",
+            user_clickstream_topic=f"{topic_name}-{output}",
+        )
+
+    paused, reference = kafka("paused"), kafka("reference")
+    produce_datagen(paused, 50_000, 25_000, None, partitions=4, seed=6, progress=False)
+    create_topics(reference, {reference.user_clickstream_topic: {}}, 4)
+    run_main(
+        dataflows.enrich.build(
+            Settings(source="kafka", kafka=reference, output=str(tmp_path / "ref"))
+        )
+    )
+    # A long linger keeps records queued in librdkafka most of the time between
+    # snapshots, so the pause below finds some there, as a busy enrich's would.
+    props = tmp_path / "client.properties"
+    props.write_text("linger.ms=1000\n")
+    env = clean_env(
+        CLICKSTREAM_SOURCE="kafka",
+        **paused.to_env(),
+        KAFKA_CONFIG_FILE=str(props),
+        CLICKSTREAM_OUTPUT=str(tmp_path / "out"),
+        CLICKSTREAM_LEASE_TIMEOUT="10",
+        CLICKSTREAM_BATCH_SIZE="10",
+        # at most 2,000 records a second: the run lasts long enough to be paused mid-way
+        CLICKSTREAM_TEST_SLOW_READS="0.0005",
+    )
+    recovery = new_store(tmp_path / "recovery")
+    out_topic = paused.user_clickstream_topic
+    (zombie,) = start_flow(env, "1 worker", tmp_path / "zombie.log", "enrich", recovery)
+    wait_for("a committed epoch", lambda: committed_epoch(recovery) >= 1, timeout=120)
+    wait_for("written clicks", lambda: len(read_topic(kafka_bootstrap, out_topic)) > 0)
+    time.sleep(random.Random(6).uniform(0.5, 1.5))  # anywhere between two snapshots
+    zombie.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(12)  # past the 10 s lease timeout
+        unpaced = {**env, "CLICKSTREAM_TEST_SLOW_READS": "0"}
+        (replacement,) = start_flow(
+            unpaced, "1 worker", tmp_path / "replacement.log", "enrich", recovery
+        )
+        assert replacement.wait(timeout=300) == 0, (tmp_path / "replacement.log").read_text()
+        mark = (tmp_path / "zombie.log").stat().st_size
+    finally:
+        zombie.send_signal(signal.SIGCONT)
+
+    assert zombie.wait(timeout=60) == 2
+    (line,) = error_lines((tmp_path / "zombie.log").read_text()[mark:])
+    assert "lost its lease" in line and f"pid {replacement.pid}" in line, line
+    got = read_topic(kafka_bootstrap, out_topic)
+    twice = [o for o, n in Counter(r.headers["origin"] for r in got).items() if n > 1]
+    tokens = Counter(r.headers["lease-token"] for r in got)
+    assert not twice, f"{len(twice)} clicks written twice; records by lease token: {tokens}"
+    want = _enriched(kafka_bootstrap, reference.user_clickstream_topic)
+    assert Counter(_enriched(kafka_bootstrap, out_topic)) == Counter(want)

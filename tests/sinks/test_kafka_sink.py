@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from confluent_kafka import Producer
 
 from kafka_client.settings import KafkaSettings
+from setting import ConfigError
 from sinks.kafka import (
     ORIGIN_HEADER,
     WRITE_DEFAULTS,
@@ -161,11 +163,43 @@ def test_a_first_start_keeps_only_its_own_inputs_origins(kafka_bootstrap, topic_
 
 def test_the_users_producer_settings_override_the_defaults_but_not_idempotence():
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9")
-    assert writer_config(kafka)["linger.ms"] == WRITE_DEFAULTS["linger.ms"]
+    assert writer_config(kafka, 30)["linger.ms"] == WRITE_DEFAULTS["linger.ms"]
     own = KafkaSettings(
         bootstrap_servers="127.0.0.1:9",
         properties={"linger.ms": "50", "compression.type": "zstd", "enable.idempotence": "false"},
     )
-    config = writer_config(own)
+    config = writer_config(own, 30)
     assert (config["linger.ms"], config["compression.type"]) == ("50", "zstd")
     assert config["enable.idempotence"] is True, "exactly once needs it, whatever the file says"
+
+
+def _timeout_ms(lease_timeout_s: float, **properties: str) -> int:
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", properties=properties)
+    config = writer_config(kafka, lease_timeout_s)
+    assert "delivery.timeout.ms" not in config, "one name for the setting, or librdkafka picks"
+    return int(config["message.timeout.ms"])
+
+
+def test_a_record_expires_within_a_quarter_of_the_lease_timeout(caplog):
+    # librdkafka's own default (5 minutes) would let a paused process's records land
+    # after a takeover (tests/dataflows/test_recovery.py, the paused enrich)
+    assert _timeout_ms(30) == 7_500
+    assert _timeout_ms(10) == 2_500
+    assert not caplog.records, "no warning when the user asked for nothing"
+    # shorter ones asked for are kept; longer ones, and 0 (no timeout), are lowered, loudly
+    assert _timeout_ms(30, **{"message.timeout.ms": "2000"}) == 2_000
+    assert _timeout_ms(30, **{"delivery.timeout.ms": "2000"}) == 2_000
+    assert not caplog.records
+    assert _timeout_ms(30, **{"message.timeout.ms": "300000"}) == 7_500
+    assert _timeout_ms(30, **{"delivery.timeout.ms": "0"}) == 7_500
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2 and all("CLICKSTREAM_LEASE_TIMEOUT" in w for w in warned), warned
+
+
+def test_a_linger_as_long_as_the_timeout_is_one_clear_line():
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", properties={"linger.ms": "3000"})
+    with pytest.raises(ConfigError, match=r"linger.ms 3000 must be below message.timeout.ms 2500"):
+        writer_config(kafka, 10)
+    kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", properties={"linger.ms": "soon"})
+    with pytest.raises(ConfigError, match="invalid Kafka settings"):
+        writer_config(kafka, 10)
