@@ -337,7 +337,7 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
                     # Checked for every record, not once a batch: a pause in the middle
                     # of this loop must not queue the rest after the lease was taken over
                     if now() >= send_by:
-                        token, send_by = fence_until(window)
+                        _, send_by = fence_until(window)  # the token stays while held
                     try:
                         produce(
                             self.topic,
@@ -368,8 +368,8 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
             raise RuntimeError(
                 f"producing to {self.topic} failed: {self.failures[0]}"
                 + (
-                    f" (not acknowledged within message.timeout.ms, {self.send_window_s:g} s: "
-                    "a quarter of CLICKSTREAM_LEASE_TIMEOUT; a restart resumes exactly)"
+                    f" (not acknowledged within message.timeout.ms, {self.send_window_s:g} s, "
+                    "at most a quarter of CLICKSTREAM_LEASE_TIMEOUT; a restart resumes exactly)"
                     if timed_out
                     else ""
                 )

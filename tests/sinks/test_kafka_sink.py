@@ -203,3 +203,16 @@ def test_a_linger_as_long_as_the_timeout_is_one_clear_line():
     kafka = KafkaSettings(bootstrap_servers="127.0.0.1:9", properties={"linger.ms": "soon"})
     with pytest.raises(ConfigError, match="invalid Kafka settings"):
         writer_config(kafka, 10)
+
+
+def test_a_record_not_acknowledged_in_time_names_the_setting_and_the_lease(
+    kafka_bootstrap, topic_name
+):
+    part = _sink(kafka_bootstrap, topic_name, partitions=1, parts=1).build_part("write", "0", None)
+    assert part.send_window_s == 7.5
+    part.failures.append("Local: Message timed out")
+    with pytest.raises(RuntimeError) as raised:
+        part.write_batch([])
+    said = str(raised.value)
+    assert said.startswith(f"producing to {topic_name} failed: Local: Message timed out"), said
+    assert "message.timeout.ms, 7.5 s" in said and "CLICKSTREAM_LEASE_TIMEOUT" in said, said
