@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -32,6 +33,9 @@ from tests.processes import (
 from tests.shared import built_once, paced_clicks
 from tests.tables import assert_same_tables, read_rows, reference_run
 from tests.topics import read_topic
+
+if TYPE_CHECKING:
+    from kafka_client.settings import KafkaSettings
 
 
 @pytest.fixture(scope="session")
@@ -285,31 +289,45 @@ def test_kill_9_and_resume_is_exactly_once_on_kafka(
     assert_same_tables(out, big_reference, ignore_topic=True)
 
 
-@pytest.mark.slow
-def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_path, topic_name):
+def _enrich_and_reference(
+    bootstrap: str, topic_name: str, tmp_path: Path, output: str, clicks: int, seed: int
+) -> tuple[KafkaSettings, KafkaSettings, int]:
+    """New clicks and users topics (4 partitions) with `clicks` datagen clicks; the Kafka
+    settings of an `enrich` that writes to `<topic_name>-<output>`, and of an
+    uninterrupted run already made to `<topic_name>-reference`; the clicks produced."""
     from bytewax.testing import run_main
 
     import dataflows.enrich
     from config import Settings
     from kafka_client.settings import KafkaSettings
-    from tools.produce import create_topics, produce_datagen, total_records
+    from tools.produce import create_topics, produce_datagen
 
-    def kafka(output: str) -> KafkaSettings:
+    def kafka(to: str) -> KafkaSettings:
         return KafkaSettings(
-            bootstrap_servers=kafka_bootstrap,
+            bootstrap_servers=bootstrap,
             stop_at_end=True,
             clickstream_topic=f"{topic_name}-clicks",
             users_topic=f"{topic_name}-users",
-            user_clickstream_topic=f"{topic_name}-{output}",
+            user_clickstream_topic=f"{topic_name}-{to}",
         )
 
-    crashed, reference = kafka("crashed"), kafka("reference")
-    clicks = produce_datagen(crashed, 50_000, 20_000, None, partitions=4, seed=4, progress=False)
+    tested, reference = kafka(output), kafka("reference")
+    produced = produce_datagen(tested, 50_000, clicks, None, 4, seed=seed, progress=False)
     create_topics(reference, {reference.user_clickstream_topic: {}}, 4)
     run_main(
         dataflows.enrich.build(
             Settings(source="kafka", kafka=reference, output=str(tmp_path / "ref"))
         )
+    )
+    return tested, reference, produced
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_enrich_writes_each_click_once(kafka_bootstrap, tmp_path, topic_name):
+    from tools.produce import total_records
+
+    crashed, reference, clicks = _enrich_and_reference(
+        kafka_bootstrap, topic_name, tmp_path, "crashed", clicks=20_000, seed=4
     )
     env = clean_env(
         CLICKSTREAM_SOURCE="kafka",
@@ -355,29 +373,8 @@ def test_a_paused_enrich_woken_after_a_takeover_writes_no_click_twice(
     """librdkafka sends what it had queued as soon as a paused process wakes, before any
     of its Python runs (chaos bug 9): those records must expire instead of landing after
     the replacement read the topic back and wrote the same clicks."""
-    from bytewax.testing import run_main
-
-    import dataflows.enrich
-    from config import Settings
-    from kafka_client.settings import KafkaSettings
-    from tools.produce import create_topics, produce_datagen
-
-    def kafka(output: str) -> KafkaSettings:
-        return KafkaSettings(
-            bootstrap_servers=kafka_bootstrap,
-            stop_at_end=True,
-            clickstream_topic=f"{topic_name}-clicks",
-            users_topic=f"{topic_name}-users",
-            user_clickstream_topic=f"{topic_name}-{output}",
-        )
-
-    paused, reference = kafka("paused"), kafka("reference")
-    produce_datagen(paused, 50_000, 25_000, None, partitions=4, seed=6, progress=False)
-    create_topics(reference, {reference.user_clickstream_topic: {}}, 4)
-    run_main(
-        dataflows.enrich.build(
-            Settings(source="kafka", kafka=reference, output=str(tmp_path / "ref"))
-        )
+    paused, reference, _ = _enrich_and_reference(
+        kafka_bootstrap, topic_name, tmp_path, "paused", clicks=25_000, seed=6
     )
     # A long linger keeps records queued in librdkafka most of the time between
     # snapshots, so the pause below finds some there, as a busy enrich's would.
