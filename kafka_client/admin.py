@@ -18,7 +18,7 @@ from confluent_kafka.admin import AclOperation, AdminClient
 from kafka_client.settings import KafkaSettings
 from setting import ConfigError, Unreachable
 
-__all__ = ["FATAL", "check_topics", "client_config", "end_offsets"]
+__all__ = ["FATAL", "check_topics", "client_config", "end_offsets", "visible_partitions"]
 
 
 class _Repeats(logging.Filter):
@@ -101,6 +101,25 @@ class _Collect(logging.Handler):
 
 
 _REFUSALS = ("authentication", "ssl handshake", "certificate verify", "sasl")
+
+
+def visible_partitions(client: Any, topic: str, timeout_s: float = 10.0) -> int | None:
+    """How many partitions `topic` has, once the metadata of `client` (a producer, a
+    consumer or an admin client) shows it: a topic created a moment ago may take a
+    little while to show. None when it does not within `timeout_s`.
+
+    ```python
+    partitions = visible_partitions(producer, "USER_CLICKSTREAM")
+    ```
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        md = client.list_topics(topic, timeout=30).topics[topic]
+        if md.partitions and md.error is None:
+            return len(md.partitions)
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
 
 
 def check_topics(

@@ -43,7 +43,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from events.encoders import ENCODERS, Shape
-from kafka_client.admin import client_config, end_offsets
+from kafka_client.admin import client_config, end_offsets, visible_partitions
 from kafka_client.schema_registry import register_value_schema
 from kafka_client.settings import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
@@ -214,15 +214,10 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
         self.kept.set(sum(map(len, self.written.values())))
 
     def _partition_count(self) -> int:
-        # a topic created a moment ago may take a little while to show in metadata
-        deadline = time.monotonic() + 10
-        while True:
-            md = self.producer.list_topics(self.topic, timeout=30).topics[self.topic]
-            if md.partitions and md.error is None:
-                return len(md.partitions)
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Kafka topic {self.topic!r} does not exist")
-            time.sleep(0.2)
+        partitions = visible_partitions(self.producer, self.topic)
+        if partitions is None:
+            raise RuntimeError(f"Kafka topic {self.topic!r} does not exist")
+        return partitions
 
     def _read_back(self, kafka: KafkaSettings, saved: Offsets) -> tuple[Written, Offsets]:
         """Origins of the records in the topic after `saved` (all of it when not saved),

@@ -31,7 +31,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from events import datagen
 from events.encoders import CLICK, USER, Shape, ksql_shape
-from kafka_client.admin import client_config, end_offsets
+from kafka_client.admin import client_config, end_offsets, visible_partitions
 from kafka_client.settings import VALUE_FORMATS, KafkaSettings
 from process import fail
 from setting import ConfigError
@@ -56,7 +56,9 @@ def create_topics(kafka: KafkaSettings, topics: dict[str, dict[str, str]], parti
         except Exception as ex:
             if "already exists" not in str(ex):
                 raise
-        del name
+        # created is not yet shown: a check of the topic at once could still miss it
+        if visible_partitions(admin, name, timeout_s=30) is None:
+            raise RuntimeError(f"Kafka topic {name!r} was created but does not show")
 
 
 def producer(kafka: KafkaSettings) -> Producer:
