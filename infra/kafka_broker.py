@@ -28,7 +28,14 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from infra.server import ServerProcess, command_line, fetch_lock, log_tail, wait_until_ready
+from infra.server import (
+    ServerProcess,
+    command_line,
+    fetch_lock,
+    log_tail,
+    started_ticks,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBS = ROOT / ".cache" / "kafka" / "libs"
@@ -56,6 +63,7 @@ class Broker(ServerProcess):
     ssl_port: int
     controller_port: int
     ca_file: str
+    started: int = 0  # `infra.server.started_ticks`
 
     @property
     def bootstrap(self) -> str:
@@ -343,7 +351,14 @@ def _launch(
         start_new_session=True,
     )
     broker = Broker(
-        str(workdir), proc.pid, port, sasl_port, ssl_port, controller_port, str(ca_file)
+        str(workdir),
+        proc.pid,
+        port,
+        sasl_port,
+        ssl_port,
+        controller_port,
+        str(ca_file),
+        started_ticks(proc.pid) or 0,
     )
     (workdir / "broker.json").write_text(json.dumps(asdict(broker)))
     _wait_ready(broker, proc, timeout)

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 
 from infra.kafka_broker import free_port
-from infra.server import ServerProcess, command_line, log_tail, wait_until_ready
+from infra.server import ServerProcess, command_line, log_tail, started_ticks, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "monitoring" / "alerts.yml"
@@ -45,6 +45,7 @@ class Server(ServerProcess):
     workdir: str
     pid: int
     port: int
+    started: int = 0  # `infra.server.started_ticks`
 
     @property
     def url(self) -> str:
@@ -133,7 +134,7 @@ def _launch(
     proc = subprocess.Popen(
         command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
     )
-    server = Server(str(workdir), proc.pid, port)
+    server = Server(str(workdir), proc.pid, port, started_ticks(proc.pid) or 0)
     (workdir / f"{name}.json").write_text(json.dumps(asdict(server)))
 
     def answers() -> bool:

@@ -29,7 +29,14 @@ from functools import partial
 from pathlib import Path
 
 from infra.kafka_broker import free_port
-from infra.server import ServerProcess, command_line, fetch_lock, log_tail, wait_until_ready
+from infra.server import (
+    ServerProcess,
+    command_line,
+    fetch_lock,
+    log_tail,
+    started_ticks,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = "3.3.3"
@@ -54,6 +61,7 @@ class Registry(ServerProcess):
     management_port: int
     # API key -> secret; empty: no authentication
     users: dict[str, str] = field(default_factory=dict)
+    started: int = 0  # `infra.server.started_ticks`
 
     @property
     def url(self) -> str:
@@ -125,13 +133,12 @@ def start(
     while management_port == port:
         management_port = free_port()
     users = dict(users or {})
-    pid = _launch(workdir, port, management_port, users, timeout)
-    return Registry(str(workdir), pid, port, management_port, users)
+    return _launch(workdir, port, management_port, users, timeout)
 
 
 def _launch(
     workdir: Path, port: int, management_port: int, users: dict[str, str], timeout: float
-) -> int:
+) -> Registry:
     auth = []
     if users:
         auth = [
@@ -162,12 +169,14 @@ def _launch(
         cwd=workdir,
         start_new_session=True,
     )
-    registry = Registry(str(workdir), proc.pid, port, management_port, users)
+    registry = Registry(
+        str(workdir), proc.pid, port, management_port, users, started_ticks(proc.pid) or 0
+    )
     (workdir / "registry.json").write_text(json.dumps(asdict(registry)))
     answers = partial(_answers, registry)
     tail = partial(log_tail, workdir / "registry.log")
     wait_until_ready(registry, proc, "Schema Registry", answers, tail, RegistryError, timeout, 0.25)
-    return proc.pid
+    return registry
 
 
 def _answers(registry: Registry) -> bool:

@@ -23,22 +23,37 @@ def reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def started_ticks(pid: int) -> int | None:
+    """When process `pid` started (clock ticks after boot, field 22 of /proc/PID/stat), or
+    None when there is none: with the PID it names one process, where a PID alone may
+    name a later one that was given the same number."""
+    stat = _stat(pid)
+    return int(stat[19]) if stat else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name: state first (field 3)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
 class ServerProcess:
-    """A server process, by `pid` (a field of the dataclass that inherits this)."""
+    """A server process, by `pid` and `started` (`started_ticks`, 0 when a state file of
+    an older version did not say): fields of the dataclass that inherits this."""
 
     pid: int
+    started: int
 
     def alive(self) -> bool:
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        """The server runs: its PID lives, is not a zombie, and is still the same process.
+        A state file outlives its server (a reboot, a kill -9), and its PID is soon given
+        to another process: taken for the server, `env` printed a dead registry's port."""
+        stat = _stat(self.pid)
+        if stat is None or stat[0] == "Z":  # a zombie child still has its /proc entry
             return False
-        # a zombie child still answers kill 0; look at its state
-        try:
-            state = Path(f"/proc/{self.pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            return False
-        return state != "Z"
+        return self.started in (0, int(stat[19]))
 
     def stop(self, timeout: float = 30.0, kill: bool = False) -> None:
         """SIGTERM (SIGKILL with `kill`), then SIGKILL after `timeout`; waits for the end."""
