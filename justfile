@@ -68,14 +68,16 @@ demo-kafka seconds="60" rate="200" format="json" alerts="": setup
 run-recoverable flow *args: setup
     @scripts/run_recoverable.sh "$@"
 
-# Run the whole test suite on two pytest-xdist workers (installs headless Chromium for the
+# Run the whole test suite on three pytest-xdist workers (installs headless Chromium for the
 # dashboard test, and Prometheus and Alertmanager for the alerting tests, if missing).
+# Three on 2 cores: on two the suite used 1.04 cores, waiting on brokers, restarts and
+# leases; `worksteal` moves tests from a worker still busy to one that is done.
 # `just test -n 0` runs it in one process.
 test *args: setup
     @scripts/setup_browser.sh
     @scripts/setup_monitoring.sh
     @scripts/setup_spark.sh
-    {{python}} -m pytest -n 2 "$@"
+    {{python}} -m pytest -n 3 --dist worksteal "$@"
 
 # The edit-test loop: every test that needs no broker, emulator, browser, Spark, Prometheus or
 # Alertmanager and is not slow.
