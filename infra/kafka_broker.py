@@ -92,7 +92,7 @@ class Broker(ServerProcess):
             self.controller_port,
             Path(self.ca_file),
         )
-        self.pid = launched.pid
+        self.pid, self.started = launched.pid, launched.started
         return self
 
 
