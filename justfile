@@ -68,15 +68,16 @@ demo-kafka seconds="60" rate="200" format="json" alerts="": setup
 run-recoverable flow *args: setup
     @scripts/run_recoverable.sh "$@"
 
-# Run the whole test suite on two pytest-xdist workers (installs headless Chromium for the
+# Run the whole test suite on three pytest-xdist workers (installs headless Chromium for the
 # dashboard test, and Prometheus and Alertmanager for the alerting tests, if missing).
-# Not three, though two use 1.04 of the 2 cores: the third made the chaos run 1.3-3.6x
-# longer and gave no shorter suite. `just test -n 0` runs it in one process.
+# Three on 2 cores: on two, the suite kept 1.04 cores busy, the rest waiting on brokers,
+# restarts and leases. `worksteal` moves tests from a busy worker to an idle one (the chaos
+# run, minutes on one worker, starts first). `just test -n 0` runs it in one process.
 test *args: setup
     @scripts/setup_browser.sh
     @scripts/setup_monitoring.sh
     @scripts/setup_spark.sh
-    {{python}} -m pytest -n 2 "$@"
+    {{python}} -m pytest -n 3 --dist worksteal "$@"
 
 # The edit-test loop: every test that needs no broker, emulator, browser, Spark, Prometheus or
 # Alertmanager and is not slow.

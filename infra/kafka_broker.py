@@ -19,9 +19,7 @@ Needs Java 17+ and Maven. Fails loudly, with the broker log, when it cannot star
 from __future__ import annotations
 
 import json
-import random
 import shutil
-import socket
 import subprocess
 import uuid
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ from infra.server import (
     ServerProcess,
     command_line,
     fetch_lock,
+    free_port,
     log_tail,
     started_ticks,
     wait_until_ready,
@@ -94,36 +93,6 @@ class Broker(ServerProcess):
         )
         self.pid, self.started = launched.pid, launched.started
         return self
-
-
-def _ephemeral_low() -> int:
-    """The lowest port the kernel hands out as the local end of outgoing connections."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port() -> int:
-    """A port free now, for a server started a little later.
-
-    Taken below the ephemeral range: a port the kernel picked (bind to 0) may meanwhile
-    become the local end of some client's outgoing connection, and the server's bind
-    then fails (`Address already in use`), as it did for the broker under two pytest
-    workers. Outgoing connections never take ports below the range."""
-    high = max(2048, _ephemeral_low() - 1)
-    pick = random.Random()  # its own seed: every test process picks differently
-    for _ in range(200):
-        port = pick.randint(max(1024, high - 12_000), high)
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise BrokerError(f"no free port below {high + 1}")
 
 
 def ensure_jars() -> Path:

@@ -8,9 +8,12 @@ import argparse
 import contextlib
 import fcntl
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +24,63 @@ def reap(pid: int) -> None:
     """Collect a child that exited, so it stops being a zombie."""
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+# Ports `free_port` handed out, one file each naming the process that asked for it: a
+# port stays taken while that process lives, even while its server is down.
+PORTS = Path(tempfile.gettempdir()) / "clickstream-ports"
+
+
+def free_port() -> int:
+    """A port free now, for a server started a little later, and held for the process
+    that asks for it as long as that process lives.
+
+    Held: a server restarted on its ports (a broker coming back, in a fault test or the
+    chaos run) found its controller port taken by another test worker's server, started
+    while it was down, and ran on without a controller. So a port another live process
+    was given is never handed out again, though nothing listens on it at the moment.
+
+    Taken below the ephemeral range: a port the kernel picked (bind to 0) may meanwhile
+    become the local end of some client's outgoing connection, and the server's bind
+    then fails (`Address already in use`), as it did for the broker under two pytest
+    workers. Outgoing connections never take ports below the range."""
+    high = max(2048, _ephemeral_low() - 1)
+    pick = random.Random()  # its own seed: every test process picks differently
+    me = f"{os.getpid()} {started_ticks(os.getpid())}"
+    PORTS.mkdir(exist_ok=True)
+    with open(PORTS / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one check-and-hold at a time on this machine
+        for _ in range(200):
+            port = pick.randint(max(1024, high - 12_000), high)
+            if _held(PORTS / str(port)):
+                continue
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            (PORTS / str(port)).write_text(me)
+            return port
+    raise OSError(f"no free port below {high + 1}")
+
+
+def _held(hold: Path) -> bool:
+    """Whether the process named in a port's hold file still lives."""
+    try:
+        pid, started = hold.read_text().split()
+        return str(started_ticks(int(pid))) == started
+    except (OSError, ValueError):
+        return False
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out as the local end of outgoing connections."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def started_ticks(pid: int) -> int | None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from infra.monitoring import Server
-from infra.server import started_ticks
+from infra.server import free_port, started_ticks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,3 +49,38 @@ def test_env_says_none_runs_when_the_state_files_pid_is_another_process(tmp_path
     )
     assert proc.returncode == 1, proc.stdout
     assert proc.stderr.startswith("error: no "), proc.stderr
+
+
+class _Offers:
+    """`random.Random` for `free_port` that offers the given ports in turn."""
+
+    ports: list[int] = []
+
+    def randint(self, _low: int, _high: int) -> int:
+        return self.ports.pop(0)
+
+
+def test_a_port_given_to_a_live_process_is_not_given_again_until_it_ends(monkeypatch):
+    """A broker down for a restart listens on nothing, yet its ports stay its own."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from infra.server import free_port; "
+            "print(free_port(), flush=True); sys.stdin.read()",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    held = int(holder.stdout.readline())
+    other = free_port()
+    monkeypatch.setattr("infra.server.random.Random", _Offers)
+    _Offers.ports = [held, *range(other + 1, other + 50)]
+    assert free_port() != held  # nothing listens on it, but its process lives
+    holder.stdin.close()
+    holder.wait()
+    _Offers.ports = [held]
+    assert free_port() == held  # its process ended: free again
