@@ -179,6 +179,18 @@ def stop(message: str) -> NoReturn:
     os._exit(2)
 
 
+@contextmanager
+def stop_on_error(what: str) -> Iterator[None]:
+    """`stop` with `what` and the error's text when the block raises. For a sink's
+    `close()`: Bytewax turns an exception from it into a Rust panic in a destructor,
+    which aborts the process with no reason given (`thread caused non-unwinding panic`).
+    """
+    try:
+        yield
+    except Exception as ex:
+        stop(f"{what}: {ex}")
+
+
 _CLEANUPS: list[Callable[[], None]] = []
 
 

@@ -28,7 +28,7 @@ from monitoring.metrics import (
     ROWS_WRITTEN,
 )
 from ownership import fence
-from process import keep_thread_state, stop
+from process import keep_thread_state, stop, stop_on_error
 from sinks.alerts import TableAlerts
 from storage.location import is_local, output_errors, storage_options
 from storage.retries import StorageFailure, StorageRetry
@@ -194,11 +194,12 @@ class BufferedPartition(StatefulSinkPartition[SinkItem, S], Generic[S]):
         self.oldest = None
 
     def close(self) -> None:
-        with self.sink.stop_on_failure():
+        with stop_on_error(f"sink {self.name}: closing"), self.sink.stop_on_failure():
             self.flush()
         log.info("sink %s: closed after %d rows", self.name, self.written)
         if self.outbox is not None:
-            self.outbox.drain(timeout_s=10.0)
+            with stop_on_error(f"sink {self.name}: closing"):
+                self.outbox.drain(timeout_s=10.0)
 
 
 class TableSink(FixedPartitionedSink[SinkItem, S], Generic[S]):

@@ -49,7 +49,7 @@ from kafka_client.settings import KafkaSettings
 from monitoring.metrics import SINK_KEPT_ORIGINS
 from operators.batches import Origin
 from ownership import fence, fence_until
-from process import keep_thread_state
+from process import keep_thread_state, stop_on_error
 from setting import ConfigError
 
 log = logging.getLogger(__name__)
@@ -382,7 +382,8 @@ class _TopicPartition(StatefulSinkPartition[list[KafkaRecord], tuple]):
         return tuple(State(dict(self.saved), {k: set(o) for k, o in self.written.items()}))
 
     def close(self) -> None:
-        self.snapshot()
+        with stop_on_error(f"kafka sink {self.name}: closing"):
+            self.snapshot()
         if self.skipped:
             log.info(
                 "kafka sink %s: %d records not written again after a restart",

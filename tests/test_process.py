@@ -3,6 +3,7 @@ stopping it with one line."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -201,3 +202,25 @@ def test_a_cluster_worker_keeps_its_python_thread_state(tmp_path, monkeypatch, k
         assert len(fresh) <= 2  # once for each worker thread
     else:
         assert len(fresh) > 100
+
+
+@pytest.mark.parametrize("guarded", [True, False], ids=["guarded", "bare (the control)"])
+def test_a_sink_failing_as_it_closes_stops_with_its_reason_not_a_panic(guarded):
+    """Bytewax turns an exception from a sink's close() into a Rust panic; when a second
+    partition's close() raises too, the process aborts and the reason is lost (as
+    `enrich`'s four did). `stop_on_error` says it in one line instead."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "tests.data.closing_sink_flow:flow"],
+        cwd=ROOT,
+        env={**os.environ, "GUARDED": "1" if guarded else "", "RUST_BACKTRACE": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    reason = "producing to T failed: Local: Message timed out"
+    if guarded:
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines() == [f"error: sink p: closing: {reason}"], proc.stderr
+    else:  # why the guard is there
+        assert proc.returncode != 0 and "panic" in proc.stderr, proc.stderr
+        assert reason not in proc.stderr, proc.stderr

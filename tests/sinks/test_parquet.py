@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import NoReturn
 
 import duckdb
 import polars as pl
+import pytest
 
 from sinks.base import frame
 from sinks.parquet import ParquetSink, TableRows
@@ -160,3 +162,25 @@ def test_a_flush_whose_first_hundred_rows_have_a_null_key_keeps_every_row():
 
     assert df.height == 151 and df["username"].to_list()[-1] == "Ferd88"
     assert df["username"].null_count() == 150
+
+
+def test_a_flush_failing_as_the_sink_closes_stops_with_its_reason(tmp_path, monkeypatch):
+    """Raised from close(), Bytewax's panic would abort the process and drop it."""
+    sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=1)
+    part = sink.build_part("out", "0", None)
+    part.write_batch([TableRows("pages_per_min", pages_rows(3))])
+
+    def write_flush(*_args: object) -> None:
+        raise ValueError("a column Polars could not write")
+
+    monkeypatch.setattr(part, "write_flush", write_flush)
+    said: list[str] = []
+
+    def stop(message: str) -> NoReturn:
+        said.append(message)
+        raise SystemExit(2)
+
+    monkeypatch.setattr("process.stop", stop)
+    with pytest.raises(SystemExit):
+        part.close()
+    assert said == ["sink flow-p000: closing: a column Polars could not write"], said
