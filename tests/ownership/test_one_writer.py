@@ -187,7 +187,10 @@ def test_a_paused_zombie_woken_after_a_takeover_writes_nothing(
     woken = (tmp_path / "zombie.log").read_text()[mark:]
     (line,) = error_lines(woken)
     assert "lost its lease" in line and f"pid {replacement.pid}" in line, line
-    assert "wrote" not in woken and "committing" not in woken, woken
+    # Paused between writing a Delta flush's files and committing them (the files are
+    # what "a flush" waits for), it logs "committing" on waking and its fenced commit is
+    # refused (CI 39): no flush completes, and the files and commits below are the proof.
+    assert "wrote" not in woken, woken
     assert _files_of(output, 1) <= files, "the zombie wrote a file after the takeover"
     zombie_commits = [c for c in _owner_commits(output) if c[2] == 1]
     assert zombie_commits == [c for c in commits if c[2] == 1]
