@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name in getattr(item, "fixturenames", ()):
             if name in MARK_OF_FIXTURE:
                 item.add_marker(MARK_OF_FIXTURE[name])
-    # the chaos run (minutes, on one worker) first, so the other worker runs the rest
+    # the chaos run (minutes, on one worker) first, so the other workers run the rest
     # meanwhile: collected last, it ran alone at the end and the suite took 17 minutes
     items.sort(key=lambda item: not item.nodeid.startswith("tests/tools/test_chaos.py"))
 
