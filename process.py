@@ -166,9 +166,11 @@ def fail(message: str, status: int = 2) -> NoReturn:
 _STOPPING = threading.Lock()
 
 
-def stop(message: str) -> NoReturn:
+def stop(message: str, status: int = 2) -> NoReturn:
     """Stop the whole process with one line, from a worker thread, where raising would end
     in Bytewax's panic and traceback. The recovery store keeps the last committed epoch.
+    Exit status 2 (the default) says a restart will not help without a change (a setting,
+    a lost lease); 1, that it may.
 
     Several threads may stop at once (the lease's renewal thread and a writer's fence
     both find the lease lost): the first prints its line and exits, the others wait
@@ -176,19 +178,20 @@ def stop(message: str) -> NoReturn:
     _STOPPING.acquire()  # never released: os._exit ends every thread
     print(f"error: {message}", file=sys.stderr, flush=True)
     logging.shutdown()
-    os._exit(2)
+    os._exit(status)
 
 
 @contextmanager
 def stop_on_error(what: str) -> Iterator[None]:
-    """`stop` with `what` and the error's text when the block raises. For a sink's
-    `close()`: Bytewax turns an exception from it into a Rust panic in a destructor,
-    which aborts the process with no reason given (`thread caused non-unwinding panic`).
-    """
+    """`stop` with `what` and the error's text when the block raises, exit status 1 (a
+    restart may help: the failure is the run's, like an exception's, not a setting's).
+    For a sink's `close()`: Bytewax turns an exception from it into a Rust panic in a
+    destructor, which aborts the process with no reason given (`thread caused
+    non-unwinding panic`)."""
     try:
         yield
     except Exception as ex:
-        stop(f"{what}: {ex}")
+        stop(f"{what}: {ex}", 1)
 
 
 _CLEANUPS: list[Callable[[], None]] = []
