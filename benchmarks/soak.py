@@ -30,7 +30,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from events import datagen
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from tools.replay_gen import kcat_line
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from infra.kafka_broker import free_port
+from infra.server import free_port
 
 
 def local_cluster(command: list[str], processes: int) -> list[list[str]]:

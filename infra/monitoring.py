@@ -20,8 +20,14 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
-from infra.kafka_broker import free_port
-from infra.server import ServerProcess, command_line, log_tail, started_ticks, wait_until_ready
+from infra.server import (
+    ServerProcess,
+    command_line,
+    free_port,
+    log_tail,
+    started_ticks,
+    wait_until_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "monitoring" / "alerts.yml"

@@ -28,11 +28,11 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
-from infra.kafka_broker import free_port
 from infra.server import (
     ServerProcess,
     command_line,
     fetch_lock,
+    free_port,
     log_tail,
     started_ticks,
     wait_until_ready,

@@ -88,7 +88,10 @@ def started_ticks(pid: int) -> int | None:
     None when there is none: with the PID it names one process, where a PID alone may
     name a later one that was given the same number."""
     stat = _stat(pid)
-    return int(stat[19]) if stat else None
+    return int(stat[_STARTTIME]) if stat else None
+
+
+_STATE, _STARTTIME = 0, 19  # fields 3 and 22 of /proc/PID/stat, in `_stat`'s list
 
 
 def _stat(pid: int) -> list[str] | None:
@@ -111,9 +114,9 @@ class ServerProcess:
         A state file outlives its server (a reboot, a kill -9), and its PID is soon given
         to another process: taken for the server, `env` printed a dead registry's port."""
         stat = _stat(self.pid)
-        if stat is None or stat[0] == "Z":  # a zombie child still has its /proc entry
+        if stat is None or stat[_STATE] == "Z":  # a zombie child still has its /proc entry
             return False
-        return self.started in (0, int(stat[19]))
+        return self.started in (0, int(stat[_STARTTIME]))
 
     def stop(self, timeout: float = 30.0, kill: bool = False) -> None:
         """SIGTERM (SIGKILL with `kill`), then SIGKILL after `timeout`; waits for the end."""

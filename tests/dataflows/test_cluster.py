@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from kafka_client.settings import KafkaSettings
 from tests.processes import ROOT, clean_env
 from tests.tables import expected_tables, read_rows

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from kafka_client.settings import KafkaSettings
 from tests.processes import (
     SLOW_RUN,

@@ -32,8 +32,8 @@ import dataflows.user_clickstream
 from config import Settings
 from events import datagen
 from events.encoders import CLICK, USER, AvroEncoder, JsonSchemaEncoder, ProtobufEncoder
-from infra.kafka_broker import free_port
 from infra.schema_registry import Registry
+from infra.server import free_port
 from kafka_client.settings import KafkaSettings, RegistrySettings
 from setting import Secret
 from tests.link import Link

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions, OffsetSpec
 
 from events import datagen
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from kafka_client.settings import KafkaSettings
 from tests.monitoring.test_metrics import Samples, scrape, total
 from tests.processes import clean_env, committed_epoch, start_flow

@@ -27,7 +27,7 @@ import orjson
 from confluent_kafka import Producer
 
 from infra import monitoring
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from kafka_client.settings import KafkaSettings
 from tests.monitoring.test_grafana_dashboard import firing_alerts_query
 from tests.monitoring.test_metrics import dataflow, scrape, total, wait_for

@@ -20,7 +20,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from events.parse import reason_kind
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from kafka_client.settings import KafkaSettings
 from tests.processes import ROOT, clean_env
 from tests.tables import read_rows

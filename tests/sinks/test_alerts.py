@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from config import Settings
 from dataflows.common import table_alerts
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from setting import ConfigError
 from sinks.alerts import Alert, AlertPoster, AlertTable, TableAlerts
 from sinks.base import BufferedPartition, TableRows, TableSink

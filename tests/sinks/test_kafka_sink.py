@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import NoReturn
 
 import pytest
 from confluent_kafka import Producer
@@ -220,23 +219,16 @@ def test_a_record_not_acknowledged_in_time_names_the_setting_and_the_lease(
 
 
 def test_a_failure_as_the_sink_closes_stops_with_its_reason(
-    kafka_bootstrap, topic_name, monkeypatch
+    kafka_bootstrap, topic_name, stop_lines
 ):
     """Raised from close(), Bytewax's panic would abort the process and drop the reason:
     `enrich`'s four partitions did, against a broker that gave no producer ID."""
     part = _sink(kafka_bootstrap, topic_name, partitions=1, parts=1).build_part("write", "0", None)
     part.failures.append("Local: Message timed out")
-    said: list[str] = []
-
-    def stop(message: str, status: int = 2) -> NoReturn:
-        said.append(message)
-        raise SystemExit(status)
-
-    monkeypatch.setattr("process.stop", stop)
     with pytest.raises(SystemExit) as stopped:
         part.close()
     assert stopped.value.code == 1  # a restart may help
-    assert len(said) == 1 and said[0].startswith(
+    assert len(stop_lines) == 1 and stop_lines[0].startswith(
         f"kafka sink {part.name}: closing: producing to {topic_name} failed: "
         "Local: Message timed out (not acknowledged within message.timeout.ms"
-    ), said
+    ), stop_lines

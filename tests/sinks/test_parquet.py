@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from typing import NoReturn
 
 import duckdb
 import polars as pl
@@ -164,7 +163,9 @@ def test_a_flush_whose_first_hundred_rows_have_a_null_key_keeps_every_row():
     assert df["username"].null_count() == 150
 
 
-def test_a_flush_failing_as_the_sink_closes_stops_with_its_reason(tmp_path, monkeypatch):
+def test_a_flush_failing_as_the_sink_closes_stops_with_its_reason(
+    tmp_path, monkeypatch, stop_lines
+):
     """Raised from close(), Bytewax's panic would abort the process and drop it."""
     sink = ParquetSink(str(tmp_path), "flow", [PAGES_PER_MIN], parts=1)
     part = sink.build_part("out", "0", None)
@@ -174,14 +175,7 @@ def test_a_flush_failing_as_the_sink_closes_stops_with_its_reason(tmp_path, monk
         raise ValueError("a column Polars could not write")
 
     monkeypatch.setattr(part, "write_flush", write_flush)
-    said: list[str] = []
-
-    def stop(message: str, status: int = 2) -> NoReturn:
-        said.append(message)
-        raise SystemExit(status)
-
-    monkeypatch.setattr("process.stop", stop)
     with pytest.raises(SystemExit) as stopped:
         part.close()
     assert stopped.value.code == 1  # a restart may help
-    assert said == ["sink flow-p000: closing: a column Polars could not write"], said
+    assert stop_lines == ["sink flow-p000: closing: a column Polars could not write"]

@@ -19,7 +19,7 @@ from selenium.webdriver.chrome.service import Service
 
 import dataflows.user_clickstream
 from config import Settings
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from tests.processes import ROOT, clean_env
 from tools.query import connect
 from tools.replay_gen import generate

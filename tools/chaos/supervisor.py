@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra.kafka_broker import free_port
+from infra.server import free_port
 from process import listening_ports
 from tools.chaos.gate import Gate
 
