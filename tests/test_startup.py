@@ -26,7 +26,6 @@ UNUSED_BY_A_PLAIN_RUN = {
     "datasketches": "approx_count_distinct",
     "numpy": "DataSketches",
     "fastavro": "Avro",
-    "clickstream_native": "Avro batches",
     "google": "Protobuf, and gcsfs's GCS client",
     "grpc_tools": "Protobuf schemas",
     "deltalake": "Delta output",

@@ -1,7 +1,10 @@
-//! Compiled hot paths of the clickstream pipeline: Avro batches, and a replay file's
-//! lines. Python stays the reference: every function here has a Python twin that
-//! property tests compare it with (tests/events/test_native.py,
-//! tests/sources/test_replay_native.py).
+//! Compiled hot paths of the clickstream pipeline: Avro batches, a replay file's lines,
+//! and a batch's counts per key and pane (`panes`). Python stays the reference: every
+//! function here has a Python twin that property tests compare it with
+//! (tests/events/test_native.py, tests/sources/test_replay_native.py,
+//! tests/operators/test_native_panes.py).
+
+mod panes;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -452,5 +455,6 @@ impl LineFile {
 fn clickstream_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(avro_to_msgpack, m)?)?;
     m.add_class::<LineFile>()?;
+    m.add_function(wrap_pyfunction!(panes::count_panes, m)?)?;
     Ok(())
 }

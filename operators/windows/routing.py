@@ -12,6 +12,8 @@ from operator import itemgetter, sub
 from time import monotonic
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from clickstream_native import count_panes
+
 from operators.aggregates import Aggregates
 from operators.batches import Origin, TimedBatch
 from operators.shards import ShardCache
@@ -83,13 +85,17 @@ def combine_panes(
                 groups[(key(e), t - t % slide)].append(e)
         # saved: rows may cross to another process, and partial states do not pickle
         return [(k, p, aggs.save(aggs.of(events))) for (k, p), events in groups.items()]
-    counted = (
-        Counter(zip(map(key, batch.events), [t - t % slide for t in times], strict=True))
-        if where is None
-        else Counter(
-            (key(e), t - t % slide) for e, t in zip(batch.events, times, strict=True) if where(e)
-        )
-    )
+    if where is None:
+        keys = list(map(key, batch.events))
+    else:
+        keep = list(map(where, batch.events))
+        keys = list(map(key, compress(batch.events, keep)))
+        times = list(compress(times, keep))
+    # In Rust: a fifth of a worker's time went to the Counter below (docs/performance.md)
+    rows = count_panes(keys, times, slide)
+    if rows is not None:
+        return rows
+    counted = Counter(zip(keys, [t - t % slide for t in times], strict=True))
     return [(k, p, n) for (k, p), n in counted.items()]
 
 
