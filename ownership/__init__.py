@@ -42,6 +42,7 @@ from pathlib import Path
 from config import Settings
 from ownership.definition import check_definition
 from ownership.lease import GcsPlace, Lease, LeaseHeld, LeaseLost, LocalPlace, Place
+from ownership.store import drop_unfinished_snapshots
 from process import RunArgs, on_stop, run_args, stop
 from setting import ConfigError
 from storage.location import is_local, output_fs
@@ -150,6 +151,15 @@ def _claim(
     atexit.register(lease.release)
     if run.recovery is not None:
         check_definition(run.recovery, flow, definition, earlier)
+        dropped, epoch = drop_unfinished_snapshots(run.recovery)
+        if dropped:
+            log.info(
+                "recovery store %s: dropped %d snapshots of epoch %s on, which the last run "
+                "did not finish on every worker",
+                run.recovery,
+                dropped,
+                epoch,
+            )
         # Only a single process may swap the files: cluster processes share the store
         # (on one host, or a shared volume), and a peer that already opened the old
         # files would go on writing to unlinked ones.
