@@ -1,6 +1,7 @@
 """What a recovery store holds, read before the dataflow runs (Bytewax's SQLite files,
-`<recovery dir>/part-N.sqlite3`): whether it has a committed epoch to resume from, and
-which state keys a step saved."""
+`<recovery dir>/part-N.sqlite3`): whether it has a committed epoch to resume from, which
+state keys a step saved, the epoch a run resumes from, and the snapshots of unfinished
+epochs, which are dropped before it does."""
 
 from __future__ import annotations
 
