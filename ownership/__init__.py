@@ -151,7 +151,10 @@ def _claim(
     atexit.register(lease.release)
     if run.recovery is not None:
         check_definition(run.recovery, flow, definition, earlier)
-        dropped, epoch = drop_unfinished_snapshots(run.recovery)
+        try:
+            dropped, epoch = drop_unfinished_snapshots(run.recovery)
+        except sqlite3.Error as ex:  # resuming with such snapshots could write twice
+            stop(f"recovery store {run.recovery}: cannot drop unfinished snapshots: {ex}", 1)
         if dropped:
             log.info(
                 "recovery store %s: dropped %d snapshots of epoch %s on, which the last run "

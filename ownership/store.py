@@ -42,16 +42,14 @@ def resume_epoch(recovery: Path) -> int | None:
     """The epoch Bytewax resumes the store from, computed as Bytewax 0.21 does
     (`RecoveryPart::resume_from`): the latest execution's workers' frontiers (a worker
     with none written: that execution's own resume epoch), the least of them. None for a
-    store no execution has started from yet, or one whose files do not all answer."""
+    store no execution has started from yet; `sqlite3.Error` for a file that does not
+    answer."""
     executions: list[tuple[int, int, int]] = []
     fronts: list[tuple[int, int, int]] = []
     for part in recovery.glob("*.sqlite3"):
-        try:
-            with contextlib.closing(sqlite3.connect(part)) as db:
-                executions += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
-                fronts += db.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")
-        except sqlite3.Error:
-            return None
+        with contextlib.closing(sqlite3.connect(part)) as db:
+            executions += db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs")
+            fronts += db.execute("SELECT ex_num, worker_index, worker_frontier FROM fronts")
     if not executions:
         return None
     latest, workers, resumed_at = max(executions)

@@ -114,3 +114,12 @@ def test_nothing_is_dropped_from_a_store_that_finished_every_epoch(tmp_path):
     epoch = resume_epoch(store)
     assert drop_unfinished_snapshots(store) == (0, epoch)
     assert _run(store, source) == [("a", 3), ("a", 4), ("a", 5), ("a", 6)]
+
+
+def test_a_store_file_that_does_not_answer_is_an_error_not_a_skip(tmp_path):
+    store = tmp_path / "recovery"
+    store.mkdir()
+    init_db_dir(store, 2)
+    (store / "part-1.sqlite3").write_bytes(b"not a database" * 100)
+    with pytest.raises(sqlite3.DatabaseError):
+        drop_unfinished_snapshots(store)
