@@ -24,15 +24,22 @@ def committed(recovery: Path) -> bool:
 
 def saved_keys(recovery: Path, step_id: str) -> set[str]:
     """The state keys (a source's partitions, a stateful step's keys) step `step_id`
-    saved in a store a run can resume from; empty for a store with nothing committed."""
+    saved in a store a run can resume from; empty for a store with nothing committed.
+    Only the keys a resume loads: snapshots of an unfinished epoch do not count (it runs
+    before `drop_unfinished_snapshots`, as the dataflow is built)."""
     if not recovery.is_dir() or not committed(recovery):
         return set()
+    try:
+        epoch = resume_epoch(recovery)
+    except sqlite3.Error:
+        epoch = None  # the start stops on it with one line (`ownership.claim`)
+    before = 2**62 if epoch is None else epoch
     keys: set[str] = set()
     for part in recovery.glob("*.sqlite3"):
         try:
             with contextlib.closing(sqlite3.connect(part)) as db:
-                query = "SELECT DISTINCT state_key FROM snaps WHERE step_id = ?"
-                keys.update(key for (key,) in db.execute(query, (step_id,)))
+                query = "SELECT DISTINCT state_key FROM snaps WHERE step_id = ? AND snap_epoch < ?"
+                keys.update(key for (key,) in db.execute(query, (step_id, before)))
         except sqlite3.Error:
             continue
     return keys

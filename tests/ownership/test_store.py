@@ -27,7 +27,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from ownership.store import drop_unfinished_snapshots, resume_epoch
+from ownership.store import drop_unfinished_snapshots, resume_epoch, saved_keys
 
 EOF, ABORT = TestingSource.EOF, TestingSource.ABORT
 
@@ -64,20 +64,27 @@ def _executions(store: Path) -> list[tuple[int, int]]:
     return sorted(rows)
 
 
-def _ahead_worker_writes(store: Path, key: str, epoch: int, state: int) -> None:
-    """The snapshot a worker ahead of the others writes of `epoch`, which the run never
-    finishes: a copy of the key's row with that epoch and state."""
+def _step_of(store: Path, key: str) -> str:
+    """The running sum's step id in the store (Bytewax names it after its inner steps)."""
     for part in store.glob("*.sqlite3"):
         with sqlite3.connect(part) as db:
             query = "SELECT step_id FROM snaps WHERE state_key = ? AND step_id LIKE 'sums.sum%'"
             for (step,) in db.execute(query, (key,)).fetchall():
-                db.execute(
-                    "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) "
-                    "VALUES (?, ?, ?, ?)",
-                    (step, key, epoch, pickle.dumps(state)),
-                )
-                return
+                return str(step)
     raise AssertionError(f"no snapshot of {key}")
+
+
+def _ahead_worker_writes(
+    store: Path, key: str, epoch: int, state: int, as_key: str | None = None
+) -> None:
+    """The snapshot a worker ahead of the others writes of `epoch`, which the run never
+    finishes: the key's row with that epoch and state (for `as_key`, a key no finished
+    epoch saved)."""
+    with sqlite3.connect(next(store.glob("*.sqlite3"))) as db:
+        db.execute(
+            "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES (?, ?, ?, ?)",
+            (_step_of(store, key), as_key or key, epoch, pickle.dumps(state)),
+        )
 
 
 @pytest.mark.parametrize("dropped", [True, False], ids=["dropped", "control"])
@@ -92,8 +99,11 @@ def test_a_snapshot_of_an_unfinished_epoch_never_comes_back(tmp_path, dropped):
     epoch = resume_epoch(store)
     assert epoch is not None
     _ahead_worker_writes(store, "b", epoch, 999)
+    _ahead_worker_writes(store, "a", epoch + 1, 999, as_key="c")
+    # the keys a resume loads: not one only an unfinished epoch saved
+    assert saved_keys(store, _step_of(store, "a")) == {"a", "b"}
     if dropped:
-        assert drop_unfinished_snapshots(store) == (1, epoch)
+        assert drop_unfinished_snapshots(store) == (2, epoch)
     assert _run(store, source) == [("a", 3), ("a", 4), ("a", 5), ("a", 6)]
     # computed as Bytewax computes it: the epoch the second run recorded it resumed from
     assert _executions(store)[-1][1] == epoch
