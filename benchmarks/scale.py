@@ -1,6 +1,6 @@
 """What a user feels: whole `python -m bytewax.run` processes, timed as a backfill is timed,
 with the CPU each process spent (`os.wait4`'s rusage: user + system, steadier than wall
-time on this noisy machine).
+time on this noisy machine). The runs a row compares take turns (`in_turns`).
 
 Rows, each a ratio within one run:
 - start-up: `import dataflows.clickstream`, and a whole 10-record run;
@@ -78,13 +78,24 @@ def dataflow(flow: str, processes: int) -> list[list[str]]:
     return local_cluster([sys.executable, "-m", "bytewax.run", f"dataflows.{flow}:flow"], processes)
 
 
-def best(commands: Sequence[Sequence[str]], env_of: dict[str, str], out: Path) -> Timed:
-    """The least wall time and the least CPU of `RUNS` runs, each into a new output."""
-    runs = []
+Run = tuple[Sequence[Sequence[str]], dict[str, str], Path]  # commands, environment, outputs
+
+
+def in_turns(runs: dict[str, Run]) -> dict[str, Timed]:
+    """The least wall time and the least CPU of `RUNS` runs of each, each into a new output.
+
+    The runs take turns (a, b, a, b, ...): this machine's speed drifts by a fifth within
+    minutes (1 worker took 2.54 CPU-s, then 2.94 ten minutes later), so runs of one kind
+    measured after all runs of another would put the drift into the ratio."""
+    times: dict[str, list[Timed]] = {name: [] for name in runs}
     for attempt in range(RUNS):
-        env = {**env_of, "CLICKSTREAM_OUTPUT": str(out / f"{len(list(out.glob('*')))}-{attempt}")}
-        runs.append(timed(commands, env))
-    return Timed(min(r.wall for r in runs), min(r.cpu for r in runs))
+        for name, (commands, env_of, out) in runs.items():
+            output = out / f"{len(list(out.glob('*'))) if out.exists() else 0}-{attempt}"
+            times[name].append(timed(commands, {**env_of, "CLICKSTREAM_OUTPUT": str(output)}))
+    return {
+        name: Timed(min(r.wall for r in done), min(r.cpu for r in done))
+        for name, done in times.items()
+    }
 
 
 def pipeline_env(**settings: str) -> dict[str, str]:
@@ -100,9 +111,15 @@ def bench_startup(record: Record, tmp: Path) -> float:
         CLICKSTREAM_DATAGEN_RATE="100000",
     )
     timed(dataflow("clickstream", 1), {**env, "CLICKSTREAM_OUTPUT": str(tmp / "warm")})  # cache
-    bare = best([[sys.executable, "-c", "import bytewax.operators, confluent_kafka"]], env, tmp)
-    imports = best([[sys.executable, "-c", "import dataflows.clickstream"]], env, tmp)
-    run = best(dataflow("clickstream", 1), env, tmp / "ten")
+    bare_import = [[sys.executable, "-c", "import bytewax.operators, confluent_kafka"]]
+    timings = in_turns(
+        {
+            "bare": (bare_import, env, tmp),
+            "imports": ([[sys.executable, "-c", "import dataflows.clickstream"]], env, tmp),
+            "run": (dataflow("clickstream", 1), env, tmp / "ten"),
+        }
+    )
+    bare, imports, run = timings["bare"], timings["imports"], timings["run"]
     record("scale", "import dataflows.clickstream (wall s)", imports.wall, "bare", bare.wall)
     record("scale", "a 10-record run, whole process (wall s)", run.wall, "import", imports.wall)
     record("scale", "a 10-record run (CPU s)", run.cpu, "bytewax + confluent import", bare.cpu)
@@ -132,10 +149,15 @@ def bench_kafka_scale(n: int, record: Record, tmp: Path, startup_cpu: float) -> 
             KAFKA_STOP_AT_END="true",
             CLICKSTREAM_TOPIC=kafka.clickstream_topic,
         )
-        idle = best(dataflow("clickstream", 1), {**env, "CLICKSTREAM_TOPIC": few}, tmp / "e")
-        one = best(dataflow("clickstream", 1), env, tmp / "k1")
-        two = best(dataflow("clickstream", 2), env, tmp / "k2")
-        four = best(dataflow("clickstream", 4), env, tmp / "k4")
+        timings = in_turns(
+            {
+                "idle": (dataflow("clickstream", 1), {**env, "CLICKSTREAM_TOPIC": few}, tmp / "e"),
+                "one": (dataflow("clickstream", 1), env, tmp / "k1"),
+                "two": (dataflow("clickstream", 2), env, tmp / "k2"),
+                "four": (dataflow("clickstream", 4), env, tmp / "k4"),
+            }
+        )
+        idle, one, two, four = (timings[k] for k in ("idle", "one", "two", "four"))
         per_record = (one.cpu - idle.cpu) / (n - FEW) * 1e6
         floor = ceiling_cpu(kafka, n) / n * 1e6
         record(
@@ -203,12 +225,18 @@ def bench_replay_scale(n: int, record: Record, tmp: Path) -> None:
     generate(dump, events=n, rate=500, partitions=4, jitter_ms=20_000, seed=13)
     print(f"scale: {n:,} records from a replay file", flush=True)
     env = pipeline_env(CLICKSTREAM_SOURCE=f"replay:{dump}")
-    one = best(dataflow("clickstream", 1), env, tmp / "r1")
-    two = best(dataflow("clickstream", 2), env, tmp / "r2")
+    naive_cmd = [[sys.executable, "-m", "bytewax.run", "benchmarks.naive:flow"]]
+    naive_input = dump / "clickstream.jsonl"
+    timings = in_turns(
+        {
+            "one": (dataflow("clickstream", 1), env, tmp / "r1"),
+            "two": (dataflow("clickstream", 2), env, tmp / "r2"),
+            "naive": (naive_cmd, {**env, "NAIVE_REPLAY": str(naive_input)}, tmp / "nv"),
+        }
+    )
+    one, two, naive = timings["one"], timings["two"], timings["naive"]
     record("scale", "CPU of 2 processes, replay (s)", two.cpu, "1 worker", one.cpu)
     record("scale", "records/s, 2 processes, replay", n / two.wall, "1 worker", n / one.wall)
-    naive_cmd = [[sys.executable, "-m", "bytewax.run", "benchmarks.naive:flow"]]
-    naive = best(naive_cmd, {**env, "NAIVE_REPLAY": str(dump / "clickstream.jsonl")}, tmp / "nv")
     record("scale", "records/s, 1 worker, replay", n / one.wall, "naive Bytewax", n / naive.wall)
 
 
