@@ -90,7 +90,7 @@ def in_turns(runs: dict[str, Run]) -> dict[str, Timed]:
     times: dict[str, list[Timed]] = {name: [] for name in runs}
     for attempt in range(RUNS):
         for name, (commands, env_of, out) in runs.items():
-            output = out / f"{len(list(out.glob('*'))) if out.exists() else 0}-{attempt}"
+            output = out / f"{len(list(out.glob('*')))}-{attempt}"  # none yet: 0
             times[name].append(timed(commands, {**env_of, "CLICKSTREAM_OUTPUT": str(output)}))
     return {
         name: Timed(min(r.wall for r in done), min(r.cpu for r in done))
